@@ -1,0 +1,21 @@
+"""gvlmodel: imatinib and graft-versus-leukemia control of CML after allogeneic SCT.
+
+The public API is re-exported here; implementation lives in the named modules.
+"""
+from .errors import InputError, SolverError
+from .indices import KP, N_STATES, State, STATE_GROUPS
+from .measurement import DEFAULT_DETECTION_LIMIT, RESPONSE_LEVELS_PERCENT, bcr_abl_percent
+from .model import im_effect, rhs
+from .parameters import (PARAMETER_NAMES, PARAMETER_TABLE, Parameter, Variant, default_parameters,
+                         kernel_parameters, resolve_parameters, salib_problem, table_markdown)
+from .simulate import DoseSchedule, SimulationResult, healthy_state, initial_state, simulate
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "InputError", "SolverError", "KP", "N_STATES", "State", "STATE_GROUPS", "DEFAULT_DETECTION_LIMIT",
+    "RESPONSE_LEVELS_PERCENT", "bcr_abl_percent", "im_effect", "rhs", "PARAMETER_NAMES", "PARAMETER_TABLE",
+    "Parameter", "Variant", "default_parameters", "kernel_parameters", "resolve_parameters", "salib_problem",
+    "table_markdown", "DoseSchedule", "SimulationResult", "healthy_state", "initial_state", "simulate",
+    "__version__",
+]

@@ -1,0 +1,189 @@
+r"""The model's equations, written once, as named fluxes in compiled kernels.
+
+State (cells): normal hierarchy ``X0..X3``; quiescent LSCs ``Q``; cycling LSCs
+``Y0``; leukemic progenitors, differentiated and mature cells ``Y1..Y3``;
+effector cells ``Z``.  With the imatinib effect ``e`` (dimensionless, 1 at
+400 mg/day, 0 off drug; :func:`im_effect`), the stem niche signal
+``S = X0 + Q + Y0``, feedback ``phi = 1 / (1 + S / K_N)``, leukemic load
+``L = Q + Y0 + Y1 + Y2 + Y3`` and per-cell immune kill rate ``k = z_kill * Z``:
+
+.. math::
+
+    \dot X_0 &= (r_x \varphi - d_0) X_0 \\
+    \dot X_1 &= a_x X_0 - d_1 X_1 \\
+    \dot X_2 &= b_x X_1 - d_2 X_2 \\
+    \dot X_3 &= c_x X_2 - d_3 X_3 \\
+    \dot Q   &= q_{in} Y_0 - q_{out} Q - \kappa_Q k Q \\
+    \dot Y_0 &= (r_y \varphi - d_0 - k_{IM} e - k) Y_0 - q_{in} Y_0 + q_{out} Q \\
+    \dot Y_1 &= \frac{a_y}{1 + (F_a - 1) e} Y_0 - (d_1 + k) Y_1 \\
+    \dot Y_2 &= \frac{b_y}{1 + (F_b - 1) e} Y_1 - (d_2 + k) Y_2 \\
+    \dot Y_3 &= c_y Y_2 - (d_3 + k) Y_3 \\
+    \dot Z   &= b_z - d_z Z + (1 - s)\,\rho\, \frac{2 (L/K_z)}{1 + (L/K_z)^2} Z
+
+Mechanisms and sources (details and values in :mod:`gvlmodel.parameters`):
+
+* self-renewal with homeostatic niche feedback shared by normal and leukemic
+  stem cells; hierarchy rates of Michor et al., Nature 2005;
+* quiescence exchange ``q_in``/``q_out`` (Stein et al. 2011; Fassoni et al. 2018),
+  quiescent LSCs neither divide nor respond to imatinib;
+* imatinib (Emax on steady-state exposure): kills cycling LSCs
+  (Roeder et al. 2006, Stein et al. 2011) and divides the leukemic progenitor
+  and differentiated outputs by ``F_a``, ``F_b`` at 400 mg/day (Michor 2005);
+* effectors with influx ``b_z``, death ``d_z``, expansion in an immune window
+  of leukemic load (Hähnel et al., Cancer Res 2020: ``p_z L/(K_z^2+L^2)`` with
+  ``p_z = 2 rho K_z``, so the per-capita expansion peaks at ``rho`` when
+  ``L = K_z``), scaled down by immunosuppression ``s``; mass-action killing of
+  every leukemic compartment, quiescent LSCs with relative susceptibility
+  ``kappa_Q`` (Moore & Li 2004; DeConde et al. 2005);
+* the window exists iff ``(1 - s) rho > d_z``; its edges are the roots of
+  ``(1 - s) rho 2 u / (1 + u^2) = d_z`` with ``u = L/K_z``
+  (:func:`gvlmodel.symbolic.window_edges`).
+
+Extinction (fewer than one LSC) is an event of the integrator, not a term here.
+The variants H0/H1/H2 differ only in the kernel parameter vector
+(:func:`gvlmodel.parameters.kernel_parameters`).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ._jit import jit
+from .indices import KP, State
+
+# --------------------------------------------------------------------------
+# imatinib: dose -> exposure -> effect
+# --------------------------------------------------------------------------
+
+
+@jit
+def im_effect(dose_mg, css_400, ec50):
+    """Imatinib effect relative to 400 mg/day (0 off drug, 1 at 400 mg/day).
+
+    Steady-state exposure is dose-linear, ``C = css_400 * dose / 400``: with a
+    half-life of about 18 h, exposure equilibrates within days, far faster than
+    the cell dynamics, so a constant exposure per dose level is assumed.  The
+    effect is Emax with Hill coefficient 1, normalised to the 400 mg/day level
+    so that the fold reductions and kill rates in the table are the reference
+    (400 mg/day) values.
+    """
+    if dose_mg <= 0.0:
+        return 0.0
+    c = css_400 * dose_mg / 400.0
+    return (c / (c + ec50)) / (css_400 / (css_400 + ec50))
+
+
+# --------------------------------------------------------------------------
+# named fluxes
+# --------------------------------------------------------------------------
+
+
+@jit
+def niche_feedback(x0, q, y0, p):
+    """Homeostatic feedback ``phi = 1/(1 + S/K_N)`` on stem-cell self-renewal."""
+    return 1.0 / (1.0 + (x0 + q + y0) / p[KP.KN])
+
+
+@jit
+def im_divisor(fold, e):
+    """Division of a leukemic output by imatinib: ``1 + (F - 1) e``."""
+    return 1.0 + (fold - 1.0) * e
+
+
+@jit
+def effector_stimulation(load, p):
+    """Per-capita effector expansion ``(1-s) rho 2u/(1+u^2)``, ``u = L/K_z``."""
+    u = load / p[KP.ZK]
+    return (1.0 - p[KP.ZSUPP]) * p[KP.ZRHO] * 2.0 * u / (1.0 + u * u)
+
+
+@jit
+def rhs(y, p, e, out):
+    """Right-hand side ``dy/dt`` into ``out`` (allocation-free).
+
+    ``y`` state (cells), ``p`` kernel parameters (:class:`KP`), ``e`` imatinib
+    effect (:func:`im_effect`).  See the module docstring for the system.
+    """
+    x0 = y[State.X0]
+    x1 = y[State.X1]
+    x2 = y[State.X2]
+    x3 = y[State.X3]
+    q = y[State.Q]
+    y0 = y[State.Y0]
+    y1 = y[State.Y1]
+    y2 = y[State.Y2]
+    y3 = y[State.Y3]
+    z = y[State.Z]
+
+    phi = niche_feedback(x0, q, y0, p)
+    immune_kill = p[KP.ZKILL] * z  # per leukemic cell per day
+    load = q + y0 + y1 + y2 + y3
+
+    # self-renewal and death of stem cells
+    renewal_x = p[KP.RX] * phi * x0
+    renewal_y = p[KP.RY] * phi * y0
+    death_x0 = p[KP.D0] * x0
+    death_y0 = p[KP.D0] * y0
+    # quiescence exchange
+    to_quiescence = p[KP.QIN] * y0
+    from_quiescence = p[KP.QOUT] * q
+    # differentiation (production of the next compartment)
+    diff_x1 = p[KP.AX] * x0
+    diff_x2 = p[KP.BX] * x1
+    diff_x3 = p[KP.CX] * x2
+    diff_y1 = p[KP.AY] / im_divisor(p[KP.IMFA], e) * y0
+    diff_y2 = p[KP.BY] / im_divisor(p[KP.IMFB], e) * y1
+    diff_y3 = p[KP.CY] * y2
+    # imatinib kill of cycling LSCs
+    drug_kill_y0 = p[KP.IMKILL] * e * y0
+    # immune kill
+    immune_kill_q = p[KP.ZQREL] * immune_kill * q
+    immune_kill_y0 = immune_kill * y0
+    immune_kill_y1 = immune_kill * y1
+    immune_kill_y2 = immune_kill * y2
+    immune_kill_y3 = immune_kill * y3
+    # effector turnover and expansion
+    influx_z = p[KP.ZIN]
+    death_z = p[KP.ZD] * z
+    expansion_z = effector_stimulation(load, p) * z
+
+    out[State.X0] = renewal_x - death_x0
+    out[State.X1] = diff_x1 - p[KP.D1] * x1
+    out[State.X2] = diff_x2 - p[KP.D2] * x2
+    out[State.X3] = diff_x3 - p[KP.D3] * x3
+    out[State.Q] = to_quiescence - from_quiescence - immune_kill_q
+    out[State.Y0] = renewal_y - death_y0 - drug_kill_y0 - immune_kill_y0 - to_quiescence + from_quiescence
+    out[State.Y1] = diff_y1 - p[KP.D1] * y1 - immune_kill_y1
+    out[State.Y2] = diff_y2 - p[KP.D2] * y2 - immune_kill_y2
+    out[State.Y3] = diff_y3 - p[KP.D3] * y3 - immune_kill_y3
+    out[State.Z] = influx_z - death_z + expansion_z
+
+
+@jit
+def jacobian(y, p, e, f0, jac, work):
+    """Forward-difference Jacobian of :func:`rhs` into ``jac`` (no allocation).
+
+    Built from the right-hand side itself, so the equations stay written once.
+    ``f0`` must hold ``rhs(y)``; ``work`` is scratch of length ``2 * n``.
+    Step ``h_j = sqrt(eps) * max(|y_j|, 1)``: the states are cell counts for
+    which one cell is the natural absolute scale.
+    """
+    n = y.shape[0]
+    yp = work[:n]
+    fp = work[n:]
+    for i in range(n):
+        yp[i] = y[i]
+    for j in range(n):
+        h = 1.4901161193847656e-08 * max(abs(y[j]), 1.0)
+        yp[j] = y[j] + h
+        h = yp[j] - y[j]
+        rhs(yp, p, e, fp)
+        for i in range(n):
+            jac[i, j] = (fp[i] - f0[i]) / h
+        yp[j] = y[j]
+
+
+def rhs_numpy(y, kp, dose_effect):
+    """Convenience: the compiled right-hand side returning a new array."""
+    out = np.empty_like(np.asarray(y, dtype=float))
+    rhs(np.asarray(y, dtype=float), kp, float(dose_effect), out)
+    return out

@@ -1,0 +1,265 @@
+"""Public API for one patient: validate, convert, call the compiled kernel."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from . import solver
+from .errors import InputError, SolverError
+from .indices import KP, N_STATES, State
+from .measurement import bcr_abl_percent
+from .model import im_effect
+from .parameters import Variant, kernel_parameters, parse_variant, resolve_parameters
+
+STATUS_MESSAGES = {
+    solver.SUCCESS: "success",
+    solver.MAX_STEPS_REACHED: "maximum number of steps reached before the end time",
+    solver.STEP_TOO_SMALL: "step size fell below the floating-point resolution of t",
+    solver.NON_FINITE: "non-finite state or derivative encountered",
+}
+#: largest accepted dose; 800 mg/day is the highest clinical dose
+MAX_DOSE_MG = 1000.0
+
+
+@dataclass(frozen=True)
+class DoseSchedule:
+    """Piecewise-constant imatinib dose: ``dose_mg[i]`` from ``start_day[i]`` on."""
+
+    start_day: np.ndarray
+    dose_mg: np.ndarray
+
+    @classmethod
+    def from_steps(cls, steps: Sequence[tuple[float, float]]) -> "DoseSchedule":
+        """``[(day, dose_mg), ...]`` with strictly increasing days."""
+        if isinstance(steps, DoseSchedule):
+            return steps
+        try:
+            arr = np.asarray(steps, dtype=float)
+        except (TypeError, ValueError):
+            raise InputError("schedule: expected a sequence of (day, dose_mg) pairs") from None
+        if arr.ndim != 2 or arr.shape[1] != 2 or arr.shape[0] == 0:
+            raise InputError(f"schedule: expected a non-empty sequence of (day, dose_mg) pairs, got shape {arr.shape}")
+        days, doses = arr[:, 0], arr[:, 1]
+        if not np.all(np.isfinite(arr)):
+            raise InputError("schedule: days and doses must be finite numbers")
+        if np.any(np.diff(days) <= 0):
+            raise InputError("schedule: start days must be strictly increasing")
+        if np.any(doses < 0) or np.any(doses > MAX_DOSE_MG):
+            raise InputError(f"schedule: dose_mg must lie in [0, {MAX_DOSE_MG:g}] mg/day (400/600/800 clinical), got {doses.tolist()}")
+        return cls(days.copy(), doses.copy())
+
+    def segments(self, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
+        """Segment edges covering ``[t0, t1]`` and the dose on each segment."""
+        if t0 < self.start_day[0]:
+            raise InputError(f"schedule: first start day {self.start_day[0]:g} is after the start time {t0:g}")
+        inner = self.start_day[(self.start_day > t0) & (self.start_day < t1)]
+        edges = np.concatenate(([t0], inner, [t1]))
+        idx = np.searchsorted(self.start_day, edges[:-1], side="right") - 1
+        return edges, self.dose_mg[idx]
+
+
+def healthy_state(params: Mapping[str, float] | None = None) -> np.ndarray:
+    """Normal hematopoiesis at homeostasis, no leukemia, no effectors."""
+    p = resolve_parameters(params)
+    y = np.zeros(N_STATES)
+    y[State.X0] = p["x0_eq"]
+    y[State.X1] = p["a_x"] * y[State.X0] / p["d1"]
+    y[State.X2] = p["b_x"] * y[State.X1] / p["d2"]
+    y[State.X3] = p["c_x"] * y[State.X2] / p["d3"]
+    return y
+
+
+def initial_state(params: Mapping[str, float] | None = None, *, bcr_abl: float = 0.1, variant="H2",
+                  transplant: bool = True) -> np.ndarray:
+    """A starting state with a given BCR-ABL ratio (percent), off drug.
+
+    Normal cells at homeostasis; leukemic compartments in the proportions of an
+    untreated clone (each compartment at quasi-steady state with its source,
+    quiescent LSCs at ``q_in/q_out`` of cycling ones); effectors at their
+    baseline ``influx/death`` (none in H0).  Starting states by clinical relapse
+    type are built on this in the clinical layer.
+    """
+    if not isinstance(bcr_abl, (int, float, np.floating)) or not np.isfinite(bcr_abl) or not (0.0 <= bcr_abl < 100.0):
+        raise InputError(f"bcr_abl: ratio in percent must lie in [0, 100), got {bcr_abl!r}")
+    p = resolve_parameters(params)
+    kp = kernel_parameters(p, variant, transplant)
+    y = healthy_state(p)
+    r = bcr_abl / 100.0
+    y3 = r / (1.0 - r) * 2.0 * y[State.X3]  # from ratio = Y3 / (Y3 + 2 X3)
+    amplification = (p["a_y"] / p["d1"]) * (p["b_y"] / p["d2"]) * (p["c_y"] / p["d3"])
+    y0 = y3 / amplification
+    y[State.Y0] = y0
+    y[State.Q] = y0 * p["q_in"] / p["q_out"]
+    y[State.Y1] = p["a_y"] * y0 / p["d1"]
+    y[State.Y2] = p["b_y"] * y[State.Y1] / p["d2"]
+    y[State.Y3] = y3
+    y[State.Z] = kp[KP.ZIN] / kp[KP.ZD]
+    return y
+
+
+@dataclass
+class SimulationResult:
+    """One patient's time course.
+
+    ``t`` (days), ``y`` (len(t) x n_states, cells); named access via
+    ``result["Y0"]`` or ``result.state(State.Y0)``; ``bcr_abl`` in percent.
+    A failed solve keeps the rows it reached and ``nan`` after; check
+    ``success`` / ``status`` / ``message`` or call :meth:`raise_for_status`.
+    """
+
+    t: np.ndarray
+    y: np.ndarray
+    status: int
+    n_steps: int
+    n_rejected: int
+    n_rhs: int
+    t_extinct: float
+    variant: Variant
+    transplant: bool
+    dose_mg: np.ndarray  # dose in force at each output time
+    params: dict = field(repr=False)
+
+    @property
+    def success(self) -> bool:
+        return self.status == solver.SUCCESS
+
+    @property
+    def message(self) -> str:
+        return STATUS_MESSAGES.get(self.status, f"unknown status {self.status}")
+
+    @property
+    def extinct(self) -> bool:
+        """Whether the leukemic stem-cell clone fell below the extinction level."""
+        return bool(np.isfinite(self.t_extinct))
+
+    @property
+    def bcr_abl(self) -> np.ndarray:
+        """BCR-ABL ratio in percent at each output time."""
+        return bcr_abl_percent(self.y)
+
+    @property
+    def leukemic_stem_cells(self) -> np.ndarray:
+        return self.y[:, State.Q] + self.y[:, State.Y0]
+
+    def state(self, which) -> np.ndarray:
+        return self.y[:, _state_index(which)]
+
+    def __getitem__(self, which) -> np.ndarray:
+        return self.state(which)
+
+    def raise_for_status(self) -> "SimulationResult":
+        if not self.success:
+            raise SolverError(f"solve failed (status {self.status}): {self.message}")
+        return self
+
+    def as_dict(self) -> dict[str, np.ndarray]:
+        out = {"time_days": self.t, "dose_mg": self.dose_mg, "bcr_abl_percent": self.bcr_abl}
+        out.update({s.name: self.y[:, s] for s in State})
+        return out
+
+
+def _state_index(which) -> int:
+    if isinstance(which, State):
+        return int(which)
+    if isinstance(which, str) and which in State.__members__:
+        return int(State[which])
+    raise InputError(f"state: unknown state {which!r}; allowed: " + ", ".join(State.__members__))
+
+
+def _as_state(y0) -> np.ndarray:
+    if isinstance(y0, Mapping):
+        unknown = set(y0) - set(State.__members__)
+        if unknown:
+            raise InputError(f"y0: unknown state name(s) {sorted(unknown)}; allowed: " + ", ".join(State.__members__))
+        missing = set(State.__members__) - set(y0)
+        if missing:
+            raise InputError(f"y0: missing state(s) {sorted(missing)}")
+        y0 = [y0[s.name] for s in State]
+    try:
+        y = np.array(y0, dtype=float)
+    except (TypeError, ValueError):
+        raise InputError("y0: expected a sequence of numbers or a mapping of state name to cells") from None
+    if y.shape != (N_STATES,):
+        raise InputError(f"y0: expected {N_STATES} states ({', '.join(State.__members__)}), got shape {y.shape}")
+    bad = [State(i).name for i in range(N_STATES) if not np.isfinite(y[i]) or y[i] < 0]
+    if bad:
+        raise InputError(f"y0: states must be finite and non-negative (cells); offending: {', '.join(bad)}")
+    return y
+
+
+def _as_times(t_out) -> np.ndarray:
+    try:
+        t = np.array(t_out, dtype=float).reshape(-1)
+    except (TypeError, ValueError):
+        raise InputError("t_out: expected a sequence of output times in days") from None
+    if t.size == 0:
+        raise InputError("t_out: at least one output time is required")
+    if not np.all(np.isfinite(t)):
+        raise InputError("t_out: output times must be finite")
+    if np.any(np.diff(t) < 0):
+        raise InputError("t_out: output times must be sorted in increasing order")
+    return t
+
+
+def _positive(name: str, value, upper: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not np.isfinite(value) or value <= 0:
+        raise InputError(f"{name}: expected a positive finite number, got {value!r}")
+    if upper is not None and value > upper:
+        raise InputError(f"{name}: must be at most {upper:g}, got {value!r}")
+    return float(value)
+
+
+def simulate(params: Mapping[str, float] | None = None, *, y0=None, t_out, schedule=((0.0, 400.0),),
+             variant="H2", transplant: bool = True, t0: float | None = None, rtol: float = 1e-6,
+             atol: float = 1e-6, extinction_threshold: float = 1.0, max_steps: int = 1_000_000,
+             raise_on_failure: bool = False) -> SimulationResult:
+    """Simulate one patient.
+
+    ``params``: overrides of the parameter table by name; ``y0``: initial state
+    (array in :class:`State` order, or mapping by name; default
+    :func:`initial_state` at 0.1 % BCR-ABL); ``t_out``: sorted output times in
+    days, the last one ends the solve; ``schedule``: ``[(day, dose_mg), ...]``
+    (dose 0 = off drug); ``variant``: "H0" | "H1" | "H2"; ``transplant``:
+    donor (True) or autologous (False) effector parameters; ``t0``: start time
+    (default ``t_out[0]``); ``rtol``/``atol``: local error tolerances (atol in
+    cells); ``extinction_threshold``: leukemic stem cells below which the clone
+    is extinct (0 disables).  Failure is reported in the result's ``status``;
+    pass ``raise_on_failure=True`` to raise :class:`SolverError` instead.
+    """
+    p = resolve_parameters(params)
+    variant = parse_variant(variant)
+    kp = kernel_parameters(p, variant, transplant)
+    y_init = initial_state(p, variant=variant, transplant=transplant) if y0 is None else _as_state(y0)
+    if variant is Variant.H0 and y_init[State.Z] != 0.0:
+        raise InputError("y0: variant H0 has no effector cells; the initial Z must be 0")
+    times = _as_times(t_out)
+    start = times[0] if t0 is None else float(t0)
+    if not np.isfinite(start) or start > times[0]:
+        raise InputError(f"t0: start time must be finite and not after the first output time {times[0]:g}, got {t0!r}")
+    rtol = _positive("rtol", rtol, upper=0.1)
+    atol = _positive("atol", atol)
+    if isinstance(extinction_threshold, bool) or not np.isfinite(extinction_threshold) or extinction_threshold < 0:
+        raise InputError(f"extinction_threshold: expected a non-negative number of cells, got {extinction_threshold!r}")
+    if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps <= 0:
+        raise InputError(f"max_steps: expected a positive integer, got {max_steps!r}")
+    sched = DoseSchedule.from_steps(schedule)
+    end = max(times[-1], start)
+    edges, doses = sched.segments(start, end) if end > start else (np.array([start, start]), sched.dose_mg[:1])
+    effects = np.array([im_effect(d, p["im_css_400"], p["im_ec50"]) for d in doses])
+    if end == start:
+        edges, effects = np.array([start]), np.empty(0)
+    y_out = np.empty((times.size, N_STATES))
+    stats = np.zeros(solver.N_STATS, dtype=np.int64)
+    events = np.empty(1)
+    status = solver.integrate(y_init, kp, edges, effects, times, rtol, atol, int(max_steps),
+                              float(extinction_threshold), y_out, stats, events)
+    dose_at = sched.dose_mg[np.clip(np.searchsorted(sched.start_day, times, side="right") - 1, 0, None)]
+    result = SimulationResult(t=times, y=y_out, status=int(status), n_steps=int(stats[solver.ST_STEPS]),
+                              n_rejected=int(stats[solver.ST_REJECTED]), n_rhs=int(stats[solver.ST_RHS]),
+                              t_extinct=float(events[0]), variant=variant, transplant=bool(transplant),
+                              dose_mg=dose_at, params=p)
+    if raise_on_failure:
+        result.raise_for_status()
+    return result

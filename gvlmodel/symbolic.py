@@ -1,0 +1,161 @@
+"""A sympy form of the model, for analysis: Jacobian, steady states, immune window.
+
+The expressions below are a second, symbolic transcription of
+:mod:`gvlmodel.model`; ``tests/test_symbolic.py`` checks that both agree at
+random states to ~1e-12, so analysis done here is analysis of the kernel.
+Symbols carry the kernel-parameter names of :class:`gvlmodel.indices.KP`.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import sympy as sp
+
+from .indices import KP, N_STATES, State
+
+
+@lru_cache(maxsize=None)
+def symbols():
+    """``(state_symbols, parameter_symbols, effect_symbol)``, all non-negative reals."""
+    ys = sp.symbols([s.name for s in State], nonnegative=True, real=True)
+    ps = sp.symbols([k.name for k in KP], nonnegative=True, real=True)
+    e = sp.Symbol("e", nonnegative=True, real=True)
+    return tuple(ys), tuple(ps), e
+
+
+@lru_cache(maxsize=None)
+def rhs_sympy() -> sp.Matrix:
+    """The right-hand side as a sympy column vector (order of :class:`State`)."""
+    y, p, e = symbols()
+    X0, X1, X2, X3, Q, Y0, Y1, Y2, Y3, Z = (y[s] for s in State)
+    P = {k: p[k] for k in KP}
+    phi = 1 / (1 + (X0 + Q + Y0) / P[KP.KN])
+    k = P[KP.ZKILL] * Z
+    load = Q + Y0 + Y1 + Y2 + Y3
+    u = load / P[KP.ZK]
+    stim = (1 - P[KP.ZSUPP]) * P[KP.ZRHO] * 2 * u / (1 + u**2)
+    f = [None] * N_STATES
+    f[State.X0] = (P[KP.RX] * phi - P[KP.D0]) * X0
+    f[State.X1] = P[KP.AX] * X0 - P[KP.D1] * X1
+    f[State.X2] = P[KP.BX] * X1 - P[KP.D2] * X2
+    f[State.X3] = P[KP.CX] * X2 - P[KP.D3] * X3
+    f[State.Q] = P[KP.QIN] * Y0 - P[KP.QOUT] * Q - P[KP.ZQREL] * k * Q
+    f[State.Y0] = (P[KP.RY] * phi - P[KP.D0] - P[KP.IMKILL] * e - k - P[KP.QIN]) * Y0 + P[KP.QOUT] * Q
+    f[State.Y1] = P[KP.AY] / (1 + (P[KP.IMFA] - 1) * e) * Y0 - (P[KP.D1] + k) * Y1
+    f[State.Y2] = P[KP.BY] / (1 + (P[KP.IMFB] - 1) * e) * Y1 - (P[KP.D2] + k) * Y2
+    f[State.Y3] = P[KP.CY] * Y2 - (P[KP.D3] + k) * Y3
+    f[State.Z] = P[KP.ZIN] - P[KP.ZD] * Z + stim * Z
+    return sp.Matrix(f)
+
+
+@lru_cache(maxsize=None)
+def jacobian_sympy() -> sp.Matrix:
+    y, _, _ = symbols()
+    return rhs_sympy().jacobian(sp.Matrix(y))
+
+
+@lru_cache(maxsize=None)
+def _lambdified(which: str):
+    y, p, e = symbols()
+    expr = rhs_sympy() if which == "rhs" else jacobian_sympy()
+    return sp.lambdify((y, p, e), expr, modules="numpy")
+
+
+def rhs_numeric(y, kp, e) -> np.ndarray:
+    """Evaluate the sympy right-hand side numerically (for cross-checks)."""
+    return np.asarray(_lambdified("rhs")(tuple(y), tuple(kp), e), dtype=float).reshape(-1)
+
+
+def jacobian_numeric(y, kp, e) -> np.ndarray:
+    return np.asarray(_lambdified("jac")(tuple(y), tuple(kp), e), dtype=float)
+
+
+# --------------------------------------------------------------------------
+# immune window
+# --------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=None)
+def window_edges_sympy():
+    """Edges of the immune window in leukemic load, solved by sympy.
+
+    Effectors expand (per capita) iff ``(1-s) rho 2u/(1+u^2) > d_z`` with
+    ``u = L/K_z``.  Returns ``(condition, (L_low, L_high))``: the window exists
+    iff ``condition`` holds, i.e. ``(1-s) rho > d_z`` (Hähnel et al. 2020:
+    ``p_z > 2 a K_z`` with ``p_z = 2 rho K_z``).
+    """
+    _, p, _ = symbols()
+    L = sp.Symbol("L", positive=True)
+    rho = (1 - p[KP.ZSUPP]) * p[KP.ZRHO]
+    u = L / p[KP.ZK]
+    roots = sp.solve(sp.Eq(rho * 2 * u / (1 + u**2), p[KP.ZD]), L)
+    roots = sorted(roots, key=lambda r: sp.count_ops(r))  # deterministic order, fixed below
+    lo, hi = sorted(roots, key=lambda r: float(r.subs({p[KP.ZSUPP]: 0, p[KP.ZRHO]: 2, p[KP.ZD]: 1, p[KP.ZK]: 1})))
+    condition = rho > p[KP.ZD]
+    return condition, (sp.simplify(lo), sp.simplify(hi))
+
+
+def window_edges(kp) -> tuple[float, float] | None:
+    """Numeric window edges ``(L_low, L_high)`` in cells, or ``None`` if no window."""
+    condition, (lo, hi) = window_edges_sympy()
+    _, p, _ = symbols()
+    subs = {p[k]: float(kp[k]) for k in KP}
+    if not bool(condition.subs(subs)):
+        return None
+    return float(lo.subs(subs)), float(hi.subs(subs))
+
+
+# --------------------------------------------------------------------------
+# steady states
+# --------------------------------------------------------------------------
+
+
+def healthy_steady_state_sympy() -> dict:
+    """Leukemia-free equilibrium: normal hierarchy at homeostasis, Z = influx/death."""
+    y, p, e = symbols()
+    f = rhs_sympy()
+    leuk = {y[s]: 0 for s in (State.Q, State.Y0, State.Y1, State.Y2, State.Y3)}
+    X0s = sp.solve(sp.Eq(f[State.X0].subs(leuk) / y[State.X0], 0), y[State.X0])[0]
+    sol = {y[State.X0]: X0s}
+    for s in (State.X1, State.X2, State.X3):
+        sol[y[s]] = sp.solve(f[s].subs(sol), y[s])[0]
+    sol[y[State.Z]] = sp.solve(f[State.Z].subs(leuk), y[State.Z])[0]
+    sol.update(leuk)
+    return sol
+
+
+def leukemic_steady_state_sympy(static_effectors: bool = True) -> dict:
+    """Leukemia-dominant equilibrium with no normal stem cells (``X = 0``).
+
+    With ``static_effectors`` the expansion term is absent (variants H0/H1 and
+    any patient whose load is outside the window), so ``Z = influx/death``; the
+    stem-cell balance then gives a closed form for ``Q + Y0`` under niche
+    feedback and constant imatinib effect ``e``.
+    """
+    y, p, e = symbols()
+    f = rhs_sympy()
+    sub = {y[s]: 0 for s in (State.X0, State.X1, State.X2, State.X3)}
+    if static_effectors:
+        sub[p[KP.ZRHO]] = 0
+    Zs = sp.solve(f[State.Z].subs(sub), y[State.Z])[0]
+    sub_z = {**sub, y[State.Z]: Zs}
+    Qs = sp.solve(f[State.Q].subs(sub_z), y[State.Q])[0]  # Q in terms of Y0
+    sub_q = {**sub_z, y[State.Q]: Qs}
+    y0_sol = [s for s in sp.solve(sp.simplify(f[State.Y0].subs(sub_q) / y[State.Y0]), y[State.Y0])]
+    Y0s = y0_sol[0]
+    sol = {**sub, y[State.Z]: Zs, y[State.Y0]: Y0s, y[State.Q]: Qs.subs(y[State.Y0], Y0s)}
+    for s in (State.Y1, State.Y2, State.Y3):
+        sol[y[s]] = sp.solve(f[s].subs(sol), y[s])[0]
+    return sol
+
+
+def evaluate_state(sol: dict, kp, e: float = 0.0) -> np.ndarray:
+    """Numeric state vector from a sympy steady-state solution."""
+    y, p, es = symbols()
+    subs = {p[k]: float(kp[k]) for k in KP}
+    subs[es] = float(e)
+    out = np.empty(N_STATES)
+    for s in State:
+        out[s] = float(sp.sympify(sol[y[s]]).subs(subs))
+    return out
