@@ -158,30 +158,6 @@ def rhs(y, p, e, out):
     out[State.Z] = influx_z - death_z + expansion_z
 
 
-@jit
-def jacobian(y, p, e, f0, jac, work):
-    """Forward-difference Jacobian of :func:`rhs` into ``jac`` (no allocation).
-
-    Built from the right-hand side itself, so the equations stay written once.
-    ``f0`` must hold ``rhs(y)``; ``work`` is scratch of length ``2 * n``.
-    Step ``h_j = sqrt(eps) * max(|y_j|, 1)``: the states are cell counts for
-    which one cell is the natural absolute scale.
-    """
-    n = y.shape[0]
-    yp = work[:n]
-    fp = work[n:]
-    for i in range(n):
-        yp[i] = y[i]
-    for j in range(n):
-        h = 1.4901161193847656e-08 * max(abs(y[j]), 1.0)
-        yp[j] = y[j] + h
-        h = yp[j] - y[j]
-        rhs(yp, p, e, fp)
-        for i in range(n):
-            jac[i, j] = (fp[i] - f0[i]) / h
-        yp[j] = y[j]
-
-
 def rhs_numpy(y, kp, dose_effect):
     """Convenience: the compiled right-hand side returning a new array."""
     out = np.empty_like(np.asarray(y, dtype=float))

@@ -111,6 +111,7 @@ def window_edges(kp) -> tuple[float, float] | None:
 # --------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=None)
 def healthy_steady_state_sympy() -> dict:
     """Leukemia-free equilibrium: normal hierarchy at homeostasis, Z = influx/death."""
     y, p, e = symbols()
@@ -125,6 +126,7 @@ def healthy_steady_state_sympy() -> dict:
     return sol
 
 
+@lru_cache(maxsize=None)
 def leukemic_steady_state_sympy(static_effectors: bool = True) -> dict:
     """Leukemia-dominant equilibrium with no normal stem cells (``X = 0``).
 
@@ -138,24 +140,23 @@ def leukemic_steady_state_sympy(static_effectors: bool = True) -> dict:
     sub = {y[s]: 0 for s in (State.X0, State.X1, State.X2, State.X3)}
     if static_effectors:
         sub[p[KP.ZRHO]] = 0
-    Zs = sp.solve(f[State.Z].subs(sub), y[State.Z])[0]
+    Zs = sp.solve(f[State.Z].subs(sub), y[State.Z], simplify=False)[0]
     sub_z = {**sub, y[State.Z]: Zs}
-    Qs = sp.solve(f[State.Q].subs(sub_z), y[State.Q])[0]  # Q in terms of Y0
+    Qs = sp.solve(f[State.Q].subs(sub_z), y[State.Q], simplify=False)[0]  # Q in terms of Y0
     sub_q = {**sub_z, y[State.Q]: Qs}
-    y0_sol = [s for s in sp.solve(sp.simplify(f[State.Y0].subs(sub_q) / y[State.Y0]), y[State.Y0])]
-    Y0s = y0_sol[0]
+    # per-capita balance of cycling LSCs; linear in Y0 once the denominator is cleared
+    balance = sp.numer(sp.together(sp.expand(f[State.Y0].subs(sub_q) / y[State.Y0])))
+    (Y0s,) = sp.solve(balance, y[State.Y0], simplify=False)
     sol = {**sub, y[State.Z]: Zs, y[State.Y0]: Y0s, y[State.Q]: Qs.subs(y[State.Y0], Y0s)}
-    for s in (State.Y1, State.Y2, State.Y3):
-        sol[y[s]] = sp.solve(f[s].subs(sol), y[s])[0]
+    for s in (State.Y1, State.Y2, State.Y3):  # linear: production / loss
+        expr = f[s].subs(sol)
+        sol[y[s]] = -expr.subs(y[s], 0) / sp.diff(expr, y[s])
     return sol
 
 
 def evaluate_state(sol: dict, kp, e: float = 0.0) -> np.ndarray:
     """Numeric state vector from a sympy steady-state solution."""
     y, p, es = symbols()
-    subs = {p[k]: float(kp[k]) for k in KP}
-    subs[es] = float(e)
-    out = np.empty(N_STATES)
-    for s in State:
-        out[s] = float(sp.sympify(sol[y[s]]).subs(subs))
-    return out
+    exprs = [sp.sympify(sol[y[s]]) for s in State]
+    fn = sp.lambdify((p, es), exprs, modules="math")
+    return np.array(fn(tuple(float(v) for v in kp), float(e)), dtype=float)

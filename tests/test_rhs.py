@@ -1,0 +1,91 @@
+"""The compiled right-hand side against independent references."""
+import numpy as np
+import pytest
+
+from gvlmodel import KP, State, im_effect, initial_state, kernel_parameters
+from gvlmodel.model import rhs
+from gvlmodel import symbolic
+
+from conftest import draw_parameters
+
+
+def reference_rhs(y, p, e):
+    """Plain-NumPy transcription of the system in gvlmodel.model's docstring."""
+    X0, X1, X2, X3, Q, Y0, Y1, Y2, Y3, Z = y
+    phi = 1.0 / (1.0 + (X0 + Q + Y0) / p[KP.KN])
+    k = p[KP.ZKILL] * Z
+    L = Q + Y0 + Y1 + Y2 + Y3
+    u = L / p[KP.ZK]
+    return np.array([
+        (p[KP.RX] * phi - p[KP.D0]) * X0,
+        p[KP.AX] * X0 - p[KP.D1] * X1,
+        p[KP.BX] * X1 - p[KP.D2] * X2,
+        p[KP.CX] * X2 - p[KP.D3] * X3,
+        p[KP.QIN] * Y0 - p[KP.QOUT] * Q - p[KP.ZQREL] * k * Q,
+        (p[KP.RY] * phi - p[KP.D0] - p[KP.IMKILL] * e - k) * Y0 - p[KP.QIN] * Y0 + p[KP.QOUT] * Q,
+        p[KP.AY] / (1 + (p[KP.IMFA] - 1) * e) * Y0 - (p[KP.D1] + k) * Y1,
+        p[KP.BY] / (1 + (p[KP.IMFB] - 1) * e) * Y1 - (p[KP.D2] + k) * Y2,
+        p[KP.CY] * Y2 - (p[KP.D3] + k) * Y3,
+        p[KP.ZIN] - p[KP.ZD] * Z + (1 - p[KP.ZSUPP]) * p[KP.ZRHO] * 2 * u / (1 + u * u) * Z,
+    ])
+
+
+def random_states(rng, n):
+    base = initial_state(bcr_abl=1.0)
+    base[State.Z] = 1e4
+    # spread every compartment over 6 orders of magnitude around a typical value
+    return base * 10.0 ** rng.uniform(-3, 3, size=(n, base.size))
+
+
+@pytest.mark.parametrize("variant", ["H0", "H1", "H2"])
+def test_compiled_rhs_equals_numpy_reference(rng, variant):
+    for _ in range(200):
+        params = draw_parameters(rng)
+        for transplant in (True, False):
+            kp = kernel_parameters(params, variant, transplant)
+            e = rng.uniform(0, 1.3)
+            for y in random_states(rng, 3):
+                out = np.empty_like(y)
+                rhs(y, kp, e, out)
+                ref = reference_rhs(y, kp, e)
+                # absolute floor: rounding of the largest individual flux (cancellation)
+                flux_scale = np.max(np.abs(y)) * max(np.max(kp[:KP.KN]), 1.0)
+                np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-14 * flux_scale)
+
+
+def test_sympy_form_equals_kernel(rng):
+    for _ in range(50):
+        kp = kernel_parameters(draw_parameters(rng), "H2", bool(rng.integers(2)))
+        e = rng.uniform(0, 1.3)
+        y = random_states(rng, 1)[0]
+        out = np.empty_like(y)
+        rhs(y, kp, e, out)
+        sym = symbolic.rhs_numeric(y, kp, e)
+        np.testing.assert_allclose(sym, out, rtol=1e-12, atol=1e-12 * np.max(np.abs(y)) * np.max(kp))
+
+
+def test_sympy_jacobian_equals_complex_step_derivative_of_kernel(rng):
+    """Complex-step differentiation of the compiled kernel (exact to rounding)."""
+    for _ in range(20):
+        kp = kernel_parameters(draw_parameters(rng), "H2", True)
+        y = random_states(rng, 1)[0]
+        e = rng.uniform(0, 1.3)
+        jac = np.empty((y.size, y.size))
+        out = np.empty(y.size, dtype=complex)
+        for j in range(y.size):
+            yc = y.astype(complex)
+            h = 1e-20 * max(abs(y[j]), 1.0)
+            yc[j] += 1j * h
+            rhs(yc, kp, e, out)
+            jac[:, j] = out.imag / h
+        exact = symbolic.jacobian_numeric(y, kp, e)
+        np.testing.assert_allclose(jac, exact, rtol=1e-10, atol=1e-13 * np.max(np.abs(exact)))
+
+
+def test_im_effect_is_zero_off_drug_one_at_400_and_increasing():
+    assert im_effect(0.0, 979.0, 500.0) == 0.0
+    assert im_effect(400.0, 979.0, 500.0) == pytest.approx(1.0, rel=1e-15)
+    effects = [im_effect(d, 979.0, 500.0) for d in (400, 600, 800)]
+    assert effects[0] < effects[1] < effects[2]
+    # Emax: saturates below 1/E(400)
+    assert im_effect(1e9, 979.0, 500.0) < (979.0 + 500.0) / 979.0

@@ -1,0 +1,123 @@
+"""The compiled integrator against scipy.integrate.solve_ivp at tight tolerance."""
+import numpy as np
+import pytest
+from scipy.integrate import solve_ivp
+
+from gvlmodel import State, im_effect, initial_state, kernel_parameters, default_parameters, simulate
+from gvlmodel.model import rhs
+
+COURSES = {
+    "on_im": [(0.0, 400.0)],
+    "off_im": [(0.0, 0.0)],
+    "stop_restart": [(0.0, 400.0), (180.0, 0.0), (300.0, 600.0), (540.0, 0.0)],
+    "hess_escalation": [(0.0, 400.0), (90.0, 800.0), (365.0, 0.0)],
+}
+RTOL, ATOL = 1e-6, 1e-6
+#: global error allowed after 720 days, in units of the requested *local*
+#: tolerance.  Measured on these courses: gvlmodel 0.4-42, SciPy DOP853 at the
+#: same tolerance 0.5-28, SciPy LSODA 2-73 (README "Accuracy").
+GLOBAL_ERROR_UNITS = 50.0
+
+
+def reference_solution(params, variant, transplant, y0, schedule, t_out, method="Radau"):
+    """solve_ivp at rtol = atol = 1e-10, restarted at each dose change and each
+    output time (no interpolation in the reference; no extinction event)."""
+    p = default_parameters() | (params or {})
+    kp = kernel_parameters(p, variant, transplant)
+    starts = np.array([s[0] for s in schedule])
+    stops = np.unique(np.concatenate([t_out, starts[starts > t_out[0]]]))
+    y = np.array(y0, dtype=float)
+    out = np.empty((len(t_out), y.size))
+    buf = np.empty(y.size)
+    t = t_out[0]
+    for t_next in stops:
+        if t_next > t:
+            dose = schedule[np.searchsorted(starts, t, side="right") - 1][1]
+            e = im_effect(dose, p["im_css_400"], p["im_ec50"])
+
+            def f(_, u, e=e):
+                rhs(u, kp, e, buf)
+                return buf.copy()
+
+            sol = solve_ivp(f, (t, t_next), y, method=method, rtol=1e-10, atol=1e-10)
+            assert sol.success, sol.message
+            y = sol.y[:, -1]
+            t = t_next
+        out[t_out == t] = y
+    return out
+
+
+def error_in_tolerance_units(y, ref, rtol=RTOL, atol=ATOL):
+    return np.max(np.abs(y - ref) / (atol + rtol * np.abs(ref)))
+
+
+@pytest.mark.parametrize("course", sorted(COURSES))
+@pytest.mark.parametrize("variant,transplant,bcr_abl", [("H2", True, 0.1), ("H2", False, 10.0), ("H1", True, 1.0), ("H0", True, 0.1)])
+def test_matches_solve_ivp_radau(course, variant, transplant, bcr_abl):
+    schedule = COURSES[course]
+    t_out = np.linspace(0.0, 720.0, 49)
+    y0 = initial_state(bcr_abl=bcr_abl, variant=variant, transplant=transplant)
+    res = simulate(y0=y0, t_out=t_out, schedule=schedule, variant=variant, transplant=transplant,
+                   rtol=RTOL, atol=ATOL, extinction_threshold=0.0)
+    assert res.success, res.message
+    ref = reference_solution(None, variant, transplant, y0, schedule, t_out)
+    err = error_in_tolerance_units(res.y, ref)
+    assert err < GLOBAL_ERROR_UNITS, f"{course}: error {err:.3g} tolerance units"
+
+
+def test_error_shrinks_with_tolerance():
+    schedule = COURSES["stop_restart"]
+    t_out = np.linspace(0.0, 720.0, 25)
+    y0 = initial_state(bcr_abl=1.0)
+    ref = reference_solution(None, "H2", True, y0, schedule, t_out, method="DOP853")
+    errs = []
+    for tol in (1e-4, 1e-6, 1e-8):
+        res = simulate(y0=y0, t_out=t_out, schedule=schedule, rtol=tol, atol=tol, extinction_threshold=0.0)
+        errs.append(np.max(np.abs(res.y - ref) / (1e-8 + np.abs(ref))))
+    assert errs[0] > errs[1] > errs[2]
+
+
+def test_extinction_event_located_like_solve_ivp_terminal_event():
+    """Time of LSC < 1 agrees with solve_ivp's event location; LSCs are then exactly 0."""
+    p = default_parameters()
+    kp = kernel_parameters(p, "H2", True)
+    y0 = initial_state(bcr_abl=0.01)
+    e = im_effect(400.0, p["im_css_400"], p["im_ec50"])
+    buf = np.empty(y0.size)
+
+    def f(t, u):
+        rhs(u, kp, e, buf)
+        return buf.copy()
+
+    def lsc_below_one(t, u):
+        return u[State.Q] + u[State.Y0] - 1.0
+
+    lsc_below_one.terminal = True
+    lsc_below_one.direction = -1
+    ref = solve_ivp(f, (0, 400), y0, method="Radau", rtol=1e-10, atol=1e-10, events=lsc_below_one)
+    t_ref = ref.t_events[0][0]
+    res = simulate(y0=y0, t_out=np.linspace(0, 400, 41), schedule=[(0, 400)])
+    assert res.extinct
+    assert res.t_extinct == pytest.approx(t_ref, rel=1e-5)
+    after = res.t > res.t_extinct
+    assert np.all(res["Q"][after] == 0.0) and np.all(res["Y0"][after] == 0.0)
+
+
+def test_restart_at_dose_change_equals_continuous_solve_when_dose_unchanged():
+    t_out = np.linspace(0, 600, 21)
+    y0 = initial_state(bcr_abl=1.0)
+    a = simulate(y0=y0, t_out=t_out, schedule=[(0, 400)], extinction_threshold=0)
+    b = simulate(y0=y0, t_out=t_out, schedule=[(0, 400), (200, 400), (400, 400)], extinction_threshold=0)
+    assert error_in_tolerance_units(b.y, a.y) < 2 * GLOBAL_ERROR_UNITS
+
+
+def test_counts_and_status_reported():
+    res = simulate(t_out=np.linspace(0, 365, 13))
+    assert res.success and res.status == 0 and res.message == "success"
+    assert res.n_steps > 0 and res.n_rhs >= 12 * res.n_steps
+    failed = simulate(t_out=np.linspace(0, 365, 13), max_steps=3)
+    assert not failed.success and failed.status == 1
+    assert "maximum number of steps" in failed.message
+    assert np.isnan(failed.y[-1]).all()
+    with pytest.raises(Exception, match="maximum number of steps"):
+        simulate(t_out=np.linspace(0, 365, 13), max_steps=3, raise_on_failure=True)
