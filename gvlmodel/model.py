@@ -45,7 +45,6 @@ The variants H0/H1/H2 differ only in the kernel parameter vector
 """
 from __future__ import annotations
 
-import numpy as np
 
 from ._jit import jit
 from .indices import KP, State
@@ -157,9 +156,3 @@ def rhs(y, p, e, out):
     out[State.Y3] = diff_y3 - p[KP.D3] * y3 - immune_kill_y3
     out[State.Z] = influx_z - death_z + expansion_z
 
-
-def rhs_numpy(y, kp, dose_effect):
-    """Convenience: the compiled right-hand side returning a new array."""
-    out = np.empty_like(np.asarray(y, dtype=float))
-    rhs(np.asarray(y, dtype=float), kp, float(dose_effect), out)
-    return out

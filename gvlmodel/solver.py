@@ -90,6 +90,24 @@ def _stage_states(y, K, s, h, out):
 
 
 @jit
+def _dop853_step(y, K, h, kp, e, tmp, out):
+    """One DOP853 step of size ``h`` from ``y`` (``K[0] = f(y)`` on entry): stages into ``K``, result into ``out``."""
+    n = NS
+    for s in range(1, N_STAGES):
+        _stage_states(y, K, s, h, tmp)
+        rhs(tmp, kp, e, K[s])
+    for i in range(n):
+        out[i] = 0.0
+    for s in range(N_STAGES):
+        b = B[s]
+        if b != 0.0:
+            for i in range(n):
+                out[i] += b * K[s, i]
+    for i in range(n):
+        out[i] = y[i] + h * out[i]
+
+
+@jit
 def _rms(v, scale):
     acc = 0.0
     n = v.shape[0]
@@ -254,20 +272,10 @@ def integrate(y0, kp, seg_bounds, seg_effect, t_out, rtol, atol, max_steps, thre
             # --- one DOP853 step ---
             for i in range(n):
                 K[0, i] = f[i]
-            for s in range(1, N_STAGES):
-                _stage_states(y, K, s, h, tmp)
-                rhs(tmp, kp, e, K[s])
+            _dop853_step(y, K, h, kp, e, tmp, y_new)
             for i in range(n):
-                y_new[i] = 0.0
                 err5[i] = 0.0
                 err3[i] = 0.0
-            for s in range(N_STAGES):
-                b = B[s]
-                if b != 0.0:
-                    for i in range(n):
-                        y_new[i] += b * K[s, i]
-            for i in range(n):
-                y_new[i] = y[i] + h * y_new[i]
             rhs(y_new, kp, e, K[N_STAGES])
             stats[ST_RHS] += N_STAGES
             for s in range(N_STAGES + 1):
@@ -341,16 +349,9 @@ def integrate(y0, kp, seg_bounds, seg_effect, t_out, rtol, atol, max_steps, thre
                 # because the interpolant is not error-controlled for stiff states
                 h_ev = hi * h
                 t_ev = t + h_ev  # no output lies inside a step: outputs are hard stops
-                for s in range(1, N_STAGES):
-                    _stage_states(y, K, s, h_ev, tmp)
-                    rhs(tmp, kp, e, K[s])
+                _dop853_step(y, K, h_ev, kp, e, tmp, y_new)
                 for i in range(n):
-                    tmp[i] = 0.0
-                for s in range(N_STAGES):
-                    for i in range(n):
-                        tmp[i] += B[s] * K[s, i]
-                for i in range(n):
-                    y[i] = max(y[i] + h_ev * tmp[i], 0.0)
+                    y[i] = max(y_new[i], 0.0)
                 stats[ST_RHS] += N_STAGES - 1
                 y[LSC_Q] = 0.0
                 y[LSC_Y0] = 0.0
