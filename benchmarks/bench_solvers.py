@@ -150,13 +150,13 @@ def run_simulate(p, y0):
     return res.y, {"status": res.status, "steps": res.n_steps, "rejected": res.n_rejected, "nfev": res.n_rhs}
 
 
-def make_kernel_runner(kp, y0, edges, effects):
+def make_kernel_runner(kp, y0, edges, effects, rtol=RTOL, atol=ATOL):
     y_out = np.empty((T_OUT.size, N_STATES))
     stats = np.zeros(solver.N_STATS, dtype=np.int64)
     events = np.empty(1)
 
     def run():
-        status = solver.integrate(y0, kp, edges, effects, T_OUT, RTOL, ATOL, MAX_STEPS, 0.0, y_out, stats, events)
+        status = solver.integrate(y0, kp, edges, effects, T_OUT, rtol, atol, MAX_STEPS, 0.0, y_out, stats, events)
         return y_out, {"status": int(status), "steps": int(stats[solver.ST_STEPS]),
                        "rejected": int(stats[solver.ST_REJECTED]), "nfev": int(stats[solver.ST_RHS])}
 
@@ -263,12 +263,12 @@ if HAVE_NUMBALSODA:
             y = usol[-1].copy()
         return ok, data[n_kp + 1]
 
-    def make_numbalsoda_runner(kp, y0, edges, effects):
+    def make_numbalsoda_runner(kp, y0, edges, effects, rtol=RTOL, atol=ATOL):
         y_out = np.full((T_OUT.size, N_STATES), np.nan)
         data = np.zeros(len(KP) + 2)
 
         def run():
-            ok, nfev = numbalsoda_driver(LSODA_PTR, y0, kp, edges, effects, T_OUT, RTOL, ATOL, MAX_STEPS,
+            ok, nfev = numbalsoda_driver(LSODA_PTR, y0, kp, edges, effects, T_OUT, rtol, atol, MAX_STEPS,
                                          y_out, data)
             return y_out, {"status": 0 if ok else -1, "steps": None, "nfev": int(nfev)}
 
@@ -442,6 +442,58 @@ def markdown(results, info, startup, ref_info):
     return "\n".join(lines) + "\n"
 
 
+SWEEP_TOLS = (1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9)
+
+
+def work_precision(kp, y0, edges, effects, y_ref, repeats, min_time):
+    """Time and error of the compiled peers over a tolerance sweep (rtol = atol).
+
+    Solvers differ in how much accuracy one unit of ``rtol`` buys, so speed is
+    compared at *matched accuracy*: for each peer run, the fastest gvlmodel run
+    whose error (against the same reference, in units of 1e-6) is no larger.
+    """
+    runners = {"gvlmodel_kernel": lambda tol: make_kernel_runner(kp, y0, edges, effects, tol, tol)}
+    if HAVE_NUMBALSODA:
+        runners["numbalsoda"] = lambda tol: make_numbalsoda_runner(kp, y0, edges, effects, tol, tol)
+    rows = []
+    for key, make in runners.items():
+        for tol in SWEEP_TOLS:
+            run = make(tol)
+            y, counters = run()
+            if counters["status"] != 0:
+                rows.append({"key": key, "tol": tol, "failed": counters["status"]})
+                continue
+            err = errors(y.copy(), y_ref)
+            rows.append({"key": key, "tol": tol, "nfev": counters["nfev"], "err_tol_units": err["err_tol_units"],
+                         "median_s": time_solver(run, repeats, min_time)["median_s"]})
+    ours = [r for r in rows if r["key"] == "gvlmodel_kernel" and "failed" not in r]
+    for r in rows:
+        if r["key"] == "gvlmodel_kernel" or "failed" in r:
+            continue
+        ok = [o for o in ours if o["err_tol_units"] <= r["err_tol_units"]]
+        if ok:
+            best = min(ok, key=lambda o: o["median_s"])
+            r["matched_gvlmodel_tol"] = best["tol"]
+            r["speedup_at_matched_accuracy"] = r["median_s"] / best["median_s"]
+    return rows
+
+
+def work_precision_markdown(rows):
+    lines = ["", "Work-precision (rtol = atol swept; error vs the same reference, in units of 1e-6):", "",
+             "| solver | tol | median time | RHS evals | max error (1e-6 units) | gvlmodel speed-up at matched accuracy |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        if "failed" in r:
+            lines.append(f"| {r['key']} | {r['tol']:g} | failed (status {r['failed']}) | | | |")
+            continue
+        sp = r.get("speedup_at_matched_accuracy")
+        spx = (f"{sp:.1f}× (gvlmodel at tol {r['matched_gvlmodel_tol']:g})" if sp is not None
+               else ("—" if r["key"] == "gvlmodel_kernel" else "no gvlmodel run as accurate"))
+        lines.append(f"| {r['key']} | {r['tol']:g} | {fmt_time(r['median_s'])} | {r['nfev']:,} "
+                     f"| {r['err_tol_units']:.3g} | {spx} |")
+    return "\n".join(lines) + "\n"
+
+
 def target_checks(results, startup):
     by = {r["key"]: r for r in results if not r.get("skipped")}
     kern = by["gvlmodel_kernel"]
@@ -530,7 +582,9 @@ def main(argv=None):
         print("measuring start-up in fresh processes ...", file=sys.stderr)
         startup = startup_measurements(n_warm)
 
-    md = markdown(results, info, startup, ref_info)
+    print("work-precision sweep ...", file=sys.stderr)
+    wp = work_precision(kp, y0, edges, effects, y_ref, repeats, min_time)
+    md = markdown(results, info, startup, ref_info) + work_precision_markdown(wp)
     checks = target_checks(results, startup)
     md += "\nTargets:\n\n" + "\n".join(
         f"- {c['target']}: " + ("not run" if c["met"] is None else
@@ -549,7 +603,8 @@ def main(argv=None):
                      "bcr_abl_start_percent": BCR_ABL_START, "schedule": SCHEDULE, "t_end_days": T_END,
                      "n_outputs": int(T_OUT.size), "extinction_threshold": 0.0,
                      "segment_edges": edges.tolist(), "segment_effects": effects.tolist()},
-        "reference": ref_info, "machine": info, "results": results, "startup": startup, "targets": checks,
+        "reference": ref_info, "machine": info, "results": results, "work_precision": wp,
+        "startup": startup, "targets": checks,
         "quick": bool(args.quick), "min_repeats": repeats, "min_time_s": min_time,
     }
     (out / "bench_solvers.json").write_text(json.dumps(payload, indent=2, default=float))

@@ -121,3 +121,13 @@ def test_counts_and_status_reported():
     assert np.isnan(failed.y[-1]).all()
     with pytest.raises(Exception, match="maximum number of steps"):
         simulate(t_out=np.linspace(0, 365, 13), max_steps=3, raise_on_failure=True)
+
+
+def test_generated_dop853_kernels_are_up_to_date():
+    """The straight-line stage sums were generated from SciPy's current tableau."""
+    from pathlib import Path
+
+    from gvlmodel import _dop853_codegen
+
+    assert Path(_dop853_codegen.TARGET).read_text() == _dop853_codegen.source(), (
+        "run `python -m gvlmodel._dop853_codegen`")
