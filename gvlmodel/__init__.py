@@ -6,8 +6,8 @@ from .errors import InputError, SolverError
 from .indices import KP, N_STATES, State, STATE_GROUPS
 from .measurement import DEFAULT_DETECTION_LIMIT, RESPONSE_LEVELS_PERCENT, bcr_abl_percent
 from .model import im_effect, rhs
-from .parameters import (PARAMETER_NAMES, PARAMETER_TABLE, Parameter, Variant, default_parameters,
-                         kernel_parameters, resolve_parameters, salib_problem, table_markdown)
+from .parameters import (PARAMETER_NAMES, PARAMETER_TABLE, Parameter, Variant, available_parameter_sets,
+                         default_parameters, kernel_parameters, parameter_set, resolve_parameters, salib_problem, table_markdown)
 from .simulate import DoseSchedule, SimulationResult, healthy_state, initial_state, simulate
 
 __version__ = "0.1.0"
@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 __all__ = [
     "InputError", "SolverError", "KP", "N_STATES", "State", "STATE_GROUPS", "DEFAULT_DETECTION_LIMIT",
     "RESPONSE_LEVELS_PERCENT", "bcr_abl_percent", "im_effect", "rhs", "PARAMETER_NAMES", "PARAMETER_TABLE",
-    "Parameter", "Variant", "default_parameters", "kernel_parameters", "resolve_parameters", "salib_problem",
+    "Parameter", "Variant", "available_parameter_sets", "parameter_set", "default_parameters", "kernel_parameters", "resolve_parameters", "salib_problem",
     "table_markdown", "DoseSchedule", "SimulationResult", "healthy_state", "initial_state", "simulate",
     "__version__",
 ]

@@ -11,8 +11,10 @@ revise, "fitted" one that will come from the fit (issue 4).
 """
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Iterable, Mapping
 
 import numpy as np
@@ -146,6 +148,33 @@ def check_parameter_name(name: str) -> None:
 def default_parameters() -> dict[str, float]:
     """The default parameter set: each table row's ``value``."""
     return {name: row.value for name, row in PARAMETER_TABLE.items()}
+
+
+PARAMETER_SET_DIR = Path(__file__).with_name("parameter_sets")
+
+
+def available_parameter_sets() -> list[str]:
+    """Names accepted by :func:`parameter_set`: ``"default"`` plus every shipped set.
+
+    Shipped sets are TOML files in ``gvlmodel/parameter_sets/`` (written by
+    ``gvlmodel fit``) with a ``[parameters]`` table of name = value.
+    """
+    return ["default"] + sorted(f.stem for f in PARAMETER_SET_DIR.glob("*.toml"))
+
+
+def parameter_set(name: str = "default") -> dict[str, float]:
+    """A named, complete parameter set (validated); ``"default"`` is the table's values."""
+    if not isinstance(name, str):
+        _fail("parameter set", f"expected a name, got {type(name).__name__}; allowed: "
+              + ", ".join(available_parameter_sets()))
+    if name == "default":
+        return default_parameters()
+    path = PARAMETER_SET_DIR / f"{name}.toml"
+    if not path.is_file():
+        _fail("parameter set", f"unknown set {name!r}; allowed: " + ", ".join(available_parameter_sets()))
+    with open(path, "rb") as fh:
+        data = tomllib.load(fh)
+    return resolve_parameters(data.get("parameters", {}))
 
 
 def resolve_parameters(params: Mapping[str, float] | None = None, *, check_bounds: bool = False) -> dict[str, float]:
