@@ -86,3 +86,112 @@ class KP(IntEnum):
 
 
 N_KP = len(KP)
+
+
+# --------------------------------------------------------------------------
+# clinical layer: protocol parameters, protocol state, per-patient results
+# --------------------------------------------------------------------------
+class StopRule(IntEnum):
+    """When imatinib may be stopped (``PP.STOP_RULE``)."""
+
+    NEVER = 0  # continuous imatinib
+    HESS2005 = 1  # >= min days on IM and CMR at 3 consecutive visits within a window (Hess 2005)
+    AFTER_DAYS = 2  # fixed course: stop at the first visit after N days on IM
+    STIM = 3  # STIM-like: >= T days on IM and undetectable for >= U days
+
+
+class PP(IntEnum):
+    """Protocol parameter vector read by the compiled protocol engine (days, %, flags)."""
+
+    VISIT = 0  # visit interval, days
+    N_VISITS = 1  # number of visits after enrolment (the enrolment sample is visit 0)
+    ESCALATE = 2  # 1: raise the dose at the escalation visit if no MMR
+    ESC_DAY = 3  # escalation decided at the first visit on or after this day
+    MMR_LEVEL = 4  # MMR threshold, BCR-ABL % (0.1)
+    STOP_RULE = 5  # StopRule code
+    STOP_MIN_DAYS = 6  # HESS2005: min days on IM; AFTER_DAYS: N; STIM: T
+    STOP_WINDOW_DAYS = 7  # HESS2005: 3 negatives within this many days; STIM: U (undetectable days)
+    RESTART = 8  # 1: restart imatinib at the confirmed loss of CMR
+    DETECTION_LIMIT = 9  # nested-PCR detection limit, ratio (1e-5)
+    NOISE_SD = 10  # natural-log SD of the quantitative PCR
+    RTOL = 11  # solver relative tolerance
+    ATOL = 12  # solver absolute tolerance, cells
+    EXTINCTION = 13  # extinction threshold, LSCs
+    MAX_STEPS = 14  # solver step budget per patient
+
+
+N_PP = len(PP)
+
+
+class Dose(IntEnum):
+    """Dose levels of the protocol (the effect of each level is per patient)."""
+
+    OFF = 0
+    BASE = 1  # enrolment dose (400 mg/day)
+    ESCALATED = 2  # escalated dose (600 or 800 mg/day)
+
+
+class PS(IntEnum):
+    """Per-patient protocol state, updated visit by visit by ``protocol.visit_rules``."""
+
+    DOSE = 0  # current Dose level
+    DOSE_AT_STOP = 1  # Dose level before stopping (restart dose)
+    DAYS_ON_IM = 2  # cumulative days on imatinib
+    EVER_POSITIVE = 3  # 1 once any sample was positive
+    NEG_RUN = 4  # consecutive negative samples (current run)
+    NEG_RUN_START = 5  # day of the first negative of the current run
+    NEG_T1 = 6  # days of the last three negative samples (oldest first)
+    NEG_T2 = 7
+    NEG_T3 = 8
+    REACHED_CMR = 9  # 1 once CMR (3 consecutive negatives after a positive)
+    T_CMR = 10  # day of the first of the three negatives
+    ESCALATION_DONE = 11  # 1 once the escalation visit has passed
+    T_ESCALATE = 12  # day the dose was raised (nan if never)
+    STOPPED = 13  # 1 once imatinib was stopped under the stop rule
+    T_STOP = 14
+    DAYS_ON_IM_AT_STOP = 15
+    POS_RUN = 16  # consecutive positive samples after stopping
+    T_FIRST_POS = 17  # day of the first positive of the current run after stopping
+    LOST_CMR = 18  # 1 once a positive after stopping was confirmed by the next sample
+    T_LOSS = 19  # day of the first (confirmed) positive
+    RESTARTED = 20
+    T_RESTART = 21
+
+
+N_PS = len(PS)
+
+
+class RF(IntEnum):
+    """Per-patient float results of the cohort engine (nan where not applicable)."""
+
+    DAYS_TO_CMR = 0
+    DAYS_ON_IM_AT_STOP = 1
+    T_STOP = 2
+    DAYS_STOP_TO_LOSS = 3
+    T_ESCALATE = 4
+    T_RESTART = 5
+    T_ERADICATED = 6  # day the LSC count fell below the extinction threshold
+    FINAL_BCR_ABL = 7  # true BCR-ABL % at the last visit reached
+    FINAL_LSC = 8  # Q + Y0 at the last visit reached
+    FINAL_EFFECTORS = 9  # Z at the last visit reached
+    T_REACHED = 10  # last visit day reached (end of follow-up unless the solver failed)
+
+
+N_RF = len(RF)
+
+
+class RI(IntEnum):
+    """Per-patient integer results of the cohort engine."""
+
+    REACHED_CMR = 0
+    STOPPED = 1
+    LOST_CMR = 2
+    ERADICATED = 3
+    ESCALATED = 4
+    RESTARTED = 5
+    STATUS = 6  # solver status code (0 = success)
+    N_STEPS = 7
+    N_RHS = 8
+
+
+N_RI = len(RI)

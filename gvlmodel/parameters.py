@@ -234,29 +234,67 @@ def kernel_parameters(params: Mapping[str, float] | None = None, variant="H2", t
     """
     p = resolve_parameters(params)
     variant = parse_variant(variant)
+    _check_transplant(transplant)
+    k = np.empty(N_KP)
+    _fill_kernel(p, variant, transplant, k)
+    return k
+
+
+def kernel_parameters_batch(base: Mapping[str, float], varied: Mapping[str, np.ndarray], variant="H2",
+                            transplant: bool = True) -> np.ndarray:
+    """Kernel vectors for many patients, shape ``(n, N_KP)``: ``base`` with per-patient ``varied`` columns.
+
+    The same mapping as :func:`kernel_parameters` (one code path, vectorised);
+    ``varied`` values must already lie inside the table bounds.
+    """
+    p = dict(resolve_parameters(base))
+    variant = parse_variant(variant)
+    _check_transplant(transplant)
+    n = None
+    for name, col in varied.items():
+        check_parameter_name(name)
+        col = np.asarray(col, dtype=float)
+        if col.ndim != 1 or (n is not None and col.size != n):
+            _fail(f"parameter {name!r}", "per-patient values must be 1-D arrays of one common length")
+        n = col.size
+        p[name] = col
+    if n is None:
+        _fail("varied", "no per-patient parameters given")
+    if np.any(np.asarray(p["r_x"]) <= np.asarray(p["d0"])):
+        _fail("parameter 'r_x'", "must exceed d0 for every patient")
+    k = np.empty((n, N_KP))
+    _fill_kernel(p, variant, transplant, k)
+    return k
+
+
+def _check_transplant(transplant) -> None:
     if not isinstance(transplant, (bool, np.bool_)):
         _fail("transplant", f"expected true or false, got {transplant!r}")
+
+
+def _fill_kernel(p, variant: Variant, transplant: bool, k: np.ndarray) -> None:
+    """Table parameters (scalars or per-patient arrays) -> kernel vector(s) ``k[..., KP]``."""
     setting = "allo" if transplant else "auto"
-    k = np.empty(N_KP)
-    k[KP.D0], k[KP.D1], k[KP.D2], k[KP.D3] = p["d0"], p["d1"], p["d2"], p["d3"]
-    k[KP.RX], k[KP.AX], k[KP.BX], k[KP.CX] = p["r_x"], p["a_x"], p["b_x"], p["c_x"]
+    k[..., KP.D0], k[..., KP.D1], k[..., KP.D2], k[..., KP.D3] = p["d0"], p["d1"], p["d2"], p["d3"]
+    k[..., KP.RX], k[..., KP.AX], k[..., KP.BX], k[..., KP.CX] = p["r_x"], p["a_x"], p["b_x"], p["c_x"]
     # homeostasis: r_x / (1 + x0_eq / KN) = d0  =>  KN = x0_eq / (r_x / d0 - 1)
-    k[KP.KN] = p["x0_eq"] / (p["r_x"] / p["d0"] - 1.0)
-    k[KP.RY], k[KP.AY], k[KP.BY], k[KP.CY] = p["r_y"], p["a_y"], p["b_y"], p["c_y"]
-    k[KP.QIN], k[KP.QOUT] = p["q_in"], p["q_out"]
-    k[KP.IMKILL], k[KP.IMFA], k[KP.IMFB] = p["im_kill_lsc"], p["im_fold_a"], p["im_fold_b"]
-    k[KP.ZIN] = p[f"z_influx_{setting}"]
-    k[KP.ZD] = p["z_death"]
-    k[KP.ZRHO] = p[f"z_expand_{setting}"]
-    k[KP.ZK] = p["z_half"]
-    k[KP.ZKILL] = p["z_kill"]
-    k[KP.ZQREL] = p["z_quiescent_kill"]
-    k[KP.ZSUPP] = p["immunosuppression"]
+    k[..., KP.KN] = p["x0_eq"] / (p["r_x"] / p["d0"] - 1.0)
+    k[..., KP.RY], k[..., KP.AY], k[..., KP.BY], k[..., KP.CY] = p["r_y"], p["a_y"], p["b_y"], p["c_y"]
+    k[..., KP.QIN], k[..., KP.QOUT] = p["q_in"], p["q_out"]
+    k[..., KP.IMKILL], k[..., KP.IMFA], k[..., KP.IMFB] = p["im_kill_lsc"], p["im_fold_a"], p["im_fold_b"]
+    k[..., KP.ZIN] = p[f"z_influx_{setting}"]
+    k[..., KP.ZD] = p["z_death"]
+    k[..., KP.ZRHO] = p[f"z_expand_{setting}"]
+    k[..., KP.ZK] = p["z_half"]
+    k[..., KP.ZKILL] = p["z_kill"]
+    k[..., KP.ZQREL] = p["z_quiescent_kill"]
+    k[..., KP.ZSUPP] = p["immunosuppression"]
     if variant is Variant.H0:
-        k[KP.ZIN] = k[KP.ZRHO] = k[KP.ZKILL] = 0.0
+        k[..., KP.ZIN] = 0.0
+        k[..., KP.ZRHO] = 0.0
+        k[..., KP.ZKILL] = 0.0
     elif variant is Variant.H1:
-        k[KP.ZRHO] = 0.0
-    return k
+        k[..., KP.ZRHO] = 0.0
 
 
 def salib_problem(names: Iterable[str] | None = None) -> dict:

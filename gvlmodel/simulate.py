@@ -63,11 +63,8 @@ class DoseSchedule:
 def healthy_state(params: Mapping[str, float] | None = None) -> np.ndarray:
     """Normal hematopoiesis at homeostasis, no leukemia, no effectors."""
     p = resolve_parameters(params)
-    y = np.zeros(N_STATES)
-    y[State.X0] = p["x0_eq"]
-    y[State.X1] = p["a_x"] * y[State.X0] / p["d1"]
-    y[State.X2] = p["b_x"] * y[State.X1] / p["d2"]
-    y[State.X3] = p["c_x"] * y[State.X2] / p["d3"]
+    y = np.empty(N_STATES)
+    fill_start_state(p, 0.0, kernel_parameters(p, "H0"), y)  # H0: no effector influx, so Z = 0
     return y
 
 
@@ -85,18 +82,34 @@ def initial_state(params: Mapping[str, float] | None = None, *, bcr_abl: float =
         raise InputError(f"bcr_abl: ratio in percent must lie in [0, 100), got {bcr_abl!r}")
     p = resolve_parameters(params)
     kp = kernel_parameters(p, variant, transplant)
-    y = healthy_state(p)
-    r = bcr_abl / 100.0
-    y3 = r / (1.0 - r) * 2.0 * y[State.X3]  # from ratio = Y3 / (Y3 + 2 X3)
+    y = np.empty(N_STATES)
+    fill_start_state(p, bcr_abl, kp, y)
+    return y
+
+
+def fill_start_state(p, bcr_abl, kp, y) -> None:
+    """Start state(s) ``y[..., State]`` for table parameters ``p`` (scalars or per-patient arrays).
+
+    The equations of :func:`initial_state`, written once for one patient and
+    for cohorts: normal hierarchy at homeostasis; leukemic compartments at
+    quasi-steady state behind ``Y0`` with ``Y3`` set by the ratio
+    ``bcr_abl = 100 Y3 / (Y3 + 2 X3)``; ``Q = Y0 q_in / q_out``; effectors at
+    ``influx / death`` read from the kernel vector(s) ``kp``.
+    """
+    y[..., State.X0] = p["x0_eq"]
+    y[..., State.X1] = p["a_x"] * y[..., State.X0] / p["d1"]
+    y[..., State.X2] = p["b_x"] * y[..., State.X1] / p["d2"]
+    y[..., State.X3] = p["c_x"] * y[..., State.X2] / p["d3"]
+    r = np.asarray(bcr_abl, dtype=float) / 100.0
+    y3 = r / (1.0 - r) * 2.0 * y[..., State.X3]
     amplification = (p["a_y"] / p["d1"]) * (p["b_y"] / p["d2"]) * (p["c_y"] / p["d3"])
     y0 = y3 / amplification
-    y[State.Y0] = y0
-    y[State.Q] = y0 * p["q_in"] / p["q_out"]
-    y[State.Y1] = p["a_y"] * y0 / p["d1"]
-    y[State.Y2] = p["b_y"] * y[State.Y1] / p["d2"]
-    y[State.Y3] = y3
-    y[State.Z] = kp[KP.ZIN] / kp[KP.ZD]
-    return y
+    y[..., State.Y0] = y0
+    y[..., State.Q] = y0 * p["q_in"] / p["q_out"]
+    y[..., State.Y1] = p["a_y"] * y0 / p["d1"]
+    y[..., State.Y2] = p["b_y"] * y[..., State.Y1] / p["d2"]
+    y[..., State.Y3] = y3
+    y[..., State.Z] = kp[..., KP.ZIN] / kp[..., KP.ZD]
 
 
 @dataclass

@@ -185,6 +185,15 @@ def _lsc(y):
     return y[LSC_Q] + y[LSC_Y0]
 
 
+N_WORK_ROWS = N_STAGES_EXT + N_INTERP + 7  # K (16) | F (7) | y, y_new, f, tmp, scale, err5, err3
+
+
+@jit
+def new_workspace():
+    """Scratch memory for :func:`integrate_ws` (allocate once, reuse for many solves)."""
+    return np.empty((N_WORK_ROWS, NS))
+
+
 @jit
 def integrate(y0, kp, seg_bounds, seg_effect, t_out, rtol, atol, max_steps, threshold, y_out, stats, events):
     """Integrate the model over constant-effect segments; fill ``y_out``.
@@ -199,21 +208,37 @@ def integrate(y0, kp, seg_bounds, seg_effect, t_out, rtol, atol, max_steps, thre
     disables the event).  Returns a status code (``SUCCESS`` etc.); on failure
     unreached rows of ``y_out`` are ``nan``.
     """
-    n = NS
-    n_out = t_out.shape[0]
-    n_seg = seg_effect.shape[0]
-    K = np.empty((N_STAGES_EXT, n))
-    F = np.empty((N_INTERP, n))
-    y = np.empty(n)
-    y_new = np.empty(n)
-    f = np.empty(n)
-    tmp = np.empty(n)
-    scale = np.empty(n)
-    err5 = np.empty(n)
-    err3 = np.empty(n)
     for i in range(N_STATS):
         stats[i] = 0
     events[0] = np.nan
+    h_io = np.zeros(1)
+    return integrate_ws(y0, kp, seg_bounds, seg_effect, t_out, rtol, atol, max_steps, threshold, y_out, stats,
+                        events, new_workspace(), h_io)
+
+
+@jit
+def integrate_ws(y0, kp, seg_bounds, seg_effect, t_out, rtol, atol, max_steps, threshold, y_out, stats, events,
+                 ws, h_io):
+    """:func:`integrate` on caller-owned scratch memory, for solves chained in a loop.
+
+    ``ws`` from :func:`new_workspace`; ``h_io[0]`` is the first step to try
+    (<= 0: Hairer's starting-step heuristic) and receives the step proposed for
+    a continuation.  ``stats`` accumulate and ``events[0]`` is written only if an
+    extinction occurs, so counts and the event carry over a chain of calls.
+    """
+    n = NS
+    n_out = t_out.shape[0]
+    n_seg = seg_effect.shape[0]
+    K = ws[0:N_STAGES_EXT]
+    F = ws[N_STAGES_EXT:N_STAGES_EXT + N_INTERP]
+    r0 = N_STAGES_EXT + N_INTERP
+    y = ws[r0]
+    y_new = ws[r0 + 1]
+    f = ws[r0 + 2]
+    tmp = ws[r0 + 3]
+    scale = ws[r0 + 4]
+    err5 = ws[r0 + 5]
+    err3 = ws[r0 + 6]
     for i in range(n):
         y[i] = y0[i]
     for r in range(n_out):
@@ -232,7 +257,7 @@ def integrate(y0, kp, seg_bounds, seg_effect, t_out, rtol, atol, max_steps, thre
             y_out[k_out, i] = y[i]
         k_out += 1
 
-    h = 0.0
+    h = h_io[0]
     err_old = 1e-4
     for seg in range(n_seg):
         e = seg_effect[seg]
@@ -363,5 +388,6 @@ def integrate(y0, kp, seg_bounds, seg_effect, t_out, rtol, atol, max_steps, thre
             rejected = False
             # after a step clipped at a stop, carry the unclipped proposal
             h = max(h * factor, h_try) if last else h * factor
+    h_io[0] = h
     return SUCCESS
 
