@@ -1,0 +1,512 @@
+"""Virtual cohorts: patients drawn from a population, run through the protocol in parallel.
+
+A cohort is specified by three objects, each validated on construction:
+
+* :class:`CohortSpec` — size, seed, transplanted or not, starting point
+  (post-SCT relapse by type, or untreated chronic phase at diagnosis) and the
+  relapse-type mix;
+* :class:`Protocol` — dose, escalation, stop rule, restart, follow-up, visits and
+  the measurement model's settings;
+* :class:`Population` — which parameters vary between patients and how much
+  (log-normal around the parameter set's value, truncated to the table bounds);
+  its medians and spreads are the hyper-parameters a fit estimates.
+
+Randomness and reproducibility: patients are grouped in fixed blocks of
+:data:`BLOCK` ids; block ``b`` draws from its own stream
+``SeedSequence(seed, spawn_key=(b,))``.  Patient ``i``'s parameters, starting
+burden and PCR noise therefore depend only on ``(seed, i)`` and the scenario,
+not on the cohort size, the chunking or the number of threads.  The compiled
+engine (:func:`gvlmodel.protocol.run_cohort`) draws no random numbers and each
+patient writes only its own rows, so results are identical for any thread count.
+
+Starting burden (BRIEF §2, standard clinical correspondences; configurable):
+molecular relapse 0.01-1 %, cytogenetic 1-35 %, hematologic 35-90 % BCR-ABL;
+untreated chronic phase at diagnosis 50-95 %.  Within its range a patient's
+ratio is log-uniform.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+
+from .errors import InputError
+from .indices import N_PP, N_RF, N_RI, N_STATES, PP, RF, RI, Dose, State, StopRule
+from .model import im_effect
+from .parameters import (PARAMETER_TABLE, Variant, check_parameter_name, kernel_parameters_batch, parameter_set,
+                         parse_variant, resolve_parameters)
+from .measurement import DEFAULT_DETECTION_LIMIT, DEFAULT_NOISE_SD, RESPONSE_LEVELS_PERCENT
+from .simulate import MAX_DOSE_MG, STATUS_MESSAGES, fill_start_state
+
+#: patients per random-number block (fixed: changing it changes every cohort)
+BLOCK = 1024
+RELAPSE_TYPES = ("molecular", "cytogenetic", "hematologic")
+STARTS = ("relapse", "diagnosis")
+DEFAULT_RELAPSE_RANGES = {"molecular": (0.01, 1.0), "cytogenetic": (1.0, 35.0), "hematologic": (35.0, 90.0)}
+DEFAULT_DIAGNOSIS_RANGE = (50.0, 95.0)
+#: Hess et al. 2005: 18 molecular, 19 cytogenetic, 7 other (treated as hematologic)
+HESS2005_RELAPSE_MIX = {"molecular": 18, "cytogenetic": 19, "hematologic": 7}
+#: default between-patient variation (natural-log SD) around the parameter set
+DEFAULT_POPULATION_SD = {
+    "z_expand_allo": 0.5,  # immune strength (donor)
+    "z_expand_auto": 0.5,  # immune strength (autologous)
+    "z_kill": 0.5,  # effector potency
+    "im_kill_lsc": 0.3,  # imatinib sensitivity of cycling LSCs
+    "q_out": 0.5,  # exit from quiescence
+}
+STOP_RULE_NAMES = ("hess2005", "never", "{after_days = N}", "{min_days = T, undetectable_days = U}")
+
+
+def _fail(field_name: str, msg: str):
+    raise InputError(f"{field_name}: {msg}")
+
+
+def _real(field_name: str, v, lo=None, hi=None, lo_open=False) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v):
+        _fail(field_name, f"expected a finite number, got {v!r}")
+    v = float(v)
+    if lo is not None and (v < lo or (lo_open and v == lo)):
+        _fail(field_name, f"must be {'>' if lo_open else '>='} {lo:g}, got {v:g}")
+    if hi is not None and v > hi:
+        _fail(field_name, f"must be <= {hi:g}, got {v:g}")
+    return v
+
+
+def _integer(field_name: str, v, lo=0) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        _fail(field_name, f"expected an integer, got {v!r}")
+    if v < lo:
+        _fail(field_name, f"must be >= {lo}, got {v}")
+    return int(v)
+
+
+def _boolean(field_name: str, v) -> bool:
+    if not isinstance(v, (bool, np.bool_)):
+        _fail(field_name, f"expected true or false, got {v!r}")
+    return bool(v)
+
+
+# --------------------------------------------------------------------------
+# specifications
+# --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CohortSpec:
+    """Who is enrolled: ``size`` patients, ``seed``, setting and starting point."""
+
+    size: int
+    seed: int
+    transplant: bool = True
+    start: str = "relapse"
+    relapse_mix: Mapping[str, float] = field(default_factory=lambda: dict(HESS2005_RELAPSE_MIX))
+    relapse_ranges: Mapping[str, tuple[float, float]] = field(default_factory=lambda: dict(DEFAULT_RELAPSE_RANGES))
+    diagnosis_range: tuple[float, float] = DEFAULT_DIAGNOSIS_RANGE
+
+    def __post_init__(self):
+        object.__setattr__(self, "size", _integer("cohort.size", self.size, lo=1))
+        object.__setattr__(self, "seed", _integer("cohort.seed", self.seed, lo=0))
+        object.__setattr__(self, "transplant", _boolean("cohort.transplant", self.transplant))
+        if self.start not in STARTS:
+            _fail("cohort.start", f"unknown start {self.start!r}; allowed: {', '.join(STARTS)}")
+        if not isinstance(self.relapse_mix, Mapping) or not self.relapse_mix:
+            _fail("cohort.relapse_mix", "expected a table of relapse type = count or fraction, e.g. "
+                  "{molecular = 18, cytogenetic = 19, hematologic = 7}")
+        mix = {}
+        for k, v in self.relapse_mix.items():
+            if k not in RELAPSE_TYPES:
+                _fail("cohort.relapse_mix", f"unknown relapse type {k!r}; allowed: {', '.join(RELAPSE_TYPES)}")
+            mix[k] = _real(f"cohort.relapse_mix.{k}", v, lo=0.0)
+        if sum(mix.values()) <= 0:
+            _fail("cohort.relapse_mix", "counts or fractions must not all be zero")
+        object.__setattr__(self, "relapse_mix", mix)
+        ranges = dict(DEFAULT_RELAPSE_RANGES)
+        for k, v in dict(self.relapse_ranges).items():
+            if k not in RELAPSE_TYPES:
+                _fail("cohort.relapse_ranges", f"unknown relapse type {k!r}; allowed: {', '.join(RELAPSE_TYPES)}")
+            ranges[k] = _ratio_range(f"cohort.relapse_ranges.{k}", v)
+        object.__setattr__(self, "relapse_ranges", ranges)
+        object.__setattr__(self, "diagnosis_range", _ratio_range("cohort.diagnosis_range", self.diagnosis_range))
+
+    def relapse_types(self) -> np.ndarray:
+        """Relapse type of every patient (``""`` at diagnosis): counts scaled to ``size``, largest remainder."""
+        if self.start == "diagnosis":
+            return np.full(self.size, "", dtype=object)
+        names = [k for k in RELAPSE_TYPES if k in self.relapse_mix]
+        w = np.array([self.relapse_mix[k] for k in names], dtype=float)
+        exact = w / w.sum() * self.size
+        counts = np.floor(exact).astype(int)
+        for j in np.argsort(-(exact - counts), kind="stable")[: self.size - counts.sum()]:
+            counts[j] += 1
+        return np.repeat(np.array(names, dtype=object), counts)
+
+
+def _ratio_range(field_name, v) -> tuple[float, float]:
+    if not isinstance(v, (list, tuple)) or len(v) != 2:
+        _fail(field_name, f"expected [low, high] BCR-ABL percent, got {v!r}")
+    lo = _real(field_name + "[0]", v[0], lo=0.0, lo_open=True)
+    hi = _real(field_name + "[1]", v[1], hi=99.999)
+    if hi < lo:
+        _fail(field_name, f"low {lo:g} exceeds high {hi:g}")
+    return (lo, hi)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Treatment and monitoring (defaults: the Hess 2005 protocol with monthly visits for 5 years)."""
+
+    dose_mg: float = 400.0
+    escalate: bool = True
+    escalated_dose_mg: float = 600.0
+    escalation_day: float = 90.0
+    mmr_level_percent: float = RESPONSE_LEVELS_PERCENT["MMR"]
+    stop: object = "hess2005"
+    restart: bool = False
+    follow_up_days: float = 1825.0
+    visit_interval_days: float = 30.0
+    detection_limit: float = DEFAULT_DETECTION_LIMIT
+    noise_sd_log: float = DEFAULT_NOISE_SD
+
+    def __post_init__(self):
+        object.__setattr__(self, "dose_mg", _real("treatment.dose_mg", self.dose_mg, lo=0.0, hi=MAX_DOSE_MG, lo_open=True))
+        object.__setattr__(self, "escalate", _boolean("treatment.escalate", self.escalate))
+        object.__setattr__(self, "escalated_dose_mg", _real("treatment.escalated_dose_mg", self.escalated_dose_mg,
+                                                            lo=0.0, hi=MAX_DOSE_MG, lo_open=True))
+        object.__setattr__(self, "escalation_day", _real("treatment.escalation_day", self.escalation_day, lo=0.0))
+        object.__setattr__(self, "mmr_level_percent", _real("treatment.mmr_level_percent", self.mmr_level_percent,
+                                                            lo=0.0, hi=100.0, lo_open=True))
+        object.__setattr__(self, "restart", _boolean("treatment.restart", self.restart))
+        object.__setattr__(self, "follow_up_days", _real("treatment.follow_up_days", self.follow_up_days,
+                                                         lo=0.0, hi=36500.0, lo_open=True))
+        object.__setattr__(self, "visit_interval_days", _real("treatment.visit_interval_days",
+                                                              self.visit_interval_days, lo=1.0,
+                                                              hi=self.follow_up_days))
+        object.__setattr__(self, "detection_limit", _real("measurement.detection_limit", self.detection_limit,
+                                                          lo=0.0, hi=1.0, lo_open=True))
+        object.__setattr__(self, "noise_sd_log", _real("measurement.noise_sd_log", self.noise_sd_log, lo=0.0, hi=5.0))
+        self.stop_rule()  # validate
+
+    @property
+    def n_visits(self) -> int:
+        """Visits after enrolment (enrolment is visit 0)."""
+        return int(math.floor(self.follow_up_days / self.visit_interval_days + 1e-9))
+
+    def stop_rule(self) -> tuple[StopRule, float, float]:
+        """``(rule, min_days, window_days)`` from ``stop``."""
+        s = self.stop
+        allowed = "allowed: " + ", ".join(STOP_RULE_NAMES)
+        if isinstance(s, str):
+            if s == "hess2005":
+                return StopRule.HESS2005, 180.0, 90.0
+            if s == "never":
+                return StopRule.NEVER, 0.0, 0.0
+            _fail("treatment.stop", f"unknown stop rule {s!r}; {allowed}")
+        if isinstance(s, Mapping):
+            keys = set(s)
+            if keys == {"after_days"}:
+                return StopRule.AFTER_DAYS, _real("treatment.stop.after_days", s["after_days"], lo=0.0), 0.0
+            if keys == {"min_days", "undetectable_days"}:
+                return (StopRule.STIM, _real("treatment.stop.min_days", s["min_days"], lo=0.0),
+                        _real("treatment.stop.undetectable_days", s["undetectable_days"], lo=0.0))
+            _fail("treatment.stop", f"unknown stop rule keys {sorted(keys)}; {allowed}")
+        _fail("treatment.stop", f"expected a rule name or table, got {s!r}; {allowed}")
+
+    def kernel_vector(self, rtol: float, atol: float, extinction_threshold: float, max_steps: int) -> np.ndarray:
+        """The compiled engine's protocol vector (:class:`~gvlmodel.indices.PP`)."""
+        rule, min_days, window = self.stop_rule()
+        pp = np.zeros(N_PP)
+        pp[PP.VISIT] = self.visit_interval_days
+        pp[PP.N_VISITS] = self.n_visits
+        pp[PP.ESCALATE] = float(self.escalate)
+        pp[PP.ESC_DAY] = self.escalation_day
+        pp[PP.MMR_LEVEL] = self.mmr_level_percent
+        pp[PP.STOP_RULE] = float(rule)
+        pp[PP.STOP_MIN_DAYS] = min_days
+        pp[PP.STOP_WINDOW_DAYS] = window
+        pp[PP.RESTART] = float(self.restart)
+        pp[PP.DETECTION_LIMIT] = self.detection_limit
+        pp[PP.NOISE_SD] = self.noise_sd_log
+        pp[PP.RTOL] = rtol
+        pp[PP.ATOL] = atol
+        pp[PP.EXTINCTION] = extinction_threshold
+        pp[PP.MAX_STEPS] = float(max_steps)
+        return pp
+
+
+@dataclass(frozen=True)
+class Population:
+    """Between-patient variation: ``sd_log[name]`` = natural-log SD around the parameter set's value.
+
+    A patient's value is ``median * exp(sd * z)``, ``z ~ N(0, 1)``, clipped to
+    the parameter table's ``[lower, upper]``.  ``medians`` optionally replaces
+    the parameter set's value as the population median.
+    """
+
+    sd_log: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_POPULATION_SD))
+    medians: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self):
+        sd = {}
+        for name, v in dict(self.sd_log).items():
+            check_parameter_name(name)
+            sd[name] = _real(f"population.{name}", v, lo=0.0, hi=5.0)
+        object.__setattr__(self, "sd_log", dict(sorted(sd.items())))
+        resolve_parameters(dict(self.medians))  # names, types and ranges
+        object.__setattr__(self, "medians", {k: float(v) for k, v in self.medians.items()})
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.sd_log)
+
+
+# --------------------------------------------------------------------------
+# results
+# --------------------------------------------------------------------------
+@dataclass
+class CohortResult:
+    """Per-patient outcomes (``columns``), measured PCR series per visit, and what produced them."""
+
+    columns: dict[str, np.ndarray]
+    measured: np.ndarray  # (n, n_visits + 1) measured BCR-ABL %, 0 = undetectable, nan = not reached
+    visit_days: np.ndarray
+    patient_parameters: dict[str, np.ndarray]
+    y0: np.ndarray
+    cohort: CohortSpec
+    protocol: Protocol
+    variant: Variant
+    base_parameters: dict[str, float]
+    solver_options: dict
+    wall_s: float
+    threads: int
+
+    @property
+    def n(self) -> int:
+        return self.cohort.size
+
+    @property
+    def failed(self) -> np.ndarray:
+        return self.columns["solver_status"] != 0
+
+    def patient_params(self, i: int) -> dict[str, float]:
+        """Complete table parameters of patient ``i``."""
+        p = dict(self.base_parameters)
+        p.update({k: float(v[i]) for k, v in self.patient_parameters.items()})
+        return p
+
+    def dose_schedule(self, i: int) -> list[tuple[float, float]]:
+        """The dose schedule patient ``i`` actually received: ``[(day, mg/day), ...]``."""
+        c, pr = self.columns, self.protocol
+        sched = [(0.0, pr.dose_mg)]
+        dose = pr.dose_mg
+        if c["escalated"][i]:
+            dose = pr.escalated_dose_mg
+            sched.append((float(c["days_to_escalation"][i]), dose))
+        if c["stopped"][i]:
+            sched.append((float(c["stop_day"][i]), 0.0))
+            if c["restarted"][i]:
+                sched.append((float(c["restart_day"][i]), dose))
+        return sched
+
+    def summary(self) -> dict:
+        from .summary import cohort_summary
+
+        return cohort_summary(self)
+
+
+# --------------------------------------------------------------------------
+# the cohort run
+# --------------------------------------------------------------------------
+def _draws(seed: int, n: int, n_par: int, n_samples: int):
+    """Per-patient random numbers, block by block (see the module docstring)."""
+    z = np.empty((n, n_par))
+    u_start = np.empty(n)
+    eps = np.empty((n, n_samples))
+    uu = np.empty((n, n_samples))
+    for b in range(-(-n // BLOCK)):
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(b,))))
+        bz = rng.standard_normal((BLOCK, n_par))
+        bu = rng.random(BLOCK)
+        be = rng.standard_normal((BLOCK, n_samples))
+        bv = rng.random((BLOCK, n_samples))
+        lo, hi = b * BLOCK, min(n, (b + 1) * BLOCK)
+        m = hi - lo
+        z[lo:hi], u_start[lo:hi], eps[lo:hi], uu[lo:hi] = bz[:m], bu[:m], be[:m], bv[:m]
+    return z, u_start, eps, uu
+
+
+def _resolve_base(parameters) -> dict[str, float]:
+    if parameters is None:
+        return parameter_set("default")
+    if isinstance(parameters, str):
+        return parameter_set(parameters)
+    return resolve_parameters(parameters)
+
+
+def simulate_cohort(cohort: CohortSpec, protocol: Protocol | None = None, parameters=None, *, variant="H2",
+                    population: Population | None = None, rtol: float = 1e-6, atol: float = 1e-6,
+                    extinction_threshold: float = 1.0, max_steps: int = 200_000, threads: int | None = None,
+                    progress: bool | None = None, chunk: int = 4096) -> CohortResult:
+    """Run a virtual cohort through the protocol (compiled, parallel over patients).
+
+    ``parameters``: a parameter-set name, a mapping of overrides of the default
+    set, or ``None`` (default set).  ``threads``: numba threads (default: all).
+    ``progress``: show a progress bar (``None``: only when the run takes more
+    than 2 s).  Results do not depend on ``threads`` or ``chunk``.
+    """
+    import numba
+
+    from .protocol import run_cohort
+
+    if not isinstance(cohort, CohortSpec):
+        _fail("cohort", "expected a CohortSpec")
+    protocol = Protocol() if protocol is None else protocol
+    population = Population() if population is None else population
+    variant = parse_variant(variant)
+    base = _resolve_base(parameters)
+    base.update(population.medians)
+    base = resolve_parameters(base)
+    rtol = _real("solver.rtol", rtol, lo=1e-13, hi=1e-2)
+    atol = _real("solver.atol", atol, lo=0.0, hi=1e3, lo_open=True)
+    extinction_threshold = _real("solver.extinction_threshold", extinction_threshold, lo=0.0)
+    max_steps = _integer("solver.max_steps", max_steps, lo=1)
+    n_threads_max = numba.config.NUMBA_NUM_THREADS
+    threads = n_threads_max if threads is None else _integer("threads", threads, lo=1)
+    if threads > n_threads_max:
+        _fail("threads", f"at most {n_threads_max} on this machine, got {threads}")
+
+    n = cohort.size
+    n_samples = protocol.n_visits + 1
+    names = population.names
+    z, u_start, eps, uu = _draws(cohort.seed, n, len(names), n_samples)
+
+    # per-patient parameters: log-normal around the median, clipped to the table bounds
+    varied = {}
+    for j, name in enumerate(names):
+        row = PARAMETER_TABLE[name]
+        varied[name] = np.clip(base[name] * np.exp(population.sd_log[name] * z[:, j]), row.lower, row.upper)
+    if not varied:  # keep the batch path: one harmless "varied" column equal to the base value
+        varied = {"d0": np.full(n, base["d0"])}
+    kp = kernel_parameters_batch(base, varied, variant, cohort.transplant)
+    p_all = dict(base)
+    p_all.update(varied)
+
+    # starting burden
+    types = cohort.relapse_types()
+    lo = np.empty(n)
+    hi = np.empty(n)
+    if cohort.start == "diagnosis":
+        lo[:], hi[:] = cohort.diagnosis_range
+    else:
+        for t in RELAPSE_TYPES:
+            sel = types == t
+            lo[sel], hi[sel] = cohort.relapse_ranges[t]
+    ratio0 = np.exp(np.log(lo) + u_start * (np.log(hi) - np.log(lo)))
+    y0 = np.empty((n, N_STATES))
+    fill_start_state(p_all, ratio0, kp, y0)
+
+    # imatinib effect of each dose level, per patient
+    effects = np.zeros((n, 3))
+    css = np.broadcast_to(np.asarray(p_all["im_css_400"], dtype=float), (n,))
+    ec50 = np.broadcast_to(np.asarray(p_all["im_ec50"], dtype=float), (n,))
+    for i in range(n):
+        effects[i, Dose.BASE] = im_effect(protocol.dose_mg, css[i], ec50[i])
+        effects[i, Dose.ESCALATED] = im_effect(protocol.escalated_dose_mg, css[i], ec50[i])
+
+    pp = protocol.kernel_vector(rtol, atol, extinction_threshold, max_steps)
+    measured = np.empty((n, n_samples))
+    res_f = np.empty((n, N_RF))
+    res_i = np.empty((n, N_RI), dtype=np.int64)
+
+    old_threads = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    t0 = time.perf_counter()
+    try:
+        bar = None
+        done = 0
+        while done < n:
+            hi_ = min(n, done + chunk)
+            s = slice(done, hi_)
+            run_cohort(kp[s], y0[s], effects[s], pp, eps[s], uu[s], measured[s], res_f[s], res_i[s])
+            done = hi_
+            if bar is None and progress is not False and done < n and (
+                    progress or time.perf_counter() - t0 > 2.0):
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=n, initial=done, unit="patient", desc="cohort", leave=False)
+            elif bar is not None:
+                bar.update(hi_ - bar.n)
+        if bar is not None:
+            bar.update(n - bar.n)
+            bar.close()
+    finally:
+        numba.set_num_threads(old_threads)
+    wall = time.perf_counter() - t0
+
+    status = res_i[:, RI.STATUS]
+    columns = {
+        "patient_id": np.arange(n),
+        "transplant": np.full(n, cohort.transplant),
+        "start": np.full(n, cohort.start, dtype=object),
+        "relapse_type": types,
+        "bcr_abl_start_percent": ratio0,
+        "reached_cmr": res_i[:, RI.REACHED_CMR].astype(bool),
+        "days_to_cmr": res_f[:, RF.DAYS_TO_CMR],
+        "escalated": res_i[:, RI.ESCALATED].astype(bool),
+        "days_to_escalation": res_f[:, RF.T_ESCALATE],
+        "stopped": res_i[:, RI.STOPPED].astype(bool),
+        "stop_day": res_f[:, RF.T_STOP],
+        "days_on_im_at_stop": res_f[:, RF.DAYS_ON_IM_AT_STOP],
+        "lost_cmr": res_i[:, RI.LOST_CMR].astype(bool),
+        "days_stop_to_loss": res_f[:, RF.DAYS_STOP_TO_LOSS],
+        "restarted": res_i[:, RI.RESTARTED].astype(bool),
+        "restart_day": res_f[:, RF.T_RESTART],
+        "eradicated": res_i[:, RI.ERADICATED].astype(bool),
+        "days_to_eradication": res_f[:, RF.T_ERADICATED],
+        "final_bcr_abl_percent": res_f[:, RF.FINAL_BCR_ABL],
+        "final_lsc": res_f[:, RF.FINAL_LSC],
+        "final_effectors": res_f[:, RF.FINAL_EFFECTORS],
+        "last_day_reached": res_f[:, RF.T_REACHED],
+        "solver_status": status,
+        "solver_message": np.array([STATUS_MESSAGES.get(int(s), f"status {int(s)}") for s in status], dtype=object),
+        "n_steps": res_i[:, RI.N_STEPS],
+        "n_rhs": res_i[:, RI.N_RHS],
+    }
+    visit_days = np.arange(n_samples) * protocol.visit_interval_days
+    return CohortResult(columns=columns, measured=measured, visit_days=visit_days,
+                        patient_parameters={k: v for k, v in varied.items() if k in names}, y0=y0, cohort=cohort,
+                        protocol=protocol, variant=variant, base_parameters=base,
+                        solver_options={"rtol": rtol, "atol": atol, "extinction_threshold": extinction_threshold,
+                                        "max_steps": max_steps},
+                        wall_s=wall, threads=threads)
+
+
+def patient_trajectory(result: CohortResult, i: int, time_step_days: float) -> dict[str, np.ndarray]:
+    """Re-simulate patient ``i`` continuously under the dose schedule it received, on a time grid.
+
+    The grid holds every ``time_step_days`` and every visit; ``measured_percent``
+    is the PCR result at visits (``nan`` between visits).  Agreement of this
+    continuous solve with the visit-by-visit engine is tested.
+    """
+    from .simulate import simulate
+
+    pr = result.protocol
+    grid = np.union1d(np.arange(0.0, pr.n_visits * pr.visit_interval_days + 1e-9, time_step_days),
+                      result.visit_days)
+    so = result.solver_options
+    res = simulate(result.patient_params(i), y0=result.y0[i], t_out=grid, schedule=result.dose_schedule(i),
+                   variant=result.variant, transplant=result.cohort.transplant, rtol=so["rtol"], atol=so["atol"],
+                   extinction_threshold=so["extinction_threshold"], max_steps=so["max_steps"])
+    measured = np.full(grid.size, np.nan)
+    idx = np.searchsorted(grid, result.visit_days)
+    measured[idx] = result.measured[i]
+    sched = result.dose_schedule(i)
+    starts = np.array([d for d, _ in sched])
+    doses = np.array([m for _, m in sched])
+    dose = doses[np.searchsorted(starts, grid, side="right") - 1]
+    out = {"time_days": grid, "patient_id": np.full(grid.size, i), "bcr_abl_percent": res.bcr_abl,
+           "measured_percent": measured, "dose_mg": dose}
+    for s in (State.Q, State.Y0, State.Y1, State.Y2, State.Y3, State.Z):
+        out[s.name] = res.y[:, s]
+    out["solver_status"] = np.full(grid.size, res.status)
+    return out

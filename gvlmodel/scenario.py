@@ -1,0 +1,215 @@
+"""Scenario files: ``gvlmodel simulate SCENARIO.toml --out DIR``.
+
+A scenario is a TOML file with these tables (every key optional unless marked)::
+
+    [cohort]        size (required), seed (required), transplant = true,
+                    start = "relapse" | "diagnosis", relapse_mix = {molecular = 18, ...},
+                    relapse_ranges = {molecular = [0.01, 1.0], ...}, diagnosis_range = [50, 95]
+    [treatment]     dose_mg = 400, escalate = true, escalated_dose_mg = 600, escalation_day = 90,
+                    mmr_level_percent = 0.1,
+                    stop = "hess2005" | "never" | {after_days = N} | {min_days = T, undetectable_days = U},
+                    restart = false, follow_up_days = 1825, visit_interval_days = 30
+    [parameters]    set = "default", variant = "H2", and overrides by parameter name (name = value)
+    [population]    parameter name = natural-log SD of its between-patient variation
+                    (replaces the default population; {} = identical patients)
+    [measurement]   detection_limit = 1e-5, noise_sd_log = 0.45
+    [solver]        rtol = 1e-6, atol = 1e-6, extinction_threshold = 1.0, max_steps = 200000
+    [output]        trajectories = "none" | "all" | N (the first N patients) | [ids], time_step_days = 7
+
+Everything is validated before anything runs or is written: an unknown key,
+wrong type or out-of-range value raises :class:`~gvlmodel.errors.InputError`
+naming the key and what is allowed (the CLI exits with status 2).
+"""
+from __future__ import annotations
+
+import io
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .cohort import (DEFAULT_POPULATION_SD, CohortResult, CohortSpec, Population, Protocol, _real, patient_trajectory,
+                     simulate_cohort)
+from .errors import InputError
+from .parameters import PARAMETER_NAMES, available_parameter_sets, parameter_set, parse_variant, resolve_parameters
+from .provenance import atomic_write_json, atomic_write_text, provenance
+
+TABLES = {
+    "cohort": {"size", "seed", "transplant", "start", "relapse_mix", "relapse_ranges", "diagnosis_range"},
+    "treatment": {"dose_mg", "escalate", "escalated_dose_mg", "escalation_day", "mmr_level_percent", "stop",
+                  "restart", "follow_up_days", "visit_interval_days"},
+    "parameters": {"set", "variant"} | set(PARAMETER_NAMES),
+    "population": set(PARAMETER_NAMES),
+    "measurement": {"detection_limit", "noise_sd_log"},
+    "solver": {"rtol", "atol", "extinction_threshold", "max_steps"},
+    "output": {"trajectories", "time_step_days"},
+}
+REQUIRED = {"cohort": {"size", "seed"}}
+
+PATIENT_COLUMNS = ("patient_id", "transplant", "start", "relapse_type", "bcr_abl_start_percent", "reached_cmr",
+                   "days_to_cmr", "escalated", "days_to_escalation", "stopped", "stop_day", "days_on_im_at_stop",
+                   "lost_cmr", "days_stop_to_loss", "restarted", "restart_day", "eradicated", "days_to_eradication",
+                   "final_bcr_abl_percent", "final_lsc", "final_effectors", "last_day_reached", "solver_status",
+                   "solver_message", "n_steps")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    cohort: CohortSpec
+    protocol: Protocol
+    parameters: dict
+    parameter_set_name: str
+    variant: str
+    population: Population
+    solver: dict
+    trajectories: object
+    time_step_days: float
+    config: dict
+
+    def run(self, threads: int | None = None, progress: bool | None = None) -> CohortResult:
+        return simulate_cohort(self.cohort, self.protocol, self.parameters, variant=self.variant,
+                               population=self.population, threads=threads, progress=progress, **self.solver)
+
+    def trajectory_ids(self) -> np.ndarray:
+        n = self.cohort.size
+        t = self.trajectories
+        if t == "none":
+            return np.array([], dtype=int)
+        if t == "all":
+            return np.arange(n)
+        if isinstance(t, int):
+            return np.arange(min(t, n))
+        return np.array(sorted(set(t)), dtype=int)
+
+
+def load_scenario(path) -> Scenario:
+    """Read and validate a scenario file."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            cfg = tomllib.load(fh)
+    except FileNotFoundError:
+        raise InputError(f"scenario: file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"scenario {path}: not valid TOML ({exc})") from None
+    return parse_scenario(cfg)
+
+
+def parse_scenario(cfg: dict) -> Scenario:
+    """Validate a scenario given as a dict (the parsed TOML)."""
+    unknown = set(cfg) - set(TABLES)
+    if unknown:
+        raise InputError(f"scenario: unknown table(s) {sorted(unknown)}; allowed: {sorted(TABLES)}")
+    for table, allowed in TABLES.items():
+        sub = cfg.get(table, {})
+        if not isinstance(sub, dict):
+            raise InputError(f"[{table}]: expected a table, got {type(sub).__name__}")
+        bad = set(sub) - allowed
+        if bad:
+            hint = ("parameter names (see `gvlmodel parameters`)" if table in ("parameters", "population")
+                    else ", ".join(sorted(allowed)))
+            extra = "set, variant, or " if table == "parameters" else ""
+            raise InputError(f"[{table}]: unknown key(s) {sorted(bad)}; allowed: {extra}{hint}")
+        missing = REQUIRED.get(table, set()) - set(sub)
+        if missing:
+            raise InputError(f"[{table}]: missing required key(s) {sorted(missing)}")
+    c, tr = cfg.get("cohort", {}), cfg.get("treatment", {})
+    pa, po = dict(cfg.get("parameters", {})), cfg.get("population")
+    me, so, ou = cfg.get("measurement", {}), cfg.get("solver", {}), cfg.get("output", {})
+
+    cohort = CohortSpec(**c)
+    protocol = Protocol(**tr, **me)
+    set_name = pa.pop("set", "default")
+    if not isinstance(set_name, str) or set_name not in available_parameter_sets():
+        raise InputError(f"[parameters] set: unknown parameter set {set_name!r}; allowed: "
+                         + ", ".join(available_parameter_sets()))
+    variant = parse_variant(pa.pop("variant", "H2")).value
+    params = parameter_set(set_name)
+    try:
+        params = resolve_parameters({**params, **pa})
+    except InputError as exc:
+        raise InputError(f"[parameters] {exc}") from None
+    try:
+        population = Population(sd_log=DEFAULT_POPULATION_SD if po is None else po)
+    except InputError as exc:
+        raise InputError(f"[population] {exc}") from None
+    solver = {}
+    for key, lo, hi in (("rtol", 1e-13, 1e-2), ("atol", 1e-15, 1e3), ("extinction_threshold", 0.0, 1e6)):
+        if key in so:
+            solver[key] = _real(f"solver.{key}", so[key], lo=lo, hi=hi)
+    if "max_steps" in so:
+        v = so["max_steps"]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise InputError(f"solver.max_steps: expected a positive integer, got {v!r}")
+        solver["max_steps"] = v
+    traj = ou.get("trajectories", "none")
+    allowed_traj = '"none", "all", a number N (the first N patients) or a list of patient ids'
+    if isinstance(traj, str):
+        if traj not in ("none", "all"):
+            raise InputError(f"output.trajectories: unknown value {traj!r}; allowed: {allowed_traj}")
+    elif isinstance(traj, bool) or not isinstance(traj, (int, list)):
+        raise InputError(f"output.trajectories: expected {allowed_traj}, got {traj!r}")
+    elif isinstance(traj, int) and traj < 0:
+        raise InputError(f"output.trajectories: must be >= 0, got {traj}")
+    elif isinstance(traj, list):
+        for v in traj:
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < cohort.size:
+                raise InputError(f"output.trajectories: patient ids must be integers in [0, {cohort.size - 1}], "
+                                 f"got {v!r}")
+    step = _real("output.time_step_days", ou.get("time_step_days", 7.0), lo=0.0, hi=protocol.follow_up_days,
+                 lo_open=True)
+    return Scenario(cohort=cohort, protocol=protocol, parameters=params, parameter_set_name=set_name, variant=variant,
+                    population=population, solver=solver, trajectories=traj, time_step_days=step, config=cfg)
+
+
+# --------------------------------------------------------------------------
+# writing results
+# --------------------------------------------------------------------------
+def _fmt(v) -> str:
+    if isinstance(v, (bool, np.bool_)):
+        return "true" if v else "false"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        return "" if not np.isfinite(v) else f"{float(v):.10g}"
+    return str(v)
+
+
+def table_csv(columns: dict[str, np.ndarray]) -> str:
+    buf = io.StringIO()
+    names = list(columns)
+    buf.write(",".join(names) + "\n")
+    for row in zip(*(columns[k] for k in names)):
+        buf.write(",".join(_fmt(v) for v in row) + "\n")
+    return buf.getvalue()
+
+
+def write_results(scenario: Scenario, result: CohortResult, out: Path) -> list[str]:
+    """Write patients.csv, trajectories.csv, summary.json and provenance.json (each atomically)."""
+    out = Path(out)
+    cols = {k: result.columns[k] for k in PATIENT_COLUMNS}
+    for name, v in result.patient_parameters.items():
+        cols[f"param_{name}"] = v
+    files = []
+    atomic_write_text(out / "patients.csv", table_csv(cols))
+    files.append("patients.csv")
+    ids = scenario.trajectory_ids()
+    if ids.size:
+        parts = [patient_trajectory(result, int(i), scenario.time_step_days) for i in ids]
+        traj = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        atomic_write_text(out / "trajectories.csv", table_csv(traj))
+        files.append("trajectories.csv")
+    summary = result.summary()
+    summary["scenario"] = {"variant": scenario.variant, "parameter_set": scenario.parameter_set_name,
+                           "transplant": scenario.cohort.transplant, "start": scenario.cohort.start,
+                           "stop_rule": str(scenario.protocol.stop), "population_sd_log": scenario.population.sd_log}
+    atomic_write_json(out / "summary.json", summary)
+    files.append("summary.json")
+    prov = provenance(scenario.config, seed=scenario.cohort.seed)
+    prov["resolved"] = {"parameters": scenario.parameters, "variant": scenario.variant,
+                        "protocol": {k: getattr(scenario.protocol, k) for k in scenario.protocol.__dataclass_fields__},
+                        "solver": result.solver_options, "threads": result.threads}
+    atomic_write_json(out / "provenance.json", prov)
+    files.append("provenance.json")
+    return files

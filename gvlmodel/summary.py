@@ -1,0 +1,78 @@
+"""Cohort summaries: rates with exact binomial intervals, medians, solver failures.
+
+Rates are computed over the patients whose solve succeeded; failures are
+counted and listed by patient id with the solver's message (never dropped
+silently, never turned into ``nan`` rates).  Intervals are Clopper-Pearson
+(exact) 95 % intervals, appropriate for the small counts of the Hess trial.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import binomtest
+
+
+def rate(k: int, n: int) -> dict:
+    """``k`` of ``n`` with its exact (Clopper-Pearson) 95 % interval."""
+    k, n = int(k), int(n)
+    if n == 0:
+        return {"k": 0, "n": 0, "rate": None, "ci95": None}
+    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+    return {"k": k, "n": n, "rate": k / n, "ci95": [float(ci.low), float(ci.high)]}
+
+
+def median(values) -> dict:
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return {"n": 0, "median": None, "iqr": None}
+    q = np.percentile(v, [25, 50, 75])
+    return {"n": int(v.size), "median": float(q[1]), "iqr": [float(q[0]), float(q[2])]}
+
+
+def cohort_summary(result) -> dict:
+    c = result.columns
+    ok = c["solver_status"] == 0
+    n_ok = int(ok.sum())
+    cmr = c["reached_cmr"] & ok
+    stopped = c["stopped"] & ok
+    lost = c["lost_cmr"] & stopped
+    durable = stopped & ~c["lost_cmr"]
+    erad = c["eradicated"] & ok
+    out = {
+        "n_patients": int(result.n),
+        "n_solver_failures": int((~ok).sum()),
+        "solver_failures": [{"patient_id": int(i), "status": int(c["solver_status"][i]),
+                             "message": str(c["solver_message"][i]), "last_day_reached": float(c["last_day_reached"][i])}
+                            for i in np.flatnonzero(~ok)],
+        "denominators": "rates over patients whose solve succeeded; post-stop rates over stopped patients",
+        "rates": {
+            "reached_cmr": rate(cmr.sum(), n_ok),
+            "escalated": rate((c["escalated"] & ok).sum(), n_ok),
+            "stopped": rate(stopped.sum(), n_ok),
+            "durable_cmr_after_stop": rate(durable.sum(), stopped.sum()),
+            "lost_cmr_after_stop": rate(lost.sum(), stopped.sum()),
+            "eradicated": rate(erad.sum(), n_ok),
+            "eradicated_among_durable": rate((durable & c["eradicated"]).sum(), durable.sum()),
+        },
+        "medians_days": {
+            "days_to_cmr": median(c["days_to_cmr"][cmr]),
+            "days_on_im_at_stop_durable": median(c["days_on_im_at_stop"][durable]),
+            "days_on_im_at_stop_lost": median(c["days_on_im_at_stop"][lost]),
+            "days_stop_to_loss": median(c["days_stop_to_loss"][lost]),
+            "follow_up_after_stop_durable": median(c["last_day_reached"][durable] - c["stop_day"][durable]),
+        },
+    }
+    if result.cohort.start == "relapse":
+        out["by_relapse_type"] = {}
+        for t in np.unique(c["relapse_type"]):
+            sel = (c["relapse_type"] == t) & ok
+            st = stopped & sel
+            out["by_relapse_type"][str(t)] = {
+                "n": int(sel.sum()),
+                "reached_cmr": rate((cmr & sel).sum(), sel.sum()),
+                "durable_cmr_after_stop": rate((durable & sel).sum(), st.sum()),
+            }
+    out["run"] = {"wall_s": result.wall_s, "threads": result.threads,
+                  "patients_per_s": result.n / result.wall_s if result.wall_s > 0 else None,
+                  "mean_steps_per_patient": float(np.mean(c["n_steps"]))}
+    return out

@@ -1,0 +1,66 @@
+"""`gvlmodel simulate`: every example scenario runs; each class of bad input exits 2 and writes nothing."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted((ROOT / "experiments").glob("*.toml"))
+SCENARIOS = [p for p in EXAMPLES if p.read_text().lstrip().startswith("#") and "[cohort]" in p.read_text()]
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "gvlmodel.cli", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_the_three_example_scenarios_exist():
+    names = {p.stem for p in SCENARIOS}
+    assert {"hess2005", "nontransplanted_short", "continuous_diagnosis"} <= names
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda p: p.stem)
+def test_example_scenario_runs_and_writes_outputs(scenario, tmp_path):
+    out = tmp_path / scenario.stem
+    r = run("simulate", str(scenario), "--out", str(out), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    header = (out / "patients.csv").read_text().splitlines()[0].split(",")
+    for col in ("patient_id", "transplant", "start", "relapse_type", "reached_cmr", "days_to_cmr", "stopped",
+                "days_on_im_at_stop", "lost_cmr", "days_stop_to_loss", "eradicated", "solver_status"):
+        assert col in header
+    traj = (out / "trajectories.csv").read_text().splitlines()[0].split(",")
+    for col in ("time_days", "patient_id", "bcr_abl_percent", "Z", "Y0", "Q", "dose_mg"):
+        assert col in traj
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_solver_failures"] == 0
+    assert summary["rates"]["reached_cmr"]["ci95"] is not None
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["seed"] == prov["config"]["cohort"]["seed"] and prov["git_commit"]
+
+
+BAD = {
+    "unknown_key": ('[cohort]\nsize = 5\nseed = 1\ncolour = "red"\n', "colour"),
+    "unknown_table": ('[cohort]\nsize = 5\nseed = 1\n[plots]\nx = 1\n', "plots"),
+    "wrong_type": ('[cohort]\nsize = "five"\nseed = 1\n', "cohort.size"),
+    "out_of_range": ('[cohort]\nsize = 5\nseed = 1\n[treatment]\ndose_mg = 5000\n', "treatment.dose_mg"),
+    "unknown_parameter": ('[cohort]\nsize = 5\nseed = 1\n[parameters]\nz_kil = 1e-6\n', "z_kil"),
+    "negative_parameter": ('[cohort]\nsize = 5\nseed = 1\n[parameters]\nd0 = -1\n', "d0"),
+    "unknown_stop_rule": ('[cohort]\nsize = 5\nseed = 1\n[treatment]\nstop = "sometimes"\n', "treatment.stop"),
+    "unknown_set": ('[cohort]\nsize = 5\nseed = 1\n[parameters]\nset = "nope"\n', "set"),
+    "missing_seed": ('[cohort]\nsize = 5\n', "seed"),
+    "bad_variant": ('[cohort]\nsize = 5\nseed = 1\n[parameters]\nvariant = "H9"\n', "variant"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_scenario_exits_2_names_the_key_and_writes_nothing(case, tmp_path):
+    text, needle = BAD[case]
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(text)
+    out = tmp_path / "out"
+    r = run("simulate", str(cfg), "--out", str(out))
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert needle in r.stderr and "error" in r.stderr
+    assert r.stderr.count("\n") <= 2, r.stderr  # one message, no traceback
+    assert not out.exists()
