@@ -82,6 +82,9 @@ def main(argv=None) -> int:
     ex.add_argument("config", nargs="?", help="optional TOML overriding the example (keys: " + ", ".join(sorted(EXAMPLE_KEYS)) + ")")
     ex.add_argument("--out", required=True, type=Path, help="output folder")
     sub.add_parser("parameters", help="print the parameter table (Markdown)")
+    from .sbml import add_arguments as _sbml_arguments
+
+    _sbml_arguments(sub.add_parser("export-sbml", help="write the model as SBML L3V2 (needs gvlmodel[sbml])"))
     args = parser.parse_args(argv)
     try:
         if args.command == "example":
@@ -91,6 +94,10 @@ def main(argv=None) -> int:
             from .parameters import table_markdown
 
             print(table_markdown())
+        elif args.command == "export-sbml":
+            from .sbml import run_export
+
+            run_export(args)
     except InputError as exc:
         print(f"gvlmodel: error: {exc}", file=sys.stderr)
         return 2
