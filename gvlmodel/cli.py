@@ -1,4 +1,4 @@
-"""Command-line interface: ``gvlmodel example``, ``gvlmodel parameters``.
+"""Command-line interface: ``gvlmodel example``, ``gvlmodel simulate``, ``gvlmodel parameters``.
 
 Bad input exits with status 2 and one message naming the field; nothing is
 written to the output folder in that case.
@@ -75,6 +75,29 @@ def run_example(config: str | None, out: Path) -> Path:
     return out
 
 
+def run_simulate(scenario_path: str, out: Path, threads: int | None, progress: bool | None = None) -> None:
+    """``gvlmodel simulate``: validate everything first, then run, then write (atomically)."""
+    from .scenario import load_scenario, write_results
+
+    scenario = load_scenario(scenario_path)
+    if threads is not None and threads < 1:
+        raise InputError(f"--threads: must be >= 1, got {threads}")
+    result = scenario.run(threads=threads, progress=progress)
+    files = write_results(scenario, result, out)
+    s = result.summary()
+    r = s["rates"]
+
+    def show(key):
+        v = r[key]
+        return "n/a" if v["rate"] is None else f"{v['k']}/{v['n']} ({100 * v['rate']:.0f}%)"
+
+    print(f"{result.n} patients in {result.wall_s:.2f} s ({s['run']['patients_per_s']:.0f}/s, "
+          f"{result.threads} threads); solver failures: {s['n_solver_failures']}")
+    print(f"CMR {show('reached_cmr')}; stopped {show('stopped')}; durable CMR after stop "
+          f"{show('durable_cmr_after_stop')}; eradicated {show('eradicated')}")
+    print(f"wrote {', '.join(str(Path(out) / f) for f in files)}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="gvlmodel", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -85,11 +108,18 @@ def main(argv=None) -> int:
     from .sbml import add_arguments as _sbml_arguments
 
     _sbml_arguments(sub.add_parser("export-sbml", help="write the model as SBML L3V2 (needs gvlmodel[sbml])"))
+    si = sub.add_parser("simulate", help="run a virtual cohort through a treatment protocol (scenario TOML)")
+    si.add_argument("scenario", help="scenario file (see experiments/*.toml and gvlmodel/scenario.py)")
+    si.add_argument("--out", required=True, type=Path, help="output folder")
+    si.add_argument("--threads", type=int, default=None, help="numba threads (default: all cores)")
+    si.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     args = parser.parse_args(argv)
     try:
         if args.command == "example":
             out = run_example(args.config, args.out)
             print(f"wrote {out}/trajectory.csv, summary.json, provenance.json")
+        elif args.command == "simulate":
+            run_simulate(args.scenario, args.out, args.threads, progress=False if args.no_progress else None)
         elif args.command == "parameters":
             from .parameters import table_markdown
 
