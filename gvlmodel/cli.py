@@ -8,12 +8,11 @@ from __future__ import annotations
 import argparse
 import io
 import sys
-import tomllib
 from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, read_toml
 from .provenance import atomic_write_json, atomic_write_text, provenance
 
 EXAMPLE_KEYS = {"variant", "transplant", "bcr_abl", "schedule", "days", "interval_days", "parameters", "rtol"}
@@ -31,13 +30,7 @@ def _example_config(path: str | None) -> dict:
         "rtol": 1e-6,
     }
     if path is not None:
-        try:
-            with open(path, "rb") as fh:
-                user = tomllib.load(fh)
-        except FileNotFoundError:
-            raise InputError(f"config: file not found: {path}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise InputError(f"config: not valid TOML ({exc})") from None
+        user = read_toml(path, "config")
         unknown = set(user) - EXAMPLE_KEYS
         if unknown:
             raise InputError(f"config: unknown key(s) {sorted(unknown)}; allowed: {sorted(EXAMPLE_KEYS)}")

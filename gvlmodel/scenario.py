@@ -23,7 +23,6 @@ naming the key and what is allowed (the CLI exits with status 2).
 from __future__ import annotations
 
 import io
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +30,7 @@ import numpy as np
 
 from .cohort import (DEFAULT_POPULATION_SD, CohortResult, CohortSpec, Population, Protocol, _real, patient_trajectory,
                      simulate_cohort)
-from .errors import InputError
+from .errors import InputError, read_toml
 from .parameters import PARAMETER_NAMES, available_parameter_sets, parameter_set, parse_variant, resolve_parameters
 from .provenance import atomic_write_json, atomic_write_text, provenance
 
@@ -85,15 +84,7 @@ class Scenario:
 
 def load_scenario(path) -> Scenario:
     """Read and validate a scenario file."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as fh:
-            cfg = tomllib.load(fh)
-    except FileNotFoundError:
-        raise InputError(f"scenario: file not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"scenario {path}: not valid TOML ({exc})") from None
-    return parse_scenario(cfg)
+    return parse_scenario(read_toml(path, "scenario"))
 
 
 def parse_scenario(cfg: dict) -> Scenario:
