@@ -95,16 +95,6 @@ def _stage_states(y, K, s, h, out):
 
 
 @jit
-def _rms(v, scale):
-    acc = 0.0
-    n = v.shape[0]
-    for i in range(n):
-        r = v[i] / scale[i]
-        acc += r * r
-    return np.sqrt(acc / n)
-
-
-@jit
 def _initial_step(y, f0, kp, e, rtol, atol, interval, work, f1):
     """Hairer's starting-step heuristic (as SciPy's ``select_initial_step``)."""
     n = y.shape[0]
@@ -185,7 +175,7 @@ def _lsc(y):
     return y[LSC_Q] + y[LSC_Y0]
 
 
-N_WORK_ROWS = N_STAGES_EXT + N_INTERP + 7  # K (16) | F (7) | y, y_new, f, tmp, scale, err5, err3
+N_WORK_ROWS = N_STAGES_EXT + N_INTERP + 7  # K (16) | F (7) | y, y_new, f, tmp, inv_scale, err5, err3
 
 
 @jit
@@ -236,7 +226,7 @@ def integrate_ws(y0, kp, seg_bounds, seg_effect, t_out, rtol, atol, max_steps, t
     y_new = ws[r0 + 1]
     f = ws[r0 + 2]
     tmp = ws[r0 + 3]
-    scale = ws[r0 + 4]
+    inv_scale = ws[r0 + 4]  # 1 / (atol + rtol |y|)
     err5 = ws[r0 + 5]
     err3 = ws[r0 + 6]
     for i in range(n):
@@ -289,20 +279,27 @@ def integrate_ws(y0, kp, seg_bounds, seg_effect, t_out, rtol, atol, max_steps, t
             rhs(y_new, kp, e, K[N_STAGES])
             stats[ST_RHS] += N_STAGES
             dop853_errors(K, err5, err3)
-            finite = True
+            # one pass: finiteness (a sum is non-finite iff a term is) and the error norms
+            check = 0.0
+            acc5 = 0.0
+            acc3 = 0.0
             for i in range(n):
-                if not np.isfinite(y_new[i]) or not np.isfinite(K[N_STAGES, i]):
-                    finite = False
-                scale[i] = atol + max(abs(y[i]), abs(y_new[i])) * rtol
-            if not finite:
+                check += y_new[i] + K[N_STAGES, i]
+                inv = 1.0 / (atol + max(abs(y[i]), abs(y_new[i])) * rtol)
+                inv_scale[i] = inv
+                r5 = err5[i] * inv
+                r3 = err3[i] * inv
+                acc5 += r5 * r5
+                acc3 += r3 * r3
+            if not np.isfinite(check):
                 h *= 0.25
                 stats[ST_REJECTED] += 1
                 rejected = True
                 if h < h_min:
                     return NON_FINITE
                 continue
-            e5 = _rms(err5, scale)
-            e3 = _rms(err3, scale)
+            e5 = np.sqrt(acc5 / n)
+            e3 = np.sqrt(acc3 / n)
             if e5 == 0.0 and e3 == 0.0:
                 err = 0.0
             else:
@@ -319,7 +316,7 @@ def integrate_ws(y0, kp, seg_bounds, seg_effect, t_out, rtol, atol, max_steps, t
             neg = 0.0
             for i in range(n):
                 if y_new[i] < 0.0:
-                    neg += (y_new[i] / scale[i]) ** 2
+                    neg += (y_new[i] * inv_scale[i]) ** 2
             if neg > 0.0:
                 if np.sqrt(neg / n) > 1.0:
                     h *= 0.5
