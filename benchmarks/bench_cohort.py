@@ -39,8 +39,8 @@ import numpy as np  # noqa: E402
 from scipy.integrate import solve_ivp  # noqa: E402
 
 from bench_solvers import HAVE_NUMBALSODA, fmt_time, machine_info, make_numba_rhs  # noqa: E402
-from gvlmodel.cohort import CohortSpec, Protocol, simulate_cohort, _draws  # noqa: E402
-from gvlmodel.indices import KP, N_PS, N_STATES, PP, PS, Dose, State  # noqa: E402
+from gvlmodel.cohort import CohortSpec, Population, Protocol, prepare_cohort, simulate_cohort  # noqa: E402
+from gvlmodel.indices import KP, N_PS, PP, PS, State  # noqa: E402
 from gvlmodel.measurement import bcr_abl_of_state, pcr_sample  # noqa: E402
 from gvlmodel.protocol import reset_protocol_state, visit_rules  # noqa: E402
 
@@ -50,22 +50,6 @@ if HAVE_NUMBALSODA:
 
 RTOL = ATOL = 1e-6
 SEED = 2026
-
-
-def inputs(res, protocol):
-    """Rebuild exactly what the engine received (kernel vectors, effects, random numbers)."""
-    from gvlmodel.model import im_effect
-    from gvlmodel.parameters import kernel_parameters
-
-    n = res.n
-    kp = np.array([kernel_parameters(res.patient_params(i), res.variant, True) for i in range(n)])
-    eff = np.zeros((n, 3))
-    for i in range(n):
-        p = res.patient_params(i)
-        eff[i, Dose.BASE] = im_effect(protocol.dose_mg, p["im_css_400"], p["im_ec50"])
-        eff[i, Dose.ESCALATED] = im_effect(protocol.escalated_dose_mg, p["im_css_400"], p["im_ec50"])
-    _, _, eps, uu = _draws(SEED, n, len(res.patient_parameters), protocol.n_visits + 1)
-    return kp, eff, eps, uu
 
 
 if HAVE_NUMBALSODA:
@@ -164,11 +148,14 @@ def main(argv=None):
     same = all(np.array_equal(ref.columns[k], gvl[t].columns[k]) for t in gvl for k in ("reached_cmr", "stopped",
                                                                                         "lost_cmr"))
 
-    pp = protocol.kernel_vector(RTOL, ATOL, 1.0, 200000)
     n_peer = min(args.peer_patients, args.patients)
     sub = CohortSpec(size=n_peer, seed=SEED)
     sub_res = simulate_cohort(sub, protocol, threads=1, **opts)
-    kp, eff, eps, uu = inputs(sub_res, protocol)
+    # exactly what the engine received (parameters, effects, random numbers, protocol vector)
+    so = sub_res.solver_options
+    inp = prepare_cohort(sub, protocol, sub_res.base_parameters, sub_res.variant, Population(), so["rtol"], so["atol"],
+                         so["extinction_threshold"], so["max_steps"])
+    kp, eff, eps, uu, pp = inp.kp, inp.effects, inp.eps, inp.uu, inp.pp
     # relapse types are assigned in proportion to the cohort size, so compare with the same-size gvlmodel cohort
     outcomes = np.stack([sub_res.columns[k] for k in ("reached_cmr", "stopped", "lost_cmr")], axis=1).astype(float)
     if HAVE_NUMBALSODA:

@@ -35,7 +35,7 @@ import numpy as np
 
 from .errors import InputError
 from .indices import N_PP, N_RF, N_RI, N_STATES, PP, RF, RI, Dose, State, StopRule
-from .model import im_effect
+from .model import im_effects
 from .parameters import (PARAMETER_TABLE, Variant, check_parameter_name, kernel_parameters_batch, parameter_set,
                          parse_variant, resolve_parameters)
 from .measurement import DEFAULT_DETECTION_LIMIT, DEFAULT_NOISE_SD, RESPONSE_LEVELS_PERCENT
@@ -343,6 +343,65 @@ def _resolve_base(parameters) -> dict[str, float]:
     return resolve_parameters(parameters)
 
 
+@dataclass
+class CohortInputs:
+    """Everything the compiled engine receives for a cohort (one row per patient)."""
+
+    kp: np.ndarray  # (n, N_KP) kernel parameters
+    y0: np.ndarray  # (n, N_STATES) start states
+    effects: np.ndarray  # (n, 3) imatinib effect of each Dose level
+    eps: np.ndarray  # (n, n_visits + 1) standard normals for the qPCR noise
+    uu: np.ndarray  # (n, n_visits + 1) uniforms for detection
+    pp: np.ndarray  # (N_PP,) protocol vector
+    varied: dict[str, np.ndarray]  # per-patient values of the population's parameters
+    relapse_types: np.ndarray
+    bcr_abl_start: np.ndarray  # percent
+
+
+def prepare_cohort(cohort: CohortSpec, protocol: Protocol, base: Mapping[str, float], variant: Variant,
+                   population: Population, rtol: float, atol: float, extinction_threshold: float,
+                   max_steps: int) -> CohortInputs:
+    """Draw the patients (parameters, starting burden, PCR noise) and build the engine's arrays."""
+    n = cohort.size
+    n_samples = protocol.n_visits + 1
+    names = population.names
+    z, u_start, eps, uu = _draws(cohort.seed, n, len(names), n_samples)
+
+    # per-patient parameters: log-normal around the median, clipped to the table bounds
+    varied = {}
+    for j, name in enumerate(names):
+        row = PARAMETER_TABLE[name]
+        varied[name] = np.clip(base[name] * np.exp(population.sd_log[name] * z[:, j]), row.lower, row.upper)
+    kp = kernel_parameters_batch(base, varied, variant, cohort.transplant, n=n)
+    p_all = dict(base)
+    p_all.update(varied)
+
+    # starting burden
+    types = cohort.relapse_types()
+    lo = np.empty(n)
+    hi = np.empty(n)
+    if cohort.start == "diagnosis":
+        lo[:], hi[:] = cohort.diagnosis_range
+    else:
+        for t in RELAPSE_TYPES:
+            sel = types == t
+            lo[sel], hi[sel] = cohort.relapse_ranges[t]
+    ratio0 = np.exp(np.log(lo) + u_start * (np.log(hi) - np.log(lo)))
+    y0 = np.empty((n, N_STATES))
+    fill_start_state(p_all, ratio0, kp, y0)
+
+    # imatinib effect of each dose level, per patient
+    effects = np.zeros((n, 3))
+    css = np.ascontiguousarray(np.broadcast_to(np.asarray(p_all["im_css_400"], dtype=float), (n,)))
+    ec50 = np.ascontiguousarray(np.broadcast_to(np.asarray(p_all["im_ec50"], dtype=float), (n,)))
+    im_effects(protocol.dose_mg, css, ec50, effects[:, Dose.BASE])
+    im_effects(protocol.escalated_dose_mg, css, ec50, effects[:, Dose.ESCALATED])
+
+    pp = protocol.kernel_vector(rtol, atol, extinction_threshold, max_steps)
+    return CohortInputs(kp=kp, y0=y0, effects=effects, eps=eps, uu=uu, pp=pp, varied=varied, relapse_types=types,
+                        bcr_abl_start=ratio0)
+
+
 def simulate_cohort(cohort: CohortSpec, protocol: Protocol | None = None, parameters=None, *, variant="H2",
                     population: Population | None = None, rtol: float = 1e-6, atol: float = 1e-6,
                     extinction_threshold: float = 1.0, max_steps: int = 200_000, threads: int | None = None,
@@ -375,46 +434,10 @@ def simulate_cohort(cohort: CohortSpec, protocol: Protocol | None = None, parame
     if threads > n_threads_max:
         _fail("threads", f"at most {n_threads_max} on this machine, got {threads}")
 
+    inp = prepare_cohort(cohort, protocol, base, variant, population, rtol, atol, extinction_threshold, max_steps)
     n = cohort.size
-    n_samples = protocol.n_visits + 1
-    names = population.names
-    z, u_start, eps, uu = _draws(cohort.seed, n, len(names), n_samples)
-
-    # per-patient parameters: log-normal around the median, clipped to the table bounds
-    varied = {}
-    for j, name in enumerate(names):
-        row = PARAMETER_TABLE[name]
-        varied[name] = np.clip(base[name] * np.exp(population.sd_log[name] * z[:, j]), row.lower, row.upper)
-    if not varied:  # keep the batch path: one harmless "varied" column equal to the base value
-        varied = {"d0": np.full(n, base["d0"])}
-    kp = kernel_parameters_batch(base, varied, variant, cohort.transplant)
-    p_all = dict(base)
-    p_all.update(varied)
-
-    # starting burden
-    types = cohort.relapse_types()
-    lo = np.empty(n)
-    hi = np.empty(n)
-    if cohort.start == "diagnosis":
-        lo[:], hi[:] = cohort.diagnosis_range
-    else:
-        for t in RELAPSE_TYPES:
-            sel = types == t
-            lo[sel], hi[sel] = cohort.relapse_ranges[t]
-    ratio0 = np.exp(np.log(lo) + u_start * (np.log(hi) - np.log(lo)))
-    y0 = np.empty((n, N_STATES))
-    fill_start_state(p_all, ratio0, kp, y0)
-
-    # imatinib effect of each dose level, per patient
-    effects = np.zeros((n, 3))
-    css = np.broadcast_to(np.asarray(p_all["im_css_400"], dtype=float), (n,))
-    ec50 = np.broadcast_to(np.asarray(p_all["im_ec50"], dtype=float), (n,))
-    for i in range(n):
-        effects[i, Dose.BASE] = im_effect(protocol.dose_mg, css[i], ec50[i])
-        effects[i, Dose.ESCALATED] = im_effect(protocol.escalated_dose_mg, css[i], ec50[i])
-
-    pp = protocol.kernel_vector(rtol, atol, extinction_threshold, max_steps)
-    measured = np.empty((n, n_samples))
+    kp, y0, effects, eps, uu, pp = inp.kp, inp.y0, inp.effects, inp.eps, inp.uu, inp.pp
+    measured = np.empty((n, protocol.n_visits + 1))
     res_f = np.empty((n, N_RF))
     res_i = np.empty((n, N_RI), dtype=np.int64)
 
@@ -448,8 +471,8 @@ def simulate_cohort(cohort: CohortSpec, protocol: Protocol | None = None, parame
         "patient_id": np.arange(n),
         "transplant": np.full(n, cohort.transplant),
         "start": np.full(n, cohort.start, dtype=object),
-        "relapse_type": types,
-        "bcr_abl_start_percent": ratio0,
+        "relapse_type": inp.relapse_types,
+        "bcr_abl_start_percent": inp.bcr_abl_start,
         "reached_cmr": res_i[:, RI.REACHED_CMR].astype(bool),
         "days_to_cmr": res_f[:, RF.DAYS_TO_CMR],
         "escalated": res_i[:, RI.ESCALATED].astype(bool),
@@ -472,9 +495,9 @@ def simulate_cohort(cohort: CohortSpec, protocol: Protocol | None = None, parame
         "n_steps": res_i[:, RI.N_STEPS],
         "n_rhs": res_i[:, RI.N_RHS],
     }
-    visit_days = np.arange(n_samples) * protocol.visit_interval_days
+    visit_days = np.arange(protocol.n_visits + 1) * protocol.visit_interval_days
     return CohortResult(columns=columns, measured=measured, visit_days=visit_days,
-                        patient_parameters={k: v for k, v in varied.items() if k in names}, y0=y0, cohort=cohort,
+                        patient_parameters=inp.varied, y0=y0, cohort=cohort,
                         protocol=protocol, variant=variant, base_parameters=base,
                         solver_options={"rtol": rtol, "atol": atol, "extinction_threshold": extinction_threshold,
                                         "max_steps": max_steps},

@@ -71,6 +71,13 @@ def im_effect(dose_mg, css_400, ec50):
     return (c / (c + ec50)) / (css_400 / (css_400 + ec50))
 
 
+@jit
+def im_effects(dose_mg, css_400, ec50, out):
+    """:func:`im_effect` of one dose for many patients (arrays ``css_400``, ``ec50`` -> ``out``)."""
+    for i in range(out.shape[0]):
+        out[i] = im_effect(dose_mg, css_400[i], ec50[i])
+
+
 # --------------------------------------------------------------------------
 # named fluxes
 # --------------------------------------------------------------------------

@@ -241,25 +241,21 @@ def kernel_parameters(params: Mapping[str, float] | None = None, variant="H2", t
 
 
 def kernel_parameters_batch(base: Mapping[str, float], varied: Mapping[str, np.ndarray], variant="H2",
-                            transplant: bool = True) -> np.ndarray:
-    """Kernel vectors for many patients, shape ``(n, N_KP)``: ``base`` with per-patient ``varied`` columns.
+                            transplant: bool = True, *, n: int) -> np.ndarray:
+    """Kernel vectors for ``n`` patients, shape ``(n, N_KP)``: ``base`` with per-patient ``varied`` columns.
 
     The same mapping as :func:`kernel_parameters` (one code path, vectorised);
-    ``varied`` values must already lie inside the table bounds.
+    ``varied`` (possibly empty) values must already lie inside the table bounds.
     """
     p = dict(resolve_parameters(base))
     variant = parse_variant(variant)
     _check_transplant(transplant)
-    n = None
     for name, col in varied.items():
         check_parameter_name(name)
         col = np.asarray(col, dtype=float)
-        if col.ndim != 1 or (n is not None and col.size != n):
-            _fail(f"parameter {name!r}", "per-patient values must be 1-D arrays of one common length")
-        n = col.size
+        if col.shape != (n,):
+            _fail(f"parameter {name!r}", f"per-patient values must be a 1-D array of length {n}")
         p[name] = col
-    if n is None:
-        _fail("varied", "no per-patient parameters given")
     if np.any(np.asarray(p["r_x"]) <= np.asarray(p["d0"])):
         _fail("parameter 'r_x'", "must exceed d0 for every patient")
     k = np.empty((n, N_KP))

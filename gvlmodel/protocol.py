@@ -33,7 +33,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import jit
-from .indices import N_PS, N_RF, N_RI, N_STATES, PP, PS, RF, RI, Dose, State, StopRule
+from .indices import N_PS, N_RF, N_STATES, PP, PS, RF, RI, Dose, State, StopRule
 from .measurement import bcr_abl_of_state, pcr_sample
 from .solver import N_STATS, ST_RHS, ST_STEPS, integrate_ws, new_workspace
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from gvlmodel import KP, State, kernel_parameters, simulate
+from gvlmodel import KP, State, kernel_parameters
 from gvlmodel import symbolic
 from gvlmodel.model import rhs
 from gvlmodel.solver import integrate, N_STATS
