@@ -1,4 +1,4 @@
-"""Command-line interface: ``gvlmodel example``, ``gvlmodel simulate``, ``gvlmodel parameters``.
+"""Command-line interface: ``gvlmodel example``, ``simulate``, ``fit``, ``parameters``, ``export-sbml``.
 
 Bad input exits with status 2 and one message naming the field; nothing is
 written to the output folder in that case.
@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import io
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +107,12 @@ def main(argv=None) -> int:
     si.add_argument("--out", required=True, type=Path, help="output folder")
     si.add_argument("--threads", type=int, default=None, help="numba threads (default: all cores)")
     si.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    fi = sub.add_parser("fit", help="fit H0/H1/H2 to the Hess 2005 data (ABC-SMC), compare them, write a report")
+    fi.add_argument("config", help="fit config (see experiments/fit_hess2005.toml)")
+    fi.add_argument("--out", required=True, type=Path, help="output folder; re-running on it resumes the fit")
+    fi.add_argument("--quick", action="store_true", help="use the config's [quick] settings (tests, first look)")
+    fi.add_argument("--ship", action="store_true",
+                    help="also install the fitted parameter sets into gvlmodel/parameter_sets/")
     args = parser.parse_args(argv)
     try:
         if args.command == "example":
@@ -113,6 +120,18 @@ def main(argv=None) -> int:
             print(f"wrote {out}/trajectory.csv, summary.json, provenance.json")
         elif args.command == "simulate":
             run_simulate(args.scenario, args.out, args.threads, progress=False if args.no_progress else None)
+        elif args.command == "fit":
+            from .fit import load_config, run_fit
+
+            cfg = load_config(args.config, quick=args.quick)
+            t0 = time.perf_counter()
+            rep = run_fit(cfg, args.out, ship=args.ship, log=lambda m: print(m, flush=True))
+            c = rep["comparison"]["result"] if rep["comparison"] else None
+            if c:
+                print("model probabilities: " + ", ".join(f"{v} {p:.3f} ± {c['se'][v]:.3f}"
+                                                          for v, p in c["probabilities"].items()))
+            print(f"best supported: {rep['best']}; {time.perf_counter() - t0:.0f} s; "
+                  f"wrote {args.out}/report.md, report.json, predictive.csv, parameter_sets/")
         elif args.command == "parameters":
             from .parameters import table_markdown
 

@@ -167,6 +167,9 @@ class Protocol:
     visit_interval_days: float = 30.0
     detection_limit: float = DEFAULT_DETECTION_LIMIT
     noise_sd_log: float = DEFAULT_NOISE_SD
+    #: probability that a patient who meets the stop rule does stop (stopping was optional in
+    #: Hess et al. 2005: 10 of 34 patients in CMR stopped); decided per patient at enrolment
+    stop_uptake: float = 1.0
 
     def __post_init__(self):
         object.__setattr__(self, "dose_mg", _real("treatment.dose_mg", self.dose_mg, lo=0.0, hi=MAX_DOSE_MG, lo_open=True))
@@ -185,6 +188,7 @@ class Protocol:
         object.__setattr__(self, "detection_limit", _real("measurement.detection_limit", self.detection_limit,
                                                           lo=0.0, hi=1.0, lo_open=True))
         object.__setattr__(self, "noise_sd_log", _real("measurement.noise_sd_log", self.noise_sd_log, lo=0.0, hi=5.0))
+        object.__setattr__(self, "stop_uptake", _real("treatment.stop_uptake", self.stop_uptake, lo=0.0, hi=1.0))
         self.stop_rule()  # validate
 
     @property
@@ -335,6 +339,17 @@ def _draws(seed: int, n: int, n_par: int, n_samples: int):
     return z, u_start, eps, uu
 
 
+def _uptake_draws(seed: int, n: int) -> np.ndarray:
+    """One uniform per patient for the stop decision, from its own stream per block
+    (``spawn_key=(b, 1)``), so adding it left every other draw unchanged."""
+    u = np.empty(n)
+    for b in range(-(-n // BLOCK)):
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(b, 1))))
+        lo, hi = b * BLOCK, min(n, (b + 1) * BLOCK)
+        u[lo:hi] = rng.random(BLOCK)[: hi - lo]
+    return u
+
+
 def _resolve_base(parameters) -> dict[str, float]:
     if parameters is None:
         return parameter_set("default")
@@ -356,6 +371,7 @@ class CohortInputs:
     varied: dict[str, np.ndarray]  # per-patient values of the population's parameters
     relapse_types: np.ndarray
     bcr_abl_start: np.ndarray  # percent
+    would_stop: np.ndarray  # bool: the patient stops once the stop rule allows (Protocol.stop_uptake)
 
 
 def prepare_cohort(cohort: CohortSpec, protocol: Protocol, base: Mapping[str, float], variant: Variant,
@@ -398,8 +414,9 @@ def prepare_cohort(cohort: CohortSpec, protocol: Protocol, base: Mapping[str, fl
     im_effects(protocol.escalated_dose_mg, css, ec50, effects[:, Dose.ESCALATED])
 
     pp = protocol.kernel_vector(rtol, atol, extinction_threshold, max_steps)
+    would_stop = _uptake_draws(cohort.seed, n) < protocol.stop_uptake
     return CohortInputs(kp=kp, y0=y0, effects=effects, eps=eps, uu=uu, pp=pp, varied=varied, relapse_types=types,
-                        bcr_abl_start=ratio0)
+                        bcr_abl_start=ratio0, would_stop=would_stop)
 
 
 def simulate_cohort(cohort: CohortSpec, protocol: Protocol | None = None, parameters=None, *, variant="H2",
@@ -445,24 +462,32 @@ def simulate_cohort(cohort: CohortSpec, protocol: Protocol | None = None, parame
         one = slice(0, 1)
         run_cohort(kp[one], y0[one], effects[one], pp, eps[one], uu[one], measured[one].copy(), res_f[one].copy(),
                    res_i[one].copy())
+    # patients who would not stop run under the rule "never"; each group in chunks
+    pp_never = pp.copy()
+    pp_never[PP.STOP_RULE] = float(StopRule.NEVER)
+    groups = [(pp, np.flatnonzero(inp.would_stop)), (pp_never, np.flatnonzero(~inp.would_stop))]
     old_threads = numba.get_num_threads()
     numba.set_num_threads(threads)
     t0 = time.perf_counter()
     try:
         bar = None
         done = 0
-        while done < n:
-            hi_ = min(n, done + chunk)
-            s = slice(done, hi_)
-            run_cohort(kp[s], y0[s], effects[s], pp, eps[s], uu[s], measured[s], res_f[s], res_i[s])
-            done = hi_
-            if bar is None and progress is not False and done < n and (
-                    progress or time.perf_counter() - t0 > 2.0):
-                from tqdm.auto import tqdm
+        for pp_g, idx in groups:
+            whole = idx.size == n  # no copies needed
+            for lo_ in range(0, idx.size, chunk):
+                s = slice(lo_, min(idx.size, lo_ + chunk)) if whole else idx[lo_:lo_ + chunk]
+                m_g, f_g, i_g = measured[s], res_f[s], res_i[s]
+                run_cohort(kp[s], y0[s], effects[s], pp_g, eps[s], uu[s], m_g, f_g, i_g)
+                if not whole:
+                    measured[s], res_f[s], res_i[s] = m_g, f_g, i_g
+                done += m_g.shape[0]
+                if bar is None and progress is not False and done < n and (
+                        progress or time.perf_counter() - t0 > 2.0):
+                    from tqdm.auto import tqdm
 
-                bar = tqdm(total=n, initial=done, unit="patient", desc="cohort", leave=False)
-            elif bar is not None:
-                bar.update(hi_ - bar.n)
+                    bar = tqdm(total=n, initial=done, unit="patient", desc="cohort", leave=False)
+                elif bar is not None:
+                    bar.update(done - bar.n)
         if bar is not None:
             bar.update(n - bar.n)
             bar.close()
@@ -481,6 +506,7 @@ def simulate_cohort(cohort: CohortSpec, protocol: Protocol | None = None, parame
         "days_to_cmr": res_f[:, RF.DAYS_TO_CMR],
         "escalated": res_i[:, RI.ESCALATED].astype(bool),
         "days_to_escalation": res_f[:, RF.T_ESCALATE],
+        "would_stop": inp.would_stop,
         "stopped": res_i[:, RI.STOPPED].astype(bool),
         "stop_day": res_f[:, RF.T_STOP],
         "days_on_im_at_stop": res_f[:, RF.DAYS_ON_IM_AT_STOP],

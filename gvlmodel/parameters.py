@@ -97,7 +97,7 @@ _TABLE = (
       "exposure giving half-maximal effect (Emax, Hill 1)", "imatinib"),
     P("im_fold_a", 100.0, "1", 10.0, 1000.0, "log", MICHOR + " (a_y/100)",
       "fold reduction of LSC progenitor output at 400 mg/day", "imatinib"),
-    P("im_fold_b", 750.0, "1", 50.0, 5000.0, "log", MICHOR + " (b_y/750)",
+    P("im_fold_b", 750.0, "1", 1.0, 5000.0, "log", MICHOR + " (b_y/750); lower bound 1 = no effect (resistance, e.g. kinase-domain mutations: Shah et al., Cancer Cell 2002)",
       "fold reduction of progenitor differentiated output at 400 mg/day", "imatinib"),
     P("im_kill_lsc", 0.1, "1/day", 0.0, 0.3, "linear",
       "Stein et al., Clin Cancer Res 2011 (net growth of proliferating LSCs about -0.1/day on IM); "

@@ -37,7 +37,7 @@ from .provenance import atomic_write_json, atomic_write_text, provenance
 TABLES = {
     "cohort": {"size", "seed", "transplant", "start", "relapse_mix", "relapse_ranges", "diagnosis_range"},
     "treatment": {"dose_mg", "escalate", "escalated_dose_mg", "escalation_day", "mmr_level_percent", "stop",
-                  "restart", "follow_up_days", "visit_interval_days"},
+                  "restart", "follow_up_days", "visit_interval_days", "stop_uptake"},
     "parameters": {"set", "variant"} | set(PARAMETER_NAMES),
     "population": set(PARAMETER_NAMES),
     "measurement": {"detection_limit", "noise_sd_log"},
@@ -47,7 +47,7 @@ TABLES = {
 REQUIRED = {"cohort": {"size", "seed"}}
 
 PATIENT_COLUMNS = ("patient_id", "transplant", "start", "relapse_type", "bcr_abl_start_percent", "reached_cmr",
-                   "days_to_cmr", "escalated", "days_to_escalation", "stopped", "stop_day", "days_on_im_at_stop",
+                   "days_to_cmr", "escalated", "days_to_escalation", "would_stop", "stopped", "stop_day", "days_on_im_at_stop",
                    "lost_cmr", "days_stop_to_loss", "restarted", "restart_day", "eradicated", "days_to_eradication",
                    "final_bcr_abl_percent", "final_lsc", "final_effectors", "last_day_reached", "solver_status",
                    "solver_message", "n_steps")

@@ -1,0 +1,628 @@
+"""Fit H0, H1, H2 to the Hess 2005 data by ABC-SMC (pyabc) and compare them.
+
+Why ABC-SMC with pyabc: the data are a handful of counts and medians from a
+44-patient trial whose outcome depends on discrete visits, PCR noise near the
+detection limit and an optional stop decision; their likelihood has no closed
+form, but whole virtual trials of the real size are cheap (about 6 ms each,
+:mod:`gvlmodel.trial`).  pyabc samples such simulation-only models, adapts the
+acceptance threshold, stores every generation in SQLite (which is our
+checkpoint) and does model selection in the same run (ABC model
+probabilities).  emcee with a synthetic likelihood would need a Gaussian
+approximation of counts of 4 out of 10; ABC needs none.
+
+Distance: for every statistic, ``(simulated - observed) / scale`` with the
+binomial standard deviation of the observed proportion at its real group size
+(``sqrt(p (1 - p) / n)``: 44 enrolled, 10 stopped) or a stated scale for
+medians (days); undefined simulated statistics (no patient in a group) count
+``UNDEFINED_PENALTY`` scales.  The distance is the root of the weighted sum of
+squares.  Scales and weights are in the fit config.
+
+Stages, each resumable (``gvlmodel fit`` re-run on the same folder continues):
+per-variant fits, the joint model-selection run, posterior predictive checks,
+mechanistic answers, identifiability, shipped parameter sets and the report.
+Generation ``t`` of every ABC run seeds NumPy's global generator (which pyabc
+uses) with ``SeedSequence(seed, spawn_key=(run, t))`` just before it starts,
+so an interrupted fit resumed from its database gives the same result as an
+uninterrupted one.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError, read_toml
+from .parameters import Variant, parse_variant
+from .provenance import atomic_write_json, atomic_write_text, provenance
+from .trial import (STATISTICS, UNDEFINED, FitParameter, TrialDesign, fit_parameter, model_inputs, observed,
+                    run_trial, statistics)
+
+UNDEFINED_PENALTY = 3.0
+STAT_LABELS = {
+    "frac_cmr": "reached CMR (of 44)",
+    "frac_stopped": "stopped imatinib (of 44)",
+    "frac_durable": "durable CMR after stop (of stopped)",
+    "median_im_days_durable": "median IM days before stop, durable",
+    "median_im_days_lost": "median IM days before stop, lost CMR",
+    "nontx_frac_relapse": "non-transplanted: relapse within 90 days of stop",
+}
+CONFIG_TABLES = {
+    "fit": {"name", "data", "seed", "variants", "population_size", "generations", "comparison_population_size",
+            "comparison_generations", "predictive_draws", "answer_draws", "answer_cohort_size", "threads"},
+    "trial": {"size", "relapse_mix", "follow_up_days", "visit_interval_days", "follow_up_after_stop_days", "restart",
+              "escalated_dose_mg", "detection_limit", "noise_sd_log", "comparator_size", "comparator_course_days",
+              "comparator_window_days", "base_set"},
+    "fitted": {v.value for v in Variant},
+    "distance": {"scales", "weights"},
+    "answers": {"stop_days", "tfr_window_days"},
+    "quick": {"population_size", "generations", "comparison_population_size", "comparison_generations",
+              "predictive_draws", "answer_draws", "answer_cohort_size"},
+}
+
+
+# --------------------------------------------------------------------------
+# configuration
+# --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FitConfig:
+    name: str
+    seed: int
+    variants: tuple[str, ...]
+    fitted: dict[str, tuple[FitParameter, ...]]
+    design: TrialDesign
+    observed: dict[str, float]
+    scales: dict[str, float]
+    weights: dict[str, float]
+    population_size: int = 300
+    generations: int = 8
+    comparison_population_size: int = 600
+    comparison_generations: int = 8
+    predictive_draws: int = 200
+    answer_draws: int = 40
+    answer_cohort_size: int = 440
+    stop_days: tuple[float, ...] = (90.0, 180.0, 270.0, 365.0, 540.0, 730.0, 1095.0)
+    tfr_window_days: float = 730.0
+    threads: int | None = None
+    raw: dict = field(default_factory=dict)
+
+    @property
+    def digest(self) -> str:
+        """Hash of everything that changes results (not the quick switch's unused table)."""
+        return hashlib.sha256(json.dumps(self.raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _int(field_name, v, lo):
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        raise InputError(f"{field_name}: expected an integer >= {lo}, got {v!r}")
+    return v
+
+
+def _num(field_name, v, lo=0.0):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= lo:
+        raise InputError(f"{field_name}: expected a number > {lo:g}, got {v!r}")
+    return float(v)
+
+
+def default_scales(data: dict) -> dict[str, float]:
+    """Binomial SD of each observed proportion at its group size; 60 days for medians of 4-6 patients."""
+    it = data["items"]
+
+    def binom(item):
+        p = it[item]["k"] / it[item]["n"]
+        return math.sqrt(p * (1 - p) / it[item]["n"])
+
+    nt = it["nontransplanted_relapse_days"]
+    p_nt = min(nt["fraction"], 1 - 0.5 / nt["n_assumed"])  # a fraction of 1 has no binomial SD: half a patient
+    return {"frac_cmr": binom("reached_cmr"), "frac_stopped": binom("stopped"),
+            "frac_durable": binom("durable_cmr_after_stop"), "median_im_days_durable": 60.0,
+            "median_im_days_lost": 60.0, "nontx_frac_relapse": math.sqrt(p_nt * (1 - p_nt) / nt["n_assumed"])}
+
+
+def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> FitConfig:
+    """Validate a fit config (see ``experiments/fit_hess2005.toml``); ``quick`` applies its ``[quick]`` table."""
+    from .calibration import load_calibration
+
+    unknown = set(cfg) - set(CONFIG_TABLES)
+    if unknown:
+        raise InputError(f"{source}: unknown table(s) {sorted(unknown)}; allowed: {sorted(CONFIG_TABLES)}")
+    for table, allowed in CONFIG_TABLES.items():
+        sub = cfg.get(table, {})
+        if not isinstance(sub, dict):
+            raise InputError(f"[{table}]: expected a table")
+        bad = set(sub) - allowed
+        if bad:
+            raise InputError(f"[{table}]: unknown key(s) {sorted(bad)}; allowed: {sorted(allowed)}")
+    f = dict(cfg.get("fit", {}))
+    if "seed" not in f:
+        raise InputError("[fit] seed: required (an integer >= 0)")
+    seed = _int("[fit] seed", f["seed"], 0)
+    if quick:
+        f.update(cfg.get("quick", {}))
+    data = load_calibration(f.get("data", "hess2005"))
+    variants = f.get("variants", [v.value for v in Variant])
+    if not isinstance(variants, list) or not variants:
+        raise InputError("[fit] variants: expected a non-empty list, allowed values: H0, H1, H2")
+    variants = tuple(parse_variant(v).value for v in variants)
+    fitted_cfg = cfg.get("fitted", {})
+    fitted = {}
+    for v in variants:
+        names = fitted_cfg.get(v)
+        if not isinstance(names, list) or not names:
+            raise InputError(f"[fitted] {v}: expected a non-empty list of fitted quantities "
+                             "(parameter names, sd_<name>, stop_uptake)")
+        fps = tuple(fit_parameter(n) for n in names)
+        if len({p.key for p in fps}) != len(fps):
+            raise InputError(f"[fitted] {v}: duplicate names")
+        fitted[v] = fps
+    tr = dict(cfg.get("trial", {}))
+    try:
+        design = TrialDesign(**tr)
+        design.protocols(1.0)  # validate protocol fields
+    except TypeError as exc:
+        raise InputError(f"[trial]: {exc}") from None
+    obs = observed(data)
+    scales = default_scales(data)
+    dist = cfg.get("distance", {})
+    for key in ("scales", "weights"):
+        bad = set(dist.get(key, {})) - set(STATISTICS)
+        if bad:
+            raise InputError(f"[distance] {key}: unknown statistic(s) {sorted(bad)}; allowed: {list(STATISTICS)}")
+    scales.update({k: _num(f"[distance] scales.{k}", v) for k, v in dist.get("scales", {}).items()})
+    weights = {k: 1.0 for k in STATISTICS}
+    for k, v in dist.get("weights", {}).items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+            raise InputError(f"[distance] weights.{k}: expected a number >= 0, got {v!r}")
+        weights[k] = float(v)
+    ans = cfg.get("answers", {})
+    stop_days = tuple(_num("[answers] stop_days", d) for d in ans.get("stop_days", FitConfig.stop_days))
+    kw = {}
+    for key in ("population_size", "generations", "comparison_population_size", "comparison_generations",
+                "predictive_draws", "answer_draws", "answer_cohort_size"):
+        if key in f:
+            kw[key] = _int(f"[fit] {key}", f[key], 1)
+    if "threads" in f:
+        kw["threads"] = _int("[fit] threads", f["threads"], 1)
+    name = f.get("name", "fit")
+    if not isinstance(name, str) or not name.isidentifier():
+        raise InputError(f"[fit] name: expected a simple identifier, got {name!r}")
+    return FitConfig(name=name, seed=seed, variants=variants, fitted=fitted, design=design, observed=obs,
+                     scales=scales, weights=weights, stop_days=stop_days,
+                     tfr_window_days=_num("[answers] tfr_window_days", ans.get("tfr_window_days", 730.0)),
+                     raw={"config": cfg, "quick": quick}, **kw)
+
+
+def load_config(path, *, quick: bool = False) -> FitConfig:
+    return parse_config(read_toml(path, "fit config"), quick=quick, source=str(path))
+
+
+# --------------------------------------------------------------------------
+# distance and models for pyabc
+# --------------------------------------------------------------------------
+def distance(sim: dict, obs: dict, scales: dict, weights: dict) -> float:
+    """Weighted Euclidean distance in units of each statistic's scale (see the module docstring)."""
+    total = 0.0
+    for k in STATISTICS:
+        w = weights[k]
+        if w == 0.0:
+            continue
+        if obs[k] == UNDEFINED:
+            continue
+        d = UNDEFINED_PENALTY if sim[k] == UNDEFINED else (sim[k] - obs[k]) / scales[k]
+        total += w * d * d
+    return math.sqrt(total)
+
+
+class TrialModel:
+    """A pyabc model: one virtual trial per call, its seed drawn from NumPy's (seeded) global generator."""
+
+    def __init__(self, variant: str, fitted: tuple[FitParameter, ...], design: TrialDesign, threads=None):
+        self.variant, self.fitted, self.design, self.threads = variant, fitted, design, threads
+        self.__name__ = variant
+
+    def __call__(self, par) -> dict:
+        seed = int(np.random.randint(0, 2**31 - 1))
+        values = {p.key: float(par[p.key]) for p in self.fitted}
+        main, comp = run_trial(values, self.fitted, self.variant, self.design, seed, threads=self.threads)
+        return statistics(main, comp, self.design)
+
+
+def prior(fitted: tuple[FitParameter, ...]):
+    import pyabc
+
+    return pyabc.Distribution(**{p.key: pyabc.RV("uniform", p.prior_bounds[0], p.prior_bounds[1] - p.prior_bounds[0])
+                                 for p in fitted})
+
+
+def _quiet_pyabc():
+    for name in ("ABC", "Sampler", "Epsilon", "History", "Distance", "Acceptor", "Transitions", "Adaptation",
+                 "ABC.Sampler", "ABC.History", "ABC.Epsilon", "ABC.Distance", "ABC.Transition"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def run_abc(db: Path, variants: list[str], cfg: FitConfig, population_size: int, generations: int, run_index: int,
+            log=print):
+    """Run (or resume) ABC-SMC over ``variants`` into SQLite ``db``; one generation per seeded call."""
+    import pyabc
+
+    _quiet_pyabc()
+    models = [TrialModel(v, cfg.fitted[v], cfg.design, cfg.threads) for v in variants]
+    priors = [prior(cfg.fitted[v]) for v in variants]
+    scales, weights = cfg.scales, cfg.weights
+
+    def dist(x, x0):
+        return distance(x, x0, scales, weights)
+
+    url = f"sqlite:///{db}"
+    for t in range(generations):
+        abc = pyabc.ABCSMC(models, priors, dist, population_size=population_size,
+                           sampler=pyabc.sampler.SingleCoreSampler(check_max_eval=False),
+                           eps=pyabc.QuantileEpsilon(alpha=0.5))
+        if db.exists():
+            h = abc.load(url, 1)
+            if h.max_t >= t:
+                continue
+        else:
+            abc.new(url, dict(cfg.observed))
+        ss = np.random.SeedSequence(cfg.seed, spawn_key=(run_index, t))
+        np.random.seed(ss.generate_state(4))
+        t0 = time.perf_counter()
+        h = abc.run(max_nr_populations=1)
+        pop = h.get_all_populations().iloc[-1]
+        log(f"  [{'/'.join(variants)}] generation {t + 1}/{generations}: eps {pop['epsilon']:.3g}, "
+            f"{int(pop['samples'])} simulations, {time.perf_counter() - t0:.1f} s")
+    return pyabc.History(url)
+
+
+# --------------------------------------------------------------------------
+# posterior handling
+# --------------------------------------------------------------------------
+def posterior(history, m: int, fitted: tuple[FitParameter, ...]):
+    """Final-generation particles of model ``m``: ``(array (n, k) in sampler space, weights)``."""
+    df, w = history.get_distribution(m=m, t=history.max_t)
+    x = df[[p.key for p in fitted]].to_numpy(dtype=float)
+    return x, np.asarray(w, dtype=float) / np.sum(w)
+
+
+def resample(x: np.ndarray, w: np.ndarray, n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return x[rng.choice(len(w), size=n, replace=True, p=w)]
+
+
+def weighted_quantiles(x: np.ndarray, w: np.ndarray, qs) -> np.ndarray:
+    order = np.argsort(x)
+    cw = np.cumsum(w[order])
+    cw /= cw[-1]
+    return np.array([x[order][min(np.searchsorted(cw, q), len(x) - 1)] for q in qs])
+
+
+def predictive(cfg: FitConfig, variant: str, draws: np.ndarray, seed: int) -> list[dict]:
+    """One virtual trial per posterior draw (rows of ``draws``), seeds from ``SeedSequence(seed)``."""
+    fitted = cfg.fitted[variant]
+    seeds = np.random.SeedSequence(seed).generate_state(len(draws))
+    rows = []
+    for j, x in enumerate(draws):
+        values = dict(zip([p.key for p in fitted], map(float, x)))
+        main, comp = run_trial(values, fitted, variant, cfg.design, int(seeds[j]), threads=cfg.threads)
+        st = statistics(main, comp, cfg.design)
+        rows.append({"variant": variant, "draw": j, **st})
+    return rows
+
+
+def predictive_table(rows: list[dict], obs: dict) -> dict:
+    """Per statistic: observed, predictive median, 90 % interval, share defined, P(sim <= obs)."""
+    out = {}
+    for k in STATISTICS:
+        v = np.array([r[k] for r in rows], dtype=float)
+        d = v[v != UNDEFINED]
+        out[k] = {"observed": obs[k], "n_draws": len(v), "defined": int(d.size),
+                  "median": float(np.median(d)) if d.size else None,
+                  "q05": float(np.quantile(d, 0.05)) if d.size else None,
+                  "q95": float(np.quantile(d, 0.95)) if d.size else None,
+                  "mean": float(d.mean()) if d.size else None,
+                  "sd": float(d.std(ddof=1)) if d.size > 1 else None,
+                  "p_le_observed": float(np.mean(d <= obs[k])) if d.size else None}
+    return out
+
+
+# --------------------------------------------------------------------------
+# mechanistic answers and identifiability
+# --------------------------------------------------------------------------
+def mechanistic_answers(cfg: FitConfig, variant: str, draws: np.ndarray, seed: int, log=print) -> dict:
+    """BRIEF §4 / issue point 4 from posterior draws of ``variant``.
+
+    * Hess protocol, a cohort of ``answer_cohort_size`` per draw: median IM
+      days at stop of durable vs lost patients; share of durable remissions
+      that are eradication (fewer than one LSC) versus immune control.
+    * Fixed courses (stop after ``T`` days, no CMR condition): probability of
+      staying PCR-negative for ``tfr_window_days`` after stopping, for
+      transplanted (relapse mix) and non-transplanted (from diagnosis) patients.
+    Intervals are over posterior draws (5-95 %).
+    """
+    from .cohort import CohortSpec, Protocol, simulate_cohort
+
+    fitted = cfg.fitted[variant]
+    d = cfg.design
+    seeds = np.random.SeedSequence(seed).generate_state(2 * len(draws))
+    hess_rows = []
+    for j, x in enumerate(draws):
+        values = dict(zip([p.key for p in fitted], map(float, x)))
+        main, _ = run_trial(values, fitted, variant, d, int(seeds[j]), size=cfg.answer_cohort_size,
+                            comparator_size=0, threads=cfg.threads)
+        c = main.columns
+        stopped = c["stopped"] & (c["solver_status"] == 0)
+        lost = stopped & c["lost_cmr"] & (c["days_stop_to_loss"] <= d.follow_up_after_stop_days)
+        durable = stopped & ~lost
+        erad_by_stop = durable & c["eradicated"] & (c["days_to_eradication"] <= c["stop_day"] + d.follow_up_after_stop_days)
+        hess_rows.append({
+            "durable_fraction": float(durable.sum() / max(stopped.sum(), 1)),
+            "median_im_days_durable": float(np.median(c["days_on_im_at_stop"][durable])) if durable.any() else np.nan,
+            "median_im_days_lost": float(np.median(c["days_on_im_at_stop"][lost])) if lost.any() else np.nan,
+            "eradicated_share_of_durable": float(erad_by_stop.sum() / durable.sum()) if durable.any() else np.nan,
+        })
+    log(f"  answers [{variant}]: Hess-protocol cohorts done ({len(draws)} draws)")
+
+    def band(vals):
+        v = np.asarray(vals, dtype=float)
+        v = v[np.isfinite(v)]
+        if not v.size:
+            return {"median": None, "q05": None, "q95": None, "n": 0}
+        return {"median": float(np.median(v)), "q05": float(np.quantile(v, 0.05)),
+                "q95": float(np.quantile(v, 0.95)), "n": int(v.size)}
+
+    hess = {k: band([r[k] for r in hess_rows]) for k in hess_rows[0]}
+    diff = [r["median_im_days_durable"] - r["median_im_days_lost"] for r in hess_rows]
+    hess["durable_minus_lost_im_days"] = band(diff)
+
+    curves = {}
+    for setting, transplant in (("transplanted", True), ("non_transplanted", False)):
+        rows = []
+        for T in cfg.stop_days:
+            probs = []
+            for j, x in enumerate(draws):
+                values = dict(zip([p.key for p in fitted], map(float, x)))
+                params, population, _ = model_inputs(values, fitted, d.base_set)
+                proto = Protocol(escalated_dose_mg=d.escalated_dose_mg, stop={"after_days": T}, restart=False,
+                                 follow_up_days=T + cfg.tfr_window_days, visit_interval_days=d.visit_interval_days,
+                                 detection_limit=d.detection_limit, noise_sd_log=d.noise_sd_log)
+                spec = (CohortSpec(size=cfg.answer_cohort_size, seed=int(seeds[len(draws) + j]), transplant=True,
+                                   relapse_mix=d.relapse_mix) if transplant else
+                        CohortSpec(size=cfg.answer_cohort_size, seed=int(seeds[len(draws) + j]), transplant=False,
+                                   start="diagnosis"))
+                r = simulate_cohort(spec, proto, params, variant=variant, population=population, rtol=d.rtol,
+                                    atol=d.atol, threads=cfg.threads, progress=False)
+                c = r.columns
+                ok = (c["solver_status"] == 0) & c["stopped"]
+                probs.append(float((ok & ~c["lost_cmr"]).sum() / max(ok.sum(), 1)))
+            rows.append({"stop_after_days": T, **band(probs)})
+        curves[setting] = rows
+        log(f"  answers [{variant}]: durable-CMR curve, {setting}")
+    return {"variant": variant, "n_draws": len(draws), "cohort_size": cfg.answer_cohort_size,
+            "hess_protocol": hess, "tfr_by_im_days": curves, "tfr_window_days": cfg.tfr_window_days}
+
+
+def identifiability(fitted: tuple[FitParameter, ...], x: np.ndarray, w: np.ndarray) -> dict:
+    """Posterior 90 % width relative to the prior width, and posterior correlations, per parameter.
+
+    ``pinned`` (ratio < 0.5), ``partly`` (0.5-0.8), ``not identified`` (> 0.8):
+    a uniform prior's own 90 % interval has ratio 0.9.
+    """
+    rows = []
+    for j, p in enumerate(fitted):
+        lo, hi = p.prior_bounds
+        q05, q50, q95 = weighted_quantiles(x[:, j], w, [0.05, 0.5, 0.95])
+        ratio = float((q95 - q05) / (hi - lo))
+        verdict = "pinned" if ratio < 0.5 else ("partly" if ratio < 0.8 else "not identified")
+        rows.append({"key": p.key, "label": p.label, "target": p.target, "prior": [lo, hi],
+                     "median": float(q50), "q05": float(q05), "q95": float(q95),
+                     "median_natural": p.natural(q50), "q05_natural": p.natural(q05), "q95_natural": p.natural(q95),
+                     "width_ratio": ratio, "verdict": verdict, "source": p.row.source, "unit": p.row.unit})
+    mean = np.average(x, axis=0, weights=w)
+    xc = x - mean
+    cov = (xc * w[:, None]).T @ xc
+    sd = np.sqrt(np.diag(cov))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = cov / np.outer(sd, sd)
+    keys = [p.key for p in fitted]
+    strong = [{"a": keys[i], "b": keys[j], "r": float(corr[i, j])} for i in range(len(keys))
+              for j in range(i + 1, len(keys)) if np.isfinite(corr[i, j]) and abs(corr[i, j]) >= 0.5]
+    return {"parameters": rows, "correlation": {"keys": keys, "matrix": np.nan_to_num(corr).tolist()},
+            "strong_correlations": strong}
+
+
+# --------------------------------------------------------------------------
+# shipped parameter sets
+# --------------------------------------------------------------------------
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        return repr(float(v))
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(type(v))
+
+
+def parameter_set_toml(cfg: FitConfig, variant: str, x: np.ndarray, w: np.ndarray, pred: dict, probability,
+                       sample_seed: int, n_sample: int = 200) -> str:
+    """A shipped parameter set: posterior medians on the table, population spreads, stop uptake,
+    a posterior sample (equally weighted) and the posterior predictive summary it reproduces."""
+    fitted = cfg.fitted[variant]
+    med = {p.key: float(weighted_quantiles(x[:, j], w, [0.5])[0]) for j, p in enumerate(fitted)}
+    params, population, uptake = model_inputs(med, fitted, cfg.design.base_set)
+    sample = resample(x, w, n_sample, sample_seed)
+    prob_text = _toml_value(float(probability)) if probability is not None else '"n/a"'
+    lines = [f"# Generated by `gvlmodel fit` (config {cfg.name}, seed {cfg.seed}); do not edit by hand.",
+             f"# Posterior medians of the fitted quantities of {variant}; other parameters: set "
+             f"{cfg.design.base_set!r}.",
+             f"variant = {_toml_value(variant)}",
+             f"fit = {_toml_value(cfg.name)}",
+             f"fit_config_digest = {_toml_value(cfg.digest)}",
+             f"model_probability = {prob_text}",
+             "", "[parameters]"]
+    lines += [f"{k} = {_toml_value(v)}" for k, v in params.items()]
+    lines += ["", "[population]  # natural-log SD of between-patient variation"]
+    lines += [f"{k} = {_toml_value(v)}" for k, v in population.sd_log.items()]
+    lines += ["", "[treatment]", f"stop_uptake = {_toml_value(uptake)}"]
+    lines += ["", "[posterior]  # equally weighted posterior sample in the sampler's space (log10 for log rows)",
+              f"keys = {_toml_value([p.key for p in fitted])}", f"seed = {sample_seed}", "sample = ["]
+    lines += ["  " + _toml_value([float(v) for v in row]) + "," for row in sample]
+    lines += ["]", "", "[predictive]  # posterior predictive summary (one virtual Hess trial per draw)",
+              f"draws = {pred['frac_cmr']['n_draws']}"]
+    for k in STATISTICS:
+        e = pred[k]
+        if e["mean"] is not None:
+            lines.append(f"{k} = {{ mean = {_toml_value(e['mean'])}, sd = {_toml_value(e['sd'] or 0.0)}, "
+                         f"defined = {e['defined']} }}")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------
+# the whole fit, stage by stage (each stage's result is a file: the checkpoint)
+# --------------------------------------------------------------------------
+def _stage(out: Path, name: str, compute):
+    path = out / "stages" / f"{name}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    t0 = time.perf_counter()
+    value = compute()
+    value = {"result": value, "wall_s": time.perf_counter() - t0}
+    atomic_write_json(path, value)
+    return value
+
+
+def _model_comparison(history, variants: list[str]) -> dict:
+    probs = history.get_model_probabilities()
+    t = history.max_t
+    final = probs.loc[t] if t in probs.index else probs.iloc[-1]
+    p = {variants[m]: float(final.get(m, 0.0)) for m in range(len(variants))}
+    # effective sample size of the final population (all models) -> Monte Carlo SE of each probability
+    ws = []
+    for m in range(len(variants)):
+        if p[variants[m]] > 0:
+            _, w = history.get_distribution(m=m, t=t)
+            ws.append(np.asarray(w, dtype=float) / np.sum(w) * p[variants[m]])
+    w_all = np.concatenate(ws)
+    ess = float(1.0 / np.sum(w_all ** 2))
+    n_particles = int(len(w_all))
+    per_gen = {variants[m]: [float(x) for x in probs.get(m, probs.iloc[:, 0] * 0).fillna(0.0)]
+               for m in range(len(variants))}
+    floor = 1.0 / n_particles
+    best = max(p, key=p.get)
+    bf = {f"{best}:{v}": (p[best] / p[v] if p[v] > 0 else f"> {p[best] / floor:.0f} (no {v} particle left)")
+          for v in variants if v != best}
+    return {"probabilities": p, "se": {v: float(math.sqrt(max(p[v] * (1 - p[v]), floor * (1 - floor)) / ess))
+                                       for v in variants},
+            "ess": ess, "n_particles": n_particles, "generations": t + 1, "best": best, "bayes_factors": bf,
+            "by_generation": per_gen,
+            "epsilon_by_generation": [float(e) for e in history.get_all_populations()["epsilon"].iloc[1:]]}
+
+
+def run_fit(cfg: FitConfig, out: Path, *, ship: bool = False, log=print) -> dict:
+    """Run every stage (resuming what exists in ``out``) and write the report; returns the report dict."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    state_path = out / "fit_state.json"
+    if state_path.is_file():
+        state = json.loads(state_path.read_text())
+        if state.get("digest") != cfg.digest:
+            raise InputError(f"--out {out}: holds a fit of a different config (or quick setting); "
+                             "choose an empty folder")
+        log(f"resuming the fit in {out}")
+    else:
+        atomic_write_json(state_path, {"digest": cfg.digest, "config": cfg.raw})
+    atomic_write_json(out / "provenance.json", provenance(cfg.raw, seed=cfg.seed))
+
+    fits = {}
+    for i, v in enumerate(cfg.variants):
+        def compute(i=i, v=v):
+            log(f"fitting {v} ({len(cfg.fitted[v])} quantities, population {cfg.population_size}, "
+                f"{cfg.generations} generations)")
+            h = run_abc(out / f"abc_{v}.db", [v], cfg, cfg.population_size, cfg.generations, run_index=i, log=log)
+            return {"total_simulations": int(h.total_nr_simulations),
+                    "final_epsilon": float(h.get_all_populations()["epsilon"].iloc[-1])}
+        fits[v] = _stage(out, f"fit_{v}", compute)
+        log(f"fit {v}: {fits[v]['result']['total_simulations']} simulations, {fits[v]['wall_s']:.0f} s")
+
+    comparison = None
+    if len(cfg.variants) > 1:
+        def compute_cmp():
+            log(f"model comparison {', '.join(cfg.variants)} (population {cfg.comparison_population_size}, "
+                f"{cfg.comparison_generations} generations)")
+            h = run_abc(out / "abc_comparison.db", list(cfg.variants), cfg, cfg.comparison_population_size,
+                        cfg.comparison_generations, run_index=len(cfg.variants), log=log)
+            r = _model_comparison(h, list(cfg.variants))
+            r["total_simulations"] = int(h.total_nr_simulations)
+            return r
+        comparison = _stage(out, "comparison", compute_cmp)
+        best = comparison["result"]["best"]
+    else:
+        best = cfg.variants[0]
+
+    import pyabc
+
+    post, pred_rows, pred, ident = {}, [], {}, {}
+    for i, v in enumerate(cfg.variants):
+        h = pyabc.History(f"sqlite:///{out / f'abc_{v}.db'}")
+        x, w = posterior(h, 0, cfg.fitted[v])
+        post[v] = (x, w)
+        draws = resample(x, w, cfg.predictive_draws, cfg.seed + 1000 + i)
+        rows = _stage(out, f"predictive_{v}", lambda v=v, draws=draws, i=i: predictive(
+            cfg, v, draws, cfg.seed + 2000 + i))["result"]
+        pred_rows += rows
+        pred[v] = predictive_table(rows, cfg.observed)
+        ident[v] = identifiability(cfg.fitted[v], x, w)
+    x, w = post[best]
+    answers = _stage(out, f"answers_{best}", lambda: mechanistic_answers(
+        cfg, best, resample(x, w, cfg.answer_draws, cfg.seed + 3000), cfg.seed + 4000, log=log))
+
+    # figure-ready files
+    keys = ["variant", "draw", *STATISTICS, "n_solver_failures"]
+    atomic_write_text(out / "predictive.csv", ",".join(keys) + "\n" + "".join(
+        ",".join(str(r[k]) for k in keys) + "\n" for r in pred_rows))
+    for v, (x, w) in post.items():
+        ks = [p.key for p in cfg.fitted[v]]
+        atomic_write_text(out / f"posterior_{v}.csv", ",".join(ks + ["weight"]) + "\n" + "".join(
+            ",".join(repr(float(a)) for a in row) + f",{wt!r}\n" for row, wt in zip(x, w)))
+
+    # parameter sets
+    sets = {}
+    probs = comparison["result"]["probabilities"] if comparison else {best: 1.0}
+    for i, v in enumerate(cfg.variants):
+        x, w = post[v]
+        text = parameter_set_toml(cfg, v, x, w, pred[v], probs.get(v), cfg.seed + 5000 + i)
+        sets[f"{cfg.name}_{v}"] = text
+    sets[cfg.name] = sets[f"{cfg.name}_{best}"].replace(
+        "# Generated by", f"# The best-supported variant ({best}) of fit {cfg.name}.\n# Generated by", 1)
+    for name, text in sets.items():
+        atomic_write_text(out / "parameter_sets" / f"{name}.toml", text)
+        if ship:
+            from .parameters import PARAMETER_SET_DIR
+
+            atomic_write_text(PARAMETER_SET_DIR / f"{name}.toml", text)
+
+    report = {"name": cfg.name, "seed": cfg.seed, "variants": list(cfg.variants), "best": best,
+              "observed": cfg.observed, "distance": {"scales": cfg.scales, "weights": cfg.weights},
+              "design": {k: (dict(v) if isinstance(v, dict) else v) for k, v in cfg.design.__dict__.items()},
+              "fits": fits, "comparison": comparison, "predictive": pred, "identifiability": ident,
+              "answers": answers, "parameter_sets": sorted(sets), "shipped": ship,
+              "settings": {"population_size": cfg.population_size, "generations": cfg.generations,
+                           "comparison_population_size": cfg.comparison_population_size,
+                           "comparison_generations": cfg.comparison_generations,
+                           "predictive_draws": cfg.predictive_draws, "answer_draws": cfg.answer_draws,
+                           "answer_cohort_size": cfg.answer_cohort_size, "quick": cfg.raw.get("quick", False)}}
+    atomic_write_json(out / "report.json", report)
+    from .report import fit_report_markdown
+
+    atomic_write_text(out / "report.md", fit_report_markdown(report))
+    return report

@@ -1,0 +1,209 @@
+"""Virtual trials of the Hess 2005 design: what a fit simulates once per proposed parameter vector.
+
+One virtual trial = the enrolled cohort of the real size (44 transplanted
+patients with the real relapse-type mix) run through the Hess protocol, plus a
+small non-transplanted comparator that stops a short imatinib course (BRIEF §2).
+Its statistics are the calibration numbers of ``gvlmodel/data/hess2005.toml``
+computed the same way from simulated patients, so the sampling noise of a
+44-patient trial is part of the model (a fit never compares percentages of
+infinite cohorts with counts of 44).
+
+:class:`FitParameter` maps the quantities a fit estimates onto the model:
+population medians of table parameters (log10 scale for log rows), their
+between-patient spreads (``sd_<name>``, natural-log SD) and the protocol's
+``stop_uptake``.  Priors are uniform over each row's bounds in its scale.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+
+from .calibration import load_calibration
+from .cohort import DEFAULT_POPULATION_SD, HESS2005_RELAPSE_MIX, CohortSpec, Population, Protocol, simulate_cohort
+from .errors import InputError
+from .parameters import PARAMETER_TABLE, Parameter, parameter_set
+
+#: statistics of one virtual trial (fractions keep the denominators of the data; -1 = undefined)
+STATISTICS = ("frac_cmr", "frac_stopped", "frac_durable", "median_im_days_durable", "median_im_days_lost",
+              "nontx_frac_relapse")
+UNDEFINED = -1.0
+
+#: quantities a fit can estimate that are not rows of the model's parameter table
+STOP_UPTAKE = Parameter(
+    "stop_uptake", 1.0, "1", 0.02, 1.0, "linear",
+    "fitted; Hess et al., J Clin Oncol 2005 (stopping was optional: 10 of 34 patients in CMR stopped)",
+    "probability that a patient who meets the stop rule stops imatinib", "protocol")
+SD_UPPER = 2.5
+
+
+def sd_row(name: str) -> Parameter:
+    """The prior row of ``sd_<name>``: natural-log SD of ``name`` between patients, uniform on [0, 2.5]."""
+    return Parameter(f"sd_{name}", DEFAULT_POPULATION_SD.get(name, 0.0), "ln units", 0.0, SD_UPPER, "linear",
+                     "assumed, weakly informative (2.5 = a 90 % range of about 3,800-fold, room for resistant patients)",
+                     f"between-patient natural-log SD of {name}", "population")
+
+
+@dataclass(frozen=True)
+class FitParameter:
+    """One estimated quantity: ``key`` (sampler name), what it sets, its prior row and scale."""
+
+    key: str
+    kind: str  # "median" | "sd" | "stop_uptake"
+    target: str  # table parameter name (median, sd) or "stop_uptake"
+    row: Parameter
+
+    @property
+    def log(self) -> bool:
+        return self.row.scale == "log"
+
+    @property
+    def prior_bounds(self) -> tuple[float, float]:
+        """Uniform prior bounds in the sampler's space (log10 for log rows)."""
+        if self.log:
+            return math.log10(self.row.lower), math.log10(self.row.upper)
+        return self.row.lower, self.row.upper
+
+    def natural(self, x: float) -> float:
+        return 10.0 ** x if self.log else float(x)
+
+    @property
+    def label(self) -> str:
+        return f"log10 {self.target}" if self.log else self.key
+
+
+def fit_parameter(spec: str) -> FitParameter:
+    """``"q_out"`` (population median), ``"sd_q_out"`` (its spread) or ``"stop_uptake"``."""
+    if not isinstance(spec, str):
+        raise InputError(f"fitted parameter: expected a name, got {spec!r}")
+    if spec == "stop_uptake":
+        return FitParameter("stop_uptake", "stop_uptake", "stop_uptake", STOP_UPTAKE)
+    if spec.startswith("sd_") and spec[3:] in PARAMETER_TABLE:
+        return FitParameter(spec, "sd", spec[3:], sd_row(spec[3:]))
+    if spec in PARAMETER_TABLE:
+        row = PARAMETER_TABLE[spec]
+        key = f"log10_{spec}" if row.scale == "log" else spec
+        return FitParameter(key, "median", spec, row)
+    raise InputError(f"fitted parameter {spec!r}: unknown; allowed: a parameter name (see `gvlmodel parameters`), "
+                     "sd_<parameter name>, or stop_uptake")
+
+
+@dataclass(frozen=True)
+class TrialDesign:
+    """How a virtual trial is run (defaults: Hess 2005 as in BRIEF §2; assumptions marked in the config)."""
+
+    size: int = 44
+    relapse_mix: Mapping[str, float] = field(default_factory=lambda: dict(HESS2005_RELAPSE_MIX))
+    follow_up_days: float = 1095.0
+    visit_interval_days: float = 30.0
+    follow_up_after_stop_days: float = 494.0
+    restart: bool = True
+    escalated_dose_mg: float = 600.0
+    detection_limit: float = 1e-5
+    noise_sd_log: float = 0.45
+    comparator_size: int = 20
+    comparator_course_days: float = 365.0
+    comparator_window_days: float = 90.0
+    base_set: str = "default"
+    rtol: float = 1e-6
+    atol: float = 1e-6
+
+    def protocols(self, stop_uptake: float) -> tuple[Protocol, Protocol]:
+        """The Hess protocol and the comparator's short fixed course."""
+        hess = Protocol(escalated_dose_mg=self.escalated_dose_mg, stop="hess2005", restart=self.restart,
+                        follow_up_days=self.follow_up_days, visit_interval_days=self.visit_interval_days,
+                        detection_limit=self.detection_limit, noise_sd_log=self.noise_sd_log,
+                        stop_uptake=stop_uptake)
+        comp = Protocol(escalate=False, stop={"after_days": self.comparator_course_days}, restart=False,
+                        follow_up_days=self.comparator_course_days + self.comparator_window_days
+                        + 2 * self.visit_interval_days,
+                        visit_interval_days=self.visit_interval_days, detection_limit=self.detection_limit,
+                        noise_sd_log=self.noise_sd_log)
+        return hess, comp
+
+
+def model_inputs(values: Mapping[str, float], fitted: tuple[FitParameter, ...], base_set: str = "default"):
+    """``(parameters, population, stop_uptake)`` from sampler-space ``values`` of the ``fitted`` quantities."""
+    params = parameter_set(base_set)
+    sd = dict(DEFAULT_POPULATION_SD)
+    uptake = 1.0
+    for fp in fitted:
+        v = fp.natural(values[fp.key])
+        if fp.kind == "median":
+            params[fp.target] = v
+        elif fp.kind == "sd":
+            sd[fp.target] = v
+        else:
+            uptake = v
+    return params, Population(sd_log=sd), uptake
+
+
+def run_trial(values: Mapping[str, float], fitted: tuple[FitParameter, ...], variant: str, design: TrialDesign,
+              seed: int, *, size: int | None = None, comparator_size: int | None = None, threads: int | None = None):
+    """Simulate one virtual trial; returns ``(hess CohortResult, comparator CohortResult or None)``."""
+    params, population, uptake = model_inputs(values, fitted, design.base_set)
+    hess, comp = design.protocols(uptake)
+    ss = np.random.SeedSequence(seed)
+    s_main, s_comp = (int(s.generate_state(1)[0]) for s in ss.spawn(2))
+    n = design.size if size is None else size
+    main = simulate_cohort(CohortSpec(size=n, seed=s_main, transplant=True, relapse_mix=design.relapse_mix),
+                           hess, params, variant=variant, population=population, rtol=design.rtol, atol=design.atol,
+                           threads=threads, progress=False)
+    n_c = design.comparator_size if comparator_size is None else comparator_size
+    other = None
+    if n_c > 0:
+        other = simulate_cohort(CohortSpec(size=n_c, seed=s_comp, transplant=False, start="diagnosis"), comp,
+                                params, variant=variant, population=population, rtol=design.rtol, atol=design.atol,
+                                threads=threads, progress=False)
+    return main, other
+
+
+def statistics(main, comparator, design: TrialDesign) -> dict[str, float]:
+    """The calibration statistics of one virtual trial (``UNDEFINED`` where a group is empty).
+
+    Solver failures count as patients not reaching CMR and are returned in
+    ``n_solver_failures`` (never dropped silently).
+    """
+    c = main.columns
+    ok = c["solver_status"] == 0
+    stopped = c["stopped"] & ok
+    lost = c["lost_cmr"] & stopped & (c["days_stop_to_loss"] <= design.follow_up_after_stop_days)
+    durable = stopped & ~lost
+    n, n_stop = main.n, int(stopped.sum())
+
+    def med(sel):
+        return float(np.median(c["days_on_im_at_stop"][sel])) if sel.any() else UNDEFINED
+
+    out = {
+        "frac_cmr": float((c["reached_cmr"] & ok).sum()) / n,
+        "frac_stopped": n_stop / n,
+        "frac_durable": float(durable.sum()) / n_stop if n_stop else UNDEFINED,
+        "median_im_days_durable": med(durable),
+        "median_im_days_lost": med(lost),
+        "nontx_frac_relapse": UNDEFINED,
+        "n_solver_failures": float((~ok).sum()),
+    }
+    if comparator is not None:
+        cc = comparator.columns
+        okc = cc["solver_status"] == 0
+        st = cc["stopped"] & okc
+        rel = st & cc["lost_cmr"] & (cc["days_stop_to_loss"] <= design.comparator_window_days)
+        out["nontx_frac_relapse"] = float(rel.sum()) / st.sum() if st.any() else UNDEFINED
+        out["n_solver_failures"] += float((~okc).sum())
+    return out
+
+
+def observed(data: dict | None = None) -> dict[str, float]:
+    """The Hess data in the form of :func:`statistics`."""
+    d = load_calibration() if data is None else data
+    it = d["items"]
+    return {
+        "frac_cmr": it["reached_cmr"]["k"] / it["reached_cmr"]["n"],
+        "frac_stopped": it["stopped"]["k"] / it["stopped"]["n"],
+        "frac_durable": it["durable_cmr_after_stop"]["k"] / it["durable_cmr_after_stop"]["n"],
+        "median_im_days_durable": float(it["im_days_at_stop_durable"]["median_days"]),
+        "median_im_days_lost": float(it["im_days_at_stop_lost"]["median_days"]),
+        "nontx_frac_relapse": float(it["nontransplanted_relapse_days"]["fraction"]),
+    }
