@@ -55,7 +55,8 @@ STAT_LABELS = {
 }
 CONFIG_TABLES = {
     "fit": {"name", "data", "seed", "variants", "population_size", "generations", "comparison_population_size",
-            "comparison_generations", "predictive_draws", "answer_draws", "answer_cohort_size", "threads"},
+            "comparison_generations", "predictive_draws", "answer_draws", "answer_cohort_size", "threads",
+            "min_acceptance_rate"},
     "trial": {"size", "relapse_mix", "follow_up_days", "visit_interval_days", "follow_up_after_stop_days", "restart",
               "escalated_dose_mg", "detection_limit", "noise_sd_log", "comparator_size", "comparator_course_days",
               "comparator_window_days", "base_set"},
@@ -87,6 +88,9 @@ class FitConfig:
     predictive_draws: int = 200
     answer_draws: int = 40
     answer_cohort_size: int = 440
+    #: a generation whose acceptance rate would fall below this is abandoned and the run ends there
+    #: (for a noisy simulator the threshold reaches the noise floor; more generations buy little)
+    min_acceptance_rate: float = 0.03
     stop_days: tuple[float, ...] = (90.0, 180.0, 270.0, 365.0, 540.0, 730.0, 1095.0)
     tfr_window_days: float = 730.0
     threads: int | None = None
@@ -187,6 +191,8 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> F
                 "predictive_draws", "answer_draws", "answer_cohort_size"):
         if key in f:
             kw[key] = _int(f"[fit] {key}", f[key], 1)
+    if "min_acceptance_rate" in f:
+        kw["min_acceptance_rate"] = _num("[fit] min_acceptance_rate", f["min_acceptance_rate"])
     if "threads" in f:
         kw["threads"] = _int("[fit] threads", f["threads"], 1)
     name = f.get("name", "fit")
@@ -273,7 +279,11 @@ def run_abc(db: Path, variants: list[str], cfg: FitConfig, population_size: int,
         ss = np.random.SeedSequence(cfg.seed, spawn_key=(run_index, t))
         np.random.seed(ss.generate_state(4))
         t0 = time.perf_counter()
-        h = abc.run(max_nr_populations=1)
+        h = abc.run(max_nr_populations=1, min_acceptance_rate=cfg.min_acceptance_rate)
+        if h.max_t < t:
+            log(f"  [{'/'.join(variants)}] generation {t + 1}/{generations}: acceptance rate fell below "
+                f"{cfg.min_acceptance_rate:g}; the run ends with {t} generations ({time.perf_counter() - t0:.1f} s)")
+            break
         pop = h.get_all_populations().iloc[-1]
         log(f"  [{'/'.join(variants)}] generation {t + 1}/{generations}: eps {pop['epsilon']:.3g}, "
             f"{int(pop['samples'])} simulations, {time.perf_counter() - t0:.1f} s")
@@ -549,7 +559,7 @@ def run_fit(cfg: FitConfig, out: Path, *, ship: bool = False, log=print) -> dict
             log(f"fitting {v} ({len(cfg.fitted[v])} quantities, population {cfg.population_size}, "
                 f"{cfg.generations} generations)")
             h = run_abc(out / f"abc_{v}.db", [v], cfg, cfg.population_size, cfg.generations, run_index=i, log=log)
-            return {"total_simulations": int(h.total_nr_simulations),
+            return {"total_simulations": int(h.total_nr_simulations), "generations": int(h.max_t + 1),
                     "final_epsilon": float(h.get_all_populations()["epsilon"].iloc[-1])}
         fits[v] = _stage(out, f"fit_{v}", compute)
         log(f"fit {v}: {fits[v]['result']['total_simulations']} simulations, {fits[v]['wall_s']:.0f} s")
@@ -620,7 +630,8 @@ def run_fit(cfg: FitConfig, out: Path, *, ship: bool = False, log=print) -> dict
                            "comparison_population_size": cfg.comparison_population_size,
                            "comparison_generations": cfg.comparison_generations,
                            "predictive_draws": cfg.predictive_draws, "answer_draws": cfg.answer_draws,
-                           "answer_cohort_size": cfg.answer_cohort_size, "quick": cfg.raw.get("quick", False)}}
+                           "answer_cohort_size": cfg.answer_cohort_size, "quick": cfg.raw.get("quick", False),
+                           "min_acceptance_rate": cfg.min_acceptance_rate}}
     atomic_write_json(out / "report.json", report)
     from .report import fit_report_markdown
 

@@ -177,6 +177,23 @@ def parameter_set(name: str = "default") -> dict[str, float]:
     return resolve_parameters(data.get("parameters", {}))
 
 
+def parameter_set_info(name: str = "default") -> dict:
+    """A set's parameters plus what a fitted set also carries (``None`` where absent):
+    ``variant``, ``population`` (natural-log SDs), ``stop_uptake`` and the ``posterior`` sample."""
+    params = parameter_set(name)
+    info = {"parameters": params, "variant": None, "population": None, "stop_uptake": None, "posterior": None,
+            "predictive": None}
+    if name != "default":
+        with open(PARAMETER_SET_DIR / f"{name}.toml", "rb") as fh:
+            data = tomllib.load(fh)
+        info["variant"] = data.get("variant")
+        info["population"] = data.get("population")
+        info["stop_uptake"] = data.get("treatment", {}).get("stop_uptake")
+        info["posterior"] = data.get("posterior")
+        info["predictive"] = data.get("predictive")
+    return info
+
+
 def resolve_parameters(params: Mapping[str, float] | None = None, *, check_bounds: bool = False) -> dict[str, float]:
     """Defaults updated with ``params``; names, types and ranges validated.
 

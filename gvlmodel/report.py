@@ -38,12 +38,15 @@ def fit_report_markdown(r: dict) -> str:
           "- Distance: weighted Euclidean in units of each statistic's scale (binomial SD at the real group size "
           "for counts): " + ", ".join(f"{k} {v:.3g} (weight {r['distance']['weights'][k]:g})"
                                       for k, v in r["distance"]["scales"].items()) + ".", ""]
-    L += ["## Run time", "", "| stage | simulations | wall time (s) |", "|---|---|---|"]
+    L += [f"## Run time (runs end early when a generation would accept fewer than {s['min_acceptance_rate']:g})",
+          "", "| stage | generations | final epsilon | simulations | wall time (s) |", "|---|---|---|---|---|"]
     for v, f in r["fits"].items():
-        L.append(f"| fit {v} | {f['result']['total_simulations']} | {f['wall_s']:.0f} |")
+        L.append(f"| fit {v} | {f['result']['generations']} | {f['result']['final_epsilon']:.3g} | "
+                 f"{f['result']['total_simulations']} | {f['wall_s']:.0f} |")
     if r["comparison"]:
         c = r["comparison"]
-        L.append(f"| model comparison | {c['result']['total_simulations']} | {c['wall_s']:.0f} |")
+        L.append(f"| model comparison | {c['result']['generations']} | {c['result']['epsilon_by_generation'][-1]:.3g} | "
+                 f"{c['result']['total_simulations']} | {c['wall_s']:.0f} |")
     L.append("")
 
     L += ["## Hypothesis comparison", ""]

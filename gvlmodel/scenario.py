@@ -8,8 +8,11 @@ A scenario is a TOML file with these tables (every key optional unless marked)::
     [treatment]     dose_mg = 400, escalate = true, escalated_dose_mg = 600, escalation_day = 90,
                     mmr_level_percent = 0.1,
                     stop = "hess2005" | "never" | {after_days = N} | {min_days = T, undetectable_days = U},
-                    restart = false, follow_up_days = 1825, visit_interval_days = 30
-    [parameters]    set = "default", variant = "H2", and overrides by parameter name (name = value)
+                    restart = false, follow_up_days = 1825, visit_interval_days = 30,
+                    stop_uptake = 1.0 (probability that an eligible patient stops)
+    [parameters]    set = "default" | a fitted set (`gvlmodel parameters --sets`), variant = "H2",
+                    and overrides by parameter name (name = value).  A fitted set also brings
+                    its variant, population spreads and stop_uptake unless the config sets them.
     [population]    parameter name = natural-log SD of its between-patient variation
                     (replaces the default population; {} = identical patients)
     [measurement]   detection_limit = 1e-5, noise_sd_log = 0.45
@@ -31,7 +34,7 @@ import numpy as np
 from .cohort import (DEFAULT_POPULATION_SD, CohortResult, CohortSpec, Population, Protocol, _real, patient_trajectory,
                      simulate_cohort)
 from .errors import InputError, read_toml
-from .parameters import PARAMETER_NAMES, available_parameter_sets, parameter_set, parse_variant, resolve_parameters
+from .parameters import PARAMETER_NAMES, available_parameter_sets, parameter_set_info, parse_variant, resolve_parameters
 from .provenance import atomic_write_json, atomic_write_text, provenance
 
 TABLES = {
@@ -110,13 +113,19 @@ def parse_scenario(cfg: dict) -> Scenario:
     me, so, ou = cfg.get("measurement", {}), cfg.get("solver", {}), cfg.get("output", {})
 
     cohort = CohortSpec(**c)
-    protocol = Protocol(**tr, **me)
     set_name = pa.pop("set", "default")
     if not isinstance(set_name, str) or set_name not in available_parameter_sets():
         raise InputError(f"[parameters] set: unknown parameter set {set_name!r}; allowed: "
                          + ", ".join(available_parameter_sets()))
-    variant = parse_variant(pa.pop("variant", "H2")).value
-    params = parameter_set(set_name)
+    info = parameter_set_info(set_name)
+    # a fitted set brings its variant, population spreads and stop uptake; the config can override each
+    if "stop_uptake" not in tr and info["stop_uptake"] is not None:
+        tr = {**tr, "stop_uptake": info["stop_uptake"]}
+    if po is None and info["population"] is not None:
+        po = info["population"]
+    protocol = Protocol(**tr, **me)
+    variant = parse_variant(pa.pop("variant", info["variant"] or "H2")).value
+    params = info["parameters"]
     try:
         params = resolve_parameters({**params, **pa})
     except InputError as exc:
