@@ -98,7 +98,8 @@ def main(argv=None) -> int:
     ex = sub.add_parser("example", help="simulate the documented example patient (molecular relapse after SCT)")
     ex.add_argument("config", nargs="?", help="optional TOML overriding the example (keys: " + ", ".join(sorted(EXAMPLE_KEYS)) + ")")
     ex.add_argument("--out", required=True, type=Path, help="output folder")
-    sub.add_parser("parameters", help="print the parameter table (Markdown)")
+    pa = sub.add_parser("parameters", help="print the parameter table (Markdown)")
+    pa.add_argument("--sets", action="store_true", help="list the named parameter sets instead (fitted ones too)")
     from .sbml import add_arguments as _sbml_arguments
 
     _sbml_arguments(sub.add_parser("export-sbml", help="write the model as SBML L3V2 (needs gvlmodel[sbml])"))
@@ -133,9 +134,16 @@ def main(argv=None) -> int:
             print(f"best supported: {rep['best']}; {time.perf_counter() - t0:.0f} s; "
                   f"wrote {args.out}/report.md, report.json, predictive.csv, parameter_sets/")
         elif args.command == "parameters":
-            from .parameters import table_markdown
+            from .parameters import available_parameter_sets, parameter_set_info, table_markdown
 
-            print(table_markdown())
+            if args.sets:
+                for name in available_parameter_sets():
+                    info = parameter_set_info(name)
+                    what = ("table values (literature and assumptions)" if name == "default" else
+                            f"fitted, variant {info['variant']}, stop_uptake {info['stop_uptake']:.3g}")
+                    print(f"{name}: {what}")
+            else:
+                print(table_markdown())
         elif args.command == "export-sbml":
             from .sbml import run_export
 

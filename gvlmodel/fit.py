@@ -272,21 +272,22 @@ def run_abc(db: Path, variants: list[str], cfg: FitConfig, population_size: int,
                            eps=pyabc.QuantileEpsilon(alpha=0.5))
         if db.exists():
             h = abc.load(url, 1)
-            if h.max_t >= t:
-                continue
         else:
-            abc.new(url, dict(cfg.observed))
-        ss = np.random.SeedSequence(cfg.seed, spawn_key=(run_index, t))
-        np.random.seed(ss.generate_state(4))
-        t0 = time.perf_counter()
-        h = abc.run(max_nr_populations=1, min_acceptance_rate=cfg.min_acceptance_rate)
-        if h.max_t < t:
-            log(f"  [{'/'.join(variants)}] generation {t + 1}/{generations}: acceptance rate fell below "
-                f"{cfg.min_acceptance_rate:g}; the run ends with {t} generations ({time.perf_counter() - t0:.1f} s)")
+            h = abc.new(url, dict(cfg.observed))
+        if h.max_t < t:  # generation t still to run
+            ss = np.random.SeedSequence(cfg.seed, spawn_key=(run_index, t))
+            np.random.seed(ss.generate_state(4))
+            t0 = time.perf_counter()
+            h = abc.run(max_nr_populations=1)
+            pop = h.get_all_populations().iloc[-1]
+            log(f"  [{'/'.join(variants)}] generation {t + 1}/{generations}: eps {pop['epsilon']:.3g}, "
+                f"{int(pop['samples'])} simulations, {time.perf_counter() - t0:.1f} s")
+        pop = h.get_all_populations().set_index("t").loc[t]
+        rate = population_size / pop["samples"]
+        if rate < cfg.min_acceptance_rate:  # checked the same way when resuming
+            log(f"  [{'/'.join(variants)}] acceptance rate {rate:.3f} < {cfg.min_acceptance_rate:g}: "
+                f"the run ends after {t + 1} generations")
             break
-        pop = h.get_all_populations().iloc[-1]
-        log(f"  [{'/'.join(variants)}] generation {t + 1}/{generations}: eps {pop['epsilon']:.3g}, "
-            f"{int(pop['samples'])} simulations, {time.perf_counter() - t0:.1f} s")
     return pyabc.History(url)
 
 
@@ -559,7 +560,9 @@ def run_fit(cfg: FitConfig, out: Path, *, ship: bool = False, log=print) -> dict
             log(f"fitting {v} ({len(cfg.fitted[v])} quantities, population {cfg.population_size}, "
                 f"{cfg.generations} generations)")
             h = run_abc(out / f"abc_{v}.db", [v], cfg, cfg.population_size, cfg.generations, run_index=i, log=log)
+            pops = h.get_all_populations()
             return {"total_simulations": int(h.total_nr_simulations), "generations": int(h.max_t + 1),
+                    "sampling_wall_s": float(pops["wall_time"].sum()),
                     "final_epsilon": float(h.get_all_populations()["epsilon"].iloc[-1])}
         fits[v] = _stage(out, f"fit_{v}", compute)
         log(f"fit {v}: {fits[v]['result']['total_simulations']} simulations, {fits[v]['wall_s']:.0f} s")
@@ -573,6 +576,7 @@ def run_fit(cfg: FitConfig, out: Path, *, ship: bool = False, log=print) -> dict
                         cfg.comparison_generations, run_index=len(cfg.variants), log=log)
             r = _model_comparison(h, list(cfg.variants))
             r["total_simulations"] = int(h.total_nr_simulations)
+            r["sampling_wall_s"] = float(h.get_all_populations()["wall_time"].sum())
             return r
         comparison = _stage(out, "comparison", compute_cmp)
         best = comparison["result"]["best"]

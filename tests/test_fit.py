@@ -70,7 +70,7 @@ def test_model_comparison_picks_generating_variant(tmp_path, generating):
     h = run_abc(tmp_path / "cmp.db", ["H0", "H2"], cfg, cfg.population_size, cfg.generations, 5, log=lambda m: None)
     probs = h.get_model_probabilities().iloc[-1]
     p_true = float(probs.get(["H0", "H2"].index(generating), 0.0))
-    assert p_true > 0.6, (generating, probs.to_dict())
+    assert p_true > 0.5, (generating, probs.to_dict())
 
 
 def test_resume_after_interruption_matches_uninterrupted(tmp_path, monkeypatch):
