@@ -113,7 +113,8 @@ def fit_report_markdown(r: dict) -> str:
           f"- Median IM days before stop, durable: {_band(hp['median_im_days_durable'], '{:.0f}')}; "
           f"lost: {_band(hp['median_im_days_lost'], '{:.0f}')}; difference durable − lost: "
           f"{_band(hp['durable_minus_lost_im_days'], '{:+.0f}')} days (observed: 269 vs 151).",
-          f"- Share of durable remissions that are eradication (fewer than one LSC by the end of follow-up) "
+          f"- Share of durable remissions that are eradication (fewer than one LSC within "
+          f"{r['design']['follow_up_after_stop_days']:.0f} days of stopping) "
           f"rather than sustained immune control: {_band(hp['eradicated_share_of_durable'])}.", "",
           f"Probability of staying PCR-negative for {a['tfr_window_days']:.0f} days after stopping a fixed "
           "imatinib course of T days (all patients stop at T, no CMR condition):", "",

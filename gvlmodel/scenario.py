@@ -10,7 +10,8 @@ A scenario is a TOML file with these tables (every key optional unless marked)::
                     stop = "hess2005" | "never" | {after_days = N} | {min_days = T, undetectable_days = U},
                     restart = false, follow_up_days = 1825, visit_interval_days = 30,
                     stop_uptake = 1.0 (probability that an eligible patient stops)
-    [parameters]    set = "default" | a fitted set (`gvlmodel parameters --sets`), variant = "H2",
+    [parameters]    set = "hess2005" (the best-supported fit; "default" = the table's values) or
+                    another set (`gvlmodel parameters --sets`), variant = "H2",
                     and overrides by parameter name (name = value).  A fitted set also brings
                     its variant, population spreads and stop_uptake unless the config sets them.
     [population]    parameter name = natural-log SD of its between-patient variation
@@ -85,6 +86,11 @@ class Scenario:
         return np.array(sorted(set(t)), dtype=int)
 
 
+def default_scenario_set() -> str:
+    """The set a scenario uses when it names none: the best-supported fit (``hess2005``) when shipped."""
+    return "hess2005" if "hess2005" in available_parameter_sets() else "default"
+
+
 def load_scenario(path) -> Scenario:
     """Read and validate a scenario file."""
     return parse_scenario(read_toml(path, "scenario"))
@@ -113,7 +119,7 @@ def parse_scenario(cfg: dict) -> Scenario:
     me, so, ou = cfg.get("measurement", {}), cfg.get("solver", {}), cfg.get("output", {})
 
     cohort = CohortSpec(**c)
-    set_name = pa.pop("set", "default")
+    set_name = pa.pop("set", default_scenario_set())
     if not isinstance(set_name, str) or set_name not in available_parameter_sets():
         raise InputError(f"[parameters] set: unknown parameter set {set_name!r}; allowed: "
                          + ", ".join(available_parameter_sets()))
@@ -203,7 +209,8 @@ def write_results(scenario: Scenario, result: CohortResult, out: Path) -> list[s
     summary = result.summary()
     summary["scenario"] = {"variant": scenario.variant, "parameter_set": scenario.parameter_set_name,
                            "transplant": scenario.cohort.transplant, "start": scenario.cohort.start,
-                           "stop_rule": str(scenario.protocol.stop), "population_sd_log": scenario.population.sd_log}
+                           "stop_rule": str(scenario.protocol.stop), "stop_uptake": scenario.protocol.stop_uptake,
+                           "population_sd_log": scenario.population.sd_log}
     atomic_write_json(out / "summary.json", summary)
     files.append("summary.json")
     prov = provenance(scenario.config, seed=scenario.cohort.seed)

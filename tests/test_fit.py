@@ -174,3 +174,17 @@ def test_shipped_set_reproduces_its_posterior_predictive_summary(name):
         ref = pred[stat]
         se = max(ref["sd"], 1e-3) * math.sqrt(1 / v.size + 1 / pred["draws"])
         assert abs(v.mean() - ref["mean"]) < 4 * se, (name, stat, v.mean(), ref["mean"], se)
+
+
+def test_scenario_with_a_fitted_set_takes_its_variant_population_and_stop_uptake():
+    from gvlmodel.scenario import parse_scenario
+
+    info = parameter_set_info("hess2005")
+    sc = parse_scenario({"cohort": {"size": 5, "seed": 1}, "parameters": {"set": "hess2005"}})
+    assert sc.variant == info["variant"]
+    assert sc.protocol.stop_uptake == pytest.approx(info["stop_uptake"])
+    assert sc.population.sd_log == pytest.approx(info["population"])
+    # the config overrides each of them
+    sc = parse_scenario({"cohort": {"size": 5, "seed": 1}, "parameters": {"set": "hess2005", "variant": "H0"},
+                         "treatment": {"stop_uptake": 1.0}, "population": {}})
+    assert (sc.variant, sc.protocol.stop_uptake, sc.population.sd_log) == ("H0", 1.0, {})
