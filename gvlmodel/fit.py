@@ -27,18 +27,17 @@ uninterrupted one.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, read_toml
+from .errors import InputError, check_tables, read_toml
 from .parameters import Variant, parse_variant
 from .provenance import atomic_write_json, atomic_write_text, provenance
 from .trial import (STATISTICS, UNDEFINED, FitParameter, TrialDesign, fit_parameter, model_inputs, observed,
@@ -98,7 +97,7 @@ class FitConfig:
 
     @property
     def digest(self) -> str:
-        """Hash of everything that changes results (not the quick switch's unused table)."""
+        """Hash of the whole config and the quick switch: a resumed fit must have the same one."""
         return hashlib.sha256(json.dumps(self.raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -133,16 +132,7 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> F
     """Validate a fit config (see ``experiments/fit_hess2005.toml``); ``quick`` applies its ``[quick]`` table."""
     from .calibration import load_calibration
 
-    unknown = set(cfg) - set(CONFIG_TABLES)
-    if unknown:
-        raise InputError(f"{source}: unknown table(s) {sorted(unknown)}; allowed: {sorted(CONFIG_TABLES)}")
-    for table, allowed in CONFIG_TABLES.items():
-        sub = cfg.get(table, {})
-        if not isinstance(sub, dict):
-            raise InputError(f"[{table}]: expected a table")
-        bad = set(sub) - allowed
-        if bad:
-            raise InputError(f"[{table}]: unknown key(s) {sorted(bad)}; allowed: {sorted(allowed)}")
+    check_tables(cfg, CONFIG_TABLES, source)
     f = dict(cfg.get("fit", {}))
     if "seed" not in f:
         raise InputError("[fit] seed: required (an integer >= 0)")
@@ -392,13 +382,13 @@ def mechanistic_answers(cfg: FitConfig, variant: str, draws: np.ndarray, seed: i
     hess["durable_minus_lost_im_days"] = band(diff)
 
     curves = {}
+    inputs = [model_inputs(dict(zip([p.key for p in fitted], map(float, x))), fitted, d.base_set)[:2]
+              for x in draws]
     for setting, transplant in (("transplanted", True), ("non_transplanted", False)):
         rows = []
         for T in cfg.stop_days:
             probs = []
-            for j, x in enumerate(draws):
-                values = dict(zip([p.key for p in fitted], map(float, x)))
-                params, population, _ = model_inputs(values, fitted, d.base_set)
+            for j, (params, population) in enumerate(inputs):
                 proto = Protocol(escalated_dose_mg=d.escalated_dose_mg, stop={"after_days": T}, restart=False,
                                  follow_up_days=T + cfg.tfr_window_days, visit_interval_days=d.visit_interval_days,
                                  detection_limit=d.detection_limit, noise_sd_log=d.noise_sd_log)

@@ -34,7 +34,7 @@ import numpy as np
 
 from .cohort import (DEFAULT_POPULATION_SD, CohortResult, CohortSpec, Population, Protocol, _real, patient_trajectory,
                      simulate_cohort)
-from .errors import InputError, read_toml
+from .errors import InputError, check_tables, read_toml
 from .parameters import PARAMETER_NAMES, available_parameter_sets, parameter_set_info, parse_variant, resolve_parameters
 from .provenance import atomic_write_json, atomic_write_text, provenance
 
@@ -98,20 +98,15 @@ def load_scenario(path) -> Scenario:
 
 def parse_scenario(cfg: dict) -> Scenario:
     """Validate a scenario given as a dict (the parsed TOML)."""
-    unknown = set(cfg) - set(TABLES)
-    if unknown:
-        raise InputError(f"scenario: unknown table(s) {sorted(unknown)}; allowed: {sorted(TABLES)}")
-    for table, allowed in TABLES.items():
-        sub = cfg.get(table, {})
-        if not isinstance(sub, dict):
-            raise InputError(f"[{table}]: expected a table, got {type(sub).__name__}")
-        bad = set(sub) - allowed
-        if bad:
-            hint = ("parameter names (see `gvlmodel parameters`)" if table in ("parameters", "population")
-                    else ", ".join(sorted(allowed)))
-            extra = "set, variant, or " if table == "parameters" else ""
-            raise InputError(f"[{table}]: unknown key(s) {sorted(bad)}; allowed: {extra}{hint}")
-        missing = REQUIRED.get(table, set()) - set(sub)
+    def allowed_text(table, allowed):
+        if table in ("parameters", "population"):
+            return ("set, variant, or " if table == "parameters" else "") + \
+                "parameter names (see `gvlmodel parameters`)"
+        return ", ".join(sorted(allowed))
+
+    check_tables(cfg, TABLES, "scenario", allowed_text)
+    for table, required in REQUIRED.items():
+        missing = required - set(cfg.get(table, {}))
         if missing:
             raise InputError(f"[{table}]: missing required key(s) {sorted(missing)}")
     c, tr = cfg.get("cohort", {}), cfg.get("treatment", {})
