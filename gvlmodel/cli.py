@@ -1,4 +1,5 @@
-"""Command-line interface: ``gvlmodel example``, ``simulate``, ``fit``, ``parameters``, ``export-sbml``.
+"""Command-line interface: ``gvlmodel example``, ``simulate``, ``fit``, ``sensitivity``, ``dynamics``,
+``parameters``, ``export-sbml``.
 
 Bad input exits with status 2 and one message naming the field; nothing is
 written to the output folder in that case.
@@ -92,6 +93,26 @@ def run_simulate(scenario_path: str, out: Path, threads: int | None, progress: b
     print(f"wrote {', '.join(str(Path(out) / f) for f in files)}")
 
 
+def run_sensitivity_cli(args) -> None:
+    """``gvlmodel sensitivity``: validate, then sample -> evaluate -> analyze (resumable)."""
+    from .sensitivity import load_config, run_study
+
+    cfg = load_config(args.config, quick=args.quick)
+    scheduler = args.scheduler
+    if scheduler is not None:
+        import importlib.util
+
+        if importlib.util.find_spec("distributed") is None:
+            raise InputError("--scheduler: needs Dask distributed; pip install \"gvlmodel[distributed]\"")
+    t0 = time.perf_counter()
+    r = run_study(cfg, args.out, scheduler=scheduler, progress=not args.no_progress,
+                  log=lambda m: print(m, flush=True))
+    for o, order in r.get("sobol", {}).get("ranking", {}).items():
+        if order:
+            print(f"{o}: top factors (Sobol' ST) {', '.join(order[:3])}")
+    print(f"sensitivity: {time.perf_counter() - t0:.0f} s; wrote {args.out}/indices.json, summary.md")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="gvlmodel", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -114,6 +135,16 @@ def main(argv=None) -> int:
     fi.add_argument("--quick", action="store_true", help="use the config's [quick] settings (tests, first look)")
     fi.add_argument("--ship", action="store_true",
                     help="also install the fitted parameter sets into gvlmodel/parameter_sets/")
+    se = sub.add_parser("sensitivity", help="global (Sobol', Morris) and local sensitivity of clinical outcomes")
+    se.add_argument("config", help="study config (see experiments/sensitivity_hess2005.toml)")
+    se.add_argument("--out", required=True, type=Path, help="output folder; re-running on it resumes / re-analyses")
+    se.add_argument("--quick", action="store_true", help="use the config's [quick] sizes (tests, first look)")
+    se.add_argument("--scheduler", default=None,
+                    help="Dask scheduler address (tcp://HOST:8786) to evaluate on a cluster (gvlmodel[distributed])")
+    se.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    dy = sub.add_parser("dynamics", help="steady states, immune window, phase plane, minimal IM duration")
+    dy.add_argument("config", help="dynamics config (see experiments/dynamics.toml)")
+    dy.add_argument("--out", required=True, type=Path, help="output folder")
     args = parser.parse_args(argv)
     try:
         if args.command == "example":
@@ -133,6 +164,15 @@ def main(argv=None) -> int:
                                                           for v, p in c["probabilities"].items()))
             print(f"best supported: {rep['best']}; {time.perf_counter() - t0:.0f} s; "
                   f"wrote {args.out}/report.md, report.json, predictive.csv, parameter_sets/")
+        elif args.command == "sensitivity":
+            run_sensitivity_cli(args)
+        elif args.command == "dynamics":
+            from .dynamics import load_dynamics_config, run_dynamics
+
+            cfg = load_dynamics_config(args.config)
+            t0 = time.perf_counter()
+            run_dynamics(cfg, args.out, log=lambda m: print(m, flush=True))
+            print(f"dynamics: {time.perf_counter() - t0:.0f} s; wrote {args.out}")
         elif args.command == "parameters":
             from .parameters import available_parameter_sets, parameter_set_info, table_markdown
 

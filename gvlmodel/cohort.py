@@ -378,31 +378,57 @@ def prepare_cohort(cohort: CohortSpec, protocol: Protocol, base: Mapping[str, fl
                    population: Population, rtol: float, atol: float, extinction_threshold: float,
                    max_steps: int) -> CohortInputs:
     """Draw the patients (parameters, starting burden, PCR noise) and build the engine's arrays."""
-    n = cohort.size
-    n_samples = protocol.n_visits + 1
-    names = population.names
-    z, u_start, eps, uu = _draws(cohort.seed, n, len(names), n_samples)
+    return prepare_replicates(cohort, protocol, [base], [population.sd_log], [protocol.stop_uptake], variant,
+                              population.names, rtol, atol, extinction_threshold, max_steps)
 
+
+def prepare_replicates(cohort: CohortSpec, protocol: Protocol, bases, sds, uptakes, variant: Variant,
+                       names: tuple[str, ...], rtol: float, atol: float, extinction_threshold: float,
+                       max_steps: int) -> CohortInputs:
+    """The same cohort (same patients' random numbers) under ``R`` parameterisations, stacked.
+
+    Replicate ``r`` uses population medians ``bases[r]`` (complete, validated
+    parameter sets), natural-log spreads ``sds[r]`` (over ``names``) and stop
+    uptake ``uptakes[r]``; its patients are rows ``r*n .. (r+1)*n - 1`` and
+    share every random number with the other replicates (common random numbers:
+    a sensitivity study then compares parameterisations, not noise).  With one
+    replicate this is exactly the cohort of :func:`simulate_cohort`.
+    """
+    n1 = cohort.size
+    n_rep = len(bases)
+    n = n1 * n_rep
+    n_samples = protocol.n_visits + 1
+    z1, u1, e1, v1 = _draws(cohort.seed, n1, len(names), n_samples)
+    z = np.tile(z1, (n_rep, 1))
+    eps, uu = (e1, v1) if n_rep == 1 else (np.tile(e1, (n_rep, 1)), np.tile(v1, (n_rep, 1)))
+
+    # parameters that differ between replicates become per-patient columns
+    first = bases[0]
+    per_rep = [k for k in first if any(b[k] != first[k] for b in bases[1:])]
+    col = {k: np.repeat(np.array([b[k] for b in bases], dtype=float), n1) for k in per_rep}
+    scalar = {k: v for k, v in first.items() if k not in col}
     # per-patient parameters: log-normal around the median, clipped to the table bounds
-    varied = {}
+    varied = dict(col)
     for j, name in enumerate(names):
         row = PARAMETER_TABLE[name]
-        varied[name] = np.clip(base[name] * np.exp(population.sd_log[name] * z[:, j]), row.lower, row.upper)
-    kp = kernel_parameters_batch(base, varied, variant, cohort.transplant, n=n)
-    p_all = dict(base)
+        med = col[name] if name in col else scalar[name]
+        sd = np.repeat(np.array([s[name] for s in sds], dtype=float), n1)
+        varied[name] = np.clip(med * np.exp(sd * z[:, j]), row.lower, row.upper)
+    kp = kernel_parameters_batch(scalar, varied, variant, cohort.transplant, n=n)
+    p_all = dict(scalar)
     p_all.update(varied)
 
     # starting burden
-    types = cohort.relapse_types()
-    lo = np.empty(n)
-    hi = np.empty(n)
+    types1 = cohort.relapse_types()
+    lo = np.empty(n1)
+    hi = np.empty(n1)
     if cohort.start == "diagnosis":
         lo[:], hi[:] = cohort.diagnosis_range
     else:
         for t in RELAPSE_TYPES:
-            sel = types == t
+            sel = types1 == t
             lo[sel], hi[sel] = cohort.relapse_ranges[t]
-    ratio0 = np.exp(np.log(lo) + u_start * (np.log(hi) - np.log(lo)))
+    ratio0 = np.tile(np.exp(np.log(lo) + u1 * (np.log(hi) - np.log(lo))), n_rep)
     y0 = np.empty((n, N_STATES))
     fill_start_state(p_all, ratio0, kp, y0)
 
@@ -414,55 +440,32 @@ def prepare_cohort(cohort: CohortSpec, protocol: Protocol, base: Mapping[str, fl
     im_effects(protocol.escalated_dose_mg, css, ec50, effects[:, Dose.ESCALATED])
 
     pp = protocol.kernel_vector(rtol, atol, extinction_threshold, max_steps)
-    would_stop = _uptake_draws(cohort.seed, n) < protocol.stop_uptake
-    return CohortInputs(kp=kp, y0=y0, effects=effects, eps=eps, uu=uu, pp=pp, varied=varied, relapse_types=types,
-                        bcr_abl_start=ratio0, would_stop=would_stop)
+    would_stop = np.tile(_uptake_draws(cohort.seed, n1), n_rep) < np.repeat(np.asarray(uptakes, dtype=float), n1)
+    return CohortInputs(kp=kp, y0=y0, effects=effects, eps=eps, uu=uu, pp=pp, varied=varied,
+                        relapse_types=np.tile(types1, n_rep), bcr_abl_start=ratio0, would_stop=would_stop)
 
 
-def simulate_cohort(cohort: CohortSpec, protocol: Protocol | None = None, parameters=None, *, variant="H2",
-                    population: Population | None = None, rtol: float = 1e-6, atol: float = 1e-6,
-                    extinction_threshold: float = 1.0, max_steps: int = 200_000, threads: int | None = None,
-                    progress: bool | None = None, chunk: int = 4096) -> CohortResult:
-    """Run a virtual cohort through the protocol (compiled, parallel over patients).
+def run_inputs(inp: CohortInputs, threads: int, progress: bool | None = None, chunk: int = 4096):
+    """Run prepared patients through the compiled engine: ``(measured, res_f, res_i, wall_s)``.
 
-    ``parameters``: a parameter-set name, a mapping of overrides of the default
-    set, or ``None`` (default set).  ``threads``: numba threads (default: all).
-    ``progress``: show a progress bar (``None``: only when the run takes more
-    than 2 s).  Results do not depend on ``threads`` or ``chunk``.
+    Patients who would not stop run under the rule "never"; each group in
+    chunks (a progress bar appears when ``progress`` or after 2 s unless
+    ``progress is False``).  Results do not depend on ``threads`` or ``chunk``.
     """
     import numba
 
     from .protocol import run_cohort
 
-    if not isinstance(cohort, CohortSpec):
-        _fail("cohort", "expected a CohortSpec")
-    protocol = Protocol() if protocol is None else protocol
-    population = Population() if population is None else population
-    variant = parse_variant(variant)
-    base = _resolve_base(parameters)
-    base.update(population.medians)
-    base = resolve_parameters(base)
-    rtol = _real("solver.rtol", rtol, lo=1e-13, hi=1e-2)
-    atol = _real("solver.atol", atol, lo=0.0, hi=1e3, lo_open=True)
-    extinction_threshold = _real("solver.extinction_threshold", extinction_threshold, lo=0.0)
-    max_steps = _integer("solver.max_steps", max_steps, lo=1)
-    n_threads_max = numba.config.NUMBA_NUM_THREADS
-    threads = n_threads_max if threads is None else _integer("threads", threads, lo=1)
-    if threads > n_threads_max:
-        _fail("threads", f"at most {n_threads_max} on this machine, got {threads}")
-
-    inp = prepare_cohort(cohort, protocol, base, variant, population, rtol, atol, extinction_threshold, max_steps)
-    n = cohort.size
     kp, y0, effects, eps, uu, pp = inp.kp, inp.y0, inp.effects, inp.eps, inp.uu, inp.pp
-    measured = np.empty((n, protocol.n_visits + 1))
+    n = kp.shape[0]
+    n_vis = int(pp[PP.N_VISITS])
+    measured = np.empty((n, n_vis + 1))
     res_f = np.empty((n, N_RF))
     res_i = np.empty((n, N_RI), dtype=np.int64)
-
     if not run_cohort.signatures:  # first use in this process: compile or load the cache outside the timer
         one = slice(0, 1)
         run_cohort(kp[one], y0[one], effects[one], pp, eps[one], uu[one], measured[one].copy(), res_f[one].copy(),
                    res_i[one].copy())
-    # patients who would not stop run under the rule "never"; each group in chunks
     pp_never = pp.copy()
     pp_never[PP.STOP_RULE] = float(StopRule.NEVER)
     groups = [(pp, np.flatnonzero(inp.would_stop)), (pp_never, np.flatnonzero(~inp.would_stop))]
@@ -493,7 +496,43 @@ def simulate_cohort(cohort: CohortSpec, protocol: Protocol | None = None, parame
             bar.close()
     finally:
         numba.set_num_threads(old_threads)
-    wall = time.perf_counter() - t0
+    return measured, res_f, res_i, time.perf_counter() - t0
+
+
+def simulate_cohort(cohort: CohortSpec, protocol: Protocol | None = None, parameters=None, *, variant="H2",
+                    population: Population | None = None, rtol: float = 1e-6, atol: float = 1e-6,
+                    extinction_threshold: float = 1.0, max_steps: int = 200_000, threads: int | None = None,
+                    progress: bool | None = None, chunk: int = 4096) -> CohortResult:
+    """Run a virtual cohort through the protocol (compiled, parallel over patients).
+
+    ``parameters``: a parameter-set name, a mapping of overrides of the default
+    set, or ``None`` (default set).  ``threads``: numba threads (default: all).
+    ``progress``: show a progress bar (``None``: only when the run takes more
+    than 2 s).  Results do not depend on ``threads`` or ``chunk``.
+    """
+    import numba
+
+    if not isinstance(cohort, CohortSpec):
+        _fail("cohort", "expected a CohortSpec")
+    protocol = Protocol() if protocol is None else protocol
+    population = Population() if population is None else population
+    variant = parse_variant(variant)
+    base = _resolve_base(parameters)
+    base.update(population.medians)
+    base = resolve_parameters(base)
+    rtol = _real("solver.rtol", rtol, lo=1e-13, hi=1e-2)
+    atol = _real("solver.atol", atol, lo=0.0, hi=1e3, lo_open=True)
+    extinction_threshold = _real("solver.extinction_threshold", extinction_threshold, lo=0.0)
+    max_steps = _integer("solver.max_steps", max_steps, lo=1)
+    n_threads_max = numba.config.NUMBA_NUM_THREADS
+    threads = n_threads_max if threads is None else _integer("threads", threads, lo=1)
+    if threads > n_threads_max:
+        _fail("threads", f"at most {n_threads_max} on this machine, got {threads}")
+
+    inp = prepare_cohort(cohort, protocol, base, variant, population, rtol, atol, extinction_threshold, max_steps)
+    n = cohort.size
+    y0 = inp.y0
+    measured, res_f, res_i, wall = run_inputs(inp, threads, progress, chunk)
 
     status = res_i[:, RI.STATUS]
     columns = {

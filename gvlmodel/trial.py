@@ -124,11 +124,16 @@ class TrialDesign:
         return hess, comp
 
 
-def model_inputs(values: Mapping[str, float], fitted: tuple[FitParameter, ...], base_set: str = "default"):
-    """``(parameters, population, stop_uptake)`` from sampler-space ``values`` of the ``fitted`` quantities."""
+def model_inputs(values: Mapping[str, float], fitted: tuple[FitParameter, ...], base_set: str = "default", *,
+                 population_sd: Mapping[str, float] | None = None, stop_uptake: float = 1.0):
+    """``(parameters, population, stop_uptake)`` from sampler-space ``values`` of the ``fitted`` quantities.
+
+    Quantities not in ``fitted`` keep the values of ``base_set``, the spreads
+    ``population_sd`` (default :data:`DEFAULT_POPULATION_SD`) and ``stop_uptake``.
+    """
     params = parameter_set(base_set)
-    sd = dict(DEFAULT_POPULATION_SD)
-    uptake = 1.0
+    sd = dict(DEFAULT_POPULATION_SD if population_sd is None else population_sd)
+    uptake = float(stop_uptake)
     for fp in fitted:
         v = fp.natural(values[fp.key])
         if fp.kind == "median":
