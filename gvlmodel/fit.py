@@ -631,3 +631,90 @@ def run_fit(cfg: FitConfig, out: Path, *, ship: bool = False, log=print) -> dict
 
     atomic_write_text(out / "report.md", fit_report_markdown(report))
     return report
+
+
+# --------------------------------------------------------------------------
+# the same report from the shipped sets (no ABC run): what `gvlmodel reproduce` uses
+# --------------------------------------------------------------------------
+def shipped_sets(cfg: FitConfig) -> dict:
+    """The shipped sets ``<name>_<variant>`` of this fit: raw TOML tables, checked against the config."""
+    import tomllib
+
+    from .parameters import PARAMETER_SET_DIR
+
+    sets = {}
+    for v in cfg.variants:
+        path = PARAMETER_SET_DIR / f"{cfg.name}_{v}.toml"
+        if not path.is_file():
+            raise InputError(f"shipped set {cfg.name}_{v}: not found in {PARAMETER_SET_DIR}; "
+                             "run `gvlmodel fit CONFIG --out DIR --ship` (or `gvlmodel reproduce --refit`)")
+        data = tomllib.loads(path.read_text())
+        keys = [p.key for p in cfg.fitted[v]]
+        if data.get("posterior", {}).get("keys") != keys:
+            raise InputError(f"shipped set {cfg.name}_{v}: its posterior has quantities "
+                             f"{data.get('posterior', {}).get('keys')} but the config fits {keys}; refit (--refit)")
+        sets[v] = data
+    return sets
+
+
+def run_from_shipped(cfg: FitConfig, out: Path, *, log=print) -> dict:
+    """Predictive checks, mechanistic answers, identifiability and the report from the shipped
+    sets' posterior samples (equally weighted), in the same files and schema as :func:`run_fit`.
+
+    Model probabilities are those the fit stored in the sets (no SE: the ABC
+    populations are not shipped).  A set fitted with a different config is
+    reported in ``warnings``.
+    """
+    out = Path(out)
+    sets = shipped_sets(cfg)
+    warn = [f"set {cfg.name}_{v} was fitted with config digest {d['fit_config_digest']}, this config is "
+            f"{cfg.digest}" for v, d in sets.items()
+            if d.get("fit_config_digest") != parse_config(cfg.raw["config"], source="config").digest]
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "provenance.json", provenance(cfg.raw, seed=cfg.seed))
+    probs = {v: (float(d["model_probability"]) if isinstance(d.get("model_probability"), (int, float)) else None)
+             for v, d in sets.items()}
+    known = {v: p for v, p in probs.items() if p is not None}
+    best = max(known, key=known.get) if known else cfg.variants[0]
+    post, pred_rows, pred, ident = {}, [], {}, {}
+    for i, v in enumerate(cfg.variants):
+        x = np.asarray(sets[v]["posterior"]["sample"], dtype=float)
+        w = np.full(x.shape[0], 1.0 / x.shape[0])
+        post[v] = (x, w)
+        draws = resample(x, w, cfg.predictive_draws, cfg.seed + 1000 + i)
+        rows = _stage(out, f"predictive_{v}", lambda v=v, draws=draws, i=i: predictive(
+            cfg, v, draws, cfg.seed + 2000 + i))["result"]
+        pred_rows += rows
+        pred[v] = predictive_table(rows, cfg.observed)
+        ident[v] = identifiability(cfg.fitted[v], x, w)
+        log(f"  {v}: posterior predictive checks ({len(rows)} virtual trials)")
+    x, w = post[best]
+    answers = _stage(out, f"answers_{best}", lambda: mechanistic_answers(
+        cfg, best, resample(x, w, cfg.answer_draws, cfg.seed + 3000), cfg.seed + 4000, log=log))
+    keys = ["variant", "draw", *STATISTICS, "n_solver_failures"]
+    atomic_write_text(out / "predictive.csv", ",".join(keys) + "\n" + "".join(
+        ",".join(str(r[k]) for k in keys) + "\n" for r in pred_rows))
+    for v, (x, w) in post.items():
+        ks = [p.key for p in cfg.fitted[v]]
+        atomic_write_text(out / f"posterior_{v}.csv", ",".join(ks + ["weight"]) + "\n" + "".join(
+            ",".join(repr(float(a)) for a in row) + f",{wt!r}\n" for row, wt in zip(x, w)))
+    comparison = None
+    if len(known) > 1:
+        bf = {f"{best}:{v}": (known[best] / p if p > 0 else "inf") for v, p in known.items() if v != best}
+        comparison = {"result": {"probabilities": probs, "se": {v: None for v in probs}, "best": best,
+                                 "bayes_factors": bf, "source": "model_probability stored in the shipped sets"}}
+    report = {"name": cfg.name, "seed": cfg.seed, "variants": list(cfg.variants), "best": best,
+              "source": "shipped_sets", "observed": cfg.observed,
+              "distance": {"scales": cfg.scales, "weights": cfg.weights},
+              "design": {k: (dict(v) if isinstance(v, dict) else v) for k, v in cfg.design.__dict__.items()},
+              "fits": {}, "comparison": comparison, "predictive": pred, "identifiability": ident,
+              "answers": answers, "parameter_sets": [f"{cfg.name}_{v}" for v in cfg.variants], "shipped": False,
+              "warnings": warn,
+              "settings": {"predictive_draws": cfg.predictive_draws, "answer_draws": cfg.answer_draws,
+                           "answer_cohort_size": cfg.answer_cohort_size, "quick": cfg.raw.get("quick", False),
+                           "posterior_sample": {v: int(post[v][0].shape[0]) for v in post}}}
+    atomic_write_json(out / "report.json", report)
+    from .report import fit_report_markdown
+
+    atomic_write_text(out / "report.md", fit_report_markdown(report))
+    return report
