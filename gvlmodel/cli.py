@@ -1,5 +1,5 @@
-"""Command-line interface: ``gvlmodel example``, ``simulate``, ``fit``, ``sensitivity``, ``dynamics``,
-``parameters``, ``export-sbml``.
+"""Command-line interface: ``gvlmodel reproduce``, ``example``, ``simulate``, ``fit``, ``sensitivity``,
+``dynamics``, ``parameters``, ``export-sbml``.
 
 Bad input exits with status 2 and one message naming the field; nothing is
 written to the output folder in that case.
@@ -145,6 +145,14 @@ def main(argv=None) -> int:
     dy = sub.add_parser("dynamics", help="steady states, immune window, phase plane, minimal IM duration")
     dy.add_argument("config", help="dynamics config (see experiments/dynamics.toml)")
     dy.add_argument("--out", required=True, type=Path, help="output folder")
+    rp = sub.add_parser("reproduce", help="the main job: every experiment from the shipped fits, every figure, "
+                        "and the numbers file (skips steps whose inputs are unchanged)")
+    rp.add_argument("--quick", action="store_true", help="small version of every step (into results/quick)")
+    rp.add_argument("--refit", action="store_true", help="refit by ABC instead of using the shipped sets (~20 min)")
+    rp.add_argument("--force", action="store_true", help="re-run every step even if its inputs are unchanged")
+    rp.add_argument("--root", type=Path, default=Path("."), help="repository root (holds experiments/, figures/)")
+    rp.add_argument("--results", type=Path, default=None, help="results folder (default results/ or results/quick/)")
+    rp.add_argument("--threads", type=int, default=None, help="numba threads for the scenarios (default: all)")
     args = parser.parse_args(argv)
     try:
         if args.command == "example":
@@ -164,6 +172,11 @@ def main(argv=None) -> int:
                                                           for v, p in c["probabilities"].items()))
             print(f"best supported: {rep['best']}; {time.perf_counter() - t0:.0f} s; "
                   f"wrote {args.out}/report.md, report.json, predictive.csv, parameter_sets/")
+        elif args.command == "reproduce":
+            from .reproduce import reproduce
+
+            reproduce(args.root, args.results, quick=args.quick, refit=args.refit, force=args.force,
+                      threads=args.threads, log=lambda m: print(m, flush=True))
         elif args.command == "sensitivity":
             run_sensitivity_cli(args)
         elif args.command == "dynamics":

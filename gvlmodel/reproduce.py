@@ -1,0 +1,206 @@
+"""``gvlmodel reproduce``: every experiment in ``experiments/``, every figure, and the numbers file.
+
+Steps, in order (each prints its progress and time):
+
+1. every experiment config in ``experiments/`` by kind (:func:`experiment_kind`):
+   the fit (from the shipped fitted sets, or a full ABC refit with ``--refit``),
+   the scenarios (``gvlmodel simulate``), the example patient, the sensitivity
+   studies and the dynamics analyses; results go to ``RESULTS/<config stem>/``;
+2. every figure script ``figures/fig*.py`` (``draw(results, out)``), PDF + PNG
+   into ``figures/output/``;
+3. the numbers quoted in a manuscript: ``RESULTS/numbers.json`` and the LaTeX
+   macros ``RESULTS/numbers.tex`` (:mod:`gvlmodel.numbers`).
+
+A step is skipped when its inputs are unchanged: its digest (kind, config file,
+quick/refit switches, package version, the package's source files and shipped
+sets, and for figures and numbers the digests of every experiment) is stored in
+``<output>/.reproduce.json`` after the step succeeds and compared next time.
+``--quick`` uses each config's ``[quick]`` sizes (``RESULTS`` defaults to
+``results/quick`` then, so quick and full results never mix).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import InputError, read_toml
+from .provenance import atomic_write_json
+
+#: a config's kind is decided by the table only that kind has
+KIND_MARKERS = (("fit", "fit"), ("study", "sensitivity"), ("phase_plane", "dynamics"), ("bifurcation", "dynamics"),
+                ("steady_states", "dynamics"), ("cohort", "simulate"))
+KIND_ORDER = {"fit": 0, "simulate": 1, "example": 2, "sensitivity": 3, "dynamics": 4}
+
+
+def experiment_kind(cfg: dict, source: str = "config") -> str:
+    """``fit``, ``sensitivity``, ``dynamics``, ``simulate`` or ``example`` from a config's tables."""
+    for table, kind in KIND_MARKERS:
+        if table in cfg:
+            return kind
+    if "variant" in cfg or "schedule" in cfg or not cfg:
+        return "example"
+    raise InputError(f"{source}: cannot tell which experiment this is; expected a [fit], [study], "
+                     "[phase_plane]/[bifurcation]/[steady_states] or [cohort] table, or an example config")
+
+
+@dataclass
+class Step:
+    name: str
+    kind: str
+    config: Path | None
+    out: Path
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.name}"
+
+
+def _tree_digest(paths) -> str:
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        h.update(str(p.name).encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def package_digest() -> str:
+    """Hash of the package's source files, shipped sets and data (a change re-runs everything)."""
+    from . import __version__
+
+    pkg = Path(__file__).resolve().parent
+    files = [*pkg.glob("*.py"), *pkg.glob("parameter_sets/*.toml"), *pkg.glob("data/*.toml")]
+    return __version__ + ":" + _tree_digest(files)[:16]
+
+
+def plan(root: Path, results: Path, figures_out: Path) -> tuple[list[Step], list[Path]]:
+    """The experiment steps (ordered by kind, then name) and the figure scripts."""
+    exp = root / "experiments"
+    if not exp.is_dir():
+        raise InputError(f"--root {root}: no experiments/ folder here; run from the repository root or pass --root")
+    steps = []
+    for path in sorted(exp.glob("*.toml")):
+        kind = experiment_kind(read_toml(path, "experiment"), str(path))
+        steps.append(Step(path.stem, kind, path, results / path.stem))
+    steps.sort(key=lambda s: (KIND_ORDER[s.kind], s.name))
+    figs = sorted((root / "figures").glob("fig*.py"))
+    return steps, figs
+
+
+def _digest(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _done(out: Path, digest: str) -> bool:
+    f = out / ".reproduce.json"
+    try:
+        return json.loads(f.read_text()).get("digest") == digest
+    except (OSError, ValueError):
+        return False
+
+
+def run_step(step: Step, *, quick: bool, refit: bool, threads: int | None, log) -> None:
+    """Run one experiment into ``step.out``."""
+    if step.kind == "fit":
+        from .fit import load_config, run_fit, run_from_shipped
+
+        cfg = load_config(step.config, quick=quick)
+        if refit:
+            run_fit(cfg, step.out, ship=not quick, log=log)
+        else:
+            state = step.out / "fit_state.json"
+            if state.is_file():
+                raise InputError(f"{step.out}: holds an ABC fit; `gvlmodel reproduce` without --refit writes the "
+                                 "report from the shipped sets there. Move the fit elsewhere or use --refit")
+            run_from_shipped(cfg, step.out, log=log)
+    elif step.kind == "simulate":
+        from .scenario import load_scenario, write_results
+
+        scenario = load_scenario(step.config)
+        result = scenario.run(threads=threads, progress=False)
+        write_results(scenario, result, step.out)
+    elif step.kind == "example":
+        from .cli import run_example
+
+        run_example(str(step.config), step.out)
+    elif step.kind == "sensitivity":
+        from .sensitivity import load_config, run_study
+
+        run_study(load_config(step.config, quick=quick), step.out, progress=True, log=log)
+    elif step.kind == "dynamics":
+        from .dynamics import load_dynamics_config, run_dynamics
+
+        run_dynamics(load_dynamics_config(step.config, quick=quick), step.out, log=log)
+    else:  # pragma: no cover - plan() only makes the kinds above
+        raise InputError(f"unknown experiment kind {step.kind!r}")
+
+
+def run_figure(script: Path, results: Path, out: Path) -> list[Path]:
+    spec = importlib.util.spec_from_file_location(f"gvlmodel_figure_{script.stem}", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    if not hasattr(mod, "draw"):
+        raise InputError(f"{script}: a figure script must define draw(results, out)")
+    return mod.draw(Path(results), Path(out))
+
+
+def reproduce(root: Path = Path("."), results: Path | None = None, figures_out: Path | None = None, *,
+              quick: bool = False, refit: bool = False, force: bool = False, threads: int | None = None,
+              log=print) -> dict:
+    """Run every step whose inputs changed; returns ``{step: {"status", "wall_s"}}``."""
+    root = Path(root)
+    results = Path(results) if results is not None else root / ("results/quick" if quick else "results")
+    figures_out = Path(figures_out) if figures_out is not None else root / "figures" / (
+        "output/quick" if quick else "output")
+    steps, figs = plan(root, results, figures_out)
+    pkg = package_digest()
+    report, digests = {}, {}
+    n_total = len(steps) + len(figs) + 1
+    t_all = time.perf_counter()
+    for k, step in enumerate(steps, 1):
+        digest = _digest(step.kind, step.config.read_text(), quick, refit, pkg)
+        digests[step.name] = digest
+        head = f"[{k}/{n_total}] {step.label}"
+        if not force and _done(step.out, digest):
+            log(f"{head}: unchanged, skipped")
+            report[step.name] = {"status": "skipped", "wall_s": 0.0}
+            continue
+        log(f"{head} -> {step.out}")
+        t0 = time.perf_counter()
+        run_step(step, quick=quick, refit=refit, threads=threads, log=lambda m: log(f"    {m}"))
+        w = time.perf_counter() - t0
+        atomic_write_json(step.out / ".reproduce.json", {"digest": digest, "wall_s": w, "step": step.label})
+        report[step.name] = {"status": "ran", "wall_s": w}
+        log(f"{head}: done in {w:.1f} s")
+    for j, script in enumerate(figs, len(steps) + 1):
+        digest = _digest("figure", script.read_text(), digests, pkg)
+        stamp = figures_out / f".{script.stem}.reproduce.json"
+        head = f"[{j}/{n_total}] figure {script.stem}"
+        try:
+            same = json.loads(stamp.read_text()).get("digest") == digest
+        except (OSError, ValueError):
+            same = False
+        if not force and same:
+            log(f"{head}: unchanged, skipped")
+            report[script.stem] = {"status": "skipped", "wall_s": 0.0}
+            continue
+        t0 = time.perf_counter()
+        files = run_figure(script, results, figures_out)
+        w = time.perf_counter() - t0
+        atomic_write_json(stamp, {"digest": digest, "files": [str(f) for f in files]})
+        report[script.stem] = {"status": "ran", "wall_s": w}
+        log(f"{head}: {', '.join(Path(f).name for f in files)} in {w:.1f} s")
+    from .numbers import write_numbers
+
+    t0 = time.perf_counter()
+    files = write_numbers(results)
+    log(f"[{n_total}/{n_total}] numbers: {', '.join(str(f) for f in files)} in {time.perf_counter() - t0:.1f} s")
+    report["numbers"] = {"status": "ran", "wall_s": time.perf_counter() - t0}
+    total = time.perf_counter() - t_all
+    atomic_write_json(results / "reproduce_run.json", {"steps": report, "total_wall_s": total, "quick": quick,
+                                                       "refit": refit})
+    log(f"reproduce: {total:.0f} s in all; results in {results}, figures in {figures_out}")
+    return report
