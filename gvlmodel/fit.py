@@ -597,7 +597,7 @@ def run_fit(cfg: FitConfig, out: Path, *, ship: bool = False, log=print) -> dict
     for v, (x, w) in post.items():
         ks = [p.key for p in cfg.fitted[v]]
         atomic_write_text(out / f"posterior_{v}.csv", ",".join(ks + ["weight"]) + "\n" + "".join(
-            ",".join(repr(float(a)) for a in row) + f",{wt!r}\n" for row, wt in zip(x, w)))
+            ",".join(repr(float(a)) for a in row) + f",{float(wt)!r}\n" for row, wt in zip(x, w)))
 
     # parameter sets
     sets = {}
@@ -697,7 +697,7 @@ def run_from_shipped(cfg: FitConfig, out: Path, *, log=print) -> dict:
     for v, (x, w) in post.items():
         ks = [p.key for p in cfg.fitted[v]]
         atomic_write_text(out / f"posterior_{v}.csv", ",".join(ks + ["weight"]) + "\n" + "".join(
-            ",".join(repr(float(a)) for a in row) + f",{wt!r}\n" for row, wt in zip(x, w)))
+            ",".join(repr(float(a)) for a in row) + f",{float(wt)!r}\n" for row, wt in zip(x, w)))
     comparison = None
     if len(known) > 1:
         bf = {f"{best}:{v}": (known[best] / p if p > 0 else "inf") for v, p in known.items() if v != best}
