@@ -145,6 +145,7 @@ def main(argv=None) -> int:
     dy = sub.add_parser("dynamics", help="steady states, immune window, phase plane, minimal IM duration")
     dy.add_argument("config", help="dynamics config (see experiments/dynamics.toml)")
     dy.add_argument("--out", required=True, type=Path, help="output folder")
+    dy.add_argument("--quick", action="store_true", help="small grids (tests, first look)")
     rp = sub.add_parser("reproduce", help="the main job: every experiment from the shipped fits, every figure, "
                         "and the numbers file (skips steps whose inputs are unchanged)")
     rp.add_argument("--quick", action="store_true", help="small version of every step (into results/quick)")
@@ -152,6 +153,8 @@ def main(argv=None) -> int:
     rp.add_argument("--force", action="store_true", help="re-run every step even if its inputs are unchanged")
     rp.add_argument("--root", type=Path, default=Path("."), help="repository root (holds experiments/, figures/)")
     rp.add_argument("--results", type=Path, default=None, help="results folder (default results/ or results/quick/)")
+    rp.add_argument("--figures", type=Path, default=None,
+                    help="figure output folder (default figures/output/ or figures/output/quick/)")
     rp.add_argument("--threads", type=int, default=None, help="numba threads for the scenarios (default: all)")
     args = parser.parse_args(argv)
     try:
@@ -175,14 +178,14 @@ def main(argv=None) -> int:
         elif args.command == "reproduce":
             from .reproduce import reproduce
 
-            reproduce(args.root, args.results, quick=args.quick, refit=args.refit, force=args.force,
+            reproduce(args.root, args.results, args.figures, quick=args.quick, refit=args.refit, force=args.force,
                       threads=args.threads, log=lambda m: print(m, flush=True))
         elif args.command == "sensitivity":
             run_sensitivity_cli(args)
         elif args.command == "dynamics":
             from .dynamics import load_dynamics_config, run_dynamics
 
-            cfg = load_dynamics_config(args.config)
+            cfg = load_dynamics_config(args.config, quick=args.quick or None)
             t0 = time.perf_counter()
             run_dynamics(cfg, args.out, log=lambda m: print(m, flush=True))
             print(f"dynamics: {time.perf_counter() - t0:.0f} s; wrote {args.out}")

@@ -133,7 +133,7 @@ def run_step(step: Step, *, quick: bool, refit: bool, threads: int | None, log) 
     elif step.kind == "dynamics":
         from .dynamics import load_dynamics_config, run_dynamics
 
-        run_dynamics(load_dynamics_config(step.config, quick=quick), step.out, log=log)
+        run_dynamics(load_dynamics_config(step.config, quick=quick or None), step.out, log=log)
     else:  # pragma: no cover - plan() only makes the kinds above
         raise InputError(f"unknown experiment kind {step.kind!r}")
 

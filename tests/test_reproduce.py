@@ -1,0 +1,89 @@
+"""`gvlmodel reproduce --quick` end to end, step skipping, and the numbers file against its sources."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gvlmodel.errors import InputError, read_toml
+from gvlmodel.numbers import latex_macros, macro_name
+from gvlmodel.reproduce import experiment_kind
+
+ROOT = Path(__file__).resolve().parents[1]
+FIGURES = ["fig1_schematic", "fig2_patients", "fig3_predictive", "fig4_immune_window", "fig5_stopping",
+           "fig6_sensitivity", "fig7_posterior"]
+
+
+def test_every_committed_experiment_has_a_kind():
+    kinds = {p.stem: experiment_kind(read_toml(p), str(p)) for p in (ROOT / "experiments").glob("*.toml")}
+    assert kinds["fit_hess2005"] == "fit"
+    assert kinds["sensitivity_hess2005"] == "sensitivity"
+    assert kinds["dynamics"] == "dynamics"
+    assert kinds["example"] == "example"
+    assert {kinds[k] for k in ("hess2005", "nontransplanted_short", "continuous_diagnosis")} == {"simulate"}
+    with pytest.raises(InputError, match="cannot tell"):
+        experiment_kind({"something": {}})
+
+
+def test_macro_names_are_letters_only_and_distinct():
+    assert macro_name(("fit", "fit_hess2005", "prob", "H2")) == "gvlFitFitHessTwoZeroZeroFiveProbHTwo"
+    tex = latex_macros({"a": {"b_1": 0.5, "c": [1, 2]}, "x": 2.5e-7})
+    names = re.findall(r"\\newcommand\{\\([^}]*)\}", tex)
+    assert all(n.isalpha() for n in names) and len(set(names)) == len(names) == 4
+    assert "\\ensuremath{2.50\\times 10^{-7}}" in tex
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("reproduce")
+    results, figures = base / "results", base / "figures"
+    cmd = [sys.executable, "-m", "gvlmodel.cli", "reproduce", "--quick", "--results", str(results),
+           "--figures", str(figures)]
+    first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    second = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return results, figures, first, second
+
+
+def test_reproduce_quick_runs_end_to_end(quick_run):
+    results, figures, first, _ = quick_run
+    assert first.returncode == 0, first.stderr[-3000:]
+    for name in FIGURES:
+        for ext in ("pdf", "png"):
+            f = figures / f"{name}.{ext}"
+            assert f.is_file() and f.stat().st_size > 1000, f
+    for stem in ("fit_hess2005", "hess2005", "sensitivity_hess2005", "dynamics"):
+        assert (results / stem / ".reproduce.json").is_file(), stem
+    assert (results / "numbers.json").is_file() and (results / "numbers.tex").is_file()
+
+
+def test_second_run_skips_every_unchanged_step(quick_run):
+    results, _, _, second = quick_run
+    assert second.returncode == 0, second.stderr[-3000:]
+    run = json.loads((results / "reproduce_run.json").read_text())["steps"]
+    assert all(v["status"] == "skipped" for k, v in run.items() if k != "numbers"), run
+
+
+def test_numbers_agree_with_their_results(quick_run):
+    results = quick_run[0]
+    nums = json.loads((results / "numbers.json").read_text())
+    tex = (results / "numbers.tex").read_text()
+    rep = json.loads((results / "fit_hess2005" / "report.json").read_text())
+    fit = nums["fit"]["fit_hess2005"]
+    assert fit["best"] == rep["best"]
+    for v, p in rep["comparison"]["result"]["probabilities"].items():
+        assert fit["prob"][v] == pytest.approx(p)
+    for v, pred in rep["predictive"].items():
+        assert fit["predictive"][v]["frac_cmr"]["median"] == pytest.approx(pred["frac_cmr"]["median"])
+    summ = json.loads((results / "hess2005" / "summary.json").read_text())
+    assert nums["scenarios"]["hess2005"]["rates"]["reached_cmr"]["k"] == summ["rates"]["reached_cmr"]["k"]
+    ind = json.loads((results / "sensitivity_hess2005" / "indices.json").read_text())
+    for o, order in ind["sobol"]["ranking"].items():
+        if order:
+            assert nums["sensitivity"]["sensitivity_hess2005"][o]["sobol_top"][0]["factor"] == order[0]
+    name = macro_name(("fit", "fit_hess2005", "prob", rep["best"]))
+    value = rep["comparison"]["result"]["probabilities"][rep["best"]]
+    assert f"\\newcommand{{\\{name}}}{{{value:.3g}}}" in tex
