@@ -28,6 +28,7 @@ SCRIPTS = {
     "fig2_patients": ["fig2_patients"],
     "fig3_predictive": ["fig3_predictive"],
     "fig5_stopping": ["fig5_stopping"],
+    "fig6_sensitivity": ["fig6_sensitivity", "fig6_sensitivity_detail"],
     "fig7_posterior": ["fig7_posterior", "fig7_corner"],
 }
 
