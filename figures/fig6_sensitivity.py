@@ -481,7 +481,7 @@ def _note(d: dict) -> str:
     parts.append("error bars/bands: bootstrap CIs")
     note = "; ".join(parts)
     if any("confidence half-width" in w for w in d.get("warnings", [])):
-        note += ".\nWide CIs (the analysis warned): a quick study; run the full study for the manuscript."
+        note += ".\nSome CI half-widths exceed the warning threshold (see summary.md); more base samples narrow them."
     return note
 
 
