@@ -183,11 +183,10 @@ def main(argv=None) -> int:
         elif args.command == "sensitivity":
             run_sensitivity_cli(args)
         elif args.command == "dynamics":
-            from .dynamics import load_dynamics_config, run_dynamics
+            from .dynamics import run_dynamics
 
-            cfg = load_dynamics_config(args.config, quick=args.quick or None)
             t0 = time.perf_counter()
-            run_dynamics(cfg, args.out, log=lambda m: print(m, flush=True))
+            run_dynamics(args.config, args.out, log=lambda m: print(m, flush=True), quick=args.quick or None)
             print(f"dynamics: {time.perf_counter() - t0:.0f} s; wrote {args.out}")
         elif args.command == "parameters":
             from .parameters import available_parameter_sets, parameter_set_info, table_markdown

@@ -21,15 +21,15 @@ import contextlib
 import csv
 import json
 import math
-import os
+import io
 import re
-import tempfile
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from .measurement import DEFAULT_DETECTION_LIMIT, RESPONSE_LEVELS_PERCENT
+from .provenance import atomic_write_bytes
 
 # --------------------------------------------------------------------------
 # palette and sizes
@@ -206,15 +206,9 @@ def save_figure(fig, out_dir, name: str, dpi: int = 300, close: bool = True) -> 
     paths = []
     for fmt in ("pdf", "png"):
         target = out / f"{name}.{fmt}"
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=f".{fmt}.tmp", dir=out)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fig.savefig(fh, format=fmt, dpi=dpi, metadata=_metadata(fmt))
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, dpi=dpi, metadata=_metadata(fmt))
+        atomic_write_bytes(target, buf.getvalue())
         paths.append(target)
     if close:
         import matplotlib.pyplot as plt

@@ -131,9 +131,9 @@ def run_step(step: Step, *, quick: bool, refit: bool, threads: int | None, log) 
 
         run_study(load_config(step.config, quick=quick), step.out, progress=True, log=log)
     elif step.kind == "dynamics":
-        from .dynamics import load_dynamics_config, run_dynamics
+        from .dynamics import run_dynamics
 
-        run_dynamics(load_dynamics_config(step.config, quick=quick or None), step.out, log=log)
+        run_dynamics(step.config, step.out, log=log, quick=quick or None)
     else:  # pragma: no cover - plan() only makes the kinds above
         raise InputError(f"unknown experiment kind {step.kind!r}")
 

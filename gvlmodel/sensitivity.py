@@ -75,7 +75,7 @@ from .cohort import CohortSpec, Protocol, prepare_replicates, run_inputs
 from .errors import InputError, check_tables, read_toml
 from .indices import RF, RI
 from .parameters import parameter_set_info, parse_variant
-from .provenance import atomic_write_json, atomic_write_text, provenance
+from .provenance import atomic_write_bytes, atomic_write_json, atomic_write_text, provenance
 from .trial import FitParameter, TrialDesign, fit_parameter, model_inputs
 
 OUTPUTS = ("p_cmr", "t_cmr_days", "p_durable", "t_loss_days", "min_im_days")
@@ -505,22 +505,7 @@ def _chunk_path(folder: Path, i: int) -> Path:
 
 
 def _save_chunk(path: Path, X: np.ndarray, Y: np.ndarray) -> None:
-    import io
-    import os
-    import tempfile
-
-    buf = io.BytesIO()
-    np.savez(buf, X=X, Y=Y)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(buf.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    _save_npz(path, X=X, Y=Y)
 
 
 def _load_chunk(path: Path, X: np.ndarray):
@@ -864,7 +849,7 @@ def _save_npy(path: Path, X) -> None:
 
     buf = io.BytesIO()
     np.save(buf, X)
-    _atomic_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _save_npz(path: Path, **arrays) -> None:
@@ -872,23 +857,7 @@ def _save_npz(path: Path, **arrays) -> None:
 
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    _atomic_bytes(path, buf.getvalue())
-
-
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def summary_markdown(r: dict) -> str:
