@@ -192,7 +192,7 @@ def test_quick_run_writes_every_file(tmp_path):
                           "min_im": {"n_points": 2, "max_days": 360}}, out, log=lambda *a: None)
     expected = {"steady_states.json", "bifurcation.csv", "bifurcation_window.csv", "bifurcation.json",
                 "phase_plane.npz", "phase_plane.json", "min_im_duration.csv", "min_im_duration.json",
-                "provenance.json"}
+                "provenance.json", "summary.json"}
     assert set(res["files"]) == expected == {p.name for p in out.iterdir()}
     prov = json.loads((out / "provenance.json").read_text())
     assert {"git_commit", "config", "seed", "resolved"} <= set(prov)
