@@ -133,8 +133,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
-import tempfile
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -150,7 +148,9 @@ from .measurement import bcr_abl_percent
 from .model import im_effect, rhs
 from .parameters import (PARAMETER_NAMES, PARAMETER_TABLE, available_parameter_sets, kernel_parameters,
                          parameter_set_info, parse_variant, resolve_parameters)
-from .provenance import atomic_write_json, atomic_write_text, provenance
+from .cohort import _real
+from .provenance import atomic_write_bytes, atomic_write_json, atomic_write_text, provenance
+from .scenario import table_csv
 from .simulate import initial_state, simulate
 
 SETTINGS = {"transplanted": True, "non_transplanted": False}
@@ -185,17 +185,6 @@ TABLES["parameters"] = {"set", "variant"} | set(PARAMETER_NAMES)
 
 def _fail(field: str, message: str):
     raise InputError(f"{field}: {message}")
-
-
-def _real(field, v, lo=None, hi=None, lo_open=False) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v):
-        _fail(field, f"expected a finite number, got {v!r}")
-    v = float(v)
-    if lo is not None and (v < lo or (lo_open and v == lo)):
-        _fail(field, f"must be {'>' if lo_open else '>='} {lo:g}, got {v:g}")
-    if hi is not None and v > hi:
-        _fail(field, f"must be <= {hi:g}, got {v:g}")
-    return v
 
 
 def _int(field, v, lo, hi=None) -> int:
@@ -1287,45 +1276,18 @@ def min_im_table(opts, log=print):
 # --------------------------------------------------------------------------
 # writing
 # --------------------------------------------------------------------------
-def _fmt(v) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, (bool, np.bool_)):
-        return "true" if v else "false"
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    if isinstance(v, (float, np.floating)):
-        return "" if not np.isfinite(v) else f"{float(v):.10g}"
-    return str(v)
-
-
 def rows_csv(rows: list[dict]) -> str:
+    """Rows of equal keys as CSV (the scenario writer's format; ``None`` and non-finite as empty)."""
     if not rows:
         return ""
-    names = list(rows[0])
-    buf = io.StringIO()
-    buf.write(",".join(names) + "\n")
-    for r in rows:
-        buf.write(",".join(_fmt(r[k]) for k in names) + "\n")
-    return buf.getvalue()
+    return table_csv({k: [r[k] for r in rows] for k in rows[0]})
 
 
 def atomic_write_npz(path: Path, arrays: dict) -> None:
-    """``np.savez_compressed`` to a temp file in the same folder, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """``np.savez_compressed``, written atomically."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _json_safe(x):

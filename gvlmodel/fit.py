@@ -529,6 +529,17 @@ def _model_comparison(history, variants: list[str]) -> dict:
             "epsilon_by_generation": [float(e) for e in history.get_all_populations()["epsilon"].iloc[1:]]}
 
 
+def _write_tables(out: Path, cfg: FitConfig, pred_rows: list[dict], post: dict) -> None:
+    """Figure-ready files: ``predictive.csv`` (one row per virtual trial) and ``posterior_<V>.csv``."""
+    keys = ["variant", "draw", *STATISTICS, "n_solver_failures"]
+    atomic_write_text(out / "predictive.csv", ",".join(keys) + "\n" + "".join(
+        ",".join(str(r[k]) for k in keys) + "\n" for r in pred_rows))
+    for v, (x, w) in post.items():
+        ks = [p.key for p in cfg.fitted[v]]
+        atomic_write_text(out / f"posterior_{v}.csv", ",".join(ks + ["weight"]) + "\n" + "".join(
+            ",".join(repr(float(a)) for a in row) + f",{float(wt)!r}\n" for row, wt in zip(x, w)))
+
+
 def run_fit(cfg: FitConfig, out: Path, *, ship: bool = False, log=print) -> dict:
     """Run every stage (resuming what exists in ``out``) and write the report; returns the report dict."""
     out = Path(out)
@@ -590,14 +601,7 @@ def run_fit(cfg: FitConfig, out: Path, *, ship: bool = False, log=print) -> dict
     answers = _stage(out, f"answers_{best}", lambda: mechanistic_answers(
         cfg, best, resample(x, w, cfg.answer_draws, cfg.seed + 3000), cfg.seed + 4000, log=log))
 
-    # figure-ready files
-    keys = ["variant", "draw", *STATISTICS, "n_solver_failures"]
-    atomic_write_text(out / "predictive.csv", ",".join(keys) + "\n" + "".join(
-        ",".join(str(r[k]) for k in keys) + "\n" for r in pred_rows))
-    for v, (x, w) in post.items():
-        ks = [p.key for p in cfg.fitted[v]]
-        atomic_write_text(out / f"posterior_{v}.csv", ",".join(ks + ["weight"]) + "\n" + "".join(
-            ",".join(repr(float(a)) for a in row) + f",{float(wt)!r}\n" for row, wt in zip(x, w)))
+    _write_tables(out, cfg, pred_rows, post)
 
     # parameter sets
     sets = {}
@@ -691,13 +695,7 @@ def run_from_shipped(cfg: FitConfig, out: Path, *, log=print) -> dict:
     x, w = post[best]
     answers = _stage(out, f"answers_{best}", lambda: mechanistic_answers(
         cfg, best, resample(x, w, cfg.answer_draws, cfg.seed + 3000), cfg.seed + 4000, log=log))
-    keys = ["variant", "draw", *STATISTICS, "n_solver_failures"]
-    atomic_write_text(out / "predictive.csv", ",".join(keys) + "\n" + "".join(
-        ",".join(str(r[k]) for k in keys) + "\n" for r in pred_rows))
-    for v, (x, w) in post.items():
-        ks = [p.key for p in cfg.fitted[v]]
-        atomic_write_text(out / f"posterior_{v}.csv", ",".join(ks + ["weight"]) + "\n" + "".join(
-            ",".join(repr(float(a)) for a in row) + f",{float(wt)!r}\n" for row, wt in zip(x, w)))
+    _write_tables(out, cfg, pred_rows, post)
     comparison = None
     if len(known) > 1:
         bf = {f"{best}:{v}": (known[best] / p if p > 0 else "inf") for v, p in known.items() if v != best}

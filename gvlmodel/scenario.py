@@ -168,6 +168,8 @@ def parse_scenario(cfg: dict) -> Scenario:
 # writing results
 # --------------------------------------------------------------------------
 def _fmt(v) -> str:
+    if v is None:
+        return ""
     if isinstance(v, (bool, np.bool_)):
         return "true" if v else "false"
     if isinstance(v, (int, np.integer)):

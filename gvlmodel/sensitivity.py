@@ -384,6 +384,7 @@ class CohortEvaluator:
         self.outputs = cfg.outputs
         self.min_im = (cfg.min_im_stop_days, cfg.min_im_window_days, cfg.min_im_threshold, cfg.min_im_transplant)
         self.threads = cfg.threads
+        self.info = parameter_set_info(cfg.set_name)  # read once, not per chunk or sample
         hess, _ = self.design.protocols(self.stop_uptake)
         self.visit_days = np.arange(hess.n_visits + 1) * hess.visit_interval_days
         self.with_time = with_time and cfg.time_resolved
@@ -393,11 +394,11 @@ class CohortEvaluator:
 
     # --- model inputs per sample
     def _replicates(self, X):
-        info = parameter_set_info(self.set_name)
+        info = self.info
         bases, sds, ups = [], [], []
         for x in np.atleast_2d(X):
             values = dict(zip([f.key for f in self.factors], map(float, x)))
-            params, population, uptake = model_inputs(values, self.factors, self.set_name,
+            params, population, uptake = model_inputs(values, self.factors, info["parameters"],
                                                       population_sd=info["population"],
                                                       stop_uptake=self.stop_uptake)
             bases.append(params)
@@ -504,10 +505,6 @@ def _chunk_path(folder: Path, i: int) -> Path:
     return folder / f"chunk_{i:05d}.npz"
 
 
-def _save_chunk(path: Path, X: np.ndarray, Y: np.ndarray) -> None:
-    _save_npz(path, X=X, Y=Y)
-
-
 def _load_chunk(path: Path, X: np.ndarray):
     """A checkpointed chunk's outputs, or ``None`` if unreadable or made from other samples."""
     try:
@@ -552,7 +549,7 @@ def evaluate(X: np.ndarray, evaluator, folder: Path | None = None, *, chunk_samp
         y = np.asarray(y, dtype=float)
         parts[i] = y
         if folder is not None:
-            _save_chunk(_chunk_path(Path(folder), i), X[starts[i]:starts[i] + chunk_samples], y)
+            _save_npz(_chunk_path(Path(folder), i), X=X[starts[i]:starts[i] + chunk_samples], Y=y)
         if bar is not None:
             bar.update(1)
 

@@ -124,14 +124,16 @@ class TrialDesign:
         return hess, comp
 
 
-def model_inputs(values: Mapping[str, float], fitted: tuple[FitParameter, ...], base_set: str = "default", *,
+def model_inputs(values: Mapping[str, float], fitted: tuple[FitParameter, ...],
+                 base_set: str | Mapping[str, float] = "default", *,
                  population_sd: Mapping[str, float] | None = None, stop_uptake: float = 1.0):
     """``(parameters, population, stop_uptake)`` from sampler-space ``values`` of the ``fitted`` quantities.
 
-    Quantities not in ``fitted`` keep the values of ``base_set``, the spreads
-    ``population_sd`` (default :data:`DEFAULT_POPULATION_SD`) and ``stop_uptake``.
+    Quantities not in ``fitted`` keep the values of ``base_set`` (a set name, or
+    an already resolved set), the spreads ``population_sd`` (default
+    :data:`DEFAULT_POPULATION_SD`) and ``stop_uptake``.
     """
-    params = parameter_set(base_set)
+    params = parameter_set(base_set) if isinstance(base_set, str) else dict(base_set)
     sd = dict(DEFAULT_POPULATION_SD if population_sd is None else population_sd)
     uptake = float(stop_uptake)
     for fp in fitted:
