@@ -23,6 +23,47 @@ def _combo(coeffs, rows):
     return " + ".join(terms) if terms else "0.0"
 
 
+def _lane_combo(coeffs, rows):
+    terms = [f"{float(c)!r} * ws[OFF_K + {j} * BLOCK + m]" for j, c in zip(rows, coeffs) if float(c) != 0.0]
+    return " + ".join(terms) if terms else "0.0"
+
+
+def _lane_source(A, B, ns) -> list[str]:
+    """The same sums for all lanes of the flat lock-step workspace (``gvlmodel._lane_layout``)."""
+    out = [
+        "",
+        "",
+        "@jit",
+        "def dop853_stages_lanes(ws):",
+        '    """:func:`dop853_stages` for every lane (``K[0] = f(y)`` on entry; step sizes at ``OFF_HB``),',
+        '    then the FSAL stage ``K[12] = f(y_new)``."""',
+    ]
+    for s in range(1, ns):
+        out.append("    for m in range(BLOCK):")
+        out.append(f"        ws[OFF_T + m] = ws[OFF_Y + m] + ws[OFF_HB + m] * ({_lane_combo(A[s, :s], range(s))})")
+        out.append("    for l in range(W):")
+        out.append(f"        rhs_strided(ws, OFF_T, ws, OFF_P, ws[OFF_EFF + l], ws, OFF_K + {s} * BLOCK, W, l)")
+    out.append("    for m in range(BLOCK):")
+    out.append(f"        ws[OFF_YN + m] = ws[OFF_Y + m] + ws[OFF_HB + m] * ({_lane_combo(B, range(ns))})")
+    out.append("    for l in range(W):")
+    out.append(f"        rhs_strided(ws, OFF_YN, ws, OFF_P, ws[OFF_EFF + l], ws, OFF_K + {ns} * BLOCK, W, l)")
+    return out
+
+
+def _lane_errors(E5, E3, ns) -> list[str]:
+    return [
+        "",
+        "",
+        "@jit",
+        "def dop853_errors_lanes(ws):",
+        '    """:func:`dop853_errors` for every lane of the flat workspace."""',
+        "    for m in range(BLOCK):",
+        f"        ws[OFF_E5 + m] = {_lane_combo(E5, range(ns + 1))}",
+        f"        ws[OFF_E3 + m] = {_lane_combo(E3, range(ns + 1))}",
+        "",
+    ]
+
+
 def source() -> str:
     ns = _dop.N_STAGES
     A, B, E3, E5 = _dop.A, _dop.B, _dop.E3, _dop.E5
@@ -32,7 +73,8 @@ def source() -> str:
         '"""',
         "from ._jit import jit",
         "from .indices import N_STATES",
-        "from .model import rhs",
+        "from ._lane_layout import BLOCK, OFF_E3, OFF_E5, OFF_EFF, OFF_HB, OFF_K, OFF_P, OFF_T, OFF_Y, OFF_YN, W",
+        "from .model import rhs, rhs_strided",
         "",
         "NS = N_STATES",
         "",
@@ -47,6 +89,7 @@ def source() -> str:
         out.append(f"    rhs(tmp, kp, e, K[{s}])")
     out.append("    for i in range(NS):")
     out.append(f"        out[i] = y[i] + h * ({_combo(B, range(ns))})")
+    out += _lane_source(A, B, ns)
     out += [
         "",
         "",
@@ -56,8 +99,8 @@ def source() -> str:
         "    for i in range(NS):",
         f"        err5[i] = {_combo(E5, range(ns + 1))}",
         f"        err3[i] = {_combo(E3, range(ns + 1))}",
-        "",
     ]
+    out += _lane_errors(E5, E3, ns)
     return "\n".join(out)
 
 

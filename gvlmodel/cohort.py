@@ -16,8 +16,9 @@ Randomness and reproducibility: patients are grouped in fixed blocks of
 ``SeedSequence(seed, spawn_key=(b,))``.  Patient ``i``'s parameters, starting
 burden and PCR noise therefore depend only on ``(seed, i)`` and the scenario,
 not on the cohort size, the chunking or the number of threads.  The compiled
-engine (:func:`gvlmodel.protocol.run_cohort`) draws no random numbers and each
-patient writes only its own rows, so results are identical for any thread count.
+engines (:func:`gvlmodel.lanes.run_cohort_lanes`, used here, and the reference
+:func:`gvlmodel.protocol.run_cohort`) draw no random numbers and each patient
+writes only its own rows, so results are identical for any thread count.
 
 Starting burden (BRIEF §2, standard clinical correspondences; configurable):
 molecular relapse 0.01-1 %, cytogenetic 1-35 %, hematologic 35-90 % BCR-ABL;
@@ -445,16 +446,24 @@ def prepare_replicates(cohort: CohortSpec, protocol: Protocol, bases, sds, uptak
                         relapse_types=np.tile(types1, n_rep), bcr_abl_start=ratio0, would_stop=would_stop)
 
 
+#: patients per lock-step engine (one ``prange`` task); measured: 64 gave the best 2-thread throughput
+LANE_BLOCK = 64
+
+
 def run_inputs(inp: CohortInputs, threads: int, progress: bool | None = None, chunk: int = 4096):
     """Run prepared patients through the compiled engine: ``(measured, res_f, res_i, wall_s)``.
 
     Patients who would not stop run under the rule "never"; each group in
     chunks (a progress bar appears when ``progress`` or after 2 s unless
-    ``progress is False``).  Results do not depend on ``threads`` or ``chunk``.
+    ``progress is False``).  The engine is the lock-step one
+    (:func:`gvlmodel.lanes.run_cohort_lanes`, blocks of ``LANE_BLOCK`` patients
+    per thread task), whose results equal the one-patient-at-a-time engine
+    :func:`gvlmodel.protocol.run_cohort` bit for bit.  Results do not depend
+    on ``threads`` or ``chunk``.
     """
     import numba
 
-    from .protocol import run_cohort
+    from .lanes import run_cohort_lanes
 
     kp, y0, effects, eps, uu, pp = inp.kp, inp.y0, inp.effects, inp.eps, inp.uu, inp.pp
     n = kp.shape[0]
@@ -462,10 +471,10 @@ def run_inputs(inp: CohortInputs, threads: int, progress: bool | None = None, ch
     measured = np.empty((n, n_vis + 1))
     res_f = np.empty((n, N_RF))
     res_i = np.empty((n, N_RI), dtype=np.int64)
-    if not run_cohort.signatures:  # first use in this process: compile or load the cache outside the timer
+    if not run_cohort_lanes.signatures:  # first use in this process: compile or load the cache outside the timer
         one = slice(0, 1)
-        run_cohort(kp[one], y0[one], effects[one], pp, eps[one], uu[one], measured[one].copy(), res_f[one].copy(),
-                   res_i[one].copy())
+        run_cohort_lanes(kp[one], y0[one], effects[one], pp, eps[one], uu[one], measured[one].copy(),
+                         res_f[one].copy(), res_i[one].copy(), LANE_BLOCK)
     pp_never = pp.copy()
     pp_never[PP.STOP_RULE] = float(StopRule.NEVER)
     groups = [(pp, np.flatnonzero(inp.would_stop)), (pp_never, np.flatnonzero(~inp.would_stop))]
@@ -480,7 +489,7 @@ def run_inputs(inp: CohortInputs, threads: int, progress: bool | None = None, ch
             for lo_ in range(0, idx.size, chunk):
                 s = slice(lo_, min(idx.size, lo_ + chunk)) if whole else idx[lo_:lo_ + chunk]
                 m_g, f_g, i_g = measured[s], res_f[s], res_i[s]
-                run_cohort(kp[s], y0[s], effects[s], pp_g, eps[s], uu[s], m_g, f_g, i_g)
+                run_cohort_lanes(kp[s], y0[s], effects[s], pp_g, eps[s], uu[s], m_g, f_g, i_g, LANE_BLOCK)
                 if not whole:
                     measured[s], res_f[s], res_i[s] = m_g, f_g, i_g
                 done += m_g.shape[0]

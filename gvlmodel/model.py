@@ -83,23 +83,96 @@ def im_effects(dose_mg, css_400, ec50, out):
 # --------------------------------------------------------------------------
 
 
-@jit
-def niche_feedback(x0, q, y0, p):
-    """Homeostatic feedback ``phi = 1/(1 + S/K_N)`` on stem-cell self-renewal."""
-    return 1.0 / (1.0 + (x0 + q + y0) / p[KP.KN])
+@jit(inline="always")
+def niche_feedback(stem, kn):
+    """Homeostatic feedback ``phi = 1/(1 + S/K_N)`` on stem-cell self-renewal (``S = X0 + Q + Y0``)."""
+    return 1.0 / (1.0 + stem / kn)
 
 
-@jit
+@jit(inline="always")
 def im_divisor(fold, e):
     """Division of a leukemic output by imatinib: ``1 + (F - 1) e``."""
     return 1.0 + (fold - 1.0) * e
 
 
-@jit
-def effector_stimulation(load, p):
+@jit(inline="always")
+def effector_stimulation(load, zk, supp, rho):
     """Per-capita effector expansion ``(1-s) rho 2u/(1+u^2)``, ``u = L/K_z``."""
-    u = load / p[KP.ZK]
-    return (1.0 - p[KP.ZSUPP]) * p[KP.ZRHO] * 2.0 * u / (1.0 + u * u)
+    u = load / zk
+    return (1.0 - supp) * rho * 2.0 * u / (1.0 + u * u)
+
+
+@jit(inline="always")
+def rhs_strided(y, yb, p, pb, e, out, ob, st, lane):
+    """The right-hand side on strided storage: the one place the equations are written.
+
+    Component ``i`` of the state is ``y[yb + i * st + lane]``, parameter ``k`` is
+    ``p[pb + k * st + lane]`` and derivative ``i`` goes to ``out[ob + i * st + lane]``.
+    :func:`rhs` calls it with stride 1 (one state vector); the lock-step cohort
+    engine (:mod:`gvlmodel.lanes`) calls it with stride ``W`` on one flat
+    workspace, lane by lane, where constant offsets let LLVM vectorise across
+    patients.  Inlined at the numba IR level, so both uses compile to straight
+    loads and stores.  See the module docstring for the system.
+    """
+    x0 = y[yb + State.X0 * st + lane]
+    x1 = y[yb + State.X1 * st + lane]
+    x2 = y[yb + State.X2 * st + lane]
+    x3 = y[yb + State.X3 * st + lane]
+    q = y[yb + State.Q * st + lane]
+    y0 = y[yb + State.Y0 * st + lane]
+    y1 = y[yb + State.Y1 * st + lane]
+    y2 = y[yb + State.Y2 * st + lane]
+    y3 = y[yb + State.Y3 * st + lane]
+    z = y[yb + State.Z * st + lane]
+    d0 = p[pb + KP.D0 * st + lane]
+    d1 = p[pb + KP.D1 * st + lane]
+    d2 = p[pb + KP.D2 * st + lane]
+    d3 = p[pb + KP.D3 * st + lane]
+
+    phi = niche_feedback(x0 + q + y0, p[pb + KP.KN * st + lane])
+    immune_kill = p[pb + KP.ZKILL * st + lane] * z  # per leukemic cell per day
+    load = q + y0 + y1 + y2 + y3
+
+    # self-renewal and death of stem cells
+    renewal_x = p[pb + KP.RX * st + lane] * phi * x0
+    renewal_y = p[pb + KP.RY * st + lane] * phi * y0
+    death_x0 = d0 * x0
+    death_y0 = d0 * y0
+    # quiescence exchange
+    to_quiescence = p[pb + KP.QIN * st + lane] * y0
+    from_quiescence = p[pb + KP.QOUT * st + lane] * q
+    # differentiation (production of the next compartment)
+    diff_x1 = p[pb + KP.AX * st + lane] * x0
+    diff_x2 = p[pb + KP.BX * st + lane] * x1
+    diff_x3 = p[pb + KP.CX * st + lane] * x2
+    diff_y1 = p[pb + KP.AY * st + lane] / im_divisor(p[pb + KP.IMFA * st + lane], e) * y0
+    diff_y2 = p[pb + KP.BY * st + lane] / im_divisor(p[pb + KP.IMFB * st + lane], e) * y1
+    diff_y3 = p[pb + KP.CY * st + lane] * y2
+    # imatinib kill of cycling LSCs
+    drug_kill_y0 = p[pb + KP.IMKILL * st + lane] * e * y0
+    # immune kill
+    immune_kill_q = p[pb + KP.ZQREL * st + lane] * immune_kill * q
+    immune_kill_y0 = immune_kill * y0
+    immune_kill_y1 = immune_kill * y1
+    immune_kill_y2 = immune_kill * y2
+    immune_kill_y3 = immune_kill * y3
+    # effector turnover and expansion
+    influx_z = p[pb + KP.ZIN * st + lane]
+    death_z = p[pb + KP.ZD * st + lane] * z
+    expansion_z = effector_stimulation(load, p[pb + KP.ZK * st + lane], p[pb + KP.ZSUPP * st + lane],
+                                       p[pb + KP.ZRHO * st + lane]) * z
+
+    out[ob + State.X0 * st + lane] = renewal_x - death_x0
+    out[ob + State.X1 * st + lane] = diff_x1 - d1 * x1
+    out[ob + State.X2 * st + lane] = diff_x2 - d2 * x2
+    out[ob + State.X3 * st + lane] = diff_x3 - d3 * x3
+    out[ob + State.Q * st + lane] = to_quiescence - from_quiescence - immune_kill_q
+    out[ob + State.Y0 * st + lane] = (renewal_y - death_y0 - drug_kill_y0 - immune_kill_y0 - to_quiescence
+                                      + from_quiescence)
+    out[ob + State.Y1 * st + lane] = diff_y1 - d1 * y1 - immune_kill_y1
+    out[ob + State.Y2 * st + lane] = diff_y2 - d2 * y2 - immune_kill_y2
+    out[ob + State.Y3 * st + lane] = diff_y3 - d3 * y3 - immune_kill_y3
+    out[ob + State.Z * st + lane] = influx_z - death_z + expansion_z
 
 
 @jit
@@ -107,59 +180,7 @@ def rhs(y, p, e, out):
     """Right-hand side ``dy/dt`` into ``out`` (allocation-free).
 
     ``y`` state (cells), ``p`` kernel parameters (:class:`KP`), ``e`` imatinib
-    effect (:func:`im_effect`).  See the module docstring for the system.
+    effect (:func:`im_effect`).  See the module docstring for the system; the
+    fluxes are written in :func:`rhs_strided`.
     """
-    x0 = y[State.X0]
-    x1 = y[State.X1]
-    x2 = y[State.X2]
-    x3 = y[State.X3]
-    q = y[State.Q]
-    y0 = y[State.Y0]
-    y1 = y[State.Y1]
-    y2 = y[State.Y2]
-    y3 = y[State.Y3]
-    z = y[State.Z]
-
-    phi = niche_feedback(x0, q, y0, p)
-    immune_kill = p[KP.ZKILL] * z  # per leukemic cell per day
-    load = q + y0 + y1 + y2 + y3
-
-    # self-renewal and death of stem cells
-    renewal_x = p[KP.RX] * phi * x0
-    renewal_y = p[KP.RY] * phi * y0
-    death_x0 = p[KP.D0] * x0
-    death_y0 = p[KP.D0] * y0
-    # quiescence exchange
-    to_quiescence = p[KP.QIN] * y0
-    from_quiescence = p[KP.QOUT] * q
-    # differentiation (production of the next compartment)
-    diff_x1 = p[KP.AX] * x0
-    diff_x2 = p[KP.BX] * x1
-    diff_x3 = p[KP.CX] * x2
-    diff_y1 = p[KP.AY] / im_divisor(p[KP.IMFA], e) * y0
-    diff_y2 = p[KP.BY] / im_divisor(p[KP.IMFB], e) * y1
-    diff_y3 = p[KP.CY] * y2
-    # imatinib kill of cycling LSCs
-    drug_kill_y0 = p[KP.IMKILL] * e * y0
-    # immune kill
-    immune_kill_q = p[KP.ZQREL] * immune_kill * q
-    immune_kill_y0 = immune_kill * y0
-    immune_kill_y1 = immune_kill * y1
-    immune_kill_y2 = immune_kill * y2
-    immune_kill_y3 = immune_kill * y3
-    # effector turnover and expansion
-    influx_z = p[KP.ZIN]
-    death_z = p[KP.ZD] * z
-    expansion_z = effector_stimulation(load, p) * z
-
-    out[State.X0] = renewal_x - death_x0
-    out[State.X1] = diff_x1 - p[KP.D1] * x1
-    out[State.X2] = diff_x2 - p[KP.D2] * x2
-    out[State.X3] = diff_x3 - p[KP.D3] * x3
-    out[State.Q] = to_quiescence - from_quiescence - immune_kill_q
-    out[State.Y0] = renewal_y - death_y0 - drug_kill_y0 - immune_kill_y0 - to_quiescence + from_quiescence
-    out[State.Y1] = diff_y1 - p[KP.D1] * y1 - immune_kill_y1
-    out[State.Y2] = diff_y2 - p[KP.D2] * y2 - immune_kill_y2
-    out[State.Y3] = diff_y3 - p[KP.D3] * y3 - immune_kill_y3
-    out[State.Z] = influx_z - death_z + expansion_z
-
+    rhs_strided(y, 0, p, 0, e, out, 0, 1, 0)
