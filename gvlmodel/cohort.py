@@ -450,7 +450,7 @@ def prepare_replicates(cohort: CohortSpec, protocol: Protocol, bases, sds, uptak
 LANE_BLOCK = 64
 
 
-def run_inputs(inp: CohortInputs, threads: int, progress: bool | None = None, chunk: int = 4096):
+def run_inputs(inp: CohortInputs, threads: int, progress: bool | None = None, chunk: int = 16384):
     """Run prepared patients through the compiled engine: ``(measured, res_f, res_i, wall_s)``.
 
     Patients who would not stop run under the rule "never"; each group in
@@ -489,7 +489,8 @@ def run_inputs(inp: CohortInputs, threads: int, progress: bool | None = None, ch
             for lo_ in range(0, idx.size, chunk):
                 s = slice(lo_, min(idx.size, lo_ + chunk)) if whole else idx[lo_:lo_ + chunk]
                 m_g, f_g, i_g = measured[s], res_f[s], res_i[s]
-                run_cohort_lanes(kp[s], y0[s], effects[s], pp_g, eps[s], uu[s], m_g, f_g, i_g, LANE_BLOCK)
+                with numba.parallel_chunksize(1):  # blocks handed out one at a time: no thread waits on a slow one
+                    run_cohort_lanes(kp[s], y0[s], effects[s], pp_g, eps[s], uu[s], m_g, f_g, i_g, LANE_BLOCK)
                 if not whole:
                     measured[s], res_f[s], res_i[s] = m_g, f_g, i_g
                 done += m_g.shape[0]
@@ -511,7 +512,7 @@ def run_inputs(inp: CohortInputs, threads: int, progress: bool | None = None, ch
 def simulate_cohort(cohort: CohortSpec, protocol: Protocol | None = None, parameters=None, *, variant="H2",
                     population: Population | None = None, rtol: float = 1e-6, atol: float = 1e-6,
                     extinction_threshold: float = 1.0, max_steps: int = 200_000, threads: int | None = None,
-                    progress: bool | None = None, chunk: int = 4096) -> CohortResult:
+                    progress: bool | None = None, chunk: int = 16384) -> CohortResult:
     """Run a virtual cohort through the protocol (compiled, parallel over patients).
 
     ``parameters``: a parameter-set name, a mapping of overrides of the default

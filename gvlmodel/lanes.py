@@ -257,12 +257,13 @@ def _norms(ws, rtol, atol):
 
 
 @jit
-def _refill(l, nxt, hi, lc, li, ws, ps_all, st_all, kp_all, y0_all, effects_all, pp, eps, uu, measured, res_f,
+def _refill(l, nxt, stride, hi, lc, li, ws, ps_all, st_all, kp_all, y0_all, effects_all, pp, eps, uu, measured, res_f,
             res_i, yv, sy, sf, s1, s2):
-    """Give an idle lane the next patient (one with no visit after enrolment finishes at once); returns ``nxt``."""
+    """Give an idle lane the block's next patient ``nxt`` (then ``nxt + stride``, ...; one with no visit
+    after enrolment finishes at once); returns the next ``nxt``."""
     while nxt < hi and li[l, I_PATIENT] < 0:
         _enrol(l, nxt, lc, li, ws, ps_all, st_all, kp_all, y0_all, pp, eps, uu, measured, yv)
-        nxt += 1
+        nxt += stride
         if pp[PP.N_VISITS] >= 1.0:
             _begin_interval(l, lc, li, ws, ps_all, st_all, kp_all, effects_all, pp, sy, sf, s1, s2)
         else:
@@ -271,8 +272,8 @@ def _refill(l, nxt, hi, lc, li, ws, ps_all, st_all, kp_all, y0_all, effects_all,
 
 
 @jit
-def _run_block(lo, hi, kp_all, y0_all, effects_all, pp, eps, uu, measured, res_f, res_i):
-    """Patients ``lo..hi-1`` through the protocol, ``W`` at a time."""
+def _run_block(lo, stride, hi, kp_all, y0_all, effects_all, pp, eps, uu, measured, res_f, res_i):
+    """Patients ``lo, lo + stride, ... < hi`` through the protocol, ``W`` at a time."""
     n_vis = int(pp[PP.N_VISITS])
     rtol = pp[PP.RTOL]
     atol = pp[PP.ATOL]
@@ -300,7 +301,7 @@ def _run_block(lo, hi, kp_all, y0_all, effects_all, pp, eps, uu, measured, res_f
             ws[OFF_Y + k * W + l] = y0_all[lo, k]
     nxt = lo
     for l in range(W):
-        nxt = _refill(l, nxt, hi, lc, li, ws, ps_all, st_all, kp_all, y0_all, effects_all, pp, eps, uu, measured,
+        nxt = _refill(l, nxt, stride, hi, lc, li, ws, ps_all, st_all, kp_all, y0_all, effects_all, pp, eps, uu, measured,
                       res_f, res_i, yv, sy, sf, s1, s2)
     n = float(NS)
     while True:
@@ -323,7 +324,7 @@ def _run_block(lo, hi, kp_all, y0_all, effects_all, pp, eps, uu, measured, res_f
                     status = STEP_TOO_SMALL
             if status != 0:  # the lane's next patient steps from the next round on
                 _finish(l, status, lc, li, ws, ps_all, st_all, res_f, res_i, yv)
-                nxt = _refill(l, nxt, hi, lc, li, ws, ps_all, st_all, kp_all, y0_all, effects_all, pp, eps, uu,
+                nxt = _refill(l, nxt, stride, hi, lc, li, ws, ps_all, st_all, kp_all, y0_all, effects_all, pp, eps, uu,
                               measured, res_f, res_i, yv, sy, sf, s1, s2)
                 n_stepping += 1 if li[l, I_PATIENT] >= 0 else 0  # keep the loop going
                 continue
@@ -363,7 +364,7 @@ def _run_block(lo, hi, kp_all, y0_all, effects_all, pp, eps, uu, measured, res_f
                 lc[l, C_REJECTED] = 1.0
                 if h < lc[l, C_H_MIN]:
                     _finish(l, NON_FINITE, lc, li, ws, ps_all, st_all, res_f, res_i, yv)
-                    nxt = _refill(l, nxt, hi, lc, li, ws, ps_all, st_all, kp_all, y0_all, effects_all, pp, eps,
+                    nxt = _refill(l, nxt, stride, hi, lc, li, ws, ps_all, st_all, kp_all, y0_all, effects_all, pp, eps,
                                   uu, measured, res_f, res_i, yv, sy, sf, s1, s2)
                 continue
             e5 = np.sqrt(ws[OFF_A5 + l] / n)
@@ -422,13 +423,13 @@ def _run_block(lo, hi, kp_all, y0_all, effects_all, pp, eps, uu, measured, res_f
                     _begin_interval(l, lc, li, ws, ps_all, st_all, kp_all, effects_all, pp, sy, sf, s1, s2)
                 else:
                     _finish(l, 0, lc, li, ws, ps_all, st_all, res_f, res_i, yv)
-                    nxt = _refill(l, nxt, hi, lc, li, ws, ps_all, st_all, kp_all, y0_all, effects_all, pp, eps,
+                    nxt = _refill(l, nxt, stride, hi, lc, li, ws, ps_all, st_all, kp_all, y0_all, effects_all, pp, eps,
                                   uu, measured, res_f, res_i, yv, sy, sf, s1, s2)
 
 
 @jit(parallel=True)
 def run_cohort_lanes(kp_all, y0_all, effects_all, pp, eps, uu, measured, res_f, res_i, block):
-    """:func:`gvlmodel.protocol.run_cohort` with the lock-step engine: blocks of ``block`` patients in parallel.
+    """:func:`gvlmodel.protocol.run_cohort` with the lock-step engine: blocks of about ``block`` patients in parallel.
 
     Same arguments and results as the scalar engine (bit for bit); ``block``
     patients share one ``W``-lane engine and blocks run in a ``prange``.
@@ -436,6 +437,6 @@ def run_cohort_lanes(kp_all, y0_all, effects_all, pp, eps, uu, measured, res_f, 
     n = kp_all.shape[0]
     nb = (n + block - 1) // block
     for b in prange(nb):
-        lo = b * block
-        hi = min(n, lo + block)
-        _run_block(lo, hi, kp_all, y0_all, effects_all, pp, eps, uu, measured, res_f, res_i)
+        # block b takes patients b, b + nb, ...: cost varies with patient id (relapse types are assigned in id
+        # order), so interleaving keeps the threads' shares of the work equal
+        _run_block(np.int64(b), np.int64(nb), np.int64(n), kp_all, y0_all, effects_all, pp, eps, uu, measured, res_f, res_i)
