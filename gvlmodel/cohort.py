@@ -450,14 +450,25 @@ def prepare_replicates(cohort: CohortSpec, protocol: Protocol, bases, sds, uptak
 LANE_BLOCK = 64
 
 
+def lane_block(n: int, threads: int) -> int:
+    """Patients per lock-step block for ``n`` patients: ``LANE_BLOCK``, smaller for small cohorts.
+
+    At least 4 blocks per thread when the cohort allows it (so that a 44-patient
+    cohort still uses every thread), never fewer patients than lanes.
+    """
+    from ._lane_layout import W
+
+    return max(W, min(LANE_BLOCK, -(-n // (4 * max(1, threads)))))
+
+
 def run_inputs(inp: CohortInputs, threads: int, progress: bool | None = None, chunk: int = 16384):
     """Run prepared patients through the compiled engine: ``(measured, res_f, res_i, wall_s)``.
 
     Patients who would not stop run under the rule "never"; each group in
     chunks (a progress bar appears when ``progress`` or after 2 s unless
     ``progress is False``).  The engine is the lock-step one
-    (:func:`gvlmodel.lanes.run_cohort_lanes`, blocks of ``LANE_BLOCK`` patients
-    per thread task), whose results equal the one-patient-at-a-time engine
+    (:func:`gvlmodel.lanes.run_cohort_lanes`, blocks of :func:`lane_block`
+    patients per thread task), whose results equal the one-patient-at-a-time engine
     :func:`gvlmodel.protocol.run_cohort` bit for bit.  Results do not depend
     on ``threads`` or ``chunk``.
     """
@@ -474,7 +485,7 @@ def run_inputs(inp: CohortInputs, threads: int, progress: bool | None = None, ch
     if not run_cohort_lanes.signatures:  # first use in this process: compile or load the cache outside the timer
         one = slice(0, 1)
         run_cohort_lanes(kp[one], y0[one], effects[one], pp, eps[one], uu[one], measured[one].copy(),
-                         res_f[one].copy(), res_i[one].copy(), LANE_BLOCK)
+                         res_f[one].copy(), res_i[one].copy(), lane_block(1, threads))
     pp_never = pp.copy()
     pp_never[PP.STOP_RULE] = float(StopRule.NEVER)
     groups = [(pp, np.flatnonzero(inp.would_stop)), (pp_never, np.flatnonzero(~inp.would_stop))]
@@ -490,7 +501,8 @@ def run_inputs(inp: CohortInputs, threads: int, progress: bool | None = None, ch
                 s = slice(lo_, min(idx.size, lo_ + chunk)) if whole else idx[lo_:lo_ + chunk]
                 m_g, f_g, i_g = measured[s], res_f[s], res_i[s]
                 with numba.parallel_chunksize(1):  # blocks handed out one at a time: no thread waits on a slow one
-                    run_cohort_lanes(kp[s], y0[s], effects[s], pp_g, eps[s], uu[s], m_g, f_g, i_g, LANE_BLOCK)
+                    run_cohort_lanes(kp[s], y0[s], effects[s], pp_g, eps[s], uu[s], m_g, f_g, i_g,
+                                     lane_block(m_g.shape[0], threads))
                 if not whole:
                     measured[s], res_f[s], res_i[s] = m_g, f_g, i_g
                 done += m_g.shape[0]
