@@ -320,8 +320,8 @@ def _run_block(lo, stride, hi, kp_all, y0_all, effects_all, pp, eps, uu, measure
             else:
                 h_min = 10.0 * (np.nextafter(t, np.inf) - t)
                 lc[l, C_H_MIN] = h_min
-                if h < h_min:
-                    status = STEP_TOO_SMALL
+                if not h >= h_min:  # as the scalar solver: a nan step is a failure, not an endless loop
+                    status = NON_FINITE if np.isnan(h) else STEP_TOO_SMALL
             if status != 0:  # the lane's next patient steps from the next round on
                 _finish(l, status, lc, li, ws, ps_all, st_all, res_f, res_i, yv)
                 nxt = _refill(l, nxt, stride, hi, lc, li, ws, ps_all, st_all, kp_all, y0_all, effects_all, pp, eps, uu,
@@ -362,7 +362,7 @@ def _run_block(lo, stride, hi, kp_all, y0_all, effects_all, pp, eps, uu, measure
                 lc[l, C_H] = h
                 st[ST_REJECTED] += 1
                 lc[l, C_REJECTED] = 1.0
-                if h < lc[l, C_H_MIN]:
+                if not h >= lc[l, C_H_MIN]:
                     _finish(l, NON_FINITE, lc, li, ws, ps_all, st_all, res_f, res_i, yv)
                     nxt = _refill(l, nxt, stride, hi, lc, li, ws, ps_all, st_all, kp_all, y0_all, effects_all, pp, eps,
                                   uu, measured, res_f, res_i, yv, sy, sf, s1, s2)

@@ -262,8 +262,8 @@ def integrate_ws(y0, kp, seg_bounds, seg_effect, t_out, rtol, atol, max_steps, t
             if stats[ST_STEPS] >= max_steps:
                 return MAX_STEPS_REACHED
             h_min = 10.0 * (np.nextafter(t, np.inf) - t)
-            if h < h_min:
-                return STEP_TOO_SMALL
+            if not h >= h_min:  # also catches a nan step (non-finite parameters), which would loop forever
+                return NON_FINITE if np.isnan(h) else STEP_TOO_SMALL
             h_try = h
             # hard stop at the next segment end or output time
             t_stop = t_end
@@ -295,7 +295,7 @@ def integrate_ws(y0, kp, seg_bounds, seg_effect, t_out, rtol, atol, max_steps, t
                 h *= 0.25
                 stats[ST_REJECTED] += 1
                 rejected = True
-                if h < h_min:
+                if not h >= h_min:
                     return NON_FINITE
                 continue
             e5 = np.sqrt(acc5 / n)

@@ -14,11 +14,11 @@ import pytest
 
 from gvlmodel import _lane_layout as lay
 from gvlmodel.cohort import CohortSpec, Population, Protocol, _resolve_base, prepare_cohort
-from gvlmodel.indices import N_RF, N_RI, PP, RI, StopRule
+from gvlmodel.indices import KP, N_RF, N_RI, PP, RF, RI, State, StopRule
 from gvlmodel.lanes import run_cohort_lanes
 from gvlmodel.parameters import parse_variant
 from gvlmodel.protocol import run_cohort
-from gvlmodel.solver import MAX_STEPS_REACHED
+from gvlmodel.solver import MAX_STEPS_REACHED, NON_FINITE
 
 
 def _inputs(cohort, protocol, max_steps=200_000, variant="H2"):
@@ -115,3 +115,33 @@ def test_workspace_layout_blocks_do_not_overlap():
     for off, size in blocks:
         covered[off:off + size] += 1
     assert (covered == 1).all()
+
+
+def test_rare_paths_equal_scalar_engine():
+    """Enrolment below one LSC, no visit after enrolment, and solver failures from non-finite numbers.
+
+    The parameter rows here bypass validation on purpose (a nan rate, a negative
+    death rate): the kernels must report a failure per patient, never hang.
+    """
+    cohort, protocol = SCENARIOS["hess2005"]
+    inp = _inputs(dataclasses.replace(cohort, size=40), protocol, max_steps=3000)
+    y0 = inp.y0.copy()
+    y0[::7, State.Q] = 0.2
+    y0[::7, State.Y0] = 0.3
+    below = dataclasses.replace(inp, y0=y0)
+    _assert_identical(_run(run_cohort, below), _run(run_cohort_lanes, below, None, 16))
+    assert (_run(run_cohort_lanes, below, None, 16)[1][::7, RF.T_ERADICATED] == 0.0).all()
+
+    pp = inp.pp.copy()
+    pp[PP.N_VISITS] = 0
+    _assert_identical(_run(run_cohort, inp, pp), _run(run_cohort_lanes, inp, pp, 16))
+
+    kp = inp.kp.copy()
+    kp[::3, KP.D3] = -2.0  # mature cells grow without bound: overflow
+    kp[1::5, KP.ZIN] = np.nan
+    bad = dataclasses.replace(inp, kp=kp)
+    a = _run(run_cohort, bad)
+    b = _run(run_cohort_lanes, bad, None, 16)
+    _assert_identical(a, b)
+    status = b[2][:, RI.STATUS]
+    assert (status[1::5] == NON_FINITE).all() and (status == 0).any()
