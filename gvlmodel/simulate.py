@@ -8,10 +8,10 @@ import numpy as np
 
 from . import solver
 from .errors import InputError, SolverError
-from .indices import KP, N_STATES, State
+from .indices import KP, N_KP, N_STATES, State
 from .measurement import bcr_abl_percent
 from .model import im_effect
-from .parameters import Variant, kernel_parameters, parse_variant, resolve_parameters
+from .parameters import Variant, _check_transplant, _fill_kernel, kernel_parameters, parse_variant, resolve_parameters
 
 STATUS_MESSAGES = {
     solver.SUCCESS: "success",
@@ -241,10 +241,16 @@ def simulate(params: Mapping[str, float] | None = None, *, y0=None, t_out, sched
     is extinct (0 disables).  Failure is reported in the result's ``status``;
     pass ``raise_on_failure=True`` to raise :class:`SolverError` instead.
     """
-    p = resolve_parameters(params)
+    p = resolve_parameters(params)  # validated once; the helpers below take the resolved table
     variant = parse_variant(variant)
-    kp = kernel_parameters(p, variant, transplant)
-    y_init = initial_state(p, variant=variant, transplant=transplant) if y0 is None else _as_state(y0)
+    _check_transplant(transplant)
+    kp = np.empty(N_KP)
+    _fill_kernel(p, variant, transplant, kp)
+    if y0 is None:  # initial_state(p, variant=variant, transplant=transplant) without re-validating p
+        y_init = np.empty(N_STATES)
+        fill_start_state(p, 0.1, kp, y_init)
+    else:
+        y_init = _as_state(y0)
     if variant is Variant.H0 and y_init[State.Z] != 0.0:
         raise InputError("y0: variant H0 has no effector cells; the initial Z must be 0")
     times = _as_times(t_out)
