@@ -34,7 +34,10 @@ from typing import Mapping
 
 import numpy as np
 
-from .errors import InputError
+from .errors import boolean as _boolean
+from .errors import fail as _fail
+from .errors import integer as _integer
+from .errors import real as _real
 from .indices import N_PP, N_RF, N_RI, N_STATES, PP, RF, RI, Dose, State, StopRule
 from .model import im_effects
 from .parameters import (PARAMETER_TABLE, Variant, check_parameter_name, kernel_parameters_batch, parameter_set,
@@ -61,33 +64,12 @@ DEFAULT_POPULATION_SD = {
 STOP_RULE_NAMES = ("hess2005", "never", "{after_days = N}", "{min_days = T, undetectable_days = U}")
 
 
-def _fail(field_name: str, msg: str):
-    raise InputError(f"{field_name}: {msg}")
 
 
-def _real(field_name: str, v, lo=None, hi=None, lo_open=False) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v):
-        _fail(field_name, f"expected a finite number, got {v!r}")
-    v = float(v)
-    if lo is not None and (v < lo or (lo_open and v == lo)):
-        _fail(field_name, f"must be {'>' if lo_open else '>='} {lo:g}, got {v:g}")
-    if hi is not None and v > hi:
-        _fail(field_name, f"must be <= {hi:g}, got {v:g}")
-    return v
 
 
-def _integer(field_name: str, v, lo=0) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-        _fail(field_name, f"expected an integer, got {v!r}")
-    if v < lo:
-        _fail(field_name, f"must be >= {lo}, got {v}")
-    return int(v)
 
 
-def _boolean(field_name: str, v) -> bool:
-    if not isinstance(v, (bool, np.bool_)):
-        _fail(field_name, f"expected true or false, got {v!r}")
-    return bool(v)
 
 
 # --------------------------------------------------------------------------

@@ -143,12 +143,15 @@ from scipy.optimize import brentq, root
 
 from . import symbolic
 from .errors import InputError, check_tables, read_toml
+from .errors import boolean as _bool
+from .errors import fail as _fail
+from .errors import integer as _int
+from .errors import real as _real
 from .indices import KP, N_STATES, State
 from .measurement import bcr_abl_percent
 from .model import im_effect, rhs
 from .parameters import (PARAMETER_NAMES, PARAMETER_TABLE, available_parameter_sets, kernel_parameters,
                          parameter_set_info, parse_variant, resolve_parameters)
-from .cohort import _real
 from .provenance import atomic_write_bytes, atomic_write_json, atomic_write_text, provenance
 from .scenario import table_csv
 from .simulate import initial_state, simulate
@@ -183,22 +186,10 @@ TABLES = {t: set(v) for t, v in DEFAULTS.items()}
 TABLES["parameters"] = {"set", "variant"} | set(PARAMETER_NAMES)
 
 
-def _fail(field: str, message: str):
-    raise InputError(f"{field}: {message}")
 
 
-def _int(field, v, lo, hi=None) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-        _fail(field, f"expected an integer, got {v!r}")
-    if v < lo or (hi is not None and v > hi):
-        _fail(field, f"must be an integer in [{lo}, {hi if hi is not None else 'inf'}], got {v}")
-    return int(v)
 
 
-def _bool(field, v) -> bool:
-    if not isinstance(v, (bool, np.bool_)):
-        _fail(field, f"expected true or false, got {v!r}")
-    return bool(v)
 
 
 def _choices(field, v, allowed) -> list:

@@ -1,4 +1,10 @@
-"""Error types.  Bad user input raises :class:`InputError`, naming the field."""
+"""Error types and the small validators every config reader shares.
+
+Bad user input raises :class:`InputError`, naming the field and what is allowed.
+"""
+import math
+
+import numpy as np
 
 
 class InputError(ValueError):
@@ -36,3 +42,36 @@ def check_tables(cfg: dict, tables: dict, source: str, allowed_text=None) -> Non
         if bad:
             text = allowed_text(table, allowed) if allowed_text else ", ".join(sorted(allowed))
             raise InputError(f"[{table}]: unknown key(s) {sorted(bad)}; allowed: {text}")
+
+
+def fail(field: str, message: str):
+    """Raise :class:`InputError` for ``field``."""
+    raise InputError(f"{field}: {message}")
+
+
+def real(field: str, v, lo=None, hi=None, lo_open: bool = False) -> float:
+    """A finite real number (not a bool) in ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v):
+        fail(field, f"expected a finite number, got {v!r}")
+    v = float(v)
+    if lo is not None and (v < lo or (lo_open and v == lo)):
+        fail(field, f"must be {'>' if lo_open else '>='} {lo:g}, got {v:g}")
+    if hi is not None and v > hi:
+        fail(field, f"must be <= {hi:g}, got {v:g}")
+    return v
+
+
+def integer(field: str, v, lo: int = 0, hi: int | None = None) -> int:
+    """An integer (not a bool) in ``[lo, hi]``."""
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        fail(field, f"expected an integer, got {v!r}")
+    if v < lo or (hi is not None and v > hi):
+        fail(field, f"must be an integer in [{lo}, {hi if hi is not None else 'inf'}], got {v}")
+    return int(v)
+
+
+def boolean(field: str, v) -> bool:
+    """``true`` or ``false``."""
+    if not isinstance(v, (bool, np.bool_)):
+        fail(field, f"expected true or false, got {v!r}")
+    return bool(v)

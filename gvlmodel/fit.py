@@ -37,7 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, check_tables, read_toml
+from .errors import InputError, check_tables, read_toml, real
+from .errors import integer as _int
 from .parameters import Variant, parse_variant
 from .provenance import atomic_write_json, atomic_write_text, provenance
 from .trial import (STATISTICS, UNDEFINED, FitParameter, TrialDesign, fit_parameter, model_inputs, observed,
@@ -101,16 +102,8 @@ class FitConfig:
         return hashlib.sha256(json.dumps(self.raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _int(field_name, v, lo):
-    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-        raise InputError(f"{field_name}: expected an integer >= {lo}, got {v!r}")
-    return v
 
 
-def _num(field_name, v, lo=0.0):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= lo:
-        raise InputError(f"{field_name}: expected a number > {lo:g}, got {v!r}")
-    return float(v)
 
 
 def default_scales(data: dict) -> dict[str, float]:
@@ -168,21 +161,23 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> F
         bad = set(dist.get(key, {})) - set(STATISTICS)
         if bad:
             raise InputError(f"[distance] {key}: unknown statistic(s) {sorted(bad)}; allowed: {list(STATISTICS)}")
-    scales.update({k: _num(f"[distance] scales.{k}", v) for k, v in dist.get("scales", {}).items()})
+    scales.update({k: real(f"[distance] scales.{k}", v, 0.0, lo_open=True)
+                   for k, v in dist.get("scales", {}).items()})
     weights = {k: 1.0 for k in STATISTICS}
     for k, v in dist.get("weights", {}).items():
         if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
             raise InputError(f"[distance] weights.{k}: expected a number >= 0, got {v!r}")
         weights[k] = float(v)
     ans = cfg.get("answers", {})
-    stop_days = tuple(_num("[answers] stop_days", d) for d in ans.get("stop_days", FitConfig.stop_days))
+    stop_days = tuple(real("[answers] stop_days", d, 0.0, lo_open=True)
+                      for d in ans.get("stop_days", FitConfig.stop_days))
     kw = {}
     for key in ("population_size", "generations", "comparison_population_size", "comparison_generations",
                 "predictive_draws", "answer_draws", "answer_cohort_size"):
         if key in f:
             kw[key] = _int(f"[fit] {key}", f[key], 1)
     if "min_acceptance_rate" in f:
-        kw["min_acceptance_rate"] = _num("[fit] min_acceptance_rate", f["min_acceptance_rate"])
+        kw["min_acceptance_rate"] = real("[fit] min_acceptance_rate", f["min_acceptance_rate"], 0.0, lo_open=True)
     if "threads" in f:
         kw["threads"] = _int("[fit] threads", f["threads"], 1)
     name = f.get("name", "fit")
@@ -190,7 +185,8 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> F
         raise InputError(f"[fit] name: expected a simple identifier, got {name!r}")
     return FitConfig(name=name, seed=seed, variants=variants, fitted=fitted, design=design, observed=obs,
                      scales=scales, weights=weights, stop_days=stop_days,
-                     tfr_window_days=_num("[answers] tfr_window_days", ans.get("tfr_window_days", 730.0)),
+                     tfr_window_days=real("[answers] tfr_window_days", ans.get("tfr_window_days", 730.0), 0.0,
+                                          lo_open=True),
                      raw={"config": cfg, "quick": quick}, **kw)
 
 

@@ -73,6 +73,9 @@ import numpy as np
 
 from .cohort import CohortSpec, Protocol, prepare_replicates, run_inputs
 from .errors import InputError, check_tables, read_toml
+from .errors import boolean as _bool
+from .errors import integer as _int
+from .errors import real as _num
 from .indices import RF, RI
 from .parameters import parameter_set_info, parse_variant
 from .provenance import atomic_write_bytes, atomic_write_json, atomic_write_text, provenance
@@ -104,26 +107,10 @@ CONFIG_TABLES = {
 # --------------------------------------------------------------------------
 # configuration
 # --------------------------------------------------------------------------
-def _int(name, v, lo=1, hi=None):
-    if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
-        rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-        raise InputError(f"{name}: expected an integer {rng}, got {v!r}")
-    return int(v)
 
 
-def _num(name, v, lo=None, hi=None, lo_open=False):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise InputError(f"{name}: expected a finite number, got {v!r}")
-    v = float(v)
-    if (lo is not None and (v < lo or (lo_open and v == lo))) or (hi is not None and v > hi):
-        raise InputError(f"{name}: must lie in {'(' if lo_open else '['}{lo}, {hi}], got {v!r}")
-    return v
 
 
-def _bool(name, v):
-    if not isinstance(v, bool):
-        raise InputError(f"{name}: expected true or false, got {v!r}")
-    return v
 
 
 def _names(name, v, allowed):
