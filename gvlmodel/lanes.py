@@ -148,6 +148,7 @@ def _visit(l, lc, li, ws, ps_all, pp, eps, uu, measured, yv):
     if ps[PS.DOSE] != _OFF:
         ps[PS.DAYS_ON_IM] += t_next - lc[l, C_T_VISIT]
     lc[l, C_T_VISIT] = t_next
+    lc[l, C_T] = t_next  # the next interval starts exactly at the visit (an event step may end a rounding past it)
     y = yv[l]
     _load_lane(ws, l, y)
     m = pcr_sample(bcr_abl_of_state(y), eps[i, k], uu[i, k], pp[PP.DETECTION_LIMIT], pp[PP.NOISE_SD])
@@ -264,7 +265,7 @@ def _refill(l, nxt, stride, hi, lc, li, ws, ps_all, st_all, kp_all, y0_all, effe
     while nxt < hi and li[l, I_PATIENT] < 0:
         _enrol(l, nxt, lc, li, ws, ps_all, st_all, kp_all, y0_all, pp, eps, uu, measured, yv)
         nxt += stride
-        if pp[PP.N_VISITS] >= 1.0:
+        if int(pp[PP.N_VISITS]) >= 1:
             _begin_interval(l, lc, li, ws, ps_all, st_all, kp_all, effects_all, pp, sy, sf, s1, s2)
         else:
             _finish(l, 0, lc, li, ws, ps_all, st_all, res_f, res_i, yv)
@@ -373,7 +374,7 @@ def _run_block(lo, stride, hi, kp_all, y0_all, effects_all, pp, eps, uu, measure
                 err = 0.0
             else:
                 err = h * e5 * e5 / np.sqrt(e5 * e5 + 0.01 * e3 * e3)
-            if err >= 1.0:
+            if not err < 1.0:  # also rejects a nan error (overflowing sums)
                 lc[l, C_H] = h * max(MIN_FACTOR, SAFETY * err ** ERROR_EXPONENT)
                 st[ST_REJECTED] += 1
                 lc[l, C_REJECTED] = 1.0
@@ -435,6 +436,7 @@ def run_cohort_lanes(kp_all, y0_all, effects_all, pp, eps, uu, measured, res_f, 
     patients share one ``W``-lane engine and blocks run in a ``prange``.
     """
     n = kp_all.shape[0]
+    block = max(1, block)
     nb = (n + block - 1) // block
     for b in prange(nb):
         # block b takes patients b, b + nb, ...: cost varies with patient id (relapse types are assigned in id

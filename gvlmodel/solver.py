@@ -304,7 +304,7 @@ def integrate_ws(y0, kp, seg_bounds, seg_effect, t_out, rtol, atol, max_steps, t
                 err = 0.0
             else:
                 err = h * e5 * e5 / np.sqrt(e5 * e5 + 0.01 * e3 * e3)
-            if err >= 1.0:
+            if not err < 1.0:  # also rejects a nan error (overflowing sums)
                 h *= max(MIN_FACTOR, SAFETY * err ** ERROR_EXPONENT)
                 stats[ST_REJECTED] += 1
                 rejected = True

@@ -49,6 +49,8 @@ SCENARIOS = {
         Protocol(stop={"after_days": 360}, restart=True, follow_up_days=1500.0)),
     "stim_weekly": (CohortSpec(size=29, seed=14), Protocol(stop={"min_days": 300, "undetectable_days": 120},
                                                           visit_interval_days=14.0, follow_up_days=900.0)),
+    # visit days that are not exact in binary (30.4 * k), where an extinction step can end a rounding past a visit
+    "non_dyadic_visits": (CohortSpec(size=97, seed=15), Protocol(visit_interval_days=30.4, restart=True)),
 }
 
 
