@@ -435,8 +435,8 @@ LANE_BLOCK = 64
 def lane_block(n: int, threads: int) -> int:
     """Patients per lock-step block for ``n`` patients: ``LANE_BLOCK``, smaller for small cohorts.
 
-    At least 4 blocks per thread when the cohort allows it (so that a 44-patient
-    cohort still uses every thread), never fewer patients than lanes.
+    Aims at 4 blocks per thread (so that a 44-patient cohort still uses every
+    thread: 6 blocks of 8), never fewer patients per block than lanes.
     """
     from ._lane_layout import W
 
