@@ -40,7 +40,7 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.integrate import solve_ivp  # noqa: E402
 
-from bench_solvers import HAVE_NUMBALSODA, fmt_time, machine_info, make_numba_rhs  # noqa: E402
+from bench_solvers import HAVE_NUMBALSODA, fmt_time, machine_info, machine_line, make_numba_rhs  # noqa: E402
 from gvlmodel.cohort import (LANE_BLOCK, CohortSpec, Population, Protocol, prepare_cohort,  # noqa: E402
                              simulate_cohort)
 from gvlmodel.indices import KP, N_PS, N_RF, N_RI, PP, PS, RI, State  # noqa: E402
@@ -237,9 +237,7 @@ def main(argv=None):
               f"its results equal the one-patient-at-a-time engine's bit for bit: {engines_identical}.", "",
               f"Target ≥ 20,000 patients/s on 2 cores: {'met' if best >= 20000 else 'NOT met'} ({best:,.0f}/s).",
               "",
-              f"Machine: {info['cpu_model']}, {info['cpu_count']} CPUs, {info['platform']}. Python {info['python']}, "
-              f"NumPy {info['numpy']}, SciPy {info['scipy']}, numba {info['numba']}, numbalsoda {info['numbalsoda']}, "
-              f"gvlmodel {info['gvlmodel']}."]
+              machine_line(info)]
     md = "\n".join(lines) + "\n"
     print(md)
     out_dir = Path(args.out)

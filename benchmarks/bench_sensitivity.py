@@ -38,7 +38,7 @@ if str(HERE) not in sys.path:
 
 import numpy as np  # noqa: E402
 
-from bench_solvers import machine_info  # noqa: E402
+from bench_solvers import machine_info, machine_line  # noqa: E402
 from gvlmodel import sensitivity as sens  # noqa: E402
 from gvlmodel.errors import read_toml  # noqa: E402
 
@@ -124,8 +124,7 @@ def main() -> None:
                           "(linear = 2)."]
         lines.append("")
     lines += ["Top factors (ST): " + "; ".join(f"{o}: {', '.join(v)}" for o, v in rank.items()), "",
-              f"Machine: {info['cpu_model']}, {info['cpu_count']} CPUs, {info['platform']}. Python {info['python']}, "
-              f"NumPy {info['numpy']}, SciPy {info['scipy']}, numba {info['numba']}, gvlmodel {info['gvlmodel']}."]
+              machine_line(info, numbalsoda=False)]
     md = "\n".join(lines) + "\n"
     print(md)
     out = Path(args.out)

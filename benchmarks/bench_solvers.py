@@ -350,6 +350,14 @@ def startup_measurements(n_warm):
     return {"cold": cold, "warm": warm}
 
 
+def machine_line(info, numbalsoda: bool = True) -> str:
+    """The one-line machine and versions record under every benchmark table."""
+    peer = f", numbalsoda {info['numbalsoda']}" if numbalsoda else ""
+    return (f"Machine: {info['cpu_model']}, {info['cpu_count']} CPUs ({info['cpus_usable']} usable), "
+            f"{info['platform']}. Python {info['python']}, NumPy {info['numpy']}, SciPy {info['scipy']}, "
+            f"numba {info['numba']}{peer}, gvlmodel {info['gvlmodel']}.")
+
+
 def machine_info():
     cpu = platform.processor() or "unknown"
     try:
@@ -435,9 +443,7 @@ def markdown(results, info, startup, ref_info):
         ]
     lines += [
         "",
-        f"Machine: {info['cpu_model']}, {info['cpu_count']} CPUs ({info['cpus_usable']} usable), "
-        f"{info['platform']}. Python {info['python']}, NumPy {info['numpy']}, SciPy {info['scipy']}, "
-        f"numba {info['numba']}, numbalsoda {info['numbalsoda']}, gvlmodel {info['gvlmodel']}.",
+        machine_line(info),
     ]
     return "\n".join(lines) + "\n"
 

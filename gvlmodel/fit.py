@@ -582,22 +582,9 @@ def run_fit(cfg: FitConfig, out: Path, *, ship: bool = False, log=print) -> dict
 
     import pyabc
 
-    post, pred_rows, pred, ident = {}, [], {}, {}
-    for i, v in enumerate(cfg.variants):
-        h = pyabc.History(f"sqlite:///{out / f'abc_{v}.db'}")
-        x, w = posterior(h, 0, cfg.fitted[v])
-        post[v] = (x, w)
-        draws = resample(x, w, cfg.predictive_draws, cfg.seed + 1000 + i)
-        rows = _stage(out, f"predictive_{v}", lambda v=v, draws=draws, i=i: predictive(
-            cfg, v, draws, cfg.seed + 2000 + i))["result"]
-        pred_rows += rows
-        pred[v] = predictive_table(rows, cfg.observed)
-        ident[v] = identifiability(cfg.fitted[v], x, w)
-    x, w = post[best]
-    answers = _stage(out, f"answers_{best}", lambda: mechanistic_answers(
-        cfg, best, resample(x, w, cfg.answer_draws, cfg.seed + 3000), cfg.seed + 4000, log=log))
-
-    _write_tables(out, cfg, pred_rows, post)
+    post = {v: posterior(pyabc.History(f"sqlite:///{out / f'abc_{v}.db'}"), 0, cfg.fitted[v])
+            for v in cfg.variants}
+    pred, ident, answers = _posterior_checks(cfg, out, post, best, log)
 
     # parameter sets
     sets = {}
@@ -657,6 +644,27 @@ def shipped_sets(cfg: FitConfig) -> dict:
     return sets
 
 
+def _posterior_checks(cfg: FitConfig, out: Path, post: dict, best: str, log=print):
+    """From posteriors ``post[v] = (particles, weights)``: posterior-predictive trials and
+    identifiability per variant, the mechanistic answers of ``best`` (each a cached stage in
+    ``out``), and the figure tables.  Returns ``(predictive tables, identifiability, answers)``."""
+    pred_rows, pred, ident = [], {}, {}
+    for i, v in enumerate(cfg.variants):
+        x, w = post[v]
+        draws = resample(x, w, cfg.predictive_draws, cfg.seed + 1000 + i)
+        rows = _stage(out, f"predictive_{v}", lambda v=v, draws=draws, i=i: predictive(
+            cfg, v, draws, cfg.seed + 2000 + i))["result"]
+        pred_rows += rows
+        pred[v] = predictive_table(rows, cfg.observed)
+        ident[v] = identifiability(cfg.fitted[v], x, w)
+        log(f"  {v}: posterior predictive checks ({len(rows)} virtual trials)")
+    x, w = post[best]
+    answers = _stage(out, f"answers_{best}", lambda: mechanistic_answers(
+        cfg, best, resample(x, w, cfg.answer_draws, cfg.seed + 3000), cfg.seed + 4000, log=log))
+    _write_tables(out, cfg, pred_rows, post)
+    return pred, ident, answers
+
+
 def run_from_shipped(cfg: FitConfig, out: Path, *, log=print) -> dict:
     """Predictive checks, mechanistic answers, identifiability and the report from the shipped
     sets' posterior samples (equally weighted), in the same files and schema as :func:`run_fit`.
@@ -676,22 +684,11 @@ def run_from_shipped(cfg: FitConfig, out: Path, *, log=print) -> dict:
              for v, d in sets.items()}
     known = {v: p for v, p in probs.items() if p is not None}
     best = max(known, key=known.get) if known else cfg.variants[0]
-    post, pred_rows, pred, ident = {}, [], {}, {}
-    for i, v in enumerate(cfg.variants):
+    post = {}
+    for v in cfg.variants:
         x = np.asarray(sets[v]["posterior"]["sample"], dtype=float)
-        w = np.full(x.shape[0], 1.0 / x.shape[0])
-        post[v] = (x, w)
-        draws = resample(x, w, cfg.predictive_draws, cfg.seed + 1000 + i)
-        rows = _stage(out, f"predictive_{v}", lambda v=v, draws=draws, i=i: predictive(
-            cfg, v, draws, cfg.seed + 2000 + i))["result"]
-        pred_rows += rows
-        pred[v] = predictive_table(rows, cfg.observed)
-        ident[v] = identifiability(cfg.fitted[v], x, w)
-        log(f"  {v}: posterior predictive checks ({len(rows)} virtual trials)")
-    x, w = post[best]
-    answers = _stage(out, f"answers_{best}", lambda: mechanistic_answers(
-        cfg, best, resample(x, w, cfg.answer_draws, cfg.seed + 3000), cfg.seed + 4000, log=log))
-    _write_tables(out, cfg, pred_rows, post)
+        post[v] = (x, np.full(x.shape[0], 1.0 / x.shape[0]))
+    pred, ident, answers = _posterior_checks(cfg, out, post, best, log)
     comparison = None
     if len(known) > 1:
         bf = {f"{best}:{v}": (known[best] / p if p > 0 else "inf") for v, p in known.items() if v != best}

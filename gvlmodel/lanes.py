@@ -24,23 +24,20 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ._dop853_kernels import dop853_errors_lanes, dop853_stages, dop853_stages_lanes
+from ._dop853_kernels import dop853_errors_lanes, dop853_stages_lanes
 from ._jit import jit
 from ._lane_layout import (BLOCK, N_K, OFF_A3, OFF_A5, OFF_CK, OFF_E3, OFF_E5, OFF_EFF, OFF_F, OFF_H, OFF_HB, OFF_INV,
                            OFF_K, OFF_P, OFF_T, OFF_Y, OFF_YN, W, WS_LEN)
-from .indices import N_KP, N_PS, N_RF, N_STATES, PP, PS, RF, RI, Dose, State
-from .measurement import bcr_abl_of_state, pcr_sample
+from .indices import N_KP, N_PS, N_STATES, PP, PS, State
 from .model import rhs_strided
-from .protocol import reset_protocol_state, visit_rules
-from .solver import (BETA, ERROR_EXPONENT, MAX_FACTOR, MAX_STEPS_REACHED, MIN_FACTOR, N_INTERP, N_STAGES,
-                     N_STAGES_EXT, N_STATS, NON_FINITE, PI_EXPONENT, SAFETY, ST_EXTINCTIONS, ST_REJECTED, ST_RHS,
-                     ST_STEPS, STEP_TOO_SMALL, _dense_coefficients, _dense_eval, _initial_step)
+from .protocol import enrol, sample_visit, write_results
+from .solver import (BETA, ERROR_EXPONENT, EVENT_RHS, MAX_FACTOR, MAX_STEPS_REACHED, MIN_FACTOR, N_INTERP,
+                     N_STAGES, N_STAGES_EXT, N_STATS, NON_FINITE, PI_EXPONENT, SAFETY, ST_EXTINCTIONS, ST_REJECTED,
+                     ST_RHS, ST_STEPS, STEP_TOO_SMALL, _initial_step, extinction_in_step)
 
 NS = N_STATES
-_OFF = float(Dose.OFF)
 _Q = int(State.Q)
 _Y0 = int(State.Y0)
-_Z = int(State.Z)
 
 # per-lane control (float array ``lc[l, C_*]``)
 C_T = 0  # current time
@@ -77,36 +74,9 @@ def _store_lane(ws, off, l, y):
 def _finish(l, status, lc, li, ws, ps_all, st_all, res_f, res_i, yv):
     """Results of the patient in lane ``l`` (as :func:`gvlmodel.protocol.run_patient`), lane freed."""
     i = li[l, I_PATIENT]
-    ps = ps_all[l]
-    st = st_all[l]
-    rf = res_f[i]
-    ri = res_i[i]
-    y = yv[l]  # state at the last visit reached
-    for k in range(N_RF):
-        rf[k] = np.nan
-    rf[RF.DAYS_TO_CMR] = ps[PS.T_CMR]
-    rf[RF.DAYS_ON_IM_AT_STOP] = ps[PS.DAYS_ON_IM_AT_STOP]
-    rf[RF.T_STOP] = ps[PS.T_STOP]
-    rf[RF.DAYS_STOP_TO_LOSS] = ps[PS.T_LOSS] - ps[PS.T_STOP]
-    rf[RF.T_ESCALATE] = ps[PS.T_ESCALATE]
-    rf[RF.T_RESTART] = ps[PS.T_RESTART]
-    rf[RF.T_ERADICATED] = lc[l, C_EVENT]
-    rf[RF.FINAL_BCR_ABL] = bcr_abl_of_state(y)
-    rf[RF.FINAL_LSC] = y[_Q] + y[_Y0]
-    rf[RF.FINAL_EFFECTORS] = y[_Z]
-    rf[RF.T_REACHED] = lc[l, C_T_VISIT]
-    ri[RI.REACHED_CMR] = int(ps[PS.REACHED_CMR])
-    ri[RI.STOPPED] = int(ps[PS.STOPPED])
-    ri[RI.LOST_CMR] = int(ps[PS.LOST_CMR])
-    ri[RI.ERADICATED] = 0 if np.isnan(lc[l, C_EVENT]) else 1
-    ri[RI.ESCALATED] = 0 if np.isnan(ps[PS.T_ESCALATE]) else 1
-    ri[RI.RESTARTED] = int(ps[PS.RESTARTED])
-    ri[RI.STATUS] = status
-    ri[RI.N_STEPS] = st[ST_STEPS]
-    ri[RI.N_RHS] = st[ST_RHS]
+    write_results(ps_all[l], lc[l, C_EVENT], yv[l], lc[l, C_T_VISIT], status, st_all[l], res_f[i], res_i[i])
     li[l, I_PATIENT] = -1
     ws[OFF_H + l] = 0.0
-
 
 @jit
 def _begin_interval(l, lc, li, ws, ps_all, st_all, kp_all, effects_all, pp, sy, sf, s1, s2):
@@ -143,19 +113,13 @@ def _visit(l, lc, li, ws, ps_all, pp, eps, uu, measured, yv):
     """Sample and protocol rules at the visit the lane has just reached."""
     i = li[l, I_PATIENT]
     k = li[l, I_VISIT]
-    ps = ps_all[l]
     t_next = lc[l, C_T_END]
-    if ps[PS.DOSE] != _OFF:
-        ps[PS.DAYS_ON_IM] += t_next - lc[l, C_T_VISIT]
-    lc[l, C_T_VISIT] = t_next
-    lc[l, C_T] = t_next  # the next interval starts exactly at the visit (an event step may end a rounding past it)
     y = yv[l]
     _load_lane(ws, l, y)
-    m = pcr_sample(bcr_abl_of_state(y), eps[i, k], uu[i, k], pp[PP.DETECTION_LIMIT], pp[PP.NOISE_SD])
-    measured[i, k] = m
-    visit_rules(ps, t_next, m, pp)
+    sample_visit(ps_all[l], y, lc[l, C_T_VISIT], t_next, k, pp, eps[i], uu[i], measured[i])
+    lc[l, C_T_VISIT] = t_next
+    lc[l, C_T] = t_next  # the next interval starts exactly at the visit (an event step may end a rounding past it)
     li[l, I_VISIT] = k + 1
-
 
 @jit
 def _enrol(l, i, lc, li, ws, ps_all, st_all, kp_all, y0_all, pp, eps, uu, measured, yv):
@@ -164,71 +128,30 @@ def _enrol(l, i, lc, li, ws, ps_all, st_all, kp_all, y0_all, pp, eps, uu, measur
     li[l, I_VISIT] = 1
     for k in range(N_KP):
         ws[OFF_P + k * W + l] = kp_all[i, k]
-    y = yv[l]
-    for k in range(NS):
-        y[k] = y0_all[i, k]
-    for k in range(measured.shape[1]):
-        measured[i, k] = np.nan
-    ps = ps_all[l]
-    reset_protocol_state(ps)
     for k in range(N_STATS):
         st_all[l, k] = 0
-    lc[l, C_EVENT] = np.nan
     lc[l, C_H] = 0.0
-    thr = pp[PP.EXTINCTION]
-    if thr > 0.0 and 0.0 < y[_Q] + y[_Y0] < thr:  # below one LSC at enrolment
-        y[_Q] = 0.0
-        y[_Y0] = 0.0
-        lc[l, C_EVENT] = 0.0
-    _store_lane(ws, OFF_Y, l, y)
     lc[l, C_T] = 0.0
     lc[l, C_T_VISIT] = 0.0
-    m = pcr_sample(bcr_abl_of_state(y), eps[i, 0], uu[i, 0], pp[PP.DETECTION_LIMIT], pp[PP.NOISE_SD])
-    measured[i, 0] = m
-    visit_rules(ps, 0.0, m, pp)
-
+    lc[l, C_EVENT] = enrol(y0_all[i], yv[l], ps_all[l], pp, eps[i], uu[i], measured[i])
+    _store_lane(ws, OFF_Y, l, yv[l])
 
 @jit
 def _extinction_step(l, lc, ws, st, kp, pp, sy, syn, sf, sK, sF, s1):
     """Extinction inside the accepted step of lane ``l``: the scalar solver's event code on a copy of the lane."""
-    h = lc[l, C_H]
-    e = ws[OFF_EFF + l]
-    thr = pp[PP.EXTINCTION]
-    t = lc[l, C_T]
     for k in range(NS):
         sy[k] = ws[OFF_Y + k * W + l]
         syn[k] = ws[OFF_YN + k * W + l]
         sf[k] = ws[OFF_F + k * W + l]
         for s in range(N_K):
             sK[s, k] = ws[OFF_K + s * BLOCK + k * W + l]
-    _dense_coefficients(sy, syn, sf, sK[N_STAGES], sK, h, kp, e, sF, s1)
-    st[ST_RHS] += N_STAGES_EXT - N_STAGES - 1
-    lo = 0.0
-    hi = 1.0
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        _dense_eval(sF, sy, mid, s1)
-        if s1[_Q] + s1[_Y0] < thr:
-            hi = mid
-        else:
-            lo = mid
-        if hi - lo < 1e-14:
-            break
-    h_ev = hi * h
-    t_ev = t + h_ev
-    dop853_stages(sy, sK, h_ev, kp, e, s1, syn)
-    for k in range(NS):
-        sy[k] = max(syn[k], 0.0)
-    st[ST_RHS] += N_STAGES - 1
-    sy[_Q] = 0.0
-    sy[_Y0] = 0.0
-    lc[l, C_EVENT] = t_ev
+    h_ev = extinction_in_step(sy, syn, sf, sK, sF, s1, lc[l, C_H], kp, ws[OFF_EFF + l], pp[PP.EXTINCTION])
+    st[ST_RHS] += EVENT_RHS
+    lc[l, C_T] = lc[l, C_T] + h_ev
+    lc[l, C_EVENT] = lc[l, C_T]
     st[ST_EXTINCTIONS] += 1
-    lc[l, C_T] = t_ev
     _store_lane(ws, OFF_Y, l, sy)
-    rhs_strided(ws, OFF_Y, ws, OFF_P, e, ws, OFF_F, W, l)
-    st[ST_RHS] += 1
-
+    _store_lane(ws, OFF_F, l, sf)
 
 @jit
 def _norms(ws, rtol, atol):

@@ -141,6 +141,64 @@ def run_rules(times, measured, pp, history):
 
 
 @jit
+def enrol(y0, y, ps, pp, eps, uu, measured):
+    """Enrolment (visit 0): start state into ``y`` (a clone below the extinction level is extinct),
+    fresh protocol state, the first sample.  Returns the day of extinction (0 or ``nan``)."""
+    for i in range(N_STATES):
+        y[i] = y0[i]
+    for k in range(measured.shape[0]):
+        measured[k] = np.nan
+    reset_protocol_state(ps)
+    event = np.nan
+    thr = pp[PP.EXTINCTION]
+    if thr > 0.0 and 0.0 < y[_Q] + y[_Y0] < thr:  # below one LSC at enrolment
+        y[_Q] = 0.0
+        y[_Y0] = 0.0
+        event = 0.0
+    sample_visit(ps, y, 0.0, 0.0, 0, pp, eps, uu, measured)
+    return event
+
+
+@jit
+def sample_visit(ps, y, t_prev, t, k, pp, eps, uu, measured):
+    """Visit ``k`` on day ``t`` (the previous one on ``t_prev``): imatinib days, the PCR sample of
+    state ``y`` and the protocol rules."""
+    if ps[PS.DOSE] != _OFF:
+        ps[PS.DAYS_ON_IM] += t - t_prev
+    m = pcr_sample(bcr_abl_of_state(y), eps[k], uu[k], pp[PP.DETECTION_LIMIT], pp[PP.NOISE_SD])
+    measured[k] = m
+    visit_rules(ps, t, m, pp)
+
+
+@jit
+def write_results(ps, t_eradicated, y, t_reached, status, stats, res_f, res_i):
+    """A patient's result rows from its protocol state, extinction day, state at the last visit
+    reached (``y``, day ``t_reached``), solver status and counters."""
+    for i in range(N_RF):
+        res_f[i] = np.nan
+    res_f[RF.DAYS_TO_CMR] = ps[PS.T_CMR]
+    res_f[RF.DAYS_ON_IM_AT_STOP] = ps[PS.DAYS_ON_IM_AT_STOP]
+    res_f[RF.T_STOP] = ps[PS.T_STOP]
+    res_f[RF.DAYS_STOP_TO_LOSS] = ps[PS.T_LOSS] - ps[PS.T_STOP]
+    res_f[RF.T_ESCALATE] = ps[PS.T_ESCALATE]
+    res_f[RF.T_RESTART] = ps[PS.T_RESTART]
+    res_f[RF.T_ERADICATED] = t_eradicated
+    res_f[RF.FINAL_BCR_ABL] = bcr_abl_of_state(y)
+    res_f[RF.FINAL_LSC] = y[_Q] + y[_Y0]
+    res_f[RF.FINAL_EFFECTORS] = y[_Z]
+    res_f[RF.T_REACHED] = t_reached
+    res_i[RI.REACHED_CMR] = int(ps[PS.REACHED_CMR])
+    res_i[RI.STOPPED] = int(ps[PS.STOPPED])
+    res_i[RI.LOST_CMR] = int(ps[PS.LOST_CMR])
+    res_i[RI.ERADICATED] = 0 if np.isnan(t_eradicated) else 1
+    res_i[RI.ESCALATED] = 0 if np.isnan(ps[PS.T_ESCALATE]) else 1
+    res_i[RI.RESTARTED] = int(ps[PS.RESTARTED])
+    res_i[RI.STATUS] = status
+    res_i[RI.N_STEPS] = stats[ST_STEPS]
+    res_i[RI.N_RHS] = stats[ST_RHS]
+
+
+@jit
 def run_patient(kp, y0, effects, pp, eps, uu, measured, ws, ps, res_f, res_i):
     """One patient through the protocol; fills ``measured`` (per visit, %), ``res_f`` and ``res_i``.
 
@@ -151,10 +209,6 @@ def run_patient(kp, y0, effects, pp, eps, uu, measured, ws, ps, res_f, res_i):
     n = N_STATES
     n_vis = int(pp[PP.N_VISITS])
     visit = pp[PP.VISIT]
-    rtol = pp[PP.RTOL]
-    atol = pp[PP.ATOL]
-    thr = pp[PP.EXTINCTION]
-    max_steps = int(pp[PP.MAX_STEPS])
     y = np.empty(n)
     y_out = np.empty((1, n))
     seg = np.empty(2)
@@ -163,19 +217,8 @@ def run_patient(kp, y0, effects, pp, eps, uu, measured, ws, ps, res_f, res_i):
     stats = np.zeros(N_STATS, dtype=np.int64)
     events = np.full(1, np.nan)
     h_io = np.zeros(1)
-    for i in range(n):
-        y[i] = y0[i]
-    for k in range(measured.shape[0]):
-        measured[k] = np.nan
-    reset_protocol_state(ps)
-    if thr > 0.0 and 0.0 < y[_Q] + y[_Y0] < thr:  # below one LSC at enrolment
-        y[_Q] = 0.0
-        y[_Y0] = 0.0
-        events[0] = 0.0
+    events[0] = enrol(y0, y, ps, pp, eps, uu, measured)
     t = 0.0
-    m = pcr_sample(bcr_abl_of_state(y), eps[0], uu[0], pp[PP.DETECTION_LIMIT], pp[PP.NOISE_SD])
-    measured[0] = m
-    visit_rules(ps, t, m, pp)
     status = 0
     for k in range(1, n_vis + 1):
         t_next = k * visit
@@ -183,40 +226,15 @@ def run_patient(kp, y0, effects, pp, eps, uu, measured, ws, ps, res_f, res_i):
         seg[1] = t_next
         t_out[0] = t_next
         eff[0] = effects[int(ps[PS.DOSE])]
-        status = integrate_ws(y, kp, seg, eff, t_out, rtol, atol, max_steps, thr, y_out, stats, events, ws, h_io)
+        status = integrate_ws(y, kp, seg, eff, t_out, pp[PP.RTOL], pp[PP.ATOL], int(pp[PP.MAX_STEPS]),
+                              pp[PP.EXTINCTION], y_out, stats, events, ws, h_io)
         if status != 0:
             break
-        if ps[PS.DOSE] != _OFF:
-            ps[PS.DAYS_ON_IM] += t_next - t
-        t = t_next
         for i in range(n):
             y[i] = y_out[0, i]
-        m = pcr_sample(bcr_abl_of_state(y), eps[k], uu[k], pp[PP.DETECTION_LIMIT], pp[PP.NOISE_SD])
-        measured[k] = m
-        visit_rules(ps, t, m, pp)
-    # --- results ---
-    for i in range(N_RF):
-        res_f[i] = np.nan
-    res_f[RF.DAYS_TO_CMR] = ps[PS.T_CMR]
-    res_f[RF.DAYS_ON_IM_AT_STOP] = ps[PS.DAYS_ON_IM_AT_STOP]
-    res_f[RF.T_STOP] = ps[PS.T_STOP]
-    res_f[RF.DAYS_STOP_TO_LOSS] = ps[PS.T_LOSS] - ps[PS.T_STOP]
-    res_f[RF.T_ESCALATE] = ps[PS.T_ESCALATE]
-    res_f[RF.T_RESTART] = ps[PS.T_RESTART]
-    res_f[RF.T_ERADICATED] = events[0]
-    res_f[RF.FINAL_BCR_ABL] = bcr_abl_of_state(y)
-    res_f[RF.FINAL_LSC] = y[_Q] + y[_Y0]
-    res_f[RF.FINAL_EFFECTORS] = y[_Z]
-    res_f[RF.T_REACHED] = t
-    res_i[RI.REACHED_CMR] = int(ps[PS.REACHED_CMR])
-    res_i[RI.STOPPED] = int(ps[PS.STOPPED])
-    res_i[RI.LOST_CMR] = int(ps[PS.LOST_CMR])
-    res_i[RI.ERADICATED] = 0 if np.isnan(events[0]) else 1
-    res_i[RI.ESCALATED] = 0 if np.isnan(ps[PS.T_ESCALATE]) else 1
-    res_i[RI.RESTARTED] = int(ps[PS.RESTARTED])
-    res_i[RI.STATUS] = status
-    res_i[RI.N_STEPS] = stats[ST_STEPS]
-    res_i[RI.N_RHS] = stats[ST_RHS]
+        sample_visit(ps, y, t, t_next, k, pp, eps, uu, measured)
+        t = t_next
+    write_results(ps, events[0], y, t, status, stats, res_f, res_i)
 
 
 @jit(parallel=True)

@@ -175,6 +175,43 @@ def _lsc(y):
     return y[LSC_Q] + y[LSC_Y0]
 
 
+#: right-hand-side calls of :func:`extinction_in_step` (3 extra dense stages, the re-step, f at the crossing)
+EVENT_RHS = (N_STAGES_EXT - N_STAGES - 1) + (N_STAGES - 1) + 1
+
+
+@jit
+def extinction_in_step(y, y_new, f, K, F, tmp, h, kp, e, threshold):
+    """The LSC count crossed ``threshold`` inside the accepted step ``y -> y_new`` (length ``h``).
+
+    The crossing is located by bisection on the dense output; the state there
+    comes from a fresh, shorter (hence accurate) step, because the interpolant
+    is not error-controlled for stiff states.  On return ``y`` holds that state
+    with both LSC compartments exactly zero and ``f = f(y)``; ``K`` and
+    ``y_new`` are overwritten.  Returns the time from the step's start to the
+    crossing.  Shared by :func:`integrate_ws` and the lock-step engine.
+    """
+    _dense_coefficients(y, y_new, f, K[N_STAGES], K, h, kp, e, F, tmp)
+    lo = 0.0
+    hi = 1.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        _dense_eval(F, y, mid, tmp)
+        if _lsc(tmp) < threshold:
+            hi = mid
+        else:
+            lo = mid
+        if hi - lo < 1e-14:
+            break
+    h_ev = hi * h
+    dop853_stages(y, K, h_ev, kp, e, tmp, y_new)
+    for i in range(y.shape[0]):
+        y[i] = max(y_new[i], 0.0)
+    y[LSC_Q] = 0.0
+    y[LSC_Y0] = 0.0
+    rhs(y, kp, e, f)
+    return h_ev
+
+
 N_WORK_ROWS = N_STAGES_EXT + N_INTERP + 7  # K (16) | F (7) | y, y_new, f, tmp, inv_scale, err5, err3
 
 
@@ -333,35 +370,11 @@ def integrate_ws(y0, kp, seg_bounds, seg_effect, t_out, rtol, atol, max_steps, t
             t_new = t_stop if last else t + h
             # extinction event inside the step?
             if threshold > 0.0 and _lsc(y) >= threshold and _lsc(y_new) < threshold:
-                _dense_coefficients(y, y_new, f, K[N_STAGES], K, h, kp, e, F, tmp)
-                stats[ST_RHS] += N_STAGES_EXT - N_STAGES - 1
-                lo = 0.0
-                hi = 1.0
-                for _ in range(60):
-                    mid = 0.5 * (lo + hi)
-                    _dense_eval(F, y, mid, tmp)
-                    if _lsc(tmp) < threshold:
-                        hi = mid
-                    else:
-                        lo = mid
-                    if hi - lo < 1e-14:
-                        break
-                # the interpolant locates the crossing; the state there comes
-                # from a fresh (shorter, hence accurate) step of length hi*h,
-                # because the interpolant is not error-controlled for stiff states
-                h_ev = hi * h
-                t_ev = t + h_ev  # no output lies inside a step: outputs are hard stops
-                dop853_stages(y, K, h_ev, kp, e, tmp, y_new)
-                for i in range(n):
-                    y[i] = max(y_new[i], 0.0)
-                stats[ST_RHS] += N_STAGES - 1
-                y[LSC_Q] = 0.0
-                y[LSC_Y0] = 0.0
-                events[0] = t_ev
+                h_ev = extinction_in_step(y, y_new, f, K, F, tmp, h, kp, e, threshold)
+                stats[ST_RHS] += EVENT_RHS
+                t = t + h_ev  # no output lies inside a step: outputs are hard stops
+                events[0] = t
                 stats[ST_EXTINCTIONS] += 1
-                t = t_ev
-                rhs(y, kp, e, f)
-                stats[ST_RHS] += 1
                 while k_out < n_out and t_out[k_out] <= t:
                     for i in range(n):
                         y_out[k_out, i] = y[i]
