@@ -500,6 +500,48 @@ def work_precision_markdown(rows):
     return "\n".join(lines) + "\n"
 
 
+PROBE_SCALE = 0.05  # the probe ODE relaxes the mature compartments 20x slower (d3, c_x, c_y scaled alike)
+
+
+def stiffness_probe(kp, y0, edges, effects, repeats, min_time, peer_s):
+    """How much could any stiffness-removing integrator gain here?  A measured bound.
+
+    The course is stability-bound by the mature-cell decay ``d3`` (1/day).  The
+    probe runs the same kernel on a *different, non-stiff* ODE: ``d3``, ``c_x``
+    and ``c_y`` scaled by ``PROBE_SCALE``, so mature cells keep their
+    quasi-steady levels but relax 20x more slowly.  Its step count is what an
+    8th-order method would need if the stiff decay were integrated exactly at
+    no cost (an exponential or IMEX method would pay for that per stage), so
+    its time bounds the best single-patient speed of any such redesign.  Hard
+    stops at outputs and dose changes set a floor of ``n_outputs + n_segments``
+    steps regardless of method.
+    """
+    k2 = kp.copy()
+    for i in (KP.D3, KP.CX, KP.CY):
+        k2[i] *= PROBE_SCALE
+    rows = []
+    for label, kv in (("model (d3 = 1/day)", kp), (f"probe (d3, c_x, c_y x {PROBE_SCALE:g})", k2)):
+        for tol in (1e-4, RTOL):
+            run = make_kernel_runner(kv, y0, edges, effects, tol, tol)
+            _, c = run()
+            t = time_solver(run, repeats, min_time)["median_s"]
+            rows.append({"ode": label, "tol": tol, "steps": c["steps"], "nfev": c["nfev"], "median_s": t,
+                         "peer_ratio": (peer_s / t) if peer_s else None})
+    return {"rows": rows, "hard_stop_floor_steps": int(T_OUT.size - 1 + edges.size - 2)}
+
+
+def stiffness_probe_markdown(probe, peer_key):
+    lines = ["", "Stiffness probe (what removing the stiff mature-cell decay could gain at best; "
+             "the probe is a different ODE, see `stiffness_probe`):", "",
+             f"| ODE | tol | steps | RHS evals | median time | {peer_key} time / this |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in probe["rows"]:
+        pr = "—" if r["peer_ratio"] is None else f"{r['peer_ratio']:.1f}×"
+        lines.append(f"| {r['ode']} | {r['tol']:g} | {r['steps']:,} | {r['nfev']:,} | {fmt_time(r['median_s'])} | {pr} |")
+    lines += ["", f"Hard stops at the outputs and dose changes alone force >= {probe['hard_stop_floor_steps']} steps."]
+    return "\n".join(lines) + "\n"
+
+
 def target_checks(results, startup):
     by = {r["key"]: r for r in results if not r.get("skipped")}
     kern = by["gvlmodel_kernel"]
@@ -591,6 +633,11 @@ def main(argv=None):
     print("work-precision sweep ...", file=sys.stderr)
     wp = work_precision(kp, y0, edges, effects, y_ref, repeats, min_time)
     md = markdown(results, info, startup, ref_info) + work_precision_markdown(wp)
+    print("stiffness probe ...", file=sys.stderr)
+    peer = next((r for r in results if r["key"] == "numbalsoda" and not r.get("skipped")), None)
+    probe = stiffness_probe(kp, y0, edges, effects, repeats, min_time,
+                            peer["timing"]["median_s"] if peer else None)
+    md += stiffness_probe_markdown(probe, "numbalsoda")
     checks = target_checks(results, startup)
     md += "\nTargets:\n\n" + "\n".join(
         f"- {c['target']}: " + ("not run" if c["met"] is None else
@@ -610,6 +657,7 @@ def main(argv=None):
                      "n_outputs": int(T_OUT.size), "extinction_threshold": 0.0,
                      "segment_edges": edges.tolist(), "segment_effects": effects.tolist()},
         "reference": ref_info, "machine": info, "results": results, "work_precision": wp,
+        "stiffness_probe": probe,
         "startup": startup, "targets": checks,
         "quick": bool(args.quick), "min_repeats": repeats, "min_time_s": min_time,
     }

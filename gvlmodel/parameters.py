@@ -11,6 +11,8 @@ revise, "fitted" one that will come from the fit (issue 4).
 """
 from __future__ import annotations
 
+import math
+
 import tomllib
 from dataclasses import dataclass
 from enum import Enum
@@ -211,7 +213,7 @@ def resolve_parameters(params: Mapping[str, float] | None = None, *, check_bound
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
             _fail(f"parameter {name!r}", f"expected a real number, got {type(value).__name__}")
         value = float(value)
-        if not np.isfinite(value):
+        if not math.isfinite(value):  # math, not numpy: ~20x cheaper on a scalar (simulate() calls this per solve)
             _fail(f"parameter {name!r}", f"must be finite, got {value}")
         if value < 0:
             _fail(f"parameter {name!r}", f"must be non-negative ({PARAMETER_TABLE[name].unit}), got {value}")

@@ -196,8 +196,8 @@ def _as_state(y0) -> np.ndarray:
         raise InputError("y0: expected a sequence of numbers or a mapping of state name to cells") from None
     if y.shape != (N_STATES,):
         raise InputError(f"y0: expected {N_STATES} states ({', '.join(State.__members__)}), got shape {y.shape}")
-    bad = [State(i).name for i in range(N_STATES) if not np.isfinite(y[i]) or y[i] < 0]
-    if bad:
+    if not (np.all(np.isfinite(y)) and np.all(y >= 0)):
+        bad = [State(i).name for i in range(N_STATES) if not np.isfinite(y[i]) or y[i] < 0]
         raise InputError(f"y0: states must be finite and non-negative (cells); offending: {', '.join(bad)}")
     return y
 
