@@ -123,6 +123,21 @@ def test_counts_and_status_reported():
         simulate(t_out=np.linspace(0, 365, 13), max_steps=3, raise_on_failure=True)
 
 
+def test_step_below_time_resolution_reported():
+    """At t ~ 1e16 days the spacing of doubles (2 days) exceeds the steps the 1/day
+    mature-cell decay allows: the solve fails with STEP_TOO_SMALL, keeps the rows it
+    reached and does not raise unless asked."""
+    t0 = 1e16
+    y0 = initial_state()
+    res = simulate(y0=y0, t_out=[t0, t0 + 1000.0], schedule=[(t0, 400)])
+    assert not res.success and res.status == 2
+    assert "floating-point resolution" in res.message
+    np.testing.assert_array_equal(res.y[0], y0)
+    assert np.isnan(res.y[1]).all()
+    with pytest.raises(Exception, match="floating-point resolution"):
+        simulate(y0=y0, t_out=[t0, t0 + 1000.0], schedule=[(t0, 400)], raise_on_failure=True)
+
+
 def test_generated_dop853_kernels_are_up_to_date():
     """The straight-line stage sums were generated from SciPy's current tableau."""
     from pathlib import Path
