@@ -305,7 +305,27 @@ def time_solver(fn, repeats, min_total_s, max_repeats=200_000):
         total += dt
     q = np.percentile(times, [25, 50, 75])
     return {"median_s": float(statistics.median(times)), "min_s": float(min(times)), "p25_s": float(q[0]),
-            "p75_s": float(q[2]), "n_repeats": len(times)}
+            "p75_s": float(q[2]), "n_repeats": len(times), "times": times}
+
+
+ROUNDS = 5
+
+
+def time_interleaved(runners, repeats, min_total_s, rounds=ROUNDS):
+    """:func:`time_solver` for several solvers, interleaved: ``rounds`` rounds, in each
+    every solver runs for ``1/rounds`` of its budget, so a slow spell of this shared
+    machine hits all of them alike and the ratios stay meaningful.  Returns per key
+    the statistics of all its per-call times."""
+    times = {k: [] for k in runners}
+    for _ in range(rounds):
+        for k, fn in runners.items():
+            times[k] += time_solver(fn, max(1, -(-repeats // rounds)), min_total_s / rounds)["times"]
+    out = {}
+    for k, ts in times.items():
+        q = np.percentile(ts, [25, 50, 75])
+        out[k] = {"median_s": float(statistics.median(ts)), "min_s": float(min(ts)), "p25_s": float(q[0]),
+                  "p75_s": float(q[2]), "n_repeats": len(ts), "rounds": rounds}
+    return out
 
 
 SUBPROCESS_CODE = r"""
@@ -408,9 +428,10 @@ def markdown(results, info, startup, ref_info):
         "### Solver benchmark: one patient, 5 years, Hess protocol (400 → 600 mg/day at day 90, stop at day 365)",
         "",
         f"rtol {RTOL:g}, atol {ATOL:g} cells, {T_OUT.size} monthly outputs, extinction event disabled; "
-        f"error vs Radau reference (rtol = atol = {REF_TOL:g}).",
+        f"error vs Radau reference (rtol = atol = {REF_TOL:g}). Times: median per call over "
+        f"{ROUNDS} interleaved rounds of all solvers (each table is timed this way).",
         "",
-        "| solver | median time / solve | repeats | steps | RHS evals | max error (tol units) "
+        "| solver | median time / solve | timed calls | steps | RHS evals | max error (tol units) "
         "| max rel. error BCR-ABL | time vs gvlmodel kernel |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -462,6 +483,7 @@ def work_precision(kp, y0, edges, effects, y_ref, repeats, min_time):
     if HAVE_NUMBALSODA:
         runners["numbalsoda"] = lambda tol: make_numbalsoda_runner(kp, y0, edges, effects, tol, tol)
     rows = []
+    timed = {}
     for key, make in runners.items():
         for tol in SWEEP_TOLS:
             run = make(tol)
@@ -470,8 +492,12 @@ def work_precision(kp, y0, edges, effects, y_ref, repeats, min_time):
                 rows.append({"key": key, "tol": tol, "failed": counters["status"]})
                 continue
             err = errors(y.copy(), y_ref)
-            rows.append({"key": key, "tol": tol, "nfev": counters["nfev"], "err_tol_units": err["err_tol_units"],
-                         "median_s": time_solver(run, repeats, min_time)["median_s"]})
+            rows.append({"key": key, "tol": tol, "nfev": counters["nfev"], "err_tol_units": err["err_tol_units"]})
+            timed[(key, tol)] = run
+    timing = time_interleaved(timed, repeats, min_time)
+    for r in rows:
+        if "failed" not in r:
+            r["median_s"] = timing[(r["key"], r["tol"])]["median_s"]
     ours = [r for r in rows if r["key"] == "gvlmodel_kernel" and "failed" not in r]
     for r in rows:
         if r["key"] == "gvlmodel_kernel" or "failed" in r:
@@ -503,7 +529,7 @@ def work_precision_markdown(rows):
 PROBE_SCALE = 0.05  # the probe ODE relaxes the mature compartments 20x slower (d3, c_x, c_y scaled alike)
 
 
-def stiffness_probe(kp, y0, edges, effects, repeats, min_time, peer_s):
+def stiffness_probe(kp, y0, edges, effects, repeats, min_time, peer_run=None):
     """How much could any stiffness-removing integrator gain here?  A measured bound.
 
     The course is stability-bound by the mature-cell decay ``d3`` (1/day).  The
@@ -520,14 +546,19 @@ def stiffness_probe(kp, y0, edges, effects, repeats, min_time, peer_s):
     for i in (KP.D3, KP.CX, KP.CY):
         k2[i] *= PROBE_SCALE
     rows = []
+    timed = {} if peer_run is None else {"peer": peer_run}
     for label, kv in (("model (d3 = 1/day)", kp), (f"probe (d3, c_x, c_y x {PROBE_SCALE:g})", k2)):
         for tol in (1e-4, RTOL):
             run = make_kernel_runner(kv, y0, edges, effects, tol, tol)
             _, c = run()
-            t = time_solver(run, repeats, min_time)["median_s"]
-            rows.append({"ode": label, "tol": tol, "steps": c["steps"], "nfev": c["nfev"], "median_s": t,
-                         "peer_ratio": (peer_s / t) if peer_s else None})
-    return {"rows": rows, "hard_stop_floor_steps": int(T_OUT.size - 1 + edges.size - 2)}
+            rows.append({"ode": label, "tol": tol, "steps": c["steps"], "nfev": c["nfev"]})
+            timed[(label, tol)] = run
+    timing = time_interleaved(timed, repeats, min_time)
+    peer_s = timing["peer"]["median_s"] if peer_run is not None else None
+    for r in rows:
+        r["median_s"] = timing[(r["ode"], r["tol"])]["median_s"]
+        r["peer_ratio"] = (peer_s / r["median_s"]) if peer_s else None
+    return {"rows": rows, "peer_median_s": peer_s, "hard_stop_floor_steps": int(T_OUT.size - 1 + edges.size - 2)}
 
 
 def stiffness_probe_markdown(probe, peer_key):
@@ -538,6 +569,8 @@ def stiffness_probe_markdown(probe, peer_key):
     for r in probe["rows"]:
         pr = "—" if r["peer_ratio"] is None else f"{r['peer_ratio']:.1f}×"
         lines.append(f"| {r['ode']} | {r['tol']:g} | {r['steps']:,} | {r['nfev']:,} | {fmt_time(r['median_s'])} | {pr} |")
+    if probe.get("peer_median_s"):
+        lines += ["", f"{peer_key} timed in the same rounds: {fmt_time(probe['peer_median_s'])}."]
     lines += ["", f"Hard stops at the outputs and dose changes alone force >= {probe['hard_stop_floor_steps']} steps."]
     return "\n".join(lines) + "\n"
 
@@ -605,7 +638,6 @@ def main(argv=None):
 
     results = []
     for key, label, run, count in entries:
-        print(f"timing {key} ...", file=sys.stderr)
         y, counters = run()  # warm-up (compiles numba code)
         y = y.copy()
         if counters["status"] != 0:
@@ -614,9 +646,11 @@ def main(argv=None):
             _, c2 = count()
             counters["steps"] = c2["steps"]
             counters["nfev"] = c2["nfev"]
-        r = {"key": key, "label": label, **counters, **errors(y, y_ref),
-             "timing": time_solver(run, repeats, min_time)}
-        results.append(r)
+        results.append({"key": key, "label": label, **counters, **errors(y, y_ref)})
+    print(f"timing {len(entries)} solvers, {ROUNDS} interleaved rounds ...", file=sys.stderr)
+    timing = time_interleaved({key: run for key, _, run, _ in entries}, repeats, min_time)
+    for r in results:
+        r["timing"] = timing[r["key"]]
     if not HAVE_NUMBALSODA:
         results.append({"key": "numbalsoda", "label": "numbalsoda `lsoda`",
                         "skipped": "not installed", "reason": NUMBALSODA_ERROR})
@@ -634,9 +668,8 @@ def main(argv=None):
     wp = work_precision(kp, y0, edges, effects, y_ref, repeats, min_time)
     md = markdown(results, info, startup, ref_info) + work_precision_markdown(wp)
     print("stiffness probe ...", file=sys.stderr)
-    peer = next((r for r in results if r["key"] == "numbalsoda" and not r.get("skipped")), None)
     probe = stiffness_probe(kp, y0, edges, effects, repeats, min_time,
-                            peer["timing"]["median_s"] if peer else None)
+                            make_numbalsoda_runner(kp, y0, edges, effects) if HAVE_NUMBALSODA else None)
     md += stiffness_probe_markdown(probe, "numbalsoda")
     checks = target_checks(results, startup)
     md += "\nTargets:\n\n" + "\n".join(
