@@ -557,19 +557,13 @@ def _main_figure(out, d, names, outputs, order, styles) -> list[Path]:
     axes_b[0].set_ylabel("σ (unit of μ*)")
     gp.panel_label(axes_b[0], "b", x=-0.35, y=1.04)
     # (c) time-resolved, (d) convergence
-    tr = d["sobol"].get("time_resolved") or {}
     conv_all = d["sobol"].get("convergence", {})
     conv_outs = [o for o in CONVERGENCE_OUTPUTS if o in outputs and any(
         r.get("status") == "ok" for r in conv_all.get(o, []))][:2]
     ax_list = sub_cd.subplots(1, 1 + max(len(conv_outs), 1), squeeze=False,
                               gridspec_kw={"width_ratios": [2.4] + [1.0] * max(len(conv_outs), 1)})[0]
-    ax_c = ax_list[0]
-    if tr.get("days"):
-        time_resolved(ax_c, names, tr, styles, "ST")
-        ax_c.set_title("Time-resolved S$_T$ (mean log$_{10}$ BCR-ABL of the cohort)", fontsize=gp.FONT_SIZE)
-    else:
-        not_analysed(ax_c, "no time-resolved indices in this study", 40)
-    gp.panel_label(ax_c, "c", x=-0.1, y=1.02)
+    _time_resolved_panel(ax_list[0], names, d, styles, "ST",
+                         "Time-resolved S$_T$ (mean log$_{10}$ BCR-ABL of the cohort)", "c", -0.1)
     if conv_outs:
         for k, o in enumerate(conv_outs):
             ax = ax_list[1 + k]
@@ -594,6 +588,18 @@ def _main_figure(out, d, names, outputs, order, styles) -> list[Path]:
     return gp.save_figure(fig, out, NAME)
 
 
+def _time_resolved_panel(ax, names, d, styles, index, title, letter, label_x):
+    """Panel of :func:`time_resolved` for ``index`` with its title and letter, or a note if not analysed."""
+    tr = d["sobol"].get("time_resolved") or {}
+    if tr.get("days"):
+        time_resolved(ax, names, tr, styles, index)
+        ax.set_title(title, fontsize=gp.FONT_SIZE)
+    else:
+        not_analysed(ax, "no time-resolved indices in this study", 40)
+    gp.panel_label(ax, letter, x=label_x, y=1.02)
+    return ax
+
+
 def _detail_figure(out, d, names, outputs, order, styles) -> list[Path]:
     fig = gp.new_figure(gp.DOUBLE_COLUMN, 6.6)
     sub_top, sub_bot = fig.subfigures(2, 1, height_ratios=[1.4, 1.0], hspace=0.02)
@@ -612,13 +618,7 @@ def _detail_figure(out, d, names, outputs, order, styles) -> list[Path]:
         not_analysed(ax_a, "no local analysis in this study", 30)
     gp.panel_label(ax_a, "a", x=-0.8, y=1.02)
     # (b) time-resolved S1
-    tr = d["sobol"].get("time_resolved") or {}
-    if tr.get("days"):
-        time_resolved(ax_b, names, tr, styles, "S1")
-        ax_b.set_title("Time-resolved S$_1$, mean log$_{10}$ BCR-ABL", fontsize=gp.FONT_SIZE)
-    else:
-        not_analysed(ax_b, "no time-resolved indices in this study", 40)
-    gp.panel_label(ax_b, "b", x=-0.14, y=1.02)
+    _time_resolved_panel(ax_b, names, d, styles, "S1", "Time-resolved S$_1$, mean log$_{10}$ BCR-ABL", "b", -0.14)
     # (c) step study
     axes_c = sub_bot.subplots(1, max(len(loc_outs), 1), squeeze=False)[0]
     for k, o in enumerate(loc_outs):
