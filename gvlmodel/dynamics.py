@@ -362,7 +362,7 @@ def _healthy_fn():
 @lru_cache(maxsize=None)
 def _static_leukemic_fn():
     y, p, e = symbolic.symbols()
-    sol = symbolic.leukemic_steady_state_sympy(static_effectors=True)
+    sol = symbolic.leukemic_steady_state_sympy()
     return sp.lambdify((p, e), [sp.sympify(sol[y[s]]) for s in State], modules="math")
 
 

@@ -78,7 +78,8 @@ def initial_state(params: Mapping[str, float] | None = None, *, bcr_abl: float =
     baseline ``influx/death`` (none in H0).  Starting states by clinical relapse
     type are built on this in the clinical layer.
     """
-    if not isinstance(bcr_abl, (int, float, np.floating)) or not np.isfinite(bcr_abl) or not (0.0 <= bcr_abl < 100.0):
+    if (isinstance(bcr_abl, bool) or not isinstance(bcr_abl, (int, float, np.integer, np.floating))
+            or not np.isfinite(bcr_abl) or not (0.0 <= bcr_abl < 100.0)):
         raise InputError(f"bcr_abl: ratio in percent must lie in [0, 100), got {bcr_abl!r}")
     p = resolve_parameters(params)
     kp = kernel_parameters(p, variant, transplant)
@@ -204,9 +205,12 @@ def _as_state(y0) -> np.ndarray:
 
 def _as_times(t_out) -> np.ndarray:
     try:
-        t = np.array(t_out, dtype=float).reshape(-1)
+        t = np.array(t_out, dtype=float)
     except (TypeError, ValueError):
         raise InputError("t_out: expected a sequence of output times in days") from None
+    if t.ndim > 1:
+        raise InputError(f"t_out: expected a one-dimensional sequence of output times, got shape {t.shape}")
+    t = t.reshape(-1)
     if t.size == 0:
         raise InputError("t_out: at least one output time is required")
     if not np.all(np.isfinite(t)):
@@ -216,8 +220,13 @@ def _as_times(t_out) -> np.ndarray:
     return t
 
 
+def _is_real(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating)) \
+        and bool(np.isfinite(value))
+
+
 def _positive(name: str, value, upper: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not np.isfinite(value) or value <= 0:
+    if not _is_real(value) or value <= 0:
         raise InputError(f"{name}: expected a positive finite number, got {value!r}")
     if upper is not None and value > upper:
         raise InputError(f"{name}: must be at most {upper:g}, got {value!r}")
@@ -254,12 +263,14 @@ def simulate(params: Mapping[str, float] | None = None, *, y0=None, t_out, sched
     if variant is Variant.H0 and y_init[State.Z] != 0.0:
         raise InputError("y0: variant H0 has no effector cells; the initial Z must be 0")
     times = _as_times(t_out)
+    if t0 is not None and not _is_real(t0):
+        raise InputError(f"t0: expected a start time in days (a finite number), got {t0!r}")
     start = times[0] if t0 is None else float(t0)
-    if not np.isfinite(start) or start > times[0]:
+    if start > times[0]:
         raise InputError(f"t0: start time must be finite and not after the first output time {times[0]:g}, got {t0!r}")
     rtol = _positive("rtol", rtol, upper=0.1)
     atol = _positive("atol", atol)
-    if isinstance(extinction_threshold, bool) or not np.isfinite(extinction_threshold) or extinction_threshold < 0:
+    if not _is_real(extinction_threshold) or extinction_threshold < 0:
         raise InputError(f"extinction_threshold: expected a non-negative number of cells, got {extinction_threshold!r}")
     if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps <= 0:
         raise InputError(f"max_steps: expected a positive integer, got {max_steps!r}")

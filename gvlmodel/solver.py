@@ -12,13 +12,14 @@ err_old**beta``, beta = 0.08): the course is largely stability-bound by the
 -1/day mature-cell decay, where the plain I-controller oscillates (measured:
 120 rejected of 436 attempted steps; with PI control 13 of 338).
 
-Why an explicit pair (measured; see README "Stiffness"): the Jacobian's
-eigenvalues along Hess-protocol courses span -1/day (mature-cell turnover) to
--0.0012/day, a stiffness ratio of ~10^3 over 5 years.  At rtol 1e-6 DOP853 needs
-~300 steps for a 5-year course, fewer than SciPy's Radau (~220-430) or a
-4th-order Rosenbrock method (Kaps-Rentrop/Shampine, ~550 steps, each with a
-Jacobian and an LU factorisation); the 8th-order pair's large accuracy-limited
-steps outweigh its stability bound (|h lambda| <~ 6).  A log-transformed state
+Why an explicit pair (measured by ``benchmarks/stiffness.py``; README
+"Stiffness"): along a 5-year Hess course the Jacobian's eigenvalues reach
+-1.54/day (mature-cell turnover plus immune kill) while the slowest decay is
+0.0002/day, a stiffness ratio of ~10^3 (median 835).  At rtol 1e-6 DOP853 needs
+~310 steps, fewer than SciPy's Radau (359, with the exact Jacobian), BDF (502),
+LSODA (592) or a 4th-order Rosenbrock method (Kaps-Rentrop/Shampine, 484 steps,
+each with a Jacobian and an LU factorisation): at these tolerances the
+8th-order pair's accuracy outweighs its stability bound (|h lambda| <~ 6).  A log-transformed state
 was rejected: it does not change the eigenvalues (the stiffness is the same)
 and cannot represent extinct compartments (exactly 0).  Positivity is kept by
 error control; the state space's boundary is invariant for the equations.

@@ -41,14 +41,12 @@ def test_summary_rates_converge_without_bias_across_parallel_chunks():
     res = simulate_cohort(CohortSpec(size=4000, seed=9, relapse_mix={"cytogenetic": 1}), Protocol(follow_up_days=900))
     ok = res.columns["solver_status"] == 0
     assert ok.all(), res.summary()["solver_failures"]
-    for key in ("stopped", "lost_cmr", "escalated"):
+    # outcomes that vary at the default parameters (every cytogenetic relapse reaches CMR and stops there)
+    for key in ("lost_cmr", "escalated", "eradicated"):
         v = res.columns[key].reshape(4, -1)
         table = np.stack([v.sum(1), (~v).sum(1)], axis=1)
-        if table.min() > 0:
-            assert chi2_contingency(table).pvalue > 1e-3, key
-    quarter = res.columns["stopped"][:1000].mean()
-    full = res.columns["stopped"].mean()
-    assert abs(quarter - full) < 4 * np.sqrt(full * (1 - full) / 1000) + 1e-12
+        assert table.min() > 0, f"{key}: every quarter needs events and non-events for the test to mean anything"
+        assert chi2_contingency(table).pvalue > 1e-3, key
 
 
 @pytest.mark.parametrize("kwargs,field", [

@@ -120,7 +120,10 @@ def test_palette_fixed_and_distinct():
     colors = [gp.variant_color(v) for v in ("H0", "H1", "H2")]
     assert len(set(colors)) == 3
     assert gp.SETTING_COLORS["transplanted"] != gp.SETTING_COLORS["non_transplanted"]
-    assert gp.variant_color("H3") == gp.variant_color("H3")
+    # further hypotheses get a fixed fallback colour, distinct from H0-H2 and from each other
+    extra = [gp.variant_color(v) for v in ("H3", "H4")]
+    assert extra == [gp.variant_color(v) for v in ("H3", "H4")] and len(set(extra)) == 2
+    assert not set(extra) & set(colors) and set(extra) <= set(gp.EXTRA_VARIANT_COLORS)
 
 
 def test_read_table_parses_numpy_reprs(tmp_path):

@@ -25,6 +25,28 @@ T = np.linspace(0, 100, 5)
     ({"variant": "H7"}, "variant"),
     ({"rtol": 0.0}, "rtol"),
     ({"transplant": "yes"}, "transplant"),
+    ({"rtol": 0.5}, "rtol"),
+    ({"rtol": "1e-6"}, "rtol"),
+    ({"atol": -1e-6}, "atol"),
+    ({"atol": True}, "atol"),
+    ({"extinction_threshold": "1"}, "extinction_threshold"),
+    ({"extinction_threshold": None}, "extinction_threshold"),
+    ({"extinction_threshold": -1.0}, "extinction_threshold"),
+    ({"max_steps": 0}, "max_steps"),
+    ({"max_steps": 10.5}, "max_steps"),
+    ({"t0": "a"}, "t0"),
+    ({"t0": float("nan")}, "t0"),
+    ({"t0": 50.0}, "t0"),  # after the first output time
+    ({"t_out": []}, "t_out"),
+    ({"t_out": ["a", "b"]}, "t_out"),
+    ({"t_out": [[0, 10], [20, 30]]}, "t_out"),
+    ({"y0": "cells"}, "y0"),
+    ({"y0": {**{s: 1.0 for s in ("X0", "X1", "X2", "X3", "Q", "Y0", "Y1", "Y2", "Y3", "Z")}, "W": 1.0}}, "y0"),
+    ({"variant": "H0", "y0": np.ones(10)}, "y0"),  # H0 has no effector cells
+    ({"schedule": "400 mg"}, "schedule"),
+    ({"schedule": [(0, 400, 1)]}, "schedule"),
+    ({"schedule": [(0, float("nan"))]}, "schedule"),
+    ({"schedule": [(0, 1200)]}, "schedule"),
 ])
 def test_bad_input_names_the_field(kwargs, field):
     args = {"t_out": T} | kwargs
@@ -41,3 +63,15 @@ def test_unknown_parameter_error_lists_allowed_names():
 def test_bad_bcr_abl_in_initial_state():
     with pytest.raises(InputError, match="bcr_abl"):
         initial_state(bcr_abl=150.0)
+
+
+@pytest.mark.parametrize("value", [150.0, -1.0, True, "1", float("nan")])
+def test_bad_bcr_abl_values_name_the_field(value):
+    with pytest.raises(InputError, match="bcr_abl"):
+        initial_state(bcr_abl=value)
+
+
+def test_unknown_state_name_in_result_lists_allowed_names():
+    res = simulate(t_out=T)
+    with pytest.raises(InputError, match="unknown state 'W'; allowed: X0"):
+        res["W"]

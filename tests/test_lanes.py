@@ -88,6 +88,7 @@ def test_solver_failures_are_per_patient_and_identical():
     assert (status == MAX_STEPS_REACHED).any() and (status == 0).any()
 
 
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 numba threads to compare 1 with 2")
 def test_lanes_independent_of_threads_and_position():
     cohort, protocol = SCENARIOS["hess2005"]
     inp = _inputs(cohort, protocol)
@@ -95,7 +96,7 @@ def test_lanes_independent_of_threads_and_position():
     try:
         numba.set_num_threads(1)
         one = _run(run_cohort_lanes, inp, None, 64)
-        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        numba.set_num_threads(2)
         two = _run(run_cohort_lanes, inp, None, 64)
     finally:
         numba.set_num_threads(old)
@@ -147,3 +148,4 @@ def test_rare_paths_equal_scalar_engine():
     _assert_identical(a, b)
     status = b[2][:, RI.STATUS]
     assert (status[1::5] == NON_FINITE).all() and (status == 0).any()
+    assert (status[::3] == NON_FINITE).all()  # the overflowing rows fail too, not only the nan ones

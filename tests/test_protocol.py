@@ -70,6 +70,28 @@ def test_loss_of_cmr_is_a_confirmed_positive_and_can_restart():
     assert last[PS.LOST_CMR] == 1 and last[PS.DOSE] == Dose.OFF
 
 
+def test_restart_resumes_the_dose_at_stop_and_there_is_no_second_stop():
+    # no MMR at day 90 -> escalated; negatives from day 120 (CMR), Hess stop at day 180 on the escalated dose;
+    # confirmed loss (positives at 240 and 270) -> restart at 270 on the escalated dose
+    seq = [POS] * 4 + [NEG] * 3 + [NEG, POS, POS]
+    last, hist = rules(seq, restart=True)
+    assert last[PS.T_ESCALATE] == 90.0 and last[PS.T_CMR] == 120.0
+    assert last[PS.T_STOP] == 180.0 and last[PS.DOSE_AT_STOP] == Dose.ESCALATED
+    assert last[PS.RESTARTED] == 1 and last[PS.T_RESTART] == 270.0 and last[PS.DOSE] == Dose.ESCALATED
+    # five more negatives after the restart (a second Hess stop would otherwise fire): the course goes on
+    last, hist = rules(seq + [NEG] * 5, restart=True)
+    assert last[PS.STOPPED] == 1 and last[PS.T_STOP] == 180.0 and last[PS.DOSE] == Dose.ESCALATED
+    # imatinib days are not counted while off drug (days 180-270): 180 before the stop + 150 after the restart
+    assert last[PS.DAYS_ON_IM] == 180.0 + 150.0
+    assert hist[9][PS.DAYS_ON_IM] == 180.0  # at the restart visit: nothing counted since the stop
+
+
+def test_escalation_at_the_first_visit_on_or_after_day_90():
+    last, hist = rules([POS] * 6, stop="never", visit=28.0)  # visits 0, 28, 56, 84, 112, 140
+    assert hist[3][PS.DOSE] == Dose.BASE  # day 84: too early
+    assert last[PS.DOSE] == Dose.ESCALATED and last[PS.T_ESCALATE] == 112.0
+
+
 def test_pcr_detection_matches_poisson_probability():
     rng = np.random.default_rng(3)
     limit = 1e-5
