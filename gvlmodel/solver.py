@@ -33,7 +33,11 @@ interpolant shows the same), whereas step-end values are within a few units.
 Because the pair is FSAL, a stop costs only the shortened step (~4% more steps
 for monthly outputs over 5 years).  Extinction - fewer than ``threshold`` leukemic stem cells
 (``Q + Y0``) - is located by bisection on the dense output, both LSC states are
-set to exactly zero there, and integration restarts.
+set to exactly zero there, and integration restarts.  The crossing is detected
+at step ends, so a dip below the threshold that recovers within one step (a few
+days) would be missed.  Re-solved on a quarter-day grid, no such dip occurred in
+4,000 Hess-protocol patients of the fitted H2 set (``tests/test_properties.py``
+checks 200 of them).
 
 Failures are data: the kernel returns a status code and never raises.
 """

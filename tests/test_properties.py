@@ -102,3 +102,24 @@ def test_h0_has_no_effectors_at_all(rng):
             assert y0[State.Z] == 0.0
             res = simulate(p, y0=y0, t_out=T_OUT, schedule=SCHEDULE, variant="H0", transplant=transplant)
             assert np.all(res["Z"] == 0.0)
+
+
+def test_extinction_event_misses_no_dip_below_one_lsc():
+    """The event looks at step ends; a course whose LSCs dip below one and recover
+    within a step would escape it.  Every patient that is not extinct must stay at
+    or above one LSC on a quarter-day grid (solved without the event).  Measured: no
+    miss in 4,000 patients; ~4 % of them come within [1, 2) LSCs, so the check is
+    exercised near the threshold."""
+    from gvlmodel.cohort import CohortSpec, Protocol, simulate_cohort
+
+    res = simulate_cohort(CohortSpec(size=200, seed=7), Protocol(), "hess2005_H2", progress=False)
+    near = 0
+    for i in np.flatnonzero(~res.columns["eradicated"]):
+        grid = np.arange(0.0, float(res.columns["last_day_reached"][i]) + 1e-9, 0.25)
+        free = simulate(res.patient_params(i), y0=res.y0[i], t_out=grid, schedule=res.dose_schedule(i),
+                        variant=res.variant, transplant=bool(res.columns["transplant"][i]), extinction_threshold=0.0)
+        assert free.success
+        lowest = free.leukemic_stem_cells.min()
+        assert lowest >= 1.0, (i, lowest)
+        near += lowest < 2.0
+    assert near > 0
