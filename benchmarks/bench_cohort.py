@@ -24,7 +24,6 @@ CMR lost) match gvlmodel's.  Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -40,7 +39,8 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.integrate import solve_ivp  # noqa: E402
 
-from bench_solvers import HAVE_NUMBALSODA, fmt_time, machine_info, machine_line, make_numba_rhs  # noqa: E402
+from bench_solvers import (HAVE_NUMBALSODA, fmt_time, machine_info, machine_line, make_numba_rhs,  # noqa: E402
+                           write_results)
 from gvlmodel.cohort import (LANE_BLOCK, CohortSpec, Population, Protocol, prepare_cohort,  # noqa: E402
                              simulate_cohort)
 from gvlmodel.indices import KP, N_PS, N_RF, N_RI, PP, PS, RI, State  # noqa: E402
@@ -240,12 +240,9 @@ def main(argv=None):
               machine_line(info)]
     md = "\n".join(lines) + "\n"
     print(md)
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "bench_cohort.md").write_text(md)
-    (out_dir / "bench_cohort.json").write_text(json.dumps({"rows": rows, "machine": info, "thread_scaling": scaling,
-                                                           "engines_identical": engines_identical,
-                                                           "identical_across_threads": same}, indent=2))
+    write_results(args.out, "bench_cohort", md, {"rows": rows, "machine": info, "thread_scaling": scaling,
+                                                 "engines_identical": engines_identical,
+                                                 "identical_across_threads": same})
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -38,7 +37,7 @@ if str(HERE) not in sys.path:
 
 import numpy as np  # noqa: E402
 
-from bench_solvers import machine_info, machine_line  # noqa: E402
+from bench_solvers import machine_info, machine_line, write_results  # noqa: E402
 from gvlmodel import sensitivity as sens  # noqa: E402
 from gvlmodel.errors import read_toml  # noqa: E402
 
@@ -60,9 +59,14 @@ def study(n: int) -> sens.StudyConfig:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1024, help="Sobol' base samples (power of 2)")
-    ap.add_argument("--cluster-n", type=int, default=256, help="base samples for the LocalCluster scaling runs")
+    ap.add_argument("--cluster-n", type=int, default=256,
+                    help="base samples for the LocalCluster scaling runs (0: skip them)")
     ap.add_argument("--out", default=str(HERE / "results"))
     args = ap.parse_args()
+    if args.n < 2 or args.n & (args.n - 1):
+        ap.error(f"--n: Sobol' base samples must be a power of 2 >= 2, got {args.n}")
+    if not 0 <= args.cluster_n <= args.n:
+        ap.error(f"--cluster-n: must lie in [0, --n = {args.n}], got {args.cluster_n}")
     cfg = study(args.n)
     ev = sens.CohortEvaluator(cfg)
     problem = cfg.problem
@@ -85,6 +89,8 @@ def main() -> None:
 
     cluster_rows = []
     try:
+        if args.cluster_n == 0:
+            raise ImportError("cluster runs skipped (--cluster-n 0)")
         import distributed
 
         ev1 = sens.CohortEvaluator(dataclasses.replace(cfg, threads=1))
@@ -127,13 +133,10 @@ def main() -> None:
               machine_line(info, numbalsoda=False)]
     md = "\n".join(lines) + "\n"
     print(md)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench_sensitivity.md").write_text(md)
-    (out / "bench_sensitivity.json").write_text(json.dumps(
-        {"n": args.n, "factors": FACTORS, "outputs": OUTPUTS, "cohorts": n_cohorts, "patients": patients,
-         "sample_s": t_sample, "evaluate_s": t_eval, "analyze_s": t_analyze, "total_s": total,
-         "cluster": cluster_rows, "ranking": rank, "machine": info}, indent=2))
+    write_results(args.out, "bench_sensitivity", md,
+                  {"n": args.n, "factors": FACTORS, "outputs": OUTPUTS, "cohorts": n_cohorts, "patients": patients,
+                   "sample_s": t_sample, "evaluate_s": t_eval, "analyze_s": t_analyze, "total_s": total,
+                   "cluster": cluster_rows, "ranking": rank, "machine": info})
 
 
 if __name__ == "__main__":

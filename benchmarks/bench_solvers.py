@@ -378,6 +378,16 @@ def machine_line(info, numbalsoda: bool = True) -> str:
             f"numba {info['numba']}{peer}, gvlmodel {info['gvlmodel']}.")
 
 
+def write_results(out, stem: str, md: str, payload: dict) -> None:
+    """``<out>/<stem>.md`` and ``<out>/<stem>.json``, each written atomically (shared by every benchmark)."""
+    from gvlmodel.provenance import atomic_write_text
+
+    out = Path(out)
+    atomic_write_text(out / f"{stem}.md", md)
+    atomic_write_text(out / f"{stem}.json", json.dumps(payload, indent=2, default=float) + "\n")
+    print(f"wrote {out / (stem + '.md')} and {out / (stem + '.json')}", file=sys.stderr)
+
+
 def machine_info():
     cpu = platform.processor() or "unknown"
     try:
@@ -681,9 +691,6 @@ def main(argv=None):
         for c in checks) + "\n"
     print(md)
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench_solvers.md").write_text(md)
     payload = {
         "scenario": {"rtol": RTOL, "atol": ATOL, "variant": VARIANT, "transplant": TRANSPLANT,
                      "bcr_abl_start_percent": BCR_ABL_START, "schedule": SCHEDULE, "t_end_days": T_END,
@@ -694,8 +701,7 @@ def main(argv=None):
         "startup": startup, "targets": checks,
         "quick": bool(args.quick), "min_repeats": repeats, "min_time_s": min_time,
     }
-    (out / "bench_solvers.json").write_text(json.dumps(payload, indent=2, default=float))
-    print(f"wrote {out / 'bench_solvers.md'} and {out / 'bench_solvers.json'}", file=sys.stderr)
+    write_results(args.out, "bench_solvers", md, payload)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ Prints Markdown; writes ``stiffness.md`` and ``stiffness.json`` to ``--out``
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -43,10 +42,10 @@ from scipy.integrate import solve_ivp  # noqa: E402
 from scipy.linalg import lu_factor, lu_solve  # noqa: E402
 
 import gvlmodel as g  # noqa: E402
-from bench_solvers import SCHEDULE, T_END, VARIANT, TRANSPLANT, machine_info, machine_line, scenario  # noqa: E402
+from bench_solvers import (SCHEDULE, T_END, TRANSPLANT, VARIANT, machine_info, machine_line,  # noqa: E402
+                           make_numba_rhs, scenario, write_results)
 from gvlmodel import solver, symbolic  # noqa: E402
 from gvlmodel.indices import N_STATES  # noqa: E402
-from gvlmodel.model import rhs  # noqa: E402
 
 
 def effect_at(t, edges, effects):
@@ -71,15 +70,6 @@ def eigen_scan(p, y0, kp, edges, effects):
             "stiffness_ratio_max": float(np.max(ratio))}
 
 
-def f_of(kp, e):
-    out = np.empty(N_STATES)
-
-    def f(t, y):
-        rhs(y, kp, e, out)
-        return out.copy()
-    return f
-
-
 def jac_of(kp, e):
     return lambda t, y: symbolic.jacobian_numeric(y, kp, e)
 
@@ -89,7 +79,7 @@ def scipy_counts(method, y0, kp, edges, effects, rtol, atol):
     steps = nfev = njev = 0
     for a, b, e in zip(edges[:-1], edges[1:], effects):
         kw = {"jac": jac_of(kp, e)} if method in ("Radau", "BDF", "LSODA") else {}
-        sol = solve_ivp(f_of(kp, e), (a, b), y, method=method, rtol=rtol, atol=atol, **kw)
+        sol = solve_ivp(make_numba_rhs(kp, e), (a, b), y, method=method, rtol=rtol, atol=atol, **kw)
         if sol.status != 0:
             raise RuntimeError(f"{method}: {sol.message}")
         steps += sol.t.size - 1
@@ -122,7 +112,7 @@ def rosenbrock_counts(y0, kp, edges, effects, rtol, atol, max_steps=200_000):
     steps = rejected = nfev = njev = 0
     h = 0.1
     for a, b, e in zip(edges[:-1], edges[1:], effects):
-        f = f_of(kp, e)
+        f = make_numba_rhs(kp, e)
         t = a
         while t < b:
             if steps + rejected > max_steps:
@@ -184,12 +174,7 @@ def main(argv=None):
     md += ["", "Restarts at dose changes only; no intermediate outputs. " + machine_line(info, numbalsoda=False)]
     text = "\n".join(md) + "\n"
     print(text)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "stiffness.md").write_text(text)
-    (out / "stiffness.json").write_text(json.dumps({"tol": tol, "eigen_scan": scan, "counts": counts,
-                                                    "machine": info}, indent=2))
-    print(f"wrote {out / 'stiffness.md'} and {out / 'stiffness.json'}", file=sys.stderr)
+    write_results(args.out, "stiffness", text, {"tol": tol, "eigen_scan": scan, "counts": counts, "machine": info})
 
 
 if __name__ == "__main__":
