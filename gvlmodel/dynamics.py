@@ -152,7 +152,7 @@ from .measurement import bcr_abl_percent
 from .model import im_effect, rhs
 from .parameters import (PARAMETER_NAMES, PARAMETER_TABLE, available_parameter_sets, kernel_parameters,
                          parameter_set_info, parse_variant, resolve_parameters)
-from .provenance import atomic_write_bytes, atomic_write_json, atomic_write_text, provenance
+from .provenance import atomic_write_bytes, atomic_write_json, atomic_write_text, provenance, prune_outputs
 from .scenario import table_csv
 from .simulate import initial_state, simulate
 
@@ -1297,6 +1297,13 @@ def _json_safe(x):
     return x
 
 
+#: the files each section writes (besides provenance.json and summary.json, written by every run)
+SECTION_FILES = {"steady_states": ("steady_states.json",),
+                 "bifurcation": ("bifurcation.csv", "bifurcation_window.csv", "bifurcation.json"),
+                 "phase_plane": ("phase_plane.npz", "phase_plane.json"),
+                 "min_im": ("min_im_duration.csv", "min_im_duration.json")}
+
+
 def run_dynamics(config, out, log=print, quick: bool | None = None) -> dict:
     """Run the dynamics analysis of a config (path, or parsed dict) into folder ``out``.
 
@@ -1311,6 +1318,9 @@ def run_dynamics(config, out, log=print, quick: bool | None = None) -> dict:
         opts["config"] = config
     out = Path(out)
     sections = opts["run"]["sections"]
+    # an earlier run's files of sections not run now would sit beside this run's provenance
+    prune_outputs(out, [f for sec in SECTION_FILES.values() for f in sec],
+                  [f for sec in sections for f in SECTION_FILES[sec]])
     files, timings, summary = [], {}, {}
     t_all = time.perf_counter()
     log(f"dynamics: set {opts['parameter_set']} variant {opts['variant']}, sections {', '.join(sections)}"

@@ -17,7 +17,8 @@ def git_commit(path: Path | None = None) -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10)
         if out.returncode == 0:
-            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
+            # untracked files count (a new, uncommitted module would run); ignored ones (results/) do not
+            dirty = subprocess.run(["git", "status", "--porcelain"], cwd=where,
                                    capture_output=True, text=True, timeout=10).stdout.strip()
             return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
@@ -26,6 +27,8 @@ def git_commit(path: Path | None = None) -> str:
 
 
 def provenance(config: dict, seed: int | None) -> dict:
+    """The record every output folder carries.  ``seed=None`` marks a deterministic run
+    (no random numbers are drawn), and the record says so."""
     from . import __version__
     import numba
     import numpy
@@ -35,6 +38,7 @@ def provenance(config: dict, seed: int | None) -> dict:
         "gvlmodel_version": __version__,
         "git_commit": git_commit(),
         "seed": seed,
+        **({"seed_note": "deterministic: this run draws no random numbers"} if seed is None else {}),
         "config": config,
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "python": sys.version.split()[0],
@@ -68,3 +72,36 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_json(path: Path, data) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def prune_outputs(out: Path, known, keep) -> list[str]:
+    """Remove the files among ``known`` (names in ``out``) that this run does not write (``keep``).
+
+    A command writing into a folder used before must not leave an earlier run's
+    output beside its new provenance (e.g. ``trajectories.csv`` from a run that
+    asked for trajectories, under a provenance that asked for none).  Only the
+    command's own file names are touched; anything else in ``out`` is left alone.
+    Returns the names removed.
+    """
+    out = Path(out)
+    removed = []
+    for name in known:
+        if name not in keep and (out / name).is_file():
+            (out / name).unlink()
+            removed.append(name)
+    return removed
+
+
+def resolved_config(cfg) -> dict:
+    """A validated config dataclass as plain data, every default and quick-mode size applied
+    (the ``raw`` text it came from is recorded separately as ``config``)."""
+    import dataclasses
+
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k != "raw"}
+
+
+def provenance_of(cfg, seed: int | None) -> dict:
+    """:func:`provenance` of a validated config dataclass: its raw text plus the resolved values."""
+    prov = provenance(cfg.raw, seed=seed)
+    prov["resolved"] = resolved_config(cfg)
+    return prov

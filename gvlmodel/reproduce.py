@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputError, read_toml
-from .provenance import atomic_write_json
+from .provenance import atomic_write_json, provenance
 
 #: a config's kind is decided by the table only that kind has
 KIND_MARKERS = (("fit", "fit"), ("study", "sensitivity"), ("phase_plane", "dynamics"), ("bifurcation", "dynamics"),
@@ -190,7 +190,9 @@ def reproduce(root: Path = Path("."), results: Path | None = None, figures_out: 
         t0 = time.perf_counter()
         files = run_figure(script, results, figures_out)
         w = time.perf_counter() - t0
-        atomic_write_json(stamp, {"digest": digest, "files": [str(f) for f in files]})
+        atomic_write_json(stamp, {"digest": digest, "files": [str(f) for f in files],
+                                  "provenance": provenance({"figure_script": str(script), "results": str(results)},
+                                                           seed=None)})
         report[script.stem] = {"status": "ran", "wall_s": w}
         log(f"{head}: {', '.join(Path(f).name for f in files)} in {w:.1f} s")
     from .numbers import write_numbers
@@ -200,7 +202,10 @@ def reproduce(root: Path = Path("."), results: Path | None = None, figures_out: 
     log(f"[{n_total}/{n_total}] numbers: {', '.join(str(f) for f in files)} in {time.perf_counter() - t0:.1f} s")
     report["numbers"] = {"status": "ran", "wall_s": time.perf_counter() - t0}
     total = time.perf_counter() - t_all
-    atomic_write_json(results / "reproduce_run.json", {"steps": report, "total_wall_s": total, "quick": quick,
-                                                       "refit": refit})
+    # the folder's record: which steps ran, from which commit and version (each step's folder has its own)
+    atomic_write_json(results / "reproduce_run.json", {
+        "steps": report, "total_wall_s": total, "quick": quick, "refit": refit,
+        "provenance": provenance({"command": "reproduce", "quick": quick, "refit": refit, "force": force,
+                                  "step_digests": digests}, seed=None)})
     log(f"reproduce: {total:.0f} s in all; results in {results}, figures in {figures_out}")
     return report

@@ -36,7 +36,7 @@ from .cohort import (DEFAULT_POPULATION_SD, CohortResult, CohortSpec, Population
                      simulate_cohort)
 from .errors import InputError, check_tables, read_toml
 from .parameters import PARAMETER_NAMES, available_parameter_sets, parameter_set_info, parse_variant, resolve_parameters
-from .provenance import atomic_write_json, atomic_write_text, provenance
+from .provenance import atomic_write_json, atomic_write_text, provenance, prune_outputs, resolved_config
 
 TABLES = {
     "cohort": {"size", "seed", "transplant", "start", "relapse_mix", "relapse_ranges", "diagnosis_range"},
@@ -188,16 +188,25 @@ def table_csv(columns: dict[str, np.ndarray]) -> str:
     return buf.getvalue()
 
 
+#: every file :func:`write_results` can write
+RESULT_FILES = ("patients.csv", "trajectories.csv", "summary.json", "provenance.json")
+
+
 def write_results(scenario: Scenario, result: CohortResult, out: Path) -> list[str]:
-    """Write patients.csv, trajectories.csv, summary.json and provenance.json (each atomically)."""
+    """Write patients.csv, trajectories.csv, summary.json and provenance.json (each atomically).
+
+    A ``trajectories.csv`` left in ``out`` by an earlier run is removed when this
+    run asks for no trajectories.
+    """
     out = Path(out)
+    ids = scenario.trajectory_ids()
+    prune_outputs(out, RESULT_FILES, [f for f in RESULT_FILES if ids.size or f != "trajectories.csv"])
     cols = {k: result.columns[k] for k in PATIENT_COLUMNS}
     for name, v in result.patient_parameters.items():
         cols[f"param_{name}"] = v
     files = []
     atomic_write_text(out / "patients.csv", table_csv(cols))
     files.append("patients.csv")
-    ids = scenario.trajectory_ids()
     if ids.size:
         parts = [patient_trajectory(result, int(i), scenario.time_step_days) for i in ids]
         traj = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
@@ -212,7 +221,8 @@ def write_results(scenario: Scenario, result: CohortResult, out: Path) -> list[s
     files.append("summary.json")
     prov = provenance(scenario.config, seed=scenario.cohort.seed)
     prov["resolved"] = {"parameters": scenario.parameters, "variant": scenario.variant,
-                        "protocol": {k: getattr(scenario.protocol, k) for k in scenario.protocol.__dataclass_fields__},
+                        "cohort": resolved_config(scenario.cohort), "population": resolved_config(scenario.population),
+                        "protocol": resolved_config(scenario.protocol),
                         "solver": result.solver_options, "threads": result.threads}
     atomic_write_json(out / "provenance.json", prov)
     files.append("provenance.json")

@@ -78,7 +78,7 @@ from .errors import integer as _int
 from .errors import real as _num
 from .indices import RF, RI
 from .parameters import parameter_set_info, parse_variant
-from .provenance import atomic_write_bytes, atomic_write_json, atomic_write_text, provenance
+from .provenance import atomic_write_bytes, atomic_write_json, atomic_write_text, provenance_of
 from .trial import FitParameter, TrialDesign, fit_parameter, model_inputs
 
 OUTPUTS = ("p_cmr", "t_cmr_days", "p_durable", "t_loss_days", "min_im_days")
@@ -719,7 +719,7 @@ def run_study(cfg: StudyConfig, out: Path, *, scheduler=None, progress: bool = T
         log(f"resuming the study in {out}")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(state, {"model_digest": digest, "config": cfg.raw})
-    atomic_write_json(out / "provenance.json", provenance(cfg.raw, seed=cfg.seed))
+    atomic_write_json(out / "provenance.json", provenance_of(cfg, seed=cfg.seed))
     problem = cfg.problem
     atomic_write_json(out / "problem.json", problem)
     evaluator = CohortEvaluator(cfg)

@@ -207,6 +207,15 @@ def test_quick_run_writes_every_file(tmp_path):
     for dose in ss["settings"]["transplanted"]["doses"].values():
         for q in dose["equilibria"]:
             assert q["simulation_check"]["agrees"], q["branch"]
+    # the files each section writes are the ones SECTION_FILES names (used to prune reruns)
+    assert {f for sec in D.SECTION_FILES.values() for f in sec} | {"provenance.json", "summary.json"} == expected
+    # a rerun of one section into the same folder removes the other sections' files, and only those
+    (out / "my_notes.txt").write_text("kept")
+    D.run_dynamics({"run": {"quick": True, "settings": ["transplanted"], "sections": ["steady_states"]}}, out,
+                   log=lambda *a: None)
+    assert {p.name for p in out.iterdir()} == {"steady_states.json", "provenance.json", "summary.json",
+                                               "my_notes.txt"}
+    assert json.loads((out / "provenance.json").read_text())["seed_note"].startswith("deterministic")
 
 
 @pytest.mark.parametrize("cfg,needle", [

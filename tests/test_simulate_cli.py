@@ -40,6 +40,25 @@ def test_example_scenario_runs_and_writes_outputs(scenario, tmp_path):
     assert prov["seed"] == prov["config"]["cohort"]["seed"] and prov["git_commit"]
 
 
+def test_rerun_into_the_same_folder_leaves_no_stale_output(tmp_path):
+    """A run without trajectories must not leave the previous run's trajectories.csv
+    beside its own provenance; files the command does not own are left alone."""
+    src = (ROOT / "experiments" / "hess2005.toml").read_text()
+    first, second = tmp_path / "first.toml", tmp_path / "second.toml"
+    first.write_text(src)
+    second.write_text(src.replace('trajectories = "all"', 'trajectories = "none"').replace("seed = 2005", "seed = 0"))
+    out = tmp_path / "out"
+    assert run("simulate", str(first), "--out", str(out), "--no-progress").returncode == 0
+    (out / "my_notes.txt").write_text("kept")
+    assert (out / "trajectories.csv").is_file()
+    r = run("simulate", str(second), "--out", str(out), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert not (out / "trajectories.csv").exists()
+    assert {p.name for p in out.iterdir()} == {"patients.csv", "summary.json", "provenance.json", "my_notes.txt"}
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["seed"] == 0 and prov["resolved"]["cohort"]["relapse_ranges"]
+
+
 BAD = {
     "unknown_key": ('[cohort]\nsize = 5\nseed = 1\ncolour = "red"\n', "colour"),
     "unknown_table": ('[cohort]\nsize = 5\nseed = 1\n[plots]\nx = 1\n', "plots"),

@@ -1,0 +1,57 @@
+"""Provenance records: the commit's dirty flag, atomic writes, pruning of a command's stale outputs."""
+import json
+import subprocess
+
+import pytest
+
+from gvlmodel.provenance import atomic_write_json, git_commit, provenance, prune_outputs
+
+
+def _git(repo, *args):
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo, check=True,
+                   capture_output=True)
+
+
+@pytest.fixture
+def repo(tmp_path):
+    try:
+        _git(tmp_path, "init", "-q")
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("git not available")
+    (tmp_path / ".gitignore").write_text("results/\n")
+    (tmp_path / "model.py").write_text("x = 1\n")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-q", "-m", "init")
+    return tmp_path
+
+
+def test_commit_is_dirty_with_modified_or_untracked_files_not_ignored_ones(repo):
+    clean = git_commit(repo)
+    assert len(clean) == 40 and not clean.endswith("-dirty")
+    (repo / "results").mkdir()
+    (repo / "results" / "out.csv").write_text("ignored\n")
+    assert git_commit(repo) == clean
+    (repo / "new_module.py").write_text("y = 2\n")  # would run, yet is in no commit
+    assert git_commit(repo) == clean + "-dirty"
+    (repo / "new_module.py").unlink()
+    (repo / "model.py").write_text("x = 2\n")
+    assert git_commit(repo) == clean + "-dirty"
+
+
+def test_atomic_write_leaves_no_temporary_files(tmp_path):
+    atomic_write_json(tmp_path / "a" / "r.json", {"k": 1})
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["r.json"]
+    assert json.loads((tmp_path / "a" / "r.json").read_text()) == {"k": 1}
+
+
+def test_prune_removes_only_the_commands_files_not_written_now(tmp_path):
+    for name in ("a.csv", "b.csv", "notes.txt"):
+        (tmp_path / name).write_text(name)
+    assert prune_outputs(tmp_path, ["a.csv", "b.csv", "c.csv"], ["a.csv"]) == ["b.csv"]
+    assert {p.name for p in tmp_path.iterdir()} == {"a.csv", "notes.txt"}
+
+
+def test_seedless_record_says_the_run_is_deterministic():
+    assert provenance({}, seed=None)["seed_note"].startswith("deterministic")
+    rec = provenance({}, seed=0)
+    assert rec["seed"] == 0 and "seed_note" not in rec
