@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, read_toml
+from .errors import InputError, read_toml, real
 from .provenance import atomic_write_json, atomic_write_text, provenance
 
 EXAMPLE_KEYS = {"variant", "transplant", "bcr_abl", "schedule", "days", "interval_days", "parameters", "rtol"}
@@ -37,17 +37,28 @@ def _example_config(path: str | None) -> dict:
         if unknown:
             raise InputError(f"config: unknown key(s) {sorted(unknown)}; allowed: {sorted(EXAMPLE_KEYS)}")
         cfg.update(user)
-    for key in ("days", "interval_days"):
-        v = cfg[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
-            raise InputError(f"config key {key!r}: expected a positive number of days, got {v!r}")
+    cfg["days"] = real("config key 'days'", cfg["days"], lo=0.0, hi=36500.0, lo_open=True)
+    cfg["interval_days"] = real("config key 'interval_days'", cfg["interval_days"], lo=0.01, hi=cfg["days"])
+    if cfg["days"] / cfg["interval_days"] > 1e6:
+        raise InputError(f"config key 'interval_days': at most 1e6 output rows, got days / interval_days = "
+                         f"{cfg['days'] / cfg['interval_days']:.3g}")
     if not isinstance(cfg["parameters"], dict):
         raise InputError("config key 'parameters': expected a table of parameter name = value")
+    from .parameters import resolve_parameters
+
+    try:  # overrides must lie in the table's bounds
+        resolve_parameters(cfg["parameters"], check_bounds=True)
+    except InputError as exc:
+        raise InputError(f"config key 'parameters': {exc}") from None
     return cfg
 
 
-def run_example(config: str | None, out: Path) -> Path:
-    """Simulate the documented example patient and write its trajectory."""
+def run_example(config: str | None, out: Path):
+    """Simulate the documented example patient and write its trajectory; returns ``(out, result)``.
+
+    A failed solve is written too (its status and message in ``summary.json``,
+    the rows it reached in ``trajectory.csv``); the command then exits 1.
+    """
     from .simulate import initial_state, simulate
 
     cfg = _example_config(config)
@@ -58,16 +69,18 @@ def run_example(config: str | None, out: Path) -> Path:
     cols = res.as_dict()
     buf = io.StringIO()
     buf.write(",".join(cols) + "\n")
-    for row in zip(*cols.values()):
-        buf.write(",".join(f"{v:.10g}" for v in row) + "\n")
+    for row in zip(*cols.values()):  # rows a failed solve did not reach are left empty, not nan
+        buf.write(",".join(f"{v:.10g}" if np.isfinite(v) else "" for v in row) + "\n")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "trajectory.csv", buf.getvalue())
+    final = float(res.bcr_abl[-1])
     summary = {"status": res.status, "message": res.message, "n_steps": res.n_steps, "n_rhs": res.n_rhs,
                "extinct": res.extinct, "t_extinct_days": res.t_extinct if res.extinct else None,
-               "final_bcr_abl_percent": float(res.bcr_abl[-1])}
+               "final_bcr_abl_percent": final if np.isfinite(final) else None,
+               "days_reached": float(res.t[np.all(np.isfinite(res.y), axis=1)][-1])}
     atomic_write_json(out / "summary.json", summary)
     atomic_write_json(out / "provenance.json", provenance(cfg, seed=None))
-    return out
+    return out, res
 
 
 def run_simulate(scenario_path: str, out: Path, threads: int | None, progress: bool | None = None) -> None:
@@ -158,9 +171,17 @@ def main(argv=None) -> int:
     rp.add_argument("--threads", type=int, default=None, help="numba threads for the scenarios (default: all)")
     args = parser.parse_args(argv)
     try:
+        for name in ("out", "results", "figures"):
+            where = getattr(args, name, None)
+            if where is not None and Path(where).exists() and not Path(where).is_dir():
+                raise InputError(f"--{name}: {where} is a file; expected a folder (new or existing)")
         if args.command == "example":
-            out = run_example(args.config, args.out)
+            out, res = run_example(args.config, args.out)
             print(f"wrote {out}/trajectory.csv, summary.json, provenance.json")
+            if not res.success:
+                print(f"gvlmodel: the solve failed (status {res.status}): {res.message}; "
+                      f"see {out}/summary.json", file=sys.stderr)
+                return 1
         elif args.command == "simulate":
             run_simulate(args.scenario, args.out, args.threads, progress=False if args.no_progress else None)
         elif args.command == "fit":

@@ -75,6 +75,10 @@ STOP_RULE_NAMES = ("hess2005", "never", "{after_days = N}", "{min_days = T, unde
 # --------------------------------------------------------------------------
 # specifications
 # --------------------------------------------------------------------------
+#: largest cohort one call accepts (results are held in memory: ~1 kB per patient)
+MAX_COHORT_SIZE = 10_000_000
+
+
 @dataclass(frozen=True)
 class CohortSpec:
     """Who is enrolled: ``size`` patients, ``seed``, setting and starting point."""
@@ -88,7 +92,7 @@ class CohortSpec:
     diagnosis_range: tuple[float, float] = DEFAULT_DIAGNOSIS_RANGE
 
     def __post_init__(self):
-        object.__setattr__(self, "size", _integer("cohort.size", self.size, lo=1))
+        object.__setattr__(self, "size", _integer("cohort.size", self.size, lo=1, hi=MAX_COHORT_SIZE))
         object.__setattr__(self, "seed", _integer("cohort.seed", self.seed, lo=0))
         object.__setattr__(self, "transplant", _boolean("cohort.transplant", self.transplant))
         if self.start not in STARTS:
@@ -97,6 +101,9 @@ class CohortSpec:
             _fail("cohort.relapse_mix", "expected a table of relapse type = count or fraction, e.g. "
                   "{molecular = 18, cytogenetic = 19, hematologic = 7}")
         mix = {}
+        if not isinstance(self.relapse_ranges, Mapping):
+            _fail("cohort.relapse_ranges", "expected a table of relapse type = [low, high] BCR-ABL percent, "
+                  f"e.g. {{molecular = [0.01, 1.0]}}; got {self.relapse_ranges!r}")
         for k, v in self.relapse_mix.items():
             if k not in RELAPSE_TYPES:
                 _fail("cohort.relapse_mix", f"unknown relapse type {k!r}; allowed: {', '.join(RELAPSE_TYPES)}")
@@ -234,6 +241,9 @@ class Population:
     medians: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self):
+        for name in ("sd_log", "medians"):
+            if not isinstance(getattr(self, name), Mapping):
+                _fail(f"population.{name}", f"expected a table of parameter name = value, got {getattr(self, name)!r}")
         sd = {}
         for name, v in dict(self.sd_log).items():
             check_parameter_name(name)
@@ -395,6 +405,9 @@ def prepare_replicates(cohort: CohortSpec, protocol: Protocol, bases, sds, uptak
     for j, name in enumerate(names):
         row = PARAMETER_TABLE[name]
         med = col[name] if name in col else scalar[name]
+        if np.any((np.asarray(med) < row.lower) | (np.asarray(med) > row.upper)):
+            _fail(f"parameter {name!r}", f"varies between patients, so its median must lie in the table's bounds "
+                  f"[{row.lower:g}, {row.upper:g}] {row.unit} (draws are clipped to them); got {np.asarray(med).ravel()[0]:g}")
         sd = np.repeat(np.array([s[name] for s in sds], dtype=float), n1)
         varied[name] = np.clip(med * np.exp(sd * z[:, j]), row.lower, row.upper)
     kp = kernel_parameters_batch(scalar, varied, variant, cohort.transplant, n=n)
@@ -520,6 +533,11 @@ def simulate_cohort(cohort: CohortSpec, protocol: Protocol | None = None, parame
         _fail("cohort", "expected a CohortSpec")
     protocol = Protocol() if protocol is None else protocol
     population = Population() if population is None else population
+    if not isinstance(protocol, Protocol):
+        _fail("protocol", f"expected a Protocol (or None for the Hess 2005 protocol), got {type(protocol).__name__}")
+    if not isinstance(population, Population):
+        _fail("population", f"expected a Population (or None for the default spreads), got {type(population).__name__}")
+    chunk = _integer("chunk", chunk, lo=1)
     variant = parse_variant(variant)
     base = _resolve_base(parameters)
     base.update(population.medians)
@@ -586,6 +604,8 @@ def patient_trajectory(result: CohortResult, i: int, time_step_days: float) -> d
     """
     from .simulate import simulate
 
+    i = _integer("patient", i, lo=0, hi=result.n - 1)
+    time_step_days = _real("time_step_days", time_step_days, lo=0.0, lo_open=True)
     pr = result.protocol
     grid = np.union1d(np.arange(0.0, pr.n_visits * pr.visit_interval_days + 1e-9, time_step_days),
                       result.visit_days)

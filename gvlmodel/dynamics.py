@@ -321,12 +321,12 @@ def parse_dynamics_config(cfg: dict, quick: bool | None = None) -> dict:
     except InputError as exc:
         raise InputError(f"[parameters] {exc}") from None
     try:
-        params = resolve_parameters({**info["parameters"], **pa})
+        params = resolve_parameters({**info["parameters"], **pa}, check_bounds=True)
     except InputError as exc:
         raise InputError(f"[parameters] {exc}") from None
     for name, ov in o["min_im"]["profiles"].items():
         try:
-            resolve_parameters({**params, **ov})
+            resolve_parameters({**params, **ov}, check_bounds=True)
         except InputError as exc:
             raise InputError(f"[min_im.profiles.{name}] {exc}") from None
     if o["run"]["quick"]:

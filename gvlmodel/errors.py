@@ -24,7 +24,11 @@ def read_toml(path, label: str = "config") -> dict:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise InputError(f"{label}: file not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except IsADirectoryError:
+        raise InputError(f"{label}: {path} is a folder; expected a TOML file") from None
+    except OSError as exc:
+        raise InputError(f"{label}: cannot read {path} ({exc.strerror or exc})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{label} {path}: not valid TOML ({exc})") from None
 
 

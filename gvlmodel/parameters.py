@@ -171,9 +171,9 @@ def parameter_set(name: str = "default") -> dict[str, float]:
               + ", ".join(available_parameter_sets()))
     if name == "default":
         return default_parameters()
-    path = PARAMETER_SET_DIR / f"{name}.toml"
-    if not path.is_file():
+    if name not in available_parameter_sets():  # a name, never a path
         _fail("parameter set", f"unknown set {name!r}; allowed: " + ", ".join(available_parameter_sets()))
+    path = PARAMETER_SET_DIR / f"{name}.toml"
     with open(path, "rb") as fh:
         data = tomllib.load(fh)
     return resolve_parameters(data.get("parameters", {}))

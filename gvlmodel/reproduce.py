@@ -125,7 +125,9 @@ def run_step(step: Step, *, quick: bool, refit: bool, threads: int | None, log) 
     elif step.kind == "example":
         from .cli import run_example
 
-        run_example(str(step.config), step.out)
+        _, res = run_example(str(step.config), step.out)
+        if not res.success:
+            log(f"warning: the example's solve failed (status {res.status}): {res.message}")
     elif step.kind == "sensitivity":
         from .sensitivity import load_config, run_study
 

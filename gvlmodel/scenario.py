@@ -18,7 +18,7 @@ A scenario is a TOML file with these tables (every key optional unless marked)::
                     (replaces the default population; {} = identical patients)
     [measurement]   detection_limit = 1e-5, noise_sd_log = 0.45
     [solver]        rtol = 1e-6, atol = 1e-6, extinction_threshold = 1.0, max_steps = 200000
-    [output]        trajectories = "none" | "all" | N (the first N patients) | [ids], time_step_days = 7
+    [output]        trajectories = "none" | "all" | N (the first N patients) | [ids], time_step_days = 7 (>= 0.1)
 
 Everything is validated before anything runs or is written: an unknown key,
 wrong type or out-of-range value raises :class:`~gvlmodel.errors.InputError`
@@ -49,6 +49,8 @@ TABLES = {
     "output": {"trajectories", "time_step_days"},
 }
 REQUIRED = {"cohort": {"size", "seed"}}
+#: finest trajectory grid accepted (days); finer adds rows, not information (visits are weeks apart)
+MIN_TIME_STEP_DAYS = 0.1
 
 PATIENT_COLUMNS = ("patient_id", "transplant", "start", "relapse_type", "bcr_abl_start_percent", "reached_cmr",
                    "days_to_cmr", "escalated", "days_to_escalation", "would_stop", "stopped", "stop_day", "days_on_im_at_stop",
@@ -125,10 +127,10 @@ def parse_scenario(cfg: dict) -> Scenario:
     if po is None and info["population"] is not None:
         po = info["population"]
     protocol = Protocol(**tr, **me)
-    variant = parse_variant(pa.pop("variant", info["variant"] or "H2")).value
-    params = info["parameters"]
     try:
-        params = resolve_parameters({**params, **pa})
+        variant = parse_variant(pa.pop("variant", info["variant"] or "H2")).value
+        # overrides must lie in the table's bounds: patients' draws are clipped to them
+        params = resolve_parameters({**info["parameters"], **pa}, check_bounds=True)
     except InputError as exc:
         raise InputError(f"[parameters] {exc}") from None
     try:
@@ -158,8 +160,8 @@ def parse_scenario(cfg: dict) -> Scenario:
             if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < cohort.size:
                 raise InputError(f"output.trajectories: patient ids must be integers in [0, {cohort.size - 1}], "
                                  f"got {v!r}")
-    step = _real("output.time_step_days", ou.get("time_step_days", 7.0), lo=0.0, hi=protocol.follow_up_days,
-                 lo_open=True)
+    step = _real("output.time_step_days", ou.get("time_step_days", 7.0), lo=MIN_TIME_STEP_DAYS,
+                 hi=protocol.follow_up_days)
     return Scenario(cohort=cohort, protocol=protocol, parameters=params, parameter_set_name=set_name, variant=variant,
                     population=population, solver=solver, trajectories=traj, time_step_days=step, config=cfg)
 
@@ -200,17 +202,21 @@ def write_results(scenario: Scenario, result: CohortResult, out: Path) -> list[s
     """
     out = Path(out)
     ids = scenario.trajectory_ids()
-    prune_outputs(out, RESULT_FILES, [f for f in RESULT_FILES if ids.size or f != "trajectories.csv"])
+    # everything is computed before the first write, so a failure leaves the folder as it was
     cols = {k: result.columns[k] for k in PATIENT_COLUMNS}
     for name, v in result.patient_parameters.items():
         cols[f"param_{name}"] = v
-    files = []
-    atomic_write_text(out / "patients.csv", table_csv(cols))
-    files.append("patients.csv")
+    patients_csv = table_csv(cols)
+    traj_csv = None
     if ids.size:
         parts = [patient_trajectory(result, int(i), scenario.time_step_days) for i in ids]
-        traj = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        atomic_write_text(out / "trajectories.csv", table_csv(traj))
+        traj_csv = table_csv({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
+    prune_outputs(out, RESULT_FILES, [f for f in RESULT_FILES if ids.size or f != "trajectories.csv"])
+    files = []
+    atomic_write_text(out / "patients.csv", patients_csv)
+    files.append("patients.csv")
+    if traj_csv is not None:
+        atomic_write_text(out / "trajectories.csv", traj_csv)
         files.append("trajectories.csv")
     summary = result.summary()
     summary["scenario"] = {"variant": scenario.variant, "parameter_set": scenario.parameter_set_name,

@@ -30,6 +30,25 @@ class DoseSchedule:
     start_day: np.ndarray
     dose_mg: np.ndarray
 
+    def __post_init__(self):
+        try:
+            days = np.array(self.start_day, dtype=float).reshape(-1)
+            doses = np.array(self.dose_mg, dtype=float).reshape(-1)
+        except (TypeError, ValueError):
+            raise InputError("schedule: start_day and dose_mg must be sequences of numbers") from None
+        if days.size == 0 or days.size != doses.size:
+            raise InputError(f"schedule: expected as many start days as doses (at least one), got "
+                             f"{days.size} and {doses.size}")
+        if not (np.all(np.isfinite(days)) and np.all(np.isfinite(doses))):
+            raise InputError("schedule: days and doses must be finite numbers")
+        if np.any(np.diff(days) <= 0):
+            raise InputError("schedule: start days must be strictly increasing")
+        if np.any(doses < 0) or np.any(doses > MAX_DOSE_MG):
+            raise InputError(f"schedule: dose_mg must lie in [0, {MAX_DOSE_MG:g}] mg/day (400/600/800 clinical), "
+                             f"got {doses.tolist()}")
+        object.__setattr__(self, "start_day", days)
+        object.__setattr__(self, "dose_mg", doses)
+
     @classmethod
     def from_steps(cls, steps: Sequence[tuple[float, float]]) -> "DoseSchedule":
         """``[(day, dose_mg), ...]`` with strictly increasing days."""
@@ -41,14 +60,7 @@ class DoseSchedule:
             raise InputError("schedule: expected a sequence of (day, dose_mg) pairs") from None
         if arr.ndim != 2 or arr.shape[1] != 2 or arr.shape[0] == 0:
             raise InputError(f"schedule: expected a non-empty sequence of (day, dose_mg) pairs, got shape {arr.shape}")
-        days, doses = arr[:, 0], arr[:, 1]
-        if not np.all(np.isfinite(arr)):
-            raise InputError("schedule: days and doses must be finite numbers")
-        if np.any(np.diff(days) <= 0):
-            raise InputError("schedule: start days must be strictly increasing")
-        if np.any(doses < 0) or np.any(doses > MAX_DOSE_MG):
-            raise InputError(f"schedule: dose_mg must lie in [0, {MAX_DOSE_MG:g}] mg/day (400/600/800 clinical), got {doses.tolist()}")
-        return cls(days.copy(), doses.copy())
+        return cls(arr[:, 0].copy(), arr[:, 1].copy())  # values checked in __post_init__
 
     def segments(self, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
         """Segment edges covering ``[t0, t1]`` and the dose on each segment."""

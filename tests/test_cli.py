@@ -32,3 +32,47 @@ def test_bad_config_exits_2_and_writes_nothing(tmp_path):
     cfg.write_text('[parameters]\nd0 = -1.0\n')
     r = run("example", str(cfg), "--out", str(out))
     assert r.returncode == 2 and "d0" in r.stderr and not out.exists()
+
+
+def test_bad_example_values_and_paths_exit_2_name_the_field_and_write_nothing(tmp_path):
+    out = tmp_path / "out"
+    cases = {
+        "days = nan\n": "days",
+        "days = inf\n": "days",
+        "interval_days = 1e-9\n": "interval_days",
+        "interval_days = nan\n": "interval_days",
+        "[parameters]\nz_kill = 1e300\n": "z_kill",  # beyond the table's bounds
+    }
+    for text, field in cases.items():
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(text)
+        r = run("example", str(cfg), "--out", str(out))
+        assert r.returncode == 2 and field in r.stderr and "Traceback" not in r.stderr, (text, r.stderr)
+        assert not out.exists()
+    r = run("example", str(tmp_path), "--out", str(out))  # a folder as config
+    assert r.returncode == 2 and "is a folder" in r.stderr and "Traceback" not in r.stderr
+    a_file = tmp_path / "taken.txt"
+    a_file.write_text("x")
+    for cmd in (["example"], ["simulate", "experiments/hess2005.toml"], ["dynamics", "experiments/dynamics.toml"]):
+        r = run(*cmd, "--out", str(a_file))
+        assert r.returncode == 2 and "--out" in r.stderr and "Traceback" not in r.stderr, (cmd, r.stderr)
+    assert a_file.read_text() == "x"
+
+
+def test_example_solver_failure_exits_1_and_reports_it_without_nan(tmp_path, monkeypatch, capsys):
+    """A failed solve (here: a step budget too small, which the example config does not expose)
+    is written as data - status, message, the rows reached - and the command exits 1."""
+    from gvlmodel import cli
+
+    sim_mod = sys.modules["gvlmodel.simulate"]
+    real_simulate = sim_mod.simulate
+    monkeypatch.setattr(sim_mod, "simulate", lambda *a, **k: real_simulate(*a, **{**k, "max_steps": 5}))
+    out = tmp_path / "ex"
+    assert cli.main(["example", "--out", str(out)]) == 1
+    assert "the solve failed (status 1)" in capsys.readouterr().err
+    text = (out / "summary.json").read_text()
+    assert "NaN" not in text
+    summary = json.loads(text)
+    assert summary["status"] == 1 and summary["final_bcr_abl_percent"] is None and summary["days_reached"] < 1825
+    last = (out / "trajectory.csv").read_text().splitlines()[-1]
+    assert "nan" not in last and last.split(",")[2] == ""

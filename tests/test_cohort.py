@@ -4,7 +4,7 @@ import pytest
 from scipy.stats import chi2_contingency
 
 from gvlmodel import InputError
-from gvlmodel.cohort import BLOCK, CohortSpec, Protocol, simulate_cohort
+from gvlmodel.cohort import BLOCK, CohortSpec, Population, Protocol, patient_trajectory, simulate_cohort
 from gvlmodel.scenario import PATIENT_COLUMNS, table_csv
 
 
@@ -55,6 +55,9 @@ def test_summary_rates_converge_without_bias_across_parallel_chunks():
     ({"size": 10, "seed": 1, "start": "remission"}, "cohort.start"),
     ({"size": 10, "seed": 1, "relapse_mix": {"blast": 3}}, "cohort.relapse_mix"),
     ({"size": 10, "seed": 1, "transplant": "yes"}, "cohort.transplant"),
+    ({"size": 10**9, "seed": 1}, "cohort.size"),
+    ({"size": 10, "seed": 1, "relapse_ranges": None}, "cohort.relapse_ranges"),
+    ({"size": 10, "seed": 1, "relapse_ranges": "x"}, "cohort.relapse_ranges"),
 ])
 def test_bad_cohort_spec_names_the_field(kwargs, field):
     with pytest.raises(InputError, match=field.replace(".", r"\.")):
@@ -68,3 +71,31 @@ def test_bad_protocol_names_the_field():
         Protocol(stop={"after": 3})
     with pytest.raises(InputError, match="treatment.dose_mg"):
         Protocol(dose_mg=-400)
+
+
+def test_bad_api_arguments_name_the_field():
+    spec = CohortSpec(size=4, seed=1)
+    for kwargs, field in [({"chunk": -1}, "chunk"), ({"chunk": 0}, "chunk"), ({"protocol": "hess"}, "protocol"),
+                          ({"protocol": {}}, "protocol"), ({"population": {"z_kill": 0.5}}, "population"),
+                          ({"threads": 0}, "threads")]:
+        with pytest.raises(InputError, match=field):
+            simulate_cohort(spec, progress=False, **kwargs)
+    for kwargs, field in [({"sd_log": 5}, "population.sd_log"), ({"sd_log": None}, "population.sd_log"),
+                          ({"sd_log": {"z_kill": "x"}}, "population.z_kill"), ({"medians": 5}, "population.medians")]:
+        with pytest.raises(InputError, match=field.replace(".", r"\.")):
+            Population(**kwargs)
+
+
+def test_varied_parameter_with_median_outside_the_bounds_is_an_error_not_a_silent_clip():
+    # im_kill_lsc varies between patients (draws clipped to [0, 0.3]); a median of 0.5 would clip every patient
+    with pytest.raises(InputError, match="im_kill_lsc.*bounds"):
+        simulate_cohort(CohortSpec(size=4, seed=1), parameters={"im_kill_lsc": 0.5}, progress=False)
+
+
+def test_patient_trajectory_checks_its_arguments():
+    res = simulate_cohort(CohortSpec(size=3, seed=1), Protocol(follow_up_days=120), progress=False)
+    for i, step, field in [(-1, 7.0, "patient"), (3, 7.0, "patient"), (0, 0.0, "time_step_days"),
+                           (0, -1.0, "time_step_days")]:
+        with pytest.raises(InputError, match=field):
+            patient_trajectory(res, i, step)
+    assert patient_trajectory(res, 2, 7.0)["patient_id"][0] == 2

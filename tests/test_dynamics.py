@@ -225,6 +225,8 @@ def test_quick_run_writes_every_file(tmp_path):
     ({"bifurcation": {"parameters": ["d0"]}}, "z_expand"),
     ({"min_im": {"window_days": -5}}, "window_days"),
     ({"parameters": {"not_a_parameter": 1.0}}, "not_a_parameter"),
+    ({"parameters": {"z_kill": 1e300}}, "z_kill"),  # beyond the table's bounds
+    ({"min_im": {"profiles": {"fast": {"z_kill": 1e300}}}}, "z_kill"),
     ({"parameters": {"set": "nope"}}, "hess2005"),
     ({"min_im": {"profiles": {"slow": {"im_kil": 0.01}}}}, "im_kil"),
     ({"run": {"sections": ["everything"]}}, "steady_states"),

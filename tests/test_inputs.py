@@ -75,3 +75,20 @@ def test_unknown_state_name_in_result_lists_allowed_names():
     res = simulate(t_out=T)
     with pytest.raises(InputError, match="unknown state 'W'; allowed: X0"):
         res["W"]
+
+
+def test_parameter_set_is_a_name_not_a_path():
+    from gvlmodel import parameter_set
+
+    for name in ("../data/hess2005", "hess2005/../hess2005_H2", "nope"):
+        with pytest.raises(InputError, match="parameter set.*allowed: default"):
+            parameter_set(name)
+
+
+@pytest.mark.parametrize("days,doses", [([0, -1], [400, 400]), ([0], [400, 600]), ([0], [-400]), ([], []),
+                                        ([np.nan], [400]), (["a"], [400])])
+def test_dose_schedule_validates_direct_construction(days, doses):
+    from gvlmodel.simulate import DoseSchedule
+
+    with pytest.raises(InputError, match="schedule"):
+        DoseSchedule(days, doses)

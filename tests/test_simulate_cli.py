@@ -69,7 +69,10 @@ BAD = {
     "unknown_stop_rule": ('[cohort]\nsize = 5\nseed = 1\n[treatment]\nstop = "sometimes"\n', "treatment.stop"),
     "unknown_set": ('[cohort]\nsize = 5\nseed = 1\n[parameters]\nset = "nope"\n', "set"),
     "missing_seed": ('[cohort]\nsize = 5\n', "seed"),
-    "bad_variant": ('[cohort]\nsize = 5\nseed = 1\n[parameters]\nvariant = "H9"\n', "variant"),
+    "bad_variant": ('[cohort]\nsize = 5\nseed = 1\n[parameters]\nvariant = "H9"\n', "[parameters] variant"),
+    "beyond_bounds": ('[cohort]\nsize = 5\nseed = 1\n[parameters]\nim_kill_lsc = 1e300\n', "im_kill_lsc"),
+    "too_fine_grid": ('[cohort]\nsize = 5\nseed = 1\n[output]\ntime_step_days = 1e-7\n', "output.time_step_days"),
+    "ranges_not_a_table": ('[cohort]\nsize = 5\nseed = 1\nrelapse_ranges = 5\n', "cohort.relapse_ranges"),
 }
 
 
