@@ -71,14 +71,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .cohort import CohortSpec, Protocol, prepare_replicates, run_inputs
-from .errors import InputError, check_tables, read_toml
+from .cohort import RELAPSE_TYPES, CohortSpec, Protocol, prepare_replicates, run_inputs
+from .errors import InputError, check_tables, fail, read_toml
 from .errors import boolean as _bool
 from .errors import integer as _int
 from .errors import real as _num
 from .indices import RF, RI
 from .parameters import parameter_set_info, parse_variant
 from .provenance import atomic_write_bytes, atomic_write_json, atomic_write_text, provenance_of
+from .simulate import MAX_DOSE_MG
 from .trial import FitParameter, TrialDesign, fit_parameter, model_inputs
 
 OUTPUTS = ("p_cmr", "t_cmr_days", "p_durable", "t_loss_days", "min_im_days")
@@ -107,12 +108,6 @@ CONFIG_TABLES = {
 # --------------------------------------------------------------------------
 # configuration
 # --------------------------------------------------------------------------
-
-
-
-
-
-
 def _names(name, v, allowed):
     if not isinstance(v, list) or not v or not all(isinstance(x, str) for x in v):
         raise InputError(f"{name}: expected a non-empty list; allowed values: {', '.join(allowed)}")
@@ -122,6 +117,65 @@ def _names(name, v, allowed):
     if len(set(v)) != len(v):
         raise InputError(f"{name}: duplicate values")
     return tuple(v)
+
+
+def _pow2(name, v) -> int:
+    n = _int(name, v, 2)
+    if n & (n - 1):
+        fail(name, f"expected a power of 2 >= 2 (Sobol' sequences are balanced there), got {n}")
+    return n
+
+
+def _positive_int(name, v) -> int:
+    return _int(name, v, 1)
+
+
+def _sized(quick: bool, qt: dict, qkey: str, name: str, full, check):
+    """Validate the full-size value ``full`` (field ``name``) and, where given, ``[quick] qkey`` (even
+    without ``quick``: a bad value is an error whichever size runs); return the one in use."""
+    v = check(name, full)
+    if qkey in qt:
+        qv = check(f"[quick] {qkey}", qt[qkey])
+        if quick:
+            v = qv
+    return v
+
+
+def _relapse_mix(v) -> dict:
+    name = "[cohort] relapse_mix"
+    if not isinstance(v, dict) or not v:
+        fail(name, "expected a table of relapse type = count or fraction, e.g. "
+             f"{{ molecular = 18, cytogenetic = 19, hematologic = 7 }}; allowed types: {', '.join(RELAPSE_TYPES)}")
+    bad = sorted(set(v) - set(RELAPSE_TYPES))
+    if bad:
+        fail(name, f"unknown relapse type(s) {bad}; allowed: {', '.join(RELAPSE_TYPES)}")
+    mix = {k: _num(f"{name}.{k}", x, 0.0) for k, x in v.items()}
+    if sum(mix.values()) <= 0:
+        fail(name, "counts or fractions must not all be zero")
+    return mix
+
+
+def _treatment(tr: dict) -> dict:
+    """The ``[treatment]`` values that go into :class:`TrialDesign`, validated (only the keys given)."""
+    follow = _num("[treatment] follow_up_days", tr.get("follow_up_days", TrialDesign.follow_up_days), 0.0, 36500.0,
+                  lo_open=True)
+
+    def after_stop(name, v):
+        v = _num(name, v, 0.0, lo_open=True)
+        if v > follow:
+            fail(name, f"must be in (0, {follow:g}] days (at most [treatment] follow_up_days), got {v:g}")
+        return v
+
+    checks = {
+        "follow_up_days": lambda name, v: follow,
+        "visit_interval_days": lambda name, v: _num(name, v, 1.0, follow),
+        "follow_up_after_stop_days": after_stop,
+        "restart": _bool,
+        "escalated_dose_mg": lambda name, v: _num(name, v, 0.0, MAX_DOSE_MG, lo_open=True),
+        "detection_limit": lambda name, v: _num(name, v, 0.0, 1.0, lo_open=True),
+        "noise_sd_log": lambda name, v: _num(name, v, 0.0, 5.0),
+    }
+    return {k: check(f"[treatment] {k}", tr[k]) for k, check in checks.items() if k in tr}
 
 
 @dataclass(frozen=True)
@@ -153,6 +207,7 @@ class StudyConfig:
     morris_trajectories: int
     morris_levels: int
     morris_bootstrap: int
+    morris_conf_level: float
     local: bool
     local_steps: tuple[float, ...]
     local_step: float
@@ -213,7 +268,7 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> S
     methods = _names("[study] methods", st.get("methods", list(METHODS)), METHODS)
     outputs = _names("[study] outputs", st.get("outputs", list(OUTPUTS)), OUTPUTS)
     time_resolved = _bool("[study] time_resolved", st.get("time_resolved", True))
-    q = cfg.get("quick", {}) if quick else {}
+    qt = cfg.get("quick", {})
 
     pa = cfg.get("parameters", {})
     from .parameters import available_parameter_sets
@@ -223,12 +278,19 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> S
     if set_name not in available_parameter_sets():
         raise InputError(f"[parameters] set: unknown set {set_name!r}; allowed: {', '.join(available_parameter_sets())}")
     info = parameter_set_info(set_name)
-    variant = parse_variant(pa.get("variant", info["variant"] or "H2")).value
+    try:
+        variant = parse_variant(pa.get("variant", info["variant"] or "H2")).value
+    except (InputError, TypeError) as exc:
+        raise InputError(f"[parameters] {exc}" if str(exc).startswith("variant:") else
+                         f"[parameters] variant: {exc}") from None
     if "factors" not in pa:
         raise InputError("[parameters] factors: required, a list of parameter names, sd_<name> or stop_uptake")
     if not isinstance(pa["factors"], list) or not pa["factors"]:
         raise InputError("[parameters] factors: expected a non-empty list of parameter names, sd_<name> or stop_uptake")
-    factors = tuple(fit_parameter(f) for f in pa["factors"])
+    try:
+        factors = tuple(fit_parameter(f) for f in pa["factors"])
+    except InputError as exc:
+        raise InputError(f"[parameters] factors: {exc}") from None
     if len({f.key for f in factors}) != len(factors):
         raise InputError("[parameters] factors: duplicate names")
     ranges = pa.get("ranges", "posterior")
@@ -264,20 +326,16 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> S
 
     co = cfg.get("cohort", {})
     tr = cfg.get("treatment", {})
-    design_kw = {"size": _int("[cohort] size", q.get("cohort_size", co.get("size", 200)), 1),
-                 "comparator_size": 0, "base_set": set_name}
+    design_kw = {"size": _sized(quick, qt, "cohort_size", "[cohort] size", co.get("size", 200), _positive_int),
+                 "comparator_size": 0, "base_set": set_name, **_treatment(tr)}
     if "relapse_mix" in co:
-        design_kw["relapse_mix"] = co["relapse_mix"]
-    for k in ("follow_up_days", "visit_interval_days", "follow_up_after_stop_days", "restart", "escalated_dose_mg",
-              "detection_limit", "noise_sd_log"):
-        if k in tr:
-            design_kw[k] = tr[k]
-    design = TrialDesign(**design_kw)
+        design_kw["relapse_mix"] = _relapse_mix(co["relapse_mix"])
     stop_uptake = _num("[treatment] stop_uptake", tr.get("stop_uptake", 1.0), 0.0, 1.0)
-    try:
+    try:  # every value was checked above; this only guards against checks the design adds itself
+        design = TrialDesign(**design_kw)
         design.protocols(stop_uptake)
         CohortSpec(size=design.size, seed=0, relapse_mix=design.relapse_mix)
-    except InputError as exc:
+    except (InputError, TypeError) as exc:
         raise InputError(f"[cohort]/[treatment]: {exc}") from None
 
     mi = cfg.get("min_im", {})
@@ -289,9 +347,7 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> S
         raise InputError("[min_im] stop_days: must be strictly increasing")
 
     so = cfg.get("sobol", {})
-    sobol_n = _int("[sobol] n", q.get("sobol_n", so.get("n", 256)), 2)
-    if sobol_n & (sobol_n - 1):
-        raise InputError(f"[sobol] n: expected a power of 2 (Sobol' sequences are balanced there), got {sobol_n}")
+    sobol_n = _sized(quick, qt, "sobol_n", "[sobol] n", so.get("n", 256), _pow2)
     conv = so.get("convergence", [max(2, sobol_n // 8), max(2, sobol_n // 4), max(2, sobol_n // 2), sobol_n])
     if not isinstance(conv, list) or not conv:
         raise InputError("[sobol] convergence: expected a list of base-sample sizes (powers of 2, <= n)")
@@ -308,6 +364,7 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> S
     if step not in steps:
         raise InputError(f"[local] step: must be one of steps {list(steps)}, got {step}")
     threads = st.get("threads")
+    sobol_conf = _num("[sobol] conf_level", so.get("conf_level", 0.95), 0.5, 0.999)
     return StudyConfig(
         name=name, seed=seed, methods=methods, outputs=outputs, time_resolved=time_resolved, set_name=set_name,
         variant=variant, factors=factors, bounds=tuple(bounds), ranges=ranges, design=design,
@@ -317,15 +374,20 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> S
         min_im_threshold=_num("[min_im] threshold", mi.get("threshold", 0.5), 0.0, 1.0, lo_open=True),
         min_im_transplant=_bool("[min_im] transplant", mi.get("transplant", True)),
         sobol_n=sobol_n, sobol_bootstrap=_int("[sobol] bootstrap", so.get("bootstrap", 1000), 10),
-        conf_level=_num("[sobol] conf_level", so.get("conf_level", 0.95), 0.5, 0.999),
+        conf_level=sobol_conf,
         convergence=conv, warn_conf_width=_num("[sobol] warn_conf_width", so.get("warn_conf_width", 0.1), 0.0,
                                                lo_open=True),
-        morris_trajectories=_int("[morris] trajectories", q.get("morris_trajectories", mo.get("trajectories", 20)), 2),
+        morris_trajectories=_sized(quick, qt, "morris_trajectories", "[morris] trajectories",
+                                   mo.get("trajectories", 20), lambda name, v: _int(name, v, 2)),
         morris_levels=_int("[morris] levels", mo.get("levels", 4), 2),
         morris_bootstrap=_int("[morris] bootstrap", mo.get("bootstrap", 1000), 10),
+        # the level of Morris' bootstrap intervals on mu*; default: the Sobol' level
+        morris_conf_level=_num("[morris] conf_level", mo.get("conf_level", sobol_conf), 0.5, 0.999),
         local=_bool("[local] enabled", lo_.get("enabled", True)), local_steps=steps, local_step=step,
-        local_cohort_size=_int("[local] cohort_size", q.get("local_cohort_size", lo_.get("cohort_size", 2000)), 1),
-        chunk_samples=_int("[study] chunk_samples", q.get("chunk_samples", st.get("chunk_samples", 32)), 1),
+        local_cohort_size=_sized(quick, qt, "local_cohort_size", "[local] cohort_size", lo_.get("cohort_size", 2000),
+                                 _positive_int),
+        chunk_samples=_sized(quick, qt, "chunk_samples", "[study] chunk_samples", st.get("chunk_samples", 32),
+                             _positive_int),
         threads=None if threads is None else _int("[study] threads", threads, 1),
         raw={"config": cfg, "quick": quick})
 
@@ -711,18 +773,24 @@ def run_study(cfg: StudyConfig, out: Path, *, scheduler=None, progress: bool = T
     out = Path(out)
     state = out / "study_state.json"
     digest = cfg.model_digest()
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a folder; choose a new or empty folder")
+    # everything that can refuse the study happens before the first write to ``out``
+    evaluator = CohortEvaluator(cfg)
     if state.is_file():
-        old = json.loads(state.read_text())
-        if old.get("model_digest") != digest:
+        try:
+            old = json.loads(state.read_text())
+        except (OSError, ValueError):
+            old = {}
+        if not isinstance(old, dict) or old.get("model_digest") != digest:
             raise InputError(f"--out {out}: holds evaluations of a different study (model, design or sample "
-                             "sizes differ); choose an empty folder")
+                             "sizes differ) or an unreadable study_state.json; choose an empty folder")
         log(f"resuming the study in {out}")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(state, {"model_digest": digest, "config": cfg.raw})
     atomic_write_json(out / "provenance.json", provenance_of(cfg, seed=cfg.seed))
     problem = cfg.problem
     atomic_write_json(out / "problem.json", problem)
-    evaluator = CohortEvaluator(cfg)
     names = evaluator.output_names
     timings = {}
     results = {"name": cfg.name, "set": cfg.set_name, "variant": cfg.variant, "problem": problem,
@@ -750,7 +818,8 @@ def run_study(cfg: StudyConfig, out: Path, *, scheduler=None, progress: bool = T
             results["sobol"] = _analyze_sobol_all(cfg, problem, Y, names, int(seeds[2]), results["warnings"])
         else:
             results["morris"] = {o: analyze_morris(problem, X, Y[:, names.index(o)], levels=cfg.morris_levels,
-                                                   bootstrap=cfg.morris_bootstrap, conf_level=cfg.conf_level,
+                                                   bootstrap=cfg.morris_bootstrap,
+                                                   conf_level=cfg.morris_conf_level,
                                                    seed=int(seeds[3])) for o in cfg.outputs}
             results["morris_ranking"] = {o: ranking(problem["names"], results["morris"][o], "mu_star")
                                          for o in cfg.outputs}

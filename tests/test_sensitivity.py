@@ -203,12 +203,39 @@ def test_reanalysis_never_reruns_the_model(tmp_path, monkeypatch):
     ("study", "colour", 1, r"\[study\]: unknown key\(s\) \['colour'\]"),
     ("study", "methods", ["sobol", "fast"], "methods: unknown value"),
     ("study", "outputs", ["p_cure"], "outputs: unknown value"),
-    ("parameters", "factors", ["z_kil"], "fitted parameter 'z_kil': unknown"),
+    ("parameters", "factors", ["z_kil"], r"\[parameters\] factors: fitted parameter 'z_kil': unknown; allowed"),
+    ("parameters", "factors", ["foo"], r"\[parameters\] factors: fitted parameter 'foo': unknown"),
+    ("parameters", "factors", [3], r"\[parameters\] factors: fitted parameter: expected a name"),
+    ("parameters", "variant", "H3", r"\[parameters\] variant: unknown variant 'H3'; allowed: H0, H1, H2"),
     ("parameters", "factors", ["z_influx_allo"], "not fitted in set"),
     ("parameters", "ranges", "prior", "ranges: unknown 'prior'; allowed: posterior, table"),
     ("sobol", "n", 100, "power of 2"),
     ("cohort", "size", 0, r"\[cohort\] size"),
     ("min_im", "stop_days", [365, 180], "strictly increasing"),
+    # every [treatment] / [cohort] value that goes into TrialDesign
+    ("treatment", "follow_up_after_stop_days", "x", r"\[treatment\] follow_up_after_stop_days: expected a finite"),
+    ("treatment", "follow_up_after_stop_days", -1, r"\[treatment\] follow_up_after_stop_days: must be > 0"),
+    ("treatment", "follow_up_after_stop_days", 0, r"\[treatment\] follow_up_after_stop_days: must be > 0"),
+    ("treatment", "follow_up_after_stop_days", math.nan, r"\[treatment\] follow_up_after_stop_days: expected a finite"),
+    ("treatment", "follow_up_after_stop_days", 1096, r"\[treatment\] follow_up_after_stop_days: must be in \(0, 1095\]"),
+    ("treatment", "follow_up_days", "x", r"\[treatment\] follow_up_days: expected a finite"),
+    ("treatment", "follow_up_days", 0, r"\[treatment\] follow_up_days: must be > 0"),
+    ("treatment", "visit_interval_days", 0.5, r"\[treatment\] visit_interval_days: must be >= 1"),
+    ("treatment", "visit_interval_days", 2000, r"\[treatment\] visit_interval_days: must be <= 1095"),
+    ("treatment", "restart", "yes", r"\[treatment\] restart: expected true or false"),
+    ("treatment", "escalated_dose_mg", 6000, r"\[treatment\] escalated_dose_mg: must be <= 1000"),
+    ("treatment", "escalated_dose_mg", "600 mg", r"\[treatment\] escalated_dose_mg: expected a finite"),
+    ("treatment", "detection_limit", 0, r"\[treatment\] detection_limit: must be > 0"),
+    ("treatment", "noise_sd_log", math.inf, r"\[treatment\] noise_sd_log: expected a finite"),
+    ("treatment", "stop_uptake", 2, r"\[treatment\] stop_uptake: must be <= 1"),
+    ("cohort", "relapse_mix", {"molecular": 1, "blastic": 2}, r"\[cohort\] relapse_mix: unknown relapse type"),
+    ("cohort", "relapse_mix", {"molecular": "x"}, r"\[cohort\] relapse_mix\.molecular: expected a finite"),
+    ("cohort", "relapse_mix", {"molecular": 0}, r"\[cohort\] relapse_mix: counts or fractions must not all be zero"),
+    ("cohort", "relapse_mix", 18, r"\[cohort\] relapse_mix: expected a table"),
+    # [morris] conf_level is the level of the Morris mu* bootstrap intervals
+    ("morris", "conf_level", 5, r"\[morris\] conf_level: must be <= 0.999"),
+    ("morris", "conf_level", "x", r"\[morris\] conf_level: expected a finite"),
+    ("sobol", "conf_level", 0.2, r"\[sobol\] conf_level: must be >= 0.5"),
 ])
 def test_bad_config_names_the_field(table, key, value, match):
     cfg = small_config()
@@ -217,10 +244,91 @@ def test_bad_config_names_the_field(table, key, value, match):
         sens.parse_config(cfg, source="test")
 
 
-def test_cli_bad_config_exits_2_and_writes_nothing(tmp_path, study_toml):
+# a full-size value and its [quick] replacement are both checked, whichever size runs
+@pytest.mark.parametrize("quick", [True, False], ids=["quick", "full"])
+@pytest.mark.parametrize("table,key,value,match", [
+    ("sobol", "n", 3, r"\[sobol\] n: expected a power of 2"),
+    ("sobol", "n", "x", r"\[sobol\] n: expected an integer"),
+    ("cohort", "size", "x", r"\[cohort\] size: expected an integer"),
+    ("morris", "trajectories", "x", r"\[morris\] trajectories: expected an integer"),
+    ("local", "cohort_size", "x", r"\[local\] cohort_size: expected an integer"),
+    ("study", "chunk_samples", 0, r"\[study\] chunk_samples: must be an integer in \[1, inf\]"),
+    ("study", "chunk_samples", "x", r"\[study\] chunk_samples: expected an integer"),
+    ("quick", "sobol_n", 12, r"\[quick\] sobol_n: expected a power of 2"),
+    ("quick", "sobol_n", "x", r"\[quick\] sobol_n: expected an integer"),
+    ("quick", "cohort_size", 0, r"\[quick\] cohort_size: must be an integer in \[1, inf\]"),
+    ("quick", "morris_trajectories", 1, r"\[quick\] morris_trajectories: must be an integer in \[2, inf\]"),
+    ("quick", "local_cohort_size", "x", r"\[quick\] local_cohort_size: expected an integer"),
+    ("quick", "chunk_samples", 0, r"\[quick\] chunk_samples: must be an integer in \[1, inf\]"),
+    ("quick", "colour", 1, r"\[quick\]: unknown key\(s\) \['colour'\]"),
+])
+def test_quick_table_hides_no_bad_value(table, key, value, match, quick):
     cfg = small_config()
-    cfg["sobol"]["n"] = 12
+    cfg.setdefault(table, {})[key] = value
+    with pytest.raises(InputError, match=match):
+        sens.parse_config(cfg, quick=quick, source="test")
+
+
+def test_quick_values_replace_the_full_sizes():
+    cfg = small_config(local={"cohort_size": 500}, morris={"trajectories": 10})
+    full = sens.parse_config(cfg, source="test")
+    q = sens.parse_config(cfg, quick=True, source="test")
+    assert (full.sobol_n, full.design.size, full.morris_trajectories, full.local_cohort_size,
+            full.chunk_samples) == (8, 30, 10, 500, 4)
+    qt = cfg["quick"]
+    assert (q.sobol_n, q.design.size, q.morris_trajectories, q.local_cohort_size, q.chunk_samples) == (
+        qt["sobol_n"], qt["cohort_size"], qt["morris_trajectories"], qt["local_cohort_size"], qt["chunk_samples"])
+
+
+def test_treatment_values_reach_the_design():
+    cfg = sens.parse_config(small_config(treatment={"follow_up_after_stop_days": 365, "restart": False,
+                                                    "noise_sd_log": 0.3}), source="test")
+    d = cfg.design
+    assert (d.follow_up_after_stop_days, d.restart, d.noise_sd_log, d.follow_up_days) == (365.0, False, 0.3, 1095.0)
+
+
+def test_morris_intervals_use_the_morris_conf_level(tmp_path, monkeypatch):
+    """[morris] conf_level sets the level of the mu* bootstrap intervals (default: [sobol] conf_level)."""
+    assert sens.parse_config(small_config(), source="t").morris_conf_level == 0.95
+    assert sens.parse_config(small_config(sobol={"conf_level": 0.9}), source="t").morris_conf_level == 0.9
+    cfg = sens.parse_config(small_config(study={"methods": ["morris"]}, morris={"trajectories": 4, "conf_level": 0.8},
+                                         sobol={"conf_level": 0.9}), source="t")
+    assert (cfg.morris_conf_level, cfg.conf_level) == (0.8, 0.9)
+
+    def fake_model(self, X):  # no model run: outputs from the samples, no solver failures
+        Y = np.zeros((len(X), len(self.output_names)))
+        Y[:, :len(self.outputs)] = np.asarray(X).sum(axis=1, keepdims=True)
+        return Y
+
+    seen = []
+
+    def fake_analyze(problem, X, Y, **kw):
+        seen.append(kw["conf_level"])
+        return {"status": "undefined", "message": "not analysed in this test"}
+
+    monkeypatch.setattr(sens.CohortEvaluator, "__call__", fake_model)
+    monkeypatch.setattr(sens, "analyze_morris", fake_analyze)
+    sens.run_study(cfg, tmp_path / "out", progress=False, log=lambda m: None)
+    assert seen and set(seen) == {0.8}
+
+
+@pytest.mark.parametrize("table,key,value,quick,field,existing", [
+    ("sobol", "n", 12, False, "[sobol] n", False),
+    ("treatment", "follow_up_after_stop_days", "x", False, "[treatment] follow_up_after_stop_days", False),
+    ("treatment", "follow_up_after_stop_days", "x", False, "[treatment] follow_up_after_stop_days", True),
+    ("sobol", "n", 3, True, "[sobol] n", True),
+    ("quick", "chunk_samples", 0, True, "[quick] chunk_samples", False),
+], ids=["sobol_n", "after_stop_str", "after_stop_str_existing_out", "quick_hides_sobol_n", "quick_chunk"])
+def test_cli_bad_config_exits_2_and_writes_nothing(tmp_path, study_toml, table, key, value, quick, field, existing):
+    """A bad config exits 2 naming the field and leaves --out absent (or an existing folder empty), so the
+    corrected config can run into the same folder."""
+    cfg = small_config()
+    cfg.setdefault(table, {})[key] = value
     out = tmp_path / "out"
-    p = _cli("sensitivity", study_toml(cfg), "--out", out)
+    if existing:
+        out.mkdir()
+    p = _cli("sensitivity", study_toml(cfg), "--out", out, *(["--quick"] if quick else []), "--no-progress")
     _, err = p.communicate(timeout=120)
-    assert p.returncode == 2 and "[sobol] n" in err and not out.exists()
+    assert p.returncode == 2, err
+    assert field in err and "Traceback" not in err
+    assert (list(out.iterdir()) == []) if existing else not out.exists()
