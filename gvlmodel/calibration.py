@@ -14,13 +14,17 @@ from pathlib import Path
 DATA_DIR = Path(__file__).with_name("data")
 
 
+def available_calibrations() -> list[str]:
+    """Names accepted by :func:`load_calibration`: the TOML files in ``gvlmodel/data/``."""
+    return sorted(p.stem for p in DATA_DIR.glob("*.toml"))
+
+
 def load_calibration(name: str = "hess2005") -> dict:
-    """The calibration data set ``name`` (a TOML file in ``gvlmodel/data/``)."""
-    path = DATA_DIR / f"{name}.toml"
-    if not path.is_file():
+    """The calibration data set ``name`` (a TOML file in ``gvlmodel/data/``; a name, not a path)."""
+    allowed = available_calibrations()
+    if not isinstance(name, str) or name not in allowed:
         from .errors import InputError
 
-        raise InputError(f"calibration data: unknown set {name!r}; allowed: "
-                         + ", ".join(sorted(p.stem for p in DATA_DIR.glob("*.toml"))))
-    with open(path, "rb") as fh:
+        raise InputError(f"calibration data: unknown set {name!r}; allowed: " + ", ".join(allowed))
+    with open(DATA_DIR / f"{name}.toml", "rb") as fh:
         return tomllib.load(fh)

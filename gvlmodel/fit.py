@@ -41,8 +41,8 @@ from .errors import InputError, check_tables, read_toml, real
 from .errors import integer as _int
 from .parameters import Variant, parse_variant
 from .provenance import atomic_write_json, atomic_write_text, provenance_of
-from .trial import (STATISTICS, UNDEFINED, FitParameter, TrialDesign, fit_parameter, model_inputs, observed,
-                    run_trial, statistics)
+from .trial import (MAX_DAYS, STATISTICS, UNDEFINED, FitParameter, TrialDesign, fit_parameter, model_inputs,
+                    observed, run_trial, statistics)
 
 UNDEFINED_PENALTY = 3.0
 STAT_LABELS = {
@@ -121,72 +121,121 @@ def default_scales(data: dict) -> dict[str, float]:
             "median_im_days_lost": 60.0, "nontx_frac_relapse": math.sqrt(p_nt * (1 - p_nt) / nt["n_assumed"])}
 
 
-def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> FitConfig:
-    """Validate a fit config (see ``experiments/fit_hess2005.toml``); ``quick`` applies its ``[quick]`` table."""
-    from .calibration import load_calibration
+SIZE_KEYS = ("population_size", "generations", "comparison_population_size", "comparison_generations",
+             "predictive_draws", "answer_draws", "answer_cohort_size")
 
+
+def _sizes(table: dict, where: str) -> dict[str, int]:
+    """The run sizes given in ``[fit]`` or ``[quick]`` (each an integer >= 1), named by their table."""
+    return {key: _int(f"[{where}] {key}", table[key], 1) for key in SIZE_KEYS if key in table}
+
+
+def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> FitConfig:
+    """Validate a fit config (see ``experiments/fit_hess2005.toml``); ``quick`` applies its ``[quick]`` table.
+
+    Every table is validated (the full-size ``[fit]`` values and the ``[quick]``
+    ones alike, whichever applies), so a bad config fails here, before
+    :func:`run_fit` creates or writes anything.
+    """
+    from .calibration import available_calibrations, load_calibration
+
+    if not isinstance(cfg, dict):
+        raise InputError(f"{source}: expected a table of tables ([fit], [trial], ...)")
     check_tables(cfg, CONFIG_TABLES, source)
-    f = dict(cfg.get("fit", {}))
+    f = cfg.get("fit", {})
     if "seed" not in f:
         raise InputError("[fit] seed: required (an integer >= 0)")
     seed = _int("[fit] seed", f["seed"], 0)
-    if quick:
-        f.update(cfg.get("quick", {}))
-    data = load_calibration(f.get("data", "hess2005"))
-    variants = f.get("variants", [v.value for v in Variant])
-    if not isinstance(variants, list) or not variants:
-        raise InputError("[fit] variants: expected a non-empty list, allowed values: H0, H1, H2")
-    variants = tuple(parse_variant(v).value for v in variants)
-    fitted_cfg = cfg.get("fitted", {})
-    fitted = {}
-    for v in variants:
-        names = fitted_cfg.get(v)
-        if not isinstance(names, list) or not names:
-            raise InputError(f"[fitted] {v}: expected a non-empty list of fitted quantities "
-                             "(parameter names, sd_<name>, stop_uptake)")
-        fps = tuple(fit_parameter(n) for n in names)
-        if len({p.key for p in fps}) != len(fps):
-            raise InputError(f"[fitted] {v}: duplicate names")
-        fitted[v] = fps
-    tr = dict(cfg.get("trial", {}))
-    try:
-        design = TrialDesign(**tr)
-        design.protocols(1.0)  # validate protocol fields
-    except TypeError as exc:
-        raise InputError(f"[trial]: {exc}") from None
-    obs = observed(data)
-    scales = default_scales(data)
-    dist = cfg.get("distance", {})
-    for key in ("scales", "weights"):
-        bad = set(dist.get(key, {})) - set(STATISTICS)
-        if bad:
-            raise InputError(f"[distance] {key}: unknown statistic(s) {sorted(bad)}; allowed: {list(STATISTICS)}")
-    scales.update({k: real(f"[distance] scales.{k}", v, 0.0, lo_open=True)
-                   for k, v in dist.get("scales", {}).items()})
-    weights = {k: 1.0 for k in STATISTICS}
-    for k, v in dist.get("weights", {}).items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-            raise InputError(f"[distance] weights.{k}: expected a number >= 0, got {v!r}")
-        weights[k] = float(v)
-    ans = cfg.get("answers", {})
-    stop_days = tuple(real("[answers] stop_days", d, 0.0, lo_open=True)
-                      for d in ans.get("stop_days", FitConfig.stop_days))
-    kw = {}
-    for key in ("population_size", "generations", "comparison_population_size", "comparison_generations",
-                "predictive_draws", "answer_draws", "answer_cohort_size"):
-        if key in f:
-            kw[key] = _int(f"[fit] {key}", f[key], 1)
-    if "min_acceptance_rate" in f:
-        kw["min_acceptance_rate"] = real("[fit] min_acceptance_rate", f["min_acceptance_rate"], 0.0, lo_open=True)
-    if "threads" in f:
-        kw["threads"] = _int("[fit] threads", f["threads"], 1)
     name = f.get("name", "fit")
     if not isinstance(name, str) or not name.isidentifier():
         raise InputError(f"[fit] name: expected a simple identifier, got {name!r}")
+    data_name, data_sets = f.get("data", "hess2005"), available_calibrations()
+    if not isinstance(data_name, str) or data_name not in data_sets:
+        raise InputError(f"[fit] data: unknown data set {data_name!r}; allowed: {', '.join(data_sets)}")
+    data = load_calibration(data_name)
+
+    # run sizes: the full-size values and the [quick] ones are both validated, under their own table
+    kw = _sizes(f, "fit")
+    quick_sizes = _sizes(cfg.get("quick", {}), "quick")
+    if quick:
+        kw.update(quick_sizes)
+    if "min_acceptance_rate" in f:
+        kw["min_acceptance_rate"] = real("[fit] min_acceptance_rate", f["min_acceptance_rate"], 0.0, 1.0,
+                                         lo_open=True)
+    if "threads" in f:
+        import numba
+
+        kw["threads"] = _int("[fit] threads", f["threads"], 1, numba.config.NUMBA_NUM_THREADS)
+
+    allowed_variants = [v.value for v in Variant]
+    variants = f.get("variants", allowed_variants)
+    if not isinstance(variants, list) or not variants:
+        raise InputError(f"[fit] variants: expected a non-empty list, allowed values: {', '.join(allowed_variants)}")
+    for v in variants:
+        if not isinstance(v, str) or v not in allowed_variants:
+            raise InputError(f"[fit] variants: unknown variant {v!r}; allowed: {', '.join(allowed_variants)}")
+    if len(set(variants)) != len(variants):
+        raise InputError(f"[fit] variants: each variant at most once, got {variants}; "
+                         f"allowed: {', '.join(allowed_variants)}")
+    variants = tuple(parse_variant(v).value for v in variants)
+
+    fitted = {}
+    for v, names in cfg.get("fitted", {}).items():  # every list given, used by this fit or not
+        if not isinstance(names, list) or not names:
+            raise InputError(f"[fitted] {v}: expected a non-empty list of fitted quantities "
+                             "(parameter names, sd_<name>, stop_uptake)")
+        try:
+            fps = tuple(fit_parameter(n) for n in names)
+        except InputError as exc:
+            raise InputError(f"[fitted] {v}: {exc}") from None
+        if len({p.key for p in fps}) != len(fps):
+            raise InputError(f"[fitted] {v}: duplicate names")
+        fitted[v] = fps
+    for v in variants:
+        if v not in fitted:
+            raise InputError(f"[fitted] {v}: expected a non-empty list of fitted quantities "
+                             "(parameter names, sd_<name>, stop_uptake)")
+    fitted = {v: fitted[v] for v in variants}
+
+    design = TrialDesign.from_table(cfg.get("trial", {}), "[trial]")
+    design.protocols(1.0)
+
+    obs = observed(data)
+    scales = default_scales(data)
+    weights = {k: 1.0 for k in STATISTICS}
+    dist = cfg.get("distance", {})
+    for key, into, lo_open in (("scales", scales, True), ("weights", weights, False)):
+        table = dist.get(key, {})
+        if not isinstance(table, dict):
+            raise InputError(f"[distance] {key}: expected a table of statistic = number, got {table!r}; "
+                             f"statistics: {list(STATISTICS)}")
+        bad = set(table) - set(STATISTICS)
+        if bad:
+            raise InputError(f"[distance] {key}: unknown statistic(s) {sorted(bad)}; allowed: {list(STATISTICS)}")
+        into.update({k: real(f"[distance] {key}.{k}", v, 0.0, lo_open=lo_open) for k, v in table.items()})
+    if not any(weights[k] > 0 for k in STATISTICS if obs[k] != UNDEFINED):
+        raise InputError("[distance] weights: at least one observed statistic needs a weight > 0")
+
+    ans = cfg.get("answers", {})
+    stop_days = ans.get("stop_days", list(FitConfig.stop_days))
+    if not isinstance(stop_days, list) or not stop_days:
+        raise InputError(f"[answers] stop_days: expected a non-empty list of course lengths in days (> 0), "
+                         f"got {stop_days!r}")
+    stop_days = tuple(real("[answers] stop_days", d, 0.0, MAX_DAYS, lo_open=True) for d in stop_days)
+    if len(set(stop_days)) != len(stop_days):
+        raise InputError(f"[answers] stop_days: course lengths must be distinct, got {list(stop_days)}")
+    tfr_window = real("[answers] tfr_window_days", ans.get("tfr_window_days", FitConfig.tfr_window_days), 0.0,
+                      MAX_DAYS, lo_open=True)
+    if max(stop_days) + tfr_window > MAX_DAYS:
+        raise InputError(f"[answers] tfr_window_days: the longest course plus tfr_window_days must be <= "
+                         f"{MAX_DAYS:g} days, got {max(stop_days) + tfr_window:g}")
+    if min(stop_days) + tfr_window < design.visit_interval_days:
+        raise InputError(f"[answers] stop_days: the shortest course plus tfr_window_days must cover one visit "
+                         f"interval ([trial] visit_interval_days = {design.visit_interval_days:g}), "
+                         f"got {min(stop_days) + tfr_window:g}")
+
     return FitConfig(name=name, seed=seed, variants=variants, fitted=fitted, design=design, observed=obs,
-                     scales=scales, weights=weights, stop_days=stop_days,
-                     tfr_window_days=real("[answers] tfr_window_days", ans.get("tfr_window_days", 730.0), 0.0,
-                                          lo_open=True),
+                     scales=scales, weights=weights, stop_days=stop_days, tfr_window_days=tfr_window,
                      raw={"config": cfg, "quick": quick}, **kw)
 
 
@@ -539,6 +588,8 @@ def _write_tables(out: Path, cfg: FitConfig, pred_rows: list[dict], post: dict) 
 def run_fit(cfg: FitConfig, out: Path, *, ship: bool = False, log=print) -> dict:
     """Run every stage (resuming what exists in ``out``) and write the report; returns the report dict."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / "fit_state.json"
     if state_path.is_file():

@@ -16,15 +16,17 @@ between-patient spreads (``sd_<name>``, natural-log SD) and the protocol's
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Callable, Mapping
 
 import numpy as np
 
 from .calibration import load_calibration
-from .cohort import DEFAULT_POPULATION_SD, HESS2005_RELAPSE_MIX, CohortSpec, Population, Protocol, simulate_cohort
-from .errors import InputError
-from .parameters import PARAMETER_TABLE, Parameter, parameter_set
+from .cohort import (DEFAULT_POPULATION_SD, HESS2005_RELAPSE_MIX, RELAPSE_TYPES, CohortSpec, Population, Protocol,
+                     simulate_cohort)
+from .errors import InputError, boolean, fail, integer, real
+from .parameters import PARAMETER_TABLE, Parameter, available_parameter_sets, parameter_set
+from .simulate import MAX_DOSE_MG
 
 #: statistics of one virtual trial (fractions keep the denominators of the data; -1 = undefined)
 STATISTICS = ("frac_cmr", "frac_stopped", "frac_durable", "median_im_days_durable", "median_im_days_lost",
@@ -37,6 +39,8 @@ STOP_UPTAKE = Parameter(
     "fitted; Hess et al., J Clin Oncol 2005 (stopping was optional: 10 of 34 patients in CMR stopped)",
     "probability that a patient who meets the stop rule stops imatinib", "protocol")
 SD_UPPER = 2.5
+#: longest simulated protocol (days), as :class:`~gvlmodel.cohort.Protocol` allows
+MAX_DAYS = 36500.0
 
 
 def sd_row(name: str) -> Parameter:
@@ -110,6 +114,23 @@ class TrialDesign:
     rtol: float = 1e-6
     atol: float = 1e-6
 
+    def __post_init__(self):
+        check_design(self.__dict__, lambda key: f"TrialDesign.{key}")
+
+    @classmethod
+    def from_table(cls, table, where: str = "[trial]") -> "TrialDesign":
+        """A design from a config table; errors name ``f"{where} {key}"`` and the allowed values."""
+        if not isinstance(table, Mapping):
+            fail(where, f"expected a table of design settings, got {table!r}")
+        names = [f.name for f in fields(cls)]
+        bad = set(table) - set(names)
+        if bad:
+            fail(where, f"unknown key(s) {sorted(bad)}; allowed: {', '.join(names)}")
+        values = {f.name: (f.default if f.default is not MISSING else f.default_factory()) for f in fields(cls)}
+        values.update(table)
+        check_design(values, lambda key: f"{where} {key}")
+        return cls(**table)
+
     def protocols(self, stop_uptake: float) -> tuple[Protocol, Protocol]:
         """The Hess protocol and the comparator's short fixed course."""
         hess = Protocol(escalated_dose_mg=self.escalated_dose_mg, stop="hess2005", restart=self.restart,
@@ -124,6 +145,41 @@ class TrialDesign:
         return hess, comp
 
 
+def check_design(v: Mapping, name: Callable[[str], str]) -> None:
+    """Validate every field of a :class:`TrialDesign` (all keys present in ``v``); ``name(key)`` is the
+    field name an error reports (``TrialDesign.size`` for the API, ``[trial] size`` for a config)."""
+    integer(name("size"), v["size"], 1)
+    mix = v["relapse_mix"]
+    if not isinstance(mix, Mapping) or not mix:
+        fail(name("relapse_mix"), "expected a table of relapse type = count or fraction, e.g. "
+             "{molecular = 18, cytogenetic = 19, hematologic = 7}; types: " + ", ".join(RELAPSE_TYPES))
+    for k, x in mix.items():
+        if k not in RELAPSE_TYPES:
+            fail(name("relapse_mix"), f"unknown relapse type {k!r}; allowed: {', '.join(RELAPSE_TYPES)}")
+        real(name(f"relapse_mix.{k}"), x, 0.0)
+    if sum(float(x) for x in mix.values()) <= 0:
+        fail(name("relapse_mix"), "counts or fractions must not all be zero")
+    follow_up = real(name("follow_up_days"), v["follow_up_days"], 0.0, MAX_DAYS, lo_open=True)
+    visit = real(name("visit_interval_days"), v["visit_interval_days"], 1.0, follow_up)
+    real(name("follow_up_after_stop_days"), v["follow_up_after_stop_days"], 0.0, MAX_DAYS)
+    boolean(name("restart"), v["restart"])
+    real(name("escalated_dose_mg"), v["escalated_dose_mg"], 0.0, MAX_DOSE_MG, lo_open=True)
+    real(name("detection_limit"), v["detection_limit"], 0.0, 1.0, lo_open=True)
+    real(name("noise_sd_log"), v["noise_sd_log"], 0.0, 5.0)
+    integer(name("comparator_size"), v["comparator_size"], 0)
+    course = real(name("comparator_course_days"), v["comparator_course_days"], 0.0, MAX_DAYS, lo_open=True)
+    window = real(name("comparator_window_days"), v["comparator_window_days"], 0.0, MAX_DAYS, lo_open=True)
+    if course + window + 2 * visit > MAX_DAYS:
+        fail(name("comparator_window_days"), f"comparator_course_days + comparator_window_days + 2 visit intervals "
+             f"must be <= {MAX_DAYS:g} days, got {course + window + 2 * visit:g}")
+    base = v["base_set"]
+    allowed = available_parameter_sets()
+    if not isinstance(base, str) or base not in allowed:
+        fail(name("base_set"), f"unknown parameter set {base!r}; allowed: {', '.join(allowed)}")
+    real(name("rtol"), v["rtol"], 1e-13, 1e-2)
+    real(name("atol"), v["atol"], 0.0, 1e3, lo_open=True)
+
+
 def model_inputs(values: Mapping[str, float], fitted: tuple[FitParameter, ...],
                  base_set: str | Mapping[str, float] = "default", *,
                  population_sd: Mapping[str, float] | None = None, stop_uptake: float = 1.0):
@@ -135,9 +191,23 @@ def model_inputs(values: Mapping[str, float], fitted: tuple[FitParameter, ...],
     """
     params = parameter_set(base_set) if isinstance(base_set, str) else dict(base_set)
     sd = dict(DEFAULT_POPULATION_SD if population_sd is None else population_sd)
-    uptake = float(stop_uptake)
+    uptake = real("stop_uptake", stop_uptake, 0.0, 1.0)
+    if not isinstance(values, Mapping):
+        fail("values", f"expected a mapping of fitted quantity = value, got {type(values).__name__}")
     for fp in fitted:
-        v = fp.natural(values[fp.key])
+        if fp.key not in values:
+            fail("values", f"missing fitted quantity {fp.key!r}; expected: {', '.join(p.key for p in fitted)}")
+        x = real(f"values[{fp.key!r}]", values[fp.key])
+        try:
+            v = fp.natural(x)
+        except OverflowError:
+            fail(f"values[{fp.key!r}]", f"log10 value {x:g} is out of range")
+        if fp.kind == "stop_uptake":
+            v = real(f"values[{fp.key!r}] (stop_uptake, a probability)", v, 0.0, 1.0)
+        elif fp.kind == "sd":
+            v = real(f"values[{fp.key!r}] (natural-log SD)", v, 0.0, 5.0)
+        else:
+            v = real(f"values[{fp.key!r}] ({fp.target})", v, 0.0)
         if fp.kind == "median":
             params[fp.target] = v
         elif fp.kind == "sd":
@@ -150,6 +220,13 @@ def model_inputs(values: Mapping[str, float], fitted: tuple[FitParameter, ...],
 def run_trial(values: Mapping[str, float], fitted: tuple[FitParameter, ...], variant: str, design: TrialDesign,
               seed: int, *, size: int | None = None, comparator_size: int | None = None, threads: int | None = None):
     """Simulate one virtual trial; returns ``(hess CohortResult, comparator CohortResult or None)``."""
+    if not isinstance(design, TrialDesign):
+        fail("run_trial design", f"expected a TrialDesign, got {type(design).__name__}")
+    seed = integer("run_trial seed", seed, 0)
+    if size is not None:
+        size = integer("run_trial size", size, 1)
+    if comparator_size is not None:
+        comparator_size = integer("run_trial comparator_size", comparator_size, 0)
     params, population, uptake = model_inputs(values, fitted, design.base_set)
     hess, comp = design.protocols(uptake)
     ss = np.random.SeedSequence(seed)

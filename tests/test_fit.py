@@ -15,7 +15,7 @@ import pytest
 from gvlmodel.errors import InputError
 from gvlmodel.fit import TrialModel, load_config, parse_config, posterior, run_abc, run_fit, weighted_quantiles
 from gvlmodel.parameters import PARAMETER_SET_DIR, parameter_set_info
-from gvlmodel.trial import STATISTICS, fit_parameter, run_trial, statistics
+from gvlmodel.trial import STATISTICS, TrialDesign, fit_parameter, model_inputs, run_trial, statistics
 
 REPO = Path(__file__).resolve().parents[1]
 FIT_CONFIG = REPO / "experiments" / "fit_hess2005.toml"
@@ -133,6 +133,208 @@ def test_cli_bad_config_exits_2_and_writes_nothing(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 2 and "variant" in r.stderr
     assert not out.exists()
+
+
+def _committed(**tables):
+    """The committed fit config with keys of some tables replaced (``None`` removes a key)."""
+    cfg = tomllib.loads(FIT_CONFIG.read_text())
+    for table, keys in tables.items():
+        for key, value in keys.items():
+            if value is None:
+                cfg[table].pop(key, None)
+            else:
+                cfg.setdefault(table, {})[key] = value
+    return cfg
+
+
+BAD_FIT_CONFIGS = [  # (config mutation, expected field text)
+    ({"trial": {"size": -1}}, r"\[trial\] size: must be an integer in \[1, inf\]"),
+    ({"trial": {"size": 0}}, r"\[trial\] size"),
+    ({"trial": {"size": "44"}}, r"\[trial\] size: expected an integer"),
+    ({"trial": {"size": 1.5}}, r"\[trial\] size: expected an integer"),
+    ({"trial": {"relapse_mix": {"molecular": 18, "chronic": 2}}}, r"\[trial\] relapse_mix: unknown relapse type "
+                                                                  r"'chronic'; allowed: molecular"),
+    ({"trial": {"relapse_mix": {"molecular": -1}}}, r"\[trial\] relapse_mix\.molecular: must be >= 0"),
+    ({"trial": {"relapse_mix": 5}}, r"\[trial\] relapse_mix: expected a table"),
+    ({"trial": {"relapse_mix": {"molecular": 0}}}, r"\[trial\] relapse_mix: .*not all be zero"),
+    ({"trial": {"comparator_size": "x"}}, r"\[trial\] comparator_size: expected an integer"),
+    ({"trial": {"comparator_size": 1.5}}, r"\[trial\] comparator_size: expected an integer"),
+    ({"trial": {"comparator_size": -1}}, r"\[trial\] comparator_size: must be an integer in \[0, inf\]"),
+    ({"trial": {"comparator_window_days": -1}}, r"\[trial\] comparator_window_days: must be > 0"),
+    ({"trial": {"comparator_course_days": 36400}}, r"\[trial\] comparator_window_days: .*<= 36500"),
+    ({"trial": {"base_set": "nope"}}, r"\[trial\] base_set: unknown parameter set 'nope'; allowed: default"),
+    ({"trial": {"base_set": 5}}, r"\[trial\] base_set: .*allowed: default"),
+    ({"trial": {"follow_up_after_stop_days": "x"}}, r"\[trial\] follow_up_after_stop_days: expected a finite"),
+    ({"trial": {"follow_up_after_stop_days": -1}}, r"\[trial\] follow_up_after_stop_days: must be >= 0"),
+    ({"trial": {"follow_up_after_stop_days": math.nan}}, r"\[trial\] follow_up_after_stop_days: expected a finite"),
+    ({"trial": {"follow_up_days": 0}}, r"\[trial\] follow_up_days: must be > 0"),
+    ({"trial": {"visit_interval_days": 2000}}, r"\[trial\] visit_interval_days: must be <= 1095"),
+    ({"trial": {"restart": "yes"}}, r"\[trial\] restart: expected true or false"),
+    ({"trial": {"escalated_dose_mg": 0}}, r"\[trial\] escalated_dose_mg: must be > 0"),
+    ({"trial": {"detection_limit": 2}}, r"\[trial\] detection_limit: must be <= 1"),
+    ({"trial": {"noise_sd_log": -0.1}}, r"\[trial\] noise_sd_log: must be >= 0"),
+    ({"trial": {"sizes": 44}}, r"\[trial\]: unknown key\(s\) \['sizes'\]; allowed: .*size"),
+    ({"fit": {"threads": 1000}}, r"\[fit\] threads: must be an integer in \[1, \d+\]"),
+    ({"fit": {"threads": 0}}, r"\[fit\] threads"),
+    ({"fit": {"min_acceptance_rate": 5}}, r"\[fit\] min_acceptance_rate: must be <= 1"),
+    ({"fit": {"min_acceptance_rate": 0}}, r"\[fit\] min_acceptance_rate: must be > 0"),
+    ({"fit": {"variants": ["H2", "H2"]}}, r"\[fit\] variants: each variant at most once.*allowed: H0, H1, H2"),
+    ({"fit": {"variants": ["H3"]}}, r"\[fit\] variants: unknown variant 'H3'; allowed: H0, H1, H2"),
+    ({"fit": {"variants": [2]}}, r"\[fit\] variants: unknown variant 2"),
+    ({"fit": {"variants": "H2"}}, r"\[fit\] variants: expected a non-empty list"),
+    ({"fit": {"data": "../parameter_sets/hess2005"}}, r"\[fit\] data: unknown data set .*allowed: hess2005"),
+    ({"fit": {"data": 5}}, r"\[fit\] data: unknown data set 5"),
+    ({"fit": {"population_size": 0}}, r"\[fit\] population_size: must be an integer in \[1, inf\]"),
+    ({"fit": {"generations": "x"}}, r"\[fit\] generations: expected an integer"),
+    ({"fit": {"name": "a b"}}, r"\[fit\] name"),
+    ({"fit": {"seed": -1}}, r"\[fit\] seed"),
+    ({"fitted": {"H1": ["foo"]}}, r"\[fitted\] H1: .*'foo': unknown; allowed"),
+    ({"fitted": {"H0": "q_out"}}, r"\[fitted\] H0: expected a non-empty list"),
+    ({"fitted": {"H0": ["q_out", "q_out"]}}, r"\[fitted\] H0: duplicate"),
+    ({"distance": {"weights": {"frac_cmr": math.nan}}}, r"\[distance\] weights\.frac_cmr: expected a finite number"),
+    ({"distance": {"weights": {"frac_cmr": math.inf}}}, r"\[distance\] weights\.frac_cmr: expected a finite number"),
+    ({"distance": {"weights": {"frac_cmr": -1}}}, r"\[distance\] weights\.frac_cmr: must be >= 0"),
+    ({"distance": {"weights": {k: 0 for k in STATISTICS}}}, r"\[distance\] weights: at least one"),
+    ({"distance": {"weights": 5}}, r"\[distance\] weights: expected a table of statistic = number"),
+    ({"distance": {"scales": 5}}, r"\[distance\] scales: expected a table of statistic = number"),
+    ({"distance": {"scales": {"frac_cmr": 0}}}, r"\[distance\] scales\.frac_cmr: must be > 0"),
+    ({"distance": {"scales": {"frac": 1}}}, r"\[distance\] scales: unknown statistic.*allowed"),
+    ({"answers": {"stop_days": 90}}, r"\[answers\] stop_days: expected a non-empty list"),
+    ({"answers": {"stop_days": []}}, r"\[answers\] stop_days: expected a non-empty list"),
+    ({"answers": {"stop_days": [90, -1]}}, r"\[answers\] stop_days: must be > 0"),
+    ({"answers": {"stop_days": [90, 90]}}, r"\[answers\] stop_days: .*distinct"),
+    ({"answers": {"tfr_window_days": 36500}}, r"\[answers\] tfr_window_days: .*<= 36500"),
+    ({"quick": {"generations": 0}}, r"\[quick\] generations: must be an integer in \[1, inf\]"),
+    ({"quick": {"population_size": "x"}}, r"\[quick\] population_size: expected an integer"),
+]
+
+
+@pytest.mark.parametrize("quick", [False, True], ids=["full", "quick"])
+@pytest.mark.parametrize("change, match", BAD_FIT_CONFIGS)
+def test_bad_committed_fit_config_names_table_and_key(change, match, quick):
+    """Every table is validated with its table path, the full-size [fit] sizes and the [quick] ones alike,
+    whether or not --quick applies."""
+    with pytest.raises(InputError, match=match):
+        parse_config(_committed(**change), quick=quick)
+
+
+def test_committed_config_is_valid_full_and_quick():
+    full, quick = parse_config(_committed()), parse_config(_committed(), quick=True)
+    assert (full.population_size, quick.population_size) == (500, 60)
+    assert full.design == quick.design and full.design.comparator_size == 20
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"trial": {"size": -1}}, r"\[trial\] size"),
+    ({"fit": {"threads": 1000}}, r"\[fit\] threads"),
+    ({"distance": {"weights": {"frac_cmr": math.nan}}}, r"\[distance\] weights\.frac_cmr"),
+    ({"fit": {"generations": 0}}, r"\[fit\] generations"),
+])
+@pytest.mark.parametrize("quick", [False, True], ids=["full", "quick"])
+def test_cli_fit_bad_config_exits_2_and_leaves_out_untouched(tmp_path, capsys, change, match, quick):
+    """The whole config is validated before --out is created or written: no fit_state.json, provenance.json
+    or abc_*.db, so a corrected re-run into the same folder is not refused."""
+    import re
+
+    from gvlmodel.cli import main
+
+    cfg = _committed(**change)
+    lines = []
+    for table, keys in cfg.items():
+        lines.append(f"[{table}]")
+        for key, value in keys.items():
+            lines.append(f"{key} = {_toml(value)}")
+    path = tmp_path / "bad.toml"
+    path.write_text("\n".join(lines) + "\n")
+    assert tomllib.loads(path.read_text()).keys() == cfg.keys()
+    out = tmp_path / "out"
+    assert main(["fit", str(path), "--out", str(out)] + (["--quick"] if quick else [])) == 2
+    assert re.search(match, capsys.readouterr().err)
+    assert not out.exists()
+    existing = tmp_path / "existing"  # a folder that already exists stays empty
+    existing.mkdir()
+    assert main(["fit", str(path), "--out", str(existing)] + (["--quick"] if quick else [])) == 2
+    assert list(existing.iterdir()) == []
+
+
+def _toml(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float) and math.isnan(v):
+        return "nan"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
+    return "{" + ", ".join(f"{k} = {_toml(x)}" for k, x in v.items()) + "}"
+
+
+@pytest.mark.parametrize("name", ["../parameter_sets/hess2005", "hess2006", 5])
+def test_calibration_data_is_named_not_a_path(name):
+    from gvlmodel.calibration import load_calibration
+
+    with pytest.raises(InputError, match=r"calibration data: unknown set .*; allowed: hess2005"):
+        load_calibration(name)
+
+
+def test_run_fit_refuses_an_out_path_that_is_a_file(tmp_path):
+    cfg = parse_config(_committed(), quick=True)
+    target = tmp_path / "file"
+    target.write_text("x")
+    with pytest.raises(InputError, match="--out .*not a folder"):
+        run_fit(cfg, target, log=lambda m: None)
+    assert target.read_text() == "x"
+
+
+# --------------------------------------------------------------------------
+# the trial API (a backstop for calls that do not come from a config)
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("kw, match", [
+    ({"size": -1}, r"TrialDesign\.size: must be an integer in \[1, inf\]"),
+    ({"size": 1.5}, r"TrialDesign\.size: expected an integer"),
+    ({"rtol": 0}, r"TrialDesign\.rtol: must be >= 1e-13"),
+    ({"atol": 0}, r"TrialDesign\.atol: must be > 0"),
+    ({"relapse_mix": {"molecular": True}}, r"TrialDesign\.relapse_mix\.molecular: expected a finite number"),
+    ({"comparator_size": -1}, r"TrialDesign\.comparator_size"),
+    ({"follow_up_after_stop_days": math.nan}, r"TrialDesign\.follow_up_after_stop_days"),
+    ({"comparator_window_days": -1}, r"TrialDesign\.comparator_window_days: must be > 0"),
+    ({"base_set": "../data/hess2005"}, r"TrialDesign\.base_set: unknown parameter set .*allowed: default"),
+    ({"restart": 1}, r"TrialDesign\.restart: expected true or false"),
+])
+def test_trial_design_validates_its_fields(kw, match):
+    with pytest.raises(InputError, match=match):
+        TrialDesign(**kw)
+
+
+def test_trial_design_from_table_names_the_table():
+    assert TrialDesign.from_table({"size": 10}, "[cohort]").size == 10
+    with pytest.raises(InputError, match=r"\[cohort\] size"):
+        TrialDesign.from_table({"size": 0}, "[cohort]")
+    with pytest.raises(InputError, match=r"\[cohort\]: unknown key\(s\) \['siz'\]"):
+        TrialDesign.from_table({"siz": 10}, "[cohort]")
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: run_trial({}, (), "H2", TrialDesign(), -1), r"run_trial seed: must be an integer in \[0, inf\]"),
+    (lambda: run_trial({}, (), "H2", TrialDesign(), 1.5), r"run_trial seed: expected an integer"),
+    (lambda: run_trial({}, (), "H2", TrialDesign(), 1, size=0), r"run_trial size"),
+    (lambda: run_trial({}, (), "H2", TrialDesign(), 1, comparator_size=-1), r"run_trial comparator_size"),
+    (lambda: run_trial({}, (), "H2", {"size": 44}, 1), r"run_trial design: expected a TrialDesign"),
+    (lambda: model_inputs({"stop_uptake": 7}, (fit_parameter("stop_uptake"),)),
+     r"values\['stop_uptake'\].*: must be <= 1, got 7"),
+    (lambda: model_inputs({"stop_uptake": -0.1}, (fit_parameter("stop_uptake"),)), r"values\['stop_uptake'\]"),
+    (lambda: model_inputs({"sd_q_out": 9}, (fit_parameter("sd_q_out"),)), r"values\['sd_q_out'\].*<= 5"),
+    (lambda: model_inputs({"log10_q_out": math.nan}, (fit_parameter("q_out"),)),
+     r"values\['log10_q_out'\]: expected a finite number"),
+    (lambda: model_inputs({"log10_q_out": 400.0}, (fit_parameter("q_out"),)), r"values\['log10_q_out'\]"),
+    (lambda: model_inputs({}, (fit_parameter("q_out"),)), r"values: missing fitted quantity 'log10_q_out'"),
+    (lambda: model_inputs({}, (), stop_uptake=2), r"stop_uptake: must be <= 1"),
+])
+def test_trial_api_rejects_bad_arguments(call, match):
+    with pytest.raises(InputError, match=match):
+        call()
 
 
 # --------------------------------------------------------------------------
