@@ -556,7 +556,10 @@ def stiffness_probe(kp, y0, edges, effects, repeats, min_time, peer_run=None):
     for i in (KP.D3, KP.CX, KP.CY):
         k2[i] *= PROBE_SCALE
     rows = []
-    timed = {} if peer_run is None else {"peer": peer_run}
+    timed = {}
+    if peer_run is not None:
+        peer_run()  # warm-up, as for the kernels below
+        timed["peer"] = peer_run
     for label, kv in (("model (d3 = 1/day)", kp), (f"probe (d3, c_x, c_y x {PROBE_SCALE:g})", k2)):
         for tol in (1e-4, RTOL):
             run = make_kernel_runner(kv, y0, edges, effects, tol, tol)
@@ -568,7 +571,9 @@ def stiffness_probe(kp, y0, edges, effects, repeats, min_time, peer_run=None):
     for r in rows:
         r["median_s"] = timing[(r["ode"], r["tol"])]["median_s"]
         r["peer_ratio"] = (peer_s / r["median_s"]) if peer_s else None
-    return {"rows": rows, "peer_median_s": peer_s, "hard_stop_floor_steps": int(T_OUT.size - 1 + edges.size - 2)}
+    # every distinct stop after the start (output times and dose changes, as the kernel sees them) ends a step
+    stops = np.unique(np.concatenate([T_OUT[T_OUT > edges[0]], edges[1:]]))
+    return {"rows": rows, "peer_median_s": peer_s, "hard_stop_floor_steps": int(stops.size)}
 
 
 def stiffness_probe_markdown(probe, peer_key):

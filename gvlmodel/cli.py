@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, read_toml, real
+from .errors import InputError, SolverError, read_toml, real
 from .provenance import atomic_write_json, atomic_write_text, provenance
 
 EXAMPLE_KEYS = {"variant", "transplant", "bcr_abl", "schedule", "days", "interval_days", "parameters", "rtol"}
@@ -173,6 +173,8 @@ def main(argv=None) -> int:
     try:
         for name in ("out", "results", "figures"):
             where = getattr(args, name, None)
+            if args.command == "export-sbml":  # its --out names a file
+                break
             if where is not None and Path(where).exists() and not Path(where).is_dir():
                 raise InputError(f"--{name}: {where} is a file; expected a folder (new or existing)")
         if args.command == "example":
@@ -227,6 +229,9 @@ def main(argv=None) -> int:
     except InputError as exc:
         print(f"gvlmodel: error: {exc}", file=sys.stderr)
         return 2
+    except SolverError as exc:
+        print(f"gvlmodel: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -405,9 +405,15 @@ def prepare_replicates(cohort: CohortSpec, protocol: Protocol, bases, sds, uptak
     for j, name in enumerate(names):
         row = PARAMETER_TABLE[name]
         med = col[name] if name in col else scalar[name]
-        if np.any((np.asarray(med) < row.lower) | (np.asarray(med) > row.upper)):
+        # a median a rounding away from a bound (10**log10(upper) can exceed upper by an ulp) is put on it;
+        # one really outside would have every patient's draw clipped to the bound: an error
+        tol = 1e-9 * (row.upper - row.lower)
+        outside = (np.asarray(med) < row.lower - tol) | (np.asarray(med) > row.upper + tol)
+        if np.any(outside):
             _fail(f"parameter {name!r}", f"varies between patients, so its median must lie in the table's bounds "
-                  f"[{row.lower:g}, {row.upper:g}] {row.unit} (draws are clipped to them); got {np.asarray(med).ravel()[0]:g}")
+                  f"[{row.lower:g}, {row.upper:g}] {row.unit} (draws are clipped to them); "
+                  f"got {np.asarray(med)[outside].ravel()[0]:g}")
+        med = np.clip(med, row.lower, row.upper)
         sd = np.repeat(np.array([s[name] for s in sds], dtype=float), n1)
         varied[name] = np.clip(med * np.exp(sd * z[:, j]), row.lower, row.upper)
     kp = kernel_parameters_batch(scalar, varied, variant, cohort.transplant, n=n)

@@ -17,9 +17,13 @@ def git_commit(path: Path | None = None) -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10)
         if out.returncode == 0:
-            # untracked files count (a new, uncommitted module would run); ignored ones (results/) do not
-            dirty = subprocess.run(["git", "status", "--porcelain"], cwd=where,
-                                   capture_output=True, text=True, timeout=10).stdout.strip()
+            # tracked changes anywhere; untracked files only inside the package (a new, uncommitted module
+            # would run), not a run's own output folder or an exported model elsewhere in the checkout
+            status = ["git", "status", "--porcelain"]
+            dirty = (subprocess.run(status + ["--untracked-files=no"], cwd=where, capture_output=True, text=True,
+                                    timeout=10).stdout.strip()
+                     or subprocess.run(status + ["--untracked-files=normal", "--", "."], cwd=where,
+                                       capture_output=True, text=True, timeout=10).stdout.strip())
             return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         pass

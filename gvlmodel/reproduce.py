@@ -126,8 +126,11 @@ def run_step(step: Step, *, quick: bool, refit: bool, threads: int | None, log) 
         from .cli import run_example
 
         _, res = run_example(str(step.config), step.out)
-        if not res.success:
-            log(f"warning: the example's solve failed (status {res.status}): {res.message}")
+        if not res.success:  # the step is not stamped done, so a re-run tries again
+            from .errors import SolverError
+
+            raise SolverError(f"example {step.config}: the solve failed (status {res.status}): {res.message}; "
+                              f"see {step.out}/summary.json")
     elif step.kind == "sensitivity":
         from .sensitivity import load_config, run_study
 

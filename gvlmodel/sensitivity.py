@@ -699,18 +699,24 @@ def ranking(names, indices: dict, key: str = "ST") -> list[str]:
 # --------------------------------------------------------------------------
 # local sensitivity
 # --------------------------------------------------------------------------
+def _local_step(f, x: float, h: float, sgn: int) -> float:
+    """The nominal step of factor ``f`` from ``x``: theta*exp(+-h) (log rows; +-h/ln 10 in log10 space)
+    or theta*(1 +- h)."""
+    return x + sgn * h / math.log(10.0) if f.log else x * (1.0 + sgn * h)
+
+
 def local_design(cfg: StudyConfig, point: np.ndarray) -> tuple[np.ndarray, list[tuple[int, float, int]]]:
-    """Rows: the point, then theta*exp(+-h) (log rows; in log10 space +-h/ln 10) or theta*(1 +- h)."""
+    """Rows: the point, then each factor stepped down and up (:func:`_local_step`), every step kept
+    inside the factor's prior bounds (a point near a bound gets a shorter step on that side, and
+    :func:`local_coefficients` divides by the step actually taken)."""
     rows = [point.copy()]
     meta = [(-1, 0.0, 0)]
     for j, f in enumerate(cfg.factors):
+        lo, hi = f.prior_bounds
         for h in cfg.local_steps:
             for sgn in (-1, 1):
                 x = point.copy()
-                if f.log:
-                    x[j] = point[j] + sgn * h / math.log(10.0)
-                else:
-                    x[j] = point[j] * (1.0 + sgn * h)
+                x[j] = min(max(_local_step(f, point[j], h, sgn), lo), hi)
                 rows.append(x)
                 meta.append((j, h, sgn))
     return np.array(rows), meta
@@ -719,7 +725,7 @@ def local_design(cfg: StudyConfig, point: np.ndarray) -> tuple[np.ndarray, list[
 def local_coefficients(cfg: StudyConfig, point: np.ndarray, Y: np.ndarray, output_names) -> dict:
     """Normalised coefficients ``d ln Y / d ln theta`` per output, factor and step."""
     y0 = Y[0]
-    _, meta = local_design(cfg, point)
+    rows, meta = local_design(cfg, point)
     out = {}
     for k, name in enumerate(output_names):
         if name not in cfg.outputs:
@@ -733,9 +739,14 @@ def local_coefficients(cfg: StudyConfig, point: np.ndarray, Y: np.ndarray, outpu
                 if not (np.isfinite(Y[ip, k]) and np.isfinite(Y[im, k]) and np.isfinite(y0[k])) or y0[k] == 0:
                     steps[h] = None
                     continue
-                dlog = 2.0 * h  # ln theta+ - ln theta- (exact for log rows, first order for linear rows)
-                if not f.log:
-                    dlog = math.log((1 + h) / (1 - h))
+                xp, xm = rows[ip, j], rows[im, j]
+                if xp == _local_step(f, point[j], h, 1) and xm == _local_step(f, point[j], h, -1):
+                    dlog = 2.0 * h if f.log else math.log((1 + h) / (1 - h))  # ln theta+ - ln theta-
+                else:  # a step shortened at a prior bound: the log-distance actually stepped
+                    dlog = (xp - xm) * math.log(10.0) if f.log else (math.log(xp / xm) if xm > 0 else 0.0)
+                if dlog <= 0.0:
+                    steps[h] = None
+                    continue
                 steps[h] = float((Y[ip, k] - Y[im, k]) / dlog / y0[k])
             per[f.key] = {"by_step": {f"{h:g}": v for h, v in steps.items()}, "selected": steps[cfg.local_step]}
         out[name] = {"value_at_point": None if not np.isfinite(y0[k]) else float(y0[k]), "coefficients": per}

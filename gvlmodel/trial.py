@@ -161,7 +161,7 @@ def check_design(v: Mapping, name: Callable[[str], str]) -> None:
         fail(name("relapse_mix"), "counts or fractions must not all be zero")
     follow_up = real(name("follow_up_days"), v["follow_up_days"], 0.0, MAX_DAYS, lo_open=True)
     visit = real(name("visit_interval_days"), v["visit_interval_days"], 1.0, follow_up)
-    real(name("follow_up_after_stop_days"), v["follow_up_after_stop_days"], 0.0, MAX_DAYS)
+    real(name("follow_up_after_stop_days"), v["follow_up_after_stop_days"], 0.0, follow_up, lo_open=True)
     boolean(name("restart"), v["restart"])
     real(name("escalated_dose_mg"), v["escalated_dose_mg"], 0.0, MAX_DOSE_MG, lo_open=True)
     real(name("detection_limit"), v["detection_limit"], 0.0, 1.0, lo_open=True)

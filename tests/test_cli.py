@@ -76,3 +76,18 @@ def test_example_solver_failure_exits_1_and_reports_it_without_nan(tmp_path, mon
     assert summary["status"] == 1 and summary["final_bcr_abl_percent"] is None and summary["days_reached"] < 1825
     last = (out / "trajectory.csv").read_text().splitlines()[-1]
     assert "nan" not in last and last.split(",")[2] == ""
+
+
+def test_export_sbml_overwrites_its_own_file(tmp_path):
+    """export-sbml's --out names a file, so an existing file is not a folder mistake."""
+    import importlib.util
+
+    import pytest
+
+    if importlib.util.find_spec("libsbml") is None:
+        pytest.skip("needs the sbml extra")
+    out = tmp_path / "model.xml"
+    for _ in range(2):
+        r = run("export-sbml", "--variant", "H2", "--parameters", "default", "--out", str(out))
+        assert r.returncode == 0, r.stderr
+    assert out.read_text().lstrip().startswith("<?xml")

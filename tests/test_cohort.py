@@ -99,3 +99,16 @@ def test_patient_trajectory_checks_its_arguments():
         with pytest.raises(InputError, match=field):
             patient_trajectory(res, i, step)
     assert patient_trajectory(res, 2, 7.0)["patient_id"][0] == 2
+
+
+def test_median_a_rounding_past_a_bound_is_put_on_the_bound():
+    """10**log10(upper) can exceed ``upper`` by an ulp (a sampler on the prior's edge produces it):
+    that is the bound, not an error; the patients' values equal the bound."""
+    import math
+
+    upper = 3000.0  # im_ec50's upper bound
+    med = 10.0 ** math.log10(upper)
+    assert med > upper
+    res = simulate_cohort(CohortSpec(size=4, seed=1), Protocol(follow_up_days=60), parameters={"im_ec50": med},
+                          population=Population(sd_log={"im_ec50": 0.0}), progress=False)
+    assert np.all(res.patient_parameters["im_ec50"] == upper)

@@ -19,23 +19,28 @@ def repo(tmp_path):
     except (OSError, subprocess.CalledProcessError):
         pytest.skip("git not available")
     (tmp_path / ".gitignore").write_text("results/\n")
-    (tmp_path / "model.py").write_text("x = 1\n")
+    (tmp_path / "README.md").write_text("r\n")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "model.py").write_text("x = 1\n")
     _git(tmp_path, "add", ".")
     _git(tmp_path, "commit", "-q", "-m", "init")
     return tmp_path
 
 
-def test_commit_is_dirty_with_modified_or_untracked_files_not_ignored_ones(repo):
-    clean = git_commit(repo)
+def test_commit_is_dirty_with_tracked_changes_or_new_package_files_only(repo):
+    pkg = repo / "pkg"
+    clean = git_commit(pkg)
     assert len(clean) == 40 and not clean.endswith("-dirty")
     (repo / "results").mkdir()
     (repo / "results" / "out.csv").write_text("ignored\n")
-    assert git_commit(repo) == clean
-    (repo / "new_module.py").write_text("y = 2\n")  # would run, yet is in no commit
-    assert git_commit(repo) == clean + "-dirty"
-    (repo / "new_module.py").unlink()
-    (repo / "model.py").write_text("x = 2\n")
-    assert git_commit(repo) == clean + "-dirty"
+    (repo / "example_out").mkdir()  # a run's output folder in the checkout, outside the package
+    (repo / "example_out" / "summary.json").write_text("{}\n")
+    assert git_commit(pkg) == clean
+    (pkg / "new_module.py").write_text("y = 2\n")  # would run, yet is in no commit
+    assert git_commit(pkg) == clean + "-dirty"
+    (pkg / "new_module.py").unlink()
+    (repo / "README.md").write_text("edited\n")  # a tracked change anywhere
+    assert git_commit(pkg) == clean + "-dirty"
 
 
 def test_atomic_write_leaves_no_temporary_files(tmp_path):

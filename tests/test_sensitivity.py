@@ -87,6 +87,28 @@ def test_local_coefficients_of_a_power_law_are_exact():
     assert c["im_kill_lsc"]["by_step"]["0.01"] == pytest.approx(-1.3, rel=1e-3)
 
 
+def test_local_steps_stay_inside_the_prior_bounds_and_divide_by_the_step_taken():
+    """Near a bound the step on that side is shortened to the bound (never outside, where the model
+    would refuse the value or clip every patient), and the coefficient uses the log-distance taken."""
+    cfg = sens.parse_config(small_config(parameters={"factors": ["im_fold_b", "im_kill_lsc"]}, local={"enabled": True}),
+                            source="test")
+    point = sens.fitted_point(cfg).copy()
+    point[1] = 0.28  # im_kill_lsc, bounds [0, 0.3]: a 30 % step up would reach 0.364
+    X, meta = sens.local_design(cfg, point)
+    for j, f in enumerate(cfg.factors):
+        lo, hi = f.prior_bounds
+        assert np.all((X[:, j] >= lo) & (X[:, j] <= hi))
+    up = meta.index((1, 0.3, 1))
+    assert X[up, 1] == 0.3
+    a = -1.3
+    Y = (X[:, 1] ** a)[:, None]
+    c = sens.local_coefficients(dataclasses.replace(cfg, outputs=("p_cmr",)), point, Y, ("p_cmr",))
+    by = c["p_cmr"]["coefficients"]["im_kill_lsc"]["by_step"]
+    down = meta.index((1, 0.3, -1))
+    assert by["0.3"] == pytest.approx((Y[up, 0] - Y[down, 0]) / math.log(0.3 / (0.28 * 0.7)) / Y[0, 0], rel=1e-12)
+    assert by["0.01"] == pytest.approx(a, rel=1e-3)  # unclipped steps as before
+
+
 def test_stacked_samples_equal_one_at_a_time_and_the_cohort_engine():
     """Evaluating samples together changes nothing (common random numbers, one kernel call), and one
     sample's p_cmr is the fraction in CMR of the same cohort run by simulate_cohort."""
