@@ -24,7 +24,8 @@ import math
 import numpy as np
 
 from ._jit import jit
-from .indices import State
+from .errors import InputError
+from .indices import N_STATES, State
 
 #: response levels, BCR-ABL ratio in percent (international scale)
 RESPONSE_LEVELS_PERCENT = {"MMR": 0.1, "MR4": 0.01, "MR4.5": 0.0032, "MR5": 0.001}
@@ -43,7 +44,13 @@ def bcr_abl_percent(y: np.ndarray) -> np.ndarray:
     A normal cell carries two BCR alleles, a leukemic cell one BCR-ABL fusion.
     ``y`` is a state vector or an array of them (last axis = states).
     """
-    y = np.asarray(y, dtype=float)
+    try:
+        y = np.asarray(y, dtype=float)
+    except (TypeError, ValueError):
+        raise InputError("y: expected a state vector or an array of them (numbers)") from None
+    if y.ndim == 0 or y.shape[-1] != N_STATES:
+        raise InputError(f"y: expected {N_STATES} states on the last axis ({', '.join(State.__members__)}), "
+                         f"got shape {y.shape}")
     leuk = y[..., State.Y3]
     norm = y[..., State.X3]
     denom = leuk + 2.0 * norm

@@ -92,3 +92,11 @@ def test_dose_schedule_validates_direct_construction(days, doses):
 
     with pytest.raises(InputError, match="schedule"):
         DoseSchedule(days, doses)
+
+
+@pytest.mark.parametrize("y", [np.ones(9), np.ones((3, 4)), 5.0, "cells"])
+def test_bcr_abl_percent_checks_the_state_axis(y):
+    from gvlmodel import bcr_abl_percent
+
+    with pytest.raises(InputError, match="y: expected"):
+        bcr_abl_percent(y)
