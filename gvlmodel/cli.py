@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, SolverError, read_toml, real
+from .errors import InputError, SolverError, output_folder, read_toml, real
 from .provenance import atomic_write_json, atomic_write_text, provenance
 
 EXAMPLE_KEYS = {"variant", "transplant", "bcr_abl", "schedule", "days", "interval_days", "parameters", "rtol"}
@@ -171,12 +171,10 @@ def main(argv=None) -> int:
     rp.add_argument("--threads", type=int, default=None, help="numba threads for the scenarios (default: all)")
     args = parser.parse_args(argv)
     try:
-        for name in ("out", "results", "figures"):
-            where = getattr(args, name, None)
-            if args.command == "export-sbml":  # its --out names a file
-                break
-            if where is not None and Path(where).exists() and not Path(where).is_dir():
-                raise InputError(f"--{name}: {where} is a file; expected a folder (new or existing)")
+        if args.command != "export-sbml":  # its --out names a file
+            for name in ("out", "results", "figures"):
+                if getattr(args, name, None) is not None:
+                    output_folder(getattr(args, name), f"--{name}")
         if args.command == "example":
             out, res = run_example(args.config, args.out)
             print(f"wrote {out}/trajectory.csv, summary.json, provenance.json")

@@ -97,20 +97,10 @@ class CohortSpec:
         object.__setattr__(self, "transplant", _boolean("cohort.transplant", self.transplant))
         if self.start not in STARTS:
             _fail("cohort.start", f"unknown start {self.start!r}; allowed: {', '.join(STARTS)}")
-        if not isinstance(self.relapse_mix, Mapping) or not self.relapse_mix:
-            _fail("cohort.relapse_mix", "expected a table of relapse type = count or fraction, e.g. "
-                  "{molecular = 18, cytogenetic = 19, hematologic = 7}")
-        mix = {}
+        object.__setattr__(self, "relapse_mix", relapse_mix("cohort.relapse_mix", self.relapse_mix))
         if not isinstance(self.relapse_ranges, Mapping):
             _fail("cohort.relapse_ranges", "expected a table of relapse type = [low, high] BCR-ABL percent, "
                   f"e.g. {{molecular = [0.01, 1.0]}}; got {self.relapse_ranges!r}")
-        for k, v in self.relapse_mix.items():
-            if k not in RELAPSE_TYPES:
-                _fail("cohort.relapse_mix", f"unknown relapse type {k!r}; allowed: {', '.join(RELAPSE_TYPES)}")
-            mix[k] = _real(f"cohort.relapse_mix.{k}", v, lo=0.0)
-        if sum(mix.values()) <= 0:
-            _fail("cohort.relapse_mix", "counts or fractions must not all be zero")
-        object.__setattr__(self, "relapse_mix", mix)
         ranges = dict(DEFAULT_RELAPSE_RANGES)
         for k, v in dict(self.relapse_ranges).items():
             if k not in RELAPSE_TYPES:
@@ -130,6 +120,22 @@ class CohortSpec:
         for j in np.argsort(-(exact - counts), kind="stable")[: self.size - counts.sum()]:
             counts[j] += 1
         return np.repeat(np.array(names, dtype=object), counts)
+
+
+def relapse_mix(field_name: str, v) -> dict[str, float]:
+    """A relapse mix (table of relapse type = count or fraction, not all zero), validated; errors name
+    ``field_name`` (``cohort.relapse_mix``, ``[trial] relapse_mix``, ...)."""
+    if not isinstance(v, Mapping) or not v:
+        _fail(field_name, "expected a table of relapse type = count or fraction, e.g. "
+              f"{{molecular = 18, cytogenetic = 19, hematologic = 7}}; allowed types: {', '.join(RELAPSE_TYPES)}")
+    mix = {}
+    for k, x in v.items():
+        if k not in RELAPSE_TYPES:
+            _fail(field_name, f"unknown relapse type {k!r}; allowed: {', '.join(RELAPSE_TYPES)}")
+        mix[k] = _real(f"{field_name}.{k}", x, lo=0.0)
+    if sum(mix.values()) <= 0:
+        _fail(field_name, "counts or fractions must not all be zero")
+    return mix
 
 
 def _ratio_range(field_name, v) -> tuple[float, float]:

@@ -48,6 +48,16 @@ def check_tables(cfg: dict, tables: dict, source: str, allowed_text=None) -> Non
             raise InputError(f"[{table}]: unknown key(s) {sorted(bad)}; allowed: {text}")
 
 
+def output_folder(path, field: str = "--out"):
+    """``path`` as an output folder: new or existing, but not an existing file."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        fail(field, f"{path} is a file; expected a folder (new or existing)")
+    return path
+
+
 def fail(field: str, message: str):
     """Raise :class:`InputError` for ``field``."""
     raise InputError(f"{field}: {message}")

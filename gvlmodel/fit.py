@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, check_tables, read_toml, real
+from .errors import InputError, check_tables, output_folder, read_toml, real
 from .errors import integer as _int
 from .parameters import Variant, parse_variant
 from .provenance import atomic_write_json, atomic_write_text, provenance_of
@@ -587,9 +587,7 @@ def _write_tables(out: Path, cfg: FitConfig, pred_rows: list[dict], post: dict) 
 
 def run_fit(cfg: FitConfig, out: Path, *, ship: bool = False, log=print) -> dict:
     """Run every stage (resuming what exists in ``out``) and write the report; returns the report dict."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out}: exists and is not a folder")
+    out = output_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / "fit_state.json"
     if state_path.is_file():

@@ -71,15 +71,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .cohort import RELAPSE_TYPES, CohortSpec, Protocol, prepare_replicates, run_inputs
-from .errors import InputError, check_tables, fail, read_toml
+from .cohort import CohortSpec, Protocol, prepare_replicates, run_inputs
+from .errors import InputError, check_tables, fail, output_folder, read_toml
 from .errors import boolean as _bool
 from .errors import integer as _int
 from .errors import real as _num
 from .indices import RF, RI
 from .parameters import parameter_set_info, parse_variant
 from .provenance import atomic_write_bytes, atomic_write_json, atomic_write_text, provenance_of
-from .simulate import MAX_DOSE_MG
 from .trial import FitParameter, TrialDesign, fit_parameter, model_inputs
 
 OUTPUTS = ("p_cmr", "t_cmr_days", "p_durable", "t_loss_days", "min_im_days")
@@ -141,41 +140,11 @@ def _sized(quick: bool, qt: dict, qkey: str, name: str, full, check):
     return v
 
 
-def _relapse_mix(v) -> dict:
-    name = "[cohort] relapse_mix"
-    if not isinstance(v, dict) or not v:
-        fail(name, "expected a table of relapse type = count or fraction, e.g. "
-             f"{{ molecular = 18, cytogenetic = 19, hematologic = 7 }}; allowed types: {', '.join(RELAPSE_TYPES)}")
-    bad = sorted(set(v) - set(RELAPSE_TYPES))
-    if bad:
-        fail(name, f"unknown relapse type(s) {bad}; allowed: {', '.join(RELAPSE_TYPES)}")
-    mix = {k: _num(f"{name}.{k}", x, 0.0) for k, x in v.items()}
-    if sum(mix.values()) <= 0:
-        fail(name, "counts or fractions must not all be zero")
-    return mix
-
-
-def _treatment(tr: dict) -> dict:
-    """The ``[treatment]`` values that go into :class:`TrialDesign`, validated (only the keys given)."""
-    follow = _num("[treatment] follow_up_days", tr.get("follow_up_days", TrialDesign.follow_up_days), 0.0, 36500.0,
-                  lo_open=True)
-
-    def after_stop(name, v):
-        v = _num(name, v, 0.0, lo_open=True)
-        if v > follow:
-            fail(name, f"must be in (0, {follow:g}] days (at most [treatment] follow_up_days), got {v:g}")
-        return v
-
-    checks = {
-        "follow_up_days": lambda name, v: follow,
-        "visit_interval_days": lambda name, v: _num(name, v, 1.0, follow),
-        "follow_up_after_stop_days": after_stop,
-        "restart": _bool,
-        "escalated_dose_mg": lambda name, v: _num(name, v, 0.0, MAX_DOSE_MG, lo_open=True),
-        "detection_limit": lambda name, v: _num(name, v, 0.0, 1.0, lo_open=True),
-        "noise_sd_log": lambda name, v: _num(name, v, 0.0, 5.0),
-    }
-    return {k: check(f"[treatment] {k}", tr[k]) for k, check in checks.items() if k in tr}
+#: the TrialDesign fields a study config sets, and the table each lives in
+DESIGN_TABLES = {"size": "cohort", "relapse_mix": "cohort", "follow_up_days": "treatment",
+                 "visit_interval_days": "treatment", "follow_up_after_stop_days": "treatment",
+                 "restart": "treatment", "escalated_dose_mg": "treatment", "detection_limit": "treatment",
+                 "noise_sd_log": "treatment"}
 
 
 @dataclass(frozen=True)
@@ -326,13 +295,14 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> S
 
     co = cfg.get("cohort", {})
     tr = cfg.get("treatment", {})
-    design_kw = {"size": _sized(quick, qt, "cohort_size", "[cohort] size", co.get("size", 200), _positive_int),
-                 "comparator_size": 0, "base_set": set_name, **_treatment(tr)}
-    if "relapse_mix" in co:
-        design_kw["relapse_mix"] = _relapse_mix(co["relapse_mix"])
+    tables = {"cohort": co, "treatment": tr}
+    design_kw = {k: tables[t][k] for k, t in DESIGN_TABLES.items() if k in tables[t]}
+    design_kw.update(size=_sized(quick, qt, "cohort_size", "[cohort] size", co.get("size", 200), _positive_int),
+                     comparator_size=0, base_set=set_name)
+    design = TrialDesign.from_values(
+        design_kw, lambda key: f"[{DESIGN_TABLES.get(key.split('.')[0], 'treatment')}] {key}")
     stop_uptake = _num("[treatment] stop_uptake", tr.get("stop_uptake", 1.0), 0.0, 1.0)
-    try:  # every value was checked above; this only guards against checks the design adds itself
-        design = TrialDesign(**design_kw)
+    try:  # the protocols and the cohort take the checked values; this guards against checks they add
         design.protocols(stop_uptake)
         CohortSpec(size=design.size, seed=0, relapse_mix=design.relapse_mix)
     except (InputError, TypeError) as exc:
@@ -784,8 +754,7 @@ def run_study(cfg: StudyConfig, out: Path, *, scheduler=None, progress: bool = T
     out = Path(out)
     state = out / "study_state.json"
     digest = cfg.model_digest()
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out}: exists and is not a folder; choose a new or empty folder")
+    output_folder(out)
     # everything that can refuse the study happens before the first write to ``out``
     evaluator = CohortEvaluator(cfg)
     if state.is_file():

@@ -7,7 +7,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from . import solver
-from .errors import InputError, SolverError
+from .errors import InputError, SolverError, integer, real
 from .indices import KP, N_KP, N_STATES, State
 from .measurement import bcr_abl_percent
 from .model import im_effect
@@ -232,19 +232,6 @@ def _as_times(t_out) -> np.ndarray:
     return t
 
 
-def _is_real(value) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating)) \
-        and bool(np.isfinite(value))
-
-
-def _positive(name: str, value, upper: float | None = None) -> float:
-    if not _is_real(value) or value <= 0:
-        raise InputError(f"{name}: expected a positive finite number, got {value!r}")
-    if upper is not None and value > upper:
-        raise InputError(f"{name}: must be at most {upper:g}, got {value!r}")
-    return float(value)
-
-
 def simulate(params: Mapping[str, float] | None = None, *, y0=None, t_out, schedule=((0.0, 400.0),),
              variant="H2", transplant: bool = True, t0: float | None = None, rtol: float = 1e-6,
              atol: float = 1e-6, extinction_threshold: float = 1.0, max_steps: int = 1_000_000,
@@ -275,17 +262,12 @@ def simulate(params: Mapping[str, float] | None = None, *, y0=None, t_out, sched
     if variant is Variant.H0 and y_init[State.Z] != 0.0:
         raise InputError("y0: variant H0 has no effector cells; the initial Z must be 0")
     times = _as_times(t_out)
-    if t0 is not None and not _is_real(t0):
-        raise InputError(f"t0: expected a start time in days (a finite number), got {t0!r}")
-    start = times[0] if t0 is None else float(t0)
-    if start > times[0]:
-        raise InputError(f"t0: start time must be finite and not after the first output time {times[0]:g}, got {t0!r}")
-    rtol = _positive("rtol", rtol, upper=0.1)
-    atol = _positive("atol", atol)
-    if not _is_real(extinction_threshold) or extinction_threshold < 0:
-        raise InputError(f"extinction_threshold: expected a non-negative number of cells, got {extinction_threshold!r}")
-    if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps <= 0:
-        raise InputError(f"max_steps: expected a positive integer, got {max_steps!r}")
+    # start time: not after the first output time
+    start = times[0] if t0 is None else real("t0", t0, hi=times[0])
+    rtol = real("rtol", rtol, lo=0.0, hi=0.1, lo_open=True)
+    atol = real("atol (cells)", atol, lo=0.0, lo_open=True)
+    extinction_threshold = real("extinction_threshold (LSCs)", extinction_threshold, lo=0.0)
+    max_steps = integer("max_steps", max_steps, lo=1)
     sched = DoseSchedule.from_steps(schedule)
     end = max(times[-1], start)
     edges, doses = sched.segments(start, end) if end > start else (np.array([start, start]), sched.dose_mg[:1])

@@ -22,7 +22,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from .calibration import load_calibration
-from .cohort import (DEFAULT_POPULATION_SD, HESS2005_RELAPSE_MIX, RELAPSE_TYPES, CohortSpec, Population, Protocol,
+from .cohort import (DEFAULT_POPULATION_SD, HESS2005_RELAPSE_MIX, CohortSpec, Population, Protocol, relapse_mix,
                      simulate_cohort)
 from .errors import InputError, boolean, fail, integer, real
 from .parameters import PARAMETER_TABLE, Parameter, available_parameter_sets, parameter_set
@@ -126,10 +126,16 @@ class TrialDesign:
         bad = set(table) - set(names)
         if bad:
             fail(where, f"unknown key(s) {sorted(bad)}; allowed: {', '.join(names)}")
-        values = {f.name: (f.default if f.default is not MISSING else f.default_factory()) for f in fields(cls)}
-        values.update(table)
-        check_design(values, lambda key: f"{where} {key}")
-        return cls(**table)
+        return cls.from_values(table, lambda key: f"{where} {key}")
+
+    @classmethod
+    def from_values(cls, values: Mapping, name: Callable[[str], str]) -> "TrialDesign":
+        """A design from ``values`` (the fields given; defaults for the rest), checked with errors named
+        ``name(key)`` before it is built (a config spreading the fields over several tables names each)."""
+        merged = {f.name: (f.default if f.default is not MISSING else f.default_factory()) for f in fields(cls)}
+        merged.update(values)
+        check_design(merged, name)
+        return cls(**values)
 
     def protocols(self, stop_uptake: float) -> tuple[Protocol, Protocol]:
         """The Hess protocol and the comparator's short fixed course."""
@@ -149,16 +155,7 @@ def check_design(v: Mapping, name: Callable[[str], str]) -> None:
     """Validate every field of a :class:`TrialDesign` (all keys present in ``v``); ``name(key)`` is the
     field name an error reports (``TrialDesign.size`` for the API, ``[trial] size`` for a config)."""
     integer(name("size"), v["size"], 1)
-    mix = v["relapse_mix"]
-    if not isinstance(mix, Mapping) or not mix:
-        fail(name("relapse_mix"), "expected a table of relapse type = count or fraction, e.g. "
-             "{molecular = 18, cytogenetic = 19, hematologic = 7}; types: " + ", ".join(RELAPSE_TYPES))
-    for k, x in mix.items():
-        if k not in RELAPSE_TYPES:
-            fail(name("relapse_mix"), f"unknown relapse type {k!r}; allowed: {', '.join(RELAPSE_TYPES)}")
-        real(name(f"relapse_mix.{k}"), x, 0.0)
-    if sum(float(x) for x in mix.values()) <= 0:
-        fail(name("relapse_mix"), "counts or fractions must not all be zero")
+    relapse_mix(name("relapse_mix"), v["relapse_mix"])
     follow_up = real(name("follow_up_days"), v["follow_up_days"], 0.0, MAX_DAYS, lo_open=True)
     visit = real(name("visit_interval_days"), v["visit_interval_days"], 1.0, follow_up)
     real(name("follow_up_after_stop_days"), v["follow_up_after_stop_days"], 0.0, follow_up, lo_open=True)

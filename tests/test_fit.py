@@ -284,7 +284,7 @@ def test_run_fit_refuses_an_out_path_that_is_a_file(tmp_path):
     cfg = parse_config(_committed(), quick=True)
     target = tmp_path / "file"
     target.write_text("x")
-    with pytest.raises(InputError, match="--out .*not a folder"):
+    with pytest.raises(InputError, match="--out: .* is a file; expected a folder"):
         run_fit(cfg, target, log=lambda m: None)
     assert target.read_text() == "x"
 
