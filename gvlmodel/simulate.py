@@ -39,11 +39,11 @@ class DoseSchedule:
         if days.size == 0 or days.size != doses.size:
             raise InputError(f"schedule: expected as many start days as doses (at least one), got "
                              f"{days.size} and {doses.size}")
-        if not (np.all(np.isfinite(days)) and np.all(np.isfinite(doses))):
+        if not (np.isfinite(days).all() and np.isfinite(doses).all()):
             raise InputError("schedule: days and doses must be finite numbers")
-        if np.any(np.diff(days) <= 0):
+        if (days[1:] <= days[:-1]).any():
             raise InputError("schedule: start days must be strictly increasing")
-        if np.any(doses < 0) or np.any(doses > MAX_DOSE_MG):
+        if (doses < 0).any() or (doses > MAX_DOSE_MG).any():
             raise InputError(f"schedule: dose_mg must lie in [0, {MAX_DOSE_MG:g}] mg/day (400/600/800 clinical), "
                              f"got {doses.tolist()}")
         object.__setattr__(self, "start_day", days)
@@ -209,7 +209,7 @@ def _as_state(y0) -> np.ndarray:
         raise InputError("y0: expected a sequence of numbers or a mapping of state name to cells") from None
     if y.shape != (N_STATES,):
         raise InputError(f"y0: expected {N_STATES} states ({', '.join(State.__members__)}), got shape {y.shape}")
-    if not (np.all(np.isfinite(y)) and np.all(y >= 0)):
+    if not (np.isfinite(y).all() and (y >= 0).all()):
         bad = [State(i).name for i in range(N_STATES) if not np.isfinite(y[i]) or y[i] < 0]
         raise InputError(f"y0: states must be finite and non-negative (cells); offending: {', '.join(bad)}")
     return y
@@ -225,9 +225,9 @@ def _as_times(t_out) -> np.ndarray:
     t = t.reshape(-1)
     if t.size == 0:
         raise InputError("t_out: at least one output time is required")
-    if not np.all(np.isfinite(t)):
+    if not np.isfinite(t).all():
         raise InputError("t_out: output times must be finite")
-    if np.any(np.diff(t) < 0):
+    if (t[1:] < t[:-1]).any():
         raise InputError("t_out: output times must be sorted in increasing order")
     return t
 
