@@ -31,12 +31,8 @@ from gvlmodel import plotting as gp  # noqa: E402
 NAME = "fig2_patients"
 N_PATIENTS = 3
 
-SETTINGS = {
-    "transplanted": ("hess2005", "gvlmodel simulate experiments/hess2005.toml --out results/hess2005"),
-    "non_transplanted": ("nontransplanted_short",
-                         "gvlmodel simulate experiments/nontransplanted_short.toml "
-                         "--out results/nontransplanted_short"),
-}
+#: setting -> scenario experiment read (gvlmodel.plotting.experiment)
+SETTINGS = {"transplanted": "hess2005", "non_transplanted": "nontransplanted_short"}
 
 #: outcome classes, in the order they are picked
 OUTCOMES = ("durable", "lost", "never_cmr", "continued")
@@ -94,8 +90,7 @@ def detection_limit_percent(folder: Path) -> float:
 
 
 def load_setting(results: Path, setting: str) -> dict:
-    folder_name, command = SETTINGS[setting]
-    folder = Path(results) / folder_name
+    folder, command = gp.experiment(results, SETTINGS[setting])
     patients = gp.read_table(folder / "patients.csv", command)
     traj = gp.read_table(folder / "trajectories.csv", command,
                          numeric=["time_days", "patient_id", "bcr_abl_percent", "measured_percent", "dose_mg", "Z"])

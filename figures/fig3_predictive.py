@@ -25,8 +25,7 @@ import numpy as np  # noqa: E402
 from gvlmodel import plotting as gp  # noqa: E402
 
 NAME = "fig3_predictive"
-FIT_DIR = "fit_hess2005"
-FIT_COMMAND = "gvlmodel fit experiments/fit_hess2005.toml --out results/fit_hess2005"
+FIT = "fit_hess2005"  # experiment read (gvlmodel.plotting.experiment)
 
 #: statistic -> (panel title, y label, scale to display units, kind)
 STATISTICS = {
@@ -68,12 +67,12 @@ def binomial_ci(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
 
 
 def load(results: Path):
-    folder = Path(results) / FIT_DIR
-    report = gp.read_json(folder / "report.json", FIT_COMMAND)
+    folder, command = gp.experiment(results, FIT)
+    report = gp.read_json(folder / "report.json", command)
     for key in ("predictive", "observed", "comparison"):
         if key not in report:
-            raise KeyError(f"{folder / 'report.json'}: no {key!r} section (rerun `{FIT_COMMAND}`)")
-    pred = gp.read_table(folder / "predictive.csv", FIT_COMMAND)
+            raise KeyError(f"{folder / 'report.json'}: no {key!r} section (rerun `{command}`)")
+    pred = gp.read_table(folder / "predictive.csv", command)
     return report, pred
 
 

@@ -46,8 +46,7 @@ from gvlmodel import plotting as gp  # noqa: E402
 
 NAME = "fig4_immune_window"
 NAME_DETAIL = "fig4_immune_window_detail"
-DYN_DIR = "dynamics"
-DYN_COMMAND = "gvlmodel dynamics experiments/dynamics.toml --out results/dynamics"
+DYN = "dynamics"  # experiment read (gvlmodel.plotting.experiment)
 SETTINGS = ("transplanted", "non_transplanted")
 
 #: basin code -> (label, fill colour): light tints of the Okabe-Ito palette, distinct for colour-blind readers
@@ -78,23 +77,24 @@ PROFILE_LABELS = {"median": "median patient", "slow_im_kill": "slow IM responder
 
 def load(results: Path) -> dict:
     """Every input of the figure (raises :class:`gvlmodel.plotting.MissingResultError` naming a missing file)."""
-    folder = Path(results) / DYN_DIR
-    npz_path = gp.require_file(folder / "phase_plane.npz", DYN_COMMAND)
+    folder, command = gp.experiment(results, DYN)
+    npz_path = gp.require_file(folder / "phase_plane.npz", command)
     with np.load(npz_path) as z:
         pp = {k: z[k] for k in z.files}
     return {
         "pp": pp,
-        "pp_meta": gp.read_json(folder / "phase_plane.json", DYN_COMMAND),
-        "bif": gp.read_table(folder / "bifurcation.csv", DYN_COMMAND,
+        "pp_meta": gp.read_json(folder / "phase_plane.json", command),
+        "bif": gp.read_table(folder / "bifurcation.csv", command,
                              numeric=["dose_mg", "value", "lsc", "load", "effectors"]),
-        "window": gp.read_table(folder / "bifurcation_window.csv", DYN_COMMAND,
+        "window": gp.read_table(folder / "bifurcation_window.csv", command,
                                 numeric=["value", "condition_value", "window_low_lsc_off_im",
                                          "window_high_lsc_off_im", "window_low_lsc_on_im",
                                          "window_high_lsc_on_im"]),
-        "bif_meta": gp.read_json(folder / "bifurcation.json", DYN_COMMAND),
-        "min_im": gp.read_table(folder / "min_im_duration.csv", DYN_COMMAND,
+        "bif_meta": gp.read_json(folder / "bifurcation.json", command),
+        "min_im": gp.read_table(folder / "min_im_duration.csv", command,
                                 numeric=["value", "t_min_days", "dose_mg"]),
         "folder": folder,
+        "command": command,
     }
 
 
@@ -753,7 +753,7 @@ def _max_days(d) -> float:
     p = Path(d["folder"]) / "provenance.json"
     if p.is_file():
         try:
-            v = gp.read_json(p, DYN_COMMAND).get("resolved", {}).get("min_im", {}).get("max_days")
+            v = gp.read_json(p, d["command"]).get("resolved", {}).get("min_im", {}).get("max_days")
             if isinstance(v, (int, float)) and v > 0:
                 return float(v)
         except (OSError, ValueError, AttributeError):

@@ -26,19 +26,19 @@ import numpy as np  # noqa: E402
 from gvlmodel import plotting as gp  # noqa: E402
 
 NAME = "fig5_stopping"
-FIT_DIR = "fit_hess2005"
-FIT_COMMAND = "gvlmodel fit experiments/fit_hess2005.toml --out results/fit_hess2005"
+FIT = "fit_hess2005"  # experiment read (gvlmodel.plotting.experiment)
 MONTH_TICKS = (3, 6, 9, 12, 18, 24, 30, 36)
 
 
 def load(results: Path) -> dict:
-    path = Path(results) / FIT_DIR / "report.json"
-    report = gp.read_json(path, FIT_COMMAND)
+    folder, command = gp.experiment(results, FIT)
+    path = folder / "report.json"
+    report = gp.read_json(path, command)
     try:
         ans = report["answers"]["result"]
         curves = ans["tfr_by_im_days"]
     except (KeyError, TypeError):
-        raise KeyError(f"{path}: no answers.result.tfr_by_im_days (rerun `{FIT_COMMAND}`)") from None
+        raise KeyError(f"{path}: no answers.result.tfr_by_im_days (rerun `{command}`)") from None
     return {"report": report, "answers": ans, "curves": curves}
 
 

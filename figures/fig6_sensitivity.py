@@ -43,9 +43,7 @@ from gvlmodel import plotting as gp  # noqa: E402
 
 NAME = "fig6_sensitivity"
 NAME_DETAIL = "fig6_sensitivity_detail"
-SENS_DIR = "sensitivity_hess2005"
-SENS_COMMAND = ("gvlmodel sensitivity experiments/sensitivity_hess2005.toml "
-                "--out results/sensitivity_hess2005")
+SENS = "sensitivity_hess2005"  # experiment read (gvlmodel.plotting.experiment)
 
 #: output -> (two-line panel title, short name, unit)
 OUTPUTS = {
@@ -437,13 +435,14 @@ def step_study(ax, names, coef: dict, styles, selected_step: float | None, keys)
 
 
 def load(results: Path) -> dict:
-    path = Path(results) / SENS_DIR / "indices.json"
-    d = gp.read_json(path, SENS_COMMAND)
+    folder, command = gp.experiment(results, SENS)
+    path = folder / "indices.json"
+    d = gp.read_json(path, command)
     try:
         names = list(d["problem"]["names"])
         d["sobol"]["indices"]
     except (KeyError, TypeError):
-        raise KeyError(f"{path}: no problem.names or sobol.indices (rerun `{SENS_COMMAND}`)") from None
+        raise KeyError(f"{path}: no problem.names or sobol.indices (rerun `{command}`)") from None
     d["_names"] = names
     d["_path"] = path
     return d

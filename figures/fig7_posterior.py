@@ -27,8 +27,7 @@ from gvlmodel import plotting as gp  # noqa: E402
 
 NAME = "fig7_posterior"
 NAME_CORNER = "fig7_corner"
-FIT_DIR = "fit_hess2005"
-FIT_COMMAND = "gvlmodel fit experiments/fit_hess2005.toml --out results/fit_hess2005"
+FIT = "fit_hess2005"  # experiment read (gvlmodel.plotting.experiment)
 
 #: fitted key -> (short symbol, unit); log10_ keys are shown on the log10 scale they were fitted on
 SYMBOLS = {
@@ -62,14 +61,14 @@ def describe(key: str, row: dict | None = None) -> tuple[str, str]:
 
 
 def load(results: Path):
-    folder = Path(results) / FIT_DIR
-    report = gp.read_json(folder / "report.json", FIT_COMMAND)
+    folder, command = gp.experiment(results, FIT)
+    report = gp.read_json(folder / "report.json", command)
     variants = report.get("variants") or sorted(report.get("identifiability", {}))
     post = {}
     for v in variants:
-        t = gp.read_table(folder / f"posterior_{v}.csv", FIT_COMMAND)
+        t = gp.read_table(folder / f"posterior_{v}.csv", command)
         if "weight" not in t:
-            raise ValueError(f"{folder / f'posterior_{v}.csv'}: no 'weight' column (rerun `{FIT_COMMAND}`)")
+            raise ValueError(f"{folder / f'posterior_{v}.csv'}: no 'weight' column (rerun `{command}`)")
         post[v] = t
     return report, variants, post
 

@@ -624,8 +624,33 @@ def require_file(path, command: str) -> Path:
     """``path`` as a :class:`Path` if it exists, else :class:`MissingResultError` naming ``command``."""
     p = Path(path)
     if not p.is_file():
-        raise MissingResultError(f"missing input file {p}: produce it with `{command}`")
+        raise MissingResultError(f"missing input file {p}: produce it with `{command}` "
+                                 "(`gvlmodel reproduce` writes every result)")
     return p
+
+
+def experiment(results, name: str) -> tuple[Path, str]:
+    """Experiment ``name``'s results folder ``<results>/<name>`` and the command that writes it.
+
+    The one rule every figure script uses, so no script carries a copy of
+    another's command: ``experiments/<name>.toml`` writes ``<results>/<name>/``
+    (the layout of ``gvlmodel reproduce``) with the subcommand of the config's
+    kind (:func:`gvlmodel.reproduce.experiment_kind`), the config read from the
+    working directory or else the source checkout; where neither has it, the
+    command is ``gvlmodel reproduce``.
+    """
+    from .errors import InputError, read_toml
+    from .reproduce import experiment_kind
+
+    folder = Path(results) / name
+    config = Path("experiments") / f"{name}.toml"
+    for root in (Path("."), Path(__file__).resolve().parents[1]):  # working directory, then a source checkout
+        try:
+            kind = experiment_kind(read_toml(root / config, "experiment"), str(config))
+        except (InputError, OSError):
+            continue
+        return folder, f"gvlmodel {kind} {config.as_posix()} --out {folder.as_posix()}"
+    return folder, "gvlmodel reproduce"
 
 
 def read_json(path, command: str) -> dict:

@@ -162,3 +162,12 @@ def test_plot_helpers_return_their_axes(tmp_path):
         assert gp.response_levels(axes[2]) is axes[2]
         paths = gp.save_figure(fig, tmp_path, "helpers")
     assert all(p.stat().st_size > 0 for p in paths)
+
+
+def test_experiment_command_follows_the_config_kind(tmp_path):
+    """Figure inputs are named by experiment; the command comes from the config's kind, not a copied string."""
+    folder, command = gp.experiment(tmp_path, "sensitivity_hess2005")
+    assert folder == tmp_path / "sensitivity_hess2005"
+    assert command == (f"gvlmodel sensitivity experiments/sensitivity_hess2005.toml "
+                       f"--out {(tmp_path / 'sensitivity_hess2005').as_posix()}")
+    assert gp.experiment(tmp_path, "no_such_experiment")[1] == "gvlmodel reproduce"
