@@ -536,15 +536,38 @@ def parameter_set_toml(cfg: FitConfig, variant: str, x: np.ndarray, w: np.ndarra
 # --------------------------------------------------------------------------
 # the whole fit, stage by stage (each stage's result is a file: the checkpoint)
 # --------------------------------------------------------------------------
-def _stage(out: Path, name: str, compute):
+def _stage(out: Path, name: str, compute, key: str | None = None):
+    """``compute()`` once, cached in ``out/stages/<name>.json``.
+
+    The ABC stages (``key=None``) are resumed by name: their database and
+    ``fit_state.json`` tie them to the config.  A derived stage passes the
+    ``key`` of its inputs (:func:`_stage_key`) and is recomputed when the
+    stored key differs, so a re-run after a code or posterior change never
+    reports stale results.
+    """
     path = out / "stages" / f"{name}.json"
     if path.is_file():
-        return json.loads(path.read_text())
+        cached = json.loads(path.read_text())
+        if key is None or cached.get("key") == key:
+            return cached
     t0 = time.perf_counter()
     value = compute()
     value = {"result": value, "wall_s": time.perf_counter() - t0}
+    if key is not None:
+        value["key"] = key
     atomic_write_json(path, value)
     return value
+
+
+def _stage_key(cfg: "FitConfig", name: str, draws: np.ndarray, seed: int) -> str:
+    """Digest of what a derived stage depends on: config, package source and shipped sets, draws, seed."""
+    from .reproduce import package_digest
+
+    h = hashlib.sha256()
+    for part in (cfg.digest, package_digest(), name, str(int(seed)), str(draws.shape)):
+        h.update(part.encode() + b"\0")
+    h.update(np.ascontiguousarray(draws, dtype=float).tobytes())
+    return h.hexdigest()[:16]
 
 
 def _model_comparison(history, variants: list[str]) -> dict:
@@ -701,15 +724,18 @@ def _posterior_checks(cfg: FitConfig, out: Path, post: dict, best: str, log=prin
     for i, v in enumerate(cfg.variants):
         x, w = post[v]
         draws = resample(x, w, cfg.predictive_draws, cfg.seed + 1000 + i)
-        rows = _stage(out, f"predictive_{v}", lambda v=v, draws=draws, i=i: predictive(
-            cfg, v, draws, cfg.seed + 2000 + i))["result"]
+        name, seed = f"predictive_{v}", cfg.seed + 2000 + i
+        rows = _stage(out, name, lambda v=v, draws=draws, seed=seed: predictive(cfg, v, draws, seed),
+                      key=_stage_key(cfg, name, draws, seed))["result"]
         pred_rows += rows
         pred[v] = predictive_table(rows, cfg.observed)
         ident[v] = identifiability(cfg.fitted[v], x, w)
         log(f"  {v}: posterior predictive checks ({len(rows)} virtual trials)")
     x, w = post[best]
-    answers = _stage(out, f"answers_{best}", lambda: mechanistic_answers(
-        cfg, best, resample(x, w, cfg.answer_draws, cfg.seed + 3000), cfg.seed + 4000, log=log))
+    draws = resample(x, w, cfg.answer_draws, cfg.seed + 3000)
+    name = f"answers_{best}"
+    answers = _stage(out, name, lambda: mechanistic_answers(cfg, best, draws, cfg.seed + 4000, log=log),
+                     key=_stage_key(cfg, name, draws, cfg.seed + 4000))
     _write_tables(out, cfg, pred_rows, post)
     return pred, ident, answers
 
