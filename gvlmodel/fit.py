@@ -41,8 +41,8 @@ from .errors import InputError, check_tables, output_folder, read_toml, real
 from .errors import integer as _int
 from .parameters import Variant, parse_variant
 from .provenance import atomic_write_json, atomic_write_text, provenance_of
-from .trial import (MAX_DAYS, STATISTICS, UNDEFINED, FitParameter, TrialDesign, fit_parameter, model_inputs,
-                    observed, run_trial, statistics)
+from .trial import (DIAGNOSTICS, MAX_DAYS, STATISTICS, UNDEFINED, FitParameter, TrialDesign, diagnostics,
+                    fit_parameter, model_inputs, observed, run_trial, statistics)
 
 UNDEFINED_PENALTY = 3.0
 STAT_LABELS = {
@@ -357,7 +357,7 @@ def predictive(cfg: FitConfig, variant: str, draws: np.ndarray, seed: int) -> li
         values = dict(zip([p.key for p in fitted], map(float, x)))
         main, comp = run_trial(values, fitted, variant, cfg.design, int(seeds[j]), threads=cfg.threads)
         st = statistics(main, comp, cfg.design)
-        rows.append({"variant": variant, "draw": j, **st})
+        rows.append({"variant": variant, "draw": j, **st, "diagnostics": diagnostics(main, comp, cfg.design)})
     return rows
 
 
@@ -373,8 +373,27 @@ def predictive_table(rows: list[dict], obs: dict) -> dict:
                   "q95": float(np.quantile(d, 0.95)) if d.size else None,
                   "mean": float(d.mean()) if d.size else None,
                   "sd": float(d.std(ddof=1)) if d.size > 1 else None,
-                  "p_le_observed": float(np.mean(d <= obs[k])) if d.size else None}
+                  "p_le_observed": float(np.mean(d <= obs[k])) if d.size else None,
+                  # every draw gave the same value: the statistic cannot tell parameter values apart
+                  "constant": bool(d.size > 1 and np.all(d == d[0]))}
     return out
+
+
+def pooled_diagnostics(rows: list[dict]) -> dict:
+    """:func:`gvlmodel.trial.diagnostics` of a variant's virtual trials, pooled: counts and shares."""
+    tot = {k: int(sum(r["diagnostics"][k] for r in rows)) for k in DIAGNOSTICS}
+
+    def share(num, den):
+        return tot[num] / tot[den] if tot[den] else None
+
+    names = sorted({n for r in rows for n in r["diagnostics"]["at_bound"]})
+    return {"counts": tot,
+            "lost_clone_extinct_at_stop": share("n_lost_clone_extinct_at_stop", "n_lost"),
+            "durable_short_follow_up": share("n_durable_short_follow_up", "n_durable"),
+            "patients_at_bound": share("n_patients_at_bound", "n_patients"),
+            "at_bound": {n: sum(r["diagnostics"]["at_bound"].get(n, 0) for r in rows) / tot["n_patients"]
+                         for n in names},
+            "nontx_cmr_by_stop": share("nontx_n_cmr_by_stop", "nontx_n_stopped")}
 
 
 # --------------------------------------------------------------------------
@@ -656,7 +675,7 @@ def run_fit(cfg: FitConfig, out: Path, *, ship: bool = False, log=print) -> dict
 
     post = {v: posterior(pyabc.History(f"sqlite:///{out / f'abc_{v}.db'}"), 0, cfg.fitted[v])
             for v in cfg.variants}
-    pred, ident, answers = _posterior_checks(cfg, out, post, best, log)
+    pred, diag, ident, answers = _posterior_checks(cfg, out, post, best, log)
 
     # parameter sets
     sets = {}
@@ -677,7 +696,7 @@ def run_fit(cfg: FitConfig, out: Path, *, ship: bool = False, log=print) -> dict
     report = {"name": cfg.name, "seed": cfg.seed, "variants": list(cfg.variants), "best": best,
               "observed": cfg.observed, "distance": {"scales": cfg.scales, "weights": cfg.weights},
               "design": {k: (dict(v) if isinstance(v, dict) else v) for k, v in cfg.design.__dict__.items()},
-              "fits": fits, "comparison": comparison, "predictive": pred, "identifiability": ident,
+              "fits": fits, "comparison": comparison, "predictive": pred, "diagnostics": diag, "identifiability": ident,
               "answers": answers, "parameter_sets": sorted(sets), "shipped": ship,
               "settings": {"population_size": cfg.population_size, "generations": cfg.generations,
                            "comparison_population_size": cfg.comparison_population_size,
@@ -719,8 +738,9 @@ def shipped_sets(cfg: FitConfig) -> dict:
 def _posterior_checks(cfg: FitConfig, out: Path, post: dict, best: str, log=print):
     """From posteriors ``post[v] = (particles, weights)``: posterior-predictive trials and
     identifiability per variant, the mechanistic answers of ``best`` (each a cached stage in
-    ``out``), and the figure tables.  Returns ``(predictive tables, identifiability, answers)``."""
-    pred_rows, pred, ident = [], {}, {}
+    ``out``), and the figure tables.  Returns ``(predictive tables, diagnostics, identifiability,
+    answers)``."""
+    pred_rows, pred, diag, ident = [], {}, {}, {}
     for i, v in enumerate(cfg.variants):
         x, w = post[v]
         draws = resample(x, w, cfg.predictive_draws, cfg.seed + 1000 + i)
@@ -729,6 +749,7 @@ def _posterior_checks(cfg: FitConfig, out: Path, post: dict, best: str, log=prin
                       key=_stage_key(cfg, name, draws, seed))["result"]
         pred_rows += rows
         pred[v] = predictive_table(rows, cfg.observed)
+        diag[v] = pooled_diagnostics(rows)
         ident[v] = identifiability(cfg.fitted[v], x, w)
         log(f"  {v}: posterior predictive checks ({len(rows)} virtual trials)")
     x, w = post[best]
@@ -737,7 +758,7 @@ def _posterior_checks(cfg: FitConfig, out: Path, post: dict, best: str, log=prin
     answers = _stage(out, name, lambda: mechanistic_answers(cfg, best, draws, cfg.seed + 4000, log=log),
                      key=_stage_key(cfg, name, draws, cfg.seed + 4000))
     _write_tables(out, cfg, pred_rows, post)
-    return pred, ident, answers
+    return pred, diag, ident, answers
 
 
 def run_from_shipped(cfg: FitConfig, out: Path, *, log=print) -> dict:
@@ -763,7 +784,7 @@ def run_from_shipped(cfg: FitConfig, out: Path, *, log=print) -> dict:
     for v in cfg.variants:
         x = np.asarray(sets[v]["posterior"]["sample"], dtype=float)
         post[v] = (x, np.full(x.shape[0], 1.0 / x.shape[0]))
-    pred, ident, answers = _posterior_checks(cfg, out, post, best, log)
+    pred, diag, ident, answers = _posterior_checks(cfg, out, post, best, log)
     comparison = None
     if len(known) > 1:
         bf = {f"{best}:{v}": (known[best] / p if p > 0 else "inf") for v, p in known.items() if v != best}
@@ -773,7 +794,7 @@ def run_from_shipped(cfg: FitConfig, out: Path, *, log=print) -> dict:
               "source": "shipped_sets", "observed": cfg.observed,
               "distance": {"scales": cfg.scales, "weights": cfg.weights},
               "design": {k: (dict(v) if isinstance(v, dict) else v) for k, v in cfg.design.__dict__.items()},
-              "fits": {}, "comparison": comparison, "predictive": pred, "identifiability": ident,
+              "fits": {}, "comparison": comparison, "predictive": pred, "diagnostics": diag, "identifiability": ident,
               "answers": answers, "parameter_sets": [f"{cfg.name}_{v}" for v in cfg.variants], "shipped": False,
               "warnings": warn,
               "settings": {"predictive_draws": cfg.predictive_draws, "answer_draws": cfg.answer_draws,

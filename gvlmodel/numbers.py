@@ -8,7 +8,8 @@ CamelCase with digits spelled out, prefixed ``gvl``).  Sections:
 
 ``fit``          observed calibration numbers, model probabilities and Bayes
                  factors, the best variant, posterior predictive medians and
-                 intervals, and the mechanistic answers (``fit_hess2005``);
+                 intervals, the diagnostics behind them, and the mechanistic
+                 answers (``fit_hess2005``);
 ``scenarios``    rates and medians of each simulated cohort (``summary.json``);
 ``sensitivity``  top-ranked factors per output (Sobol' ST, Morris mu*) with
                  their indices, and the local coefficients at the fitted point;
@@ -59,6 +60,10 @@ def fit_numbers(report: dict) -> dict:
                          if _band(hp.get(k))},
                       "tfr": {setting: {f"d{int(r['stop_after_days'])}": _band(r) for r in rows}
                               for setting, rows in a["tfr_by_im_days"].items()}}
+    if report.get("diagnostics"):
+        out["diagnostics"] = {v: {k: d[k] for k in ("lost_clone_extinct_at_stop", "durable_short_follow_up",
+                                                    "patients_at_bound", "nontx_cmr_by_stop") if d[k] is not None}
+                              for v, d in report["diagnostics"].items()}
     out["identifiability"] = {v: {p["key"]: {"width_ratio": p["width_ratio"], "verdict": p["verdict"]}
                                   for p in ide["parameters"]} for v, ide in report["identifiability"].items()}
     return out

@@ -99,11 +99,45 @@ def _body(r: dict) -> str:
     return "\n".join(L + _predictive_and_after(r))
 
 
+def _share(x) -> str:
+    return "–" if x is None else f"{100 * x:.0f} %"
+
+
+def _diagnostics(r: dict) -> list[str]:
+    """What the calibration statistics do not show, pooled over each variant's predictive trials."""
+    diag = r.get("diagnostics")
+    if not diag:
+        return []
+    follow = r["design"]["follow_up_after_stop_days"]
+    L = ["## Diagnostics: what the statistics do not show", "",
+         "Pooled over every predictive trial of a variant (counts in brackets).", "",
+         "| | " + " | ".join(r["variants"]) + " |", "|---|" + "---|" * len(r["variants"])]
+    rows = (("lost CMR with the LSC clone already extinct at the stop (progenitor washout, not a stem-cell "
+             "relapse)", "lost_clone_extinct_at_stop", "n_lost_clone_extinct_at_stop", "n_lost"),
+            (f"durable with less than {follow:.0f} days of follow-up after the stop (censored by the trial's end)",
+             "durable_short_follow_up", "n_durable_short_follow_up", "n_durable"),
+            ("patients with a between-patient parameter clipped to its table bound", "patients_at_bound",
+             "n_patients_at_bound", "n_patients"),
+            ("non-transplanted comparator: had reached CMR by the stop", "nontx_cmr_by_stop", "nontx_n_cmr_by_stop",
+             "nontx_n_stopped"))
+    for label, key, num, den in rows:
+        L.append(f"| {label} | " + " | ".join(
+            f"{_share(diag[v][key])} ({diag[v]['counts'][num]}/{diag[v]['counts'][den]})" for v in r["variants"])
+            + " |")
+    bound = sorted({n for v in r["variants"] for n in diag[v]["at_bound"]})
+    if bound:
+        L += ["", "Share of patients clipped to a bound, per parameter: " + "; ".join(
+            f"`{n}` " + ", ".join(f"{v} {_share(diag[v]['at_bound'].get(n))}" for v in r["variants"]
+                                  if n in diag[v]["at_bound"]) for n in bound) + "."]
+    return L + [""]
+
+
 def _predictive_and_after(r: dict) -> list[str]:
     L = ["## Posterior predictive checks", "",
           "Predicted distribution of every calibration number (one virtual 44-patient trial per posterior draw) "
           "next to the observed value. `P(sim ≤ obs)` near 0 or 1 means the variant does not reproduce that "
-          "number.", ""]
+          "number, except in rows marked *constant*: every draw gave the same value, so the statistic cannot "
+          "tell parameter values (or variants) apart.", ""]
     head = "| statistic | observed | " + " | ".join(f"{v}: median (5–95 %) | {v}: P(sim ≤ obs)" for v in r["variants"])
     L += [head + " |", "|---|---|" + "---|---|" * len(r["variants"])]
     for k in STATISTICS:
@@ -114,10 +148,12 @@ def _predictive_and_after(r: dict) -> list[str]:
                 row += " undefined | – |"
             else:
                 note = "" if e["defined"] == e["n_draws"] else f" [defined in {e['defined']}/{e['n_draws']}]"
+                note += " *constant*" if e.get("constant") else ""
                 row += (f" {_fmt(k, e['median'])} ({_fmt(k, e['q05'])}–{_fmt(k, e['q95'])}){note}"
                         f" | {e['p_le_observed']:.2f} |")
         L.append(row)
     L.append("")
+    L += _diagnostics(r)
 
     L += ["## Posterior summaries and identifiability", "",
           "Width ratio = posterior 90 % interval / prior width (a flat posterior gives 0.9). "

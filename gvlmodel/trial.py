@@ -276,6 +276,54 @@ def statistics(main, comparator, design: TrialDesign) -> dict[str, float]:
     return out
 
 
+#: counts behind the statistics that the statistics themselves do not show (:func:`diagnostics`)
+DIAGNOSTICS = ("n_stopped", "n_lost", "n_lost_clone_extinct_at_stop", "n_durable", "n_durable_short_follow_up",
+               "n_patients", "n_patients_at_bound", "nontx_n_stopped", "nontx_n_cmr_by_stop")
+
+
+def diagnostics(main, comparator, design: TrialDesign) -> dict:
+    """Counts that qualify the statistics of one virtual trial (the fit report pools them over draws).
+
+    * ``n_lost_clone_extinct_at_stop``: patients counted as losing CMR whose
+      leukemic stem-cell clone was already extinct at the stop; their positive
+      samples come from long-lived progenitors washing out after imatinib is
+      withdrawn (a confirmed positive, as the data define a loss, but not a
+      stem-cell relapse);
+    * ``n_durable_short_follow_up``: patients counted durable with less than
+      ``follow_up_after_stop_days`` of follow-up after the stop (censored by
+      the end of the trial, so durable by default);
+    * ``n_patients_at_bound`` / ``at_bound``: patients with a between-patient
+      parameter clipped to its table bound (per parameter in ``at_bound``);
+    * ``nontx_n_cmr_by_stop``: comparator patients who had reached CMR by
+      their stop (the comparator statistic says nothing when this is 0).
+    """
+    c = main.columns
+    ok = c["solver_status"] == 0
+    stopped = c["stopped"] & ok
+    lost = c["lost_cmr"] & stopped & (c["days_stop_to_loss"] <= design.follow_up_after_stop_days)
+    durable = stopped & ~lost
+    extinct_at_stop = c["eradicated"] & (c["days_to_eradication"] <= c["stop_day"])
+    short = (c["last_day_reached"] - c["stop_day"]) < design.follow_up_after_stop_days
+    at_bound = {}
+    any_bound = np.zeros(main.n, dtype=bool)
+    for name, v in main.patient_parameters.items():
+        row = PARAMETER_TABLE[name]
+        hit = (v <= row.lower) | (v >= row.upper)
+        at_bound[name] = int(hit.sum())
+        any_bound |= hit
+    out = {"n_stopped": int(stopped.sum()), "n_lost": int(lost.sum()),
+           "n_lost_clone_extinct_at_stop": int((lost & extinct_at_stop).sum()),
+           "n_durable": int(durable.sum()), "n_durable_short_follow_up": int((durable & short).sum()),
+           "n_patients": int(main.n), "n_patients_at_bound": int(any_bound.sum()), "at_bound": at_bound,
+           "nontx_n_stopped": 0, "nontx_n_cmr_by_stop": 0}
+    if comparator is not None:
+        cc = comparator.columns
+        st = cc["stopped"] & (cc["solver_status"] == 0)
+        out["nontx_n_stopped"] = int(st.sum())
+        out["nontx_n_cmr_by_stop"] = int((st & cc["reached_cmr"] & (cc["days_to_cmr"] <= cc["stop_day"])).sum())
+    return out
+
+
 def observed(data: dict | None = None) -> dict[str, float]:
     """The Hess data in the form of :func:`statistics`."""
     d = load_calibration() if data is None else data

@@ -418,3 +418,44 @@ def test_derived_stages_are_recomputed_when_their_inputs_change(tmp_path, monkey
         assert fit._stage(tmp_path, "predictive_H2", compute, key=k)["result"] == {"n": n}
     # ABC stages (no key) resume by name, as the resume test above requires
     assert fit._stage(tmp_path, "predictive_H2", compute)["result"] == {"n": 5}
+
+
+def test_diagnostics_count_washout_censoring_bounds_and_comparator_cmr():
+    """Hand-built cohort columns: each diagnostic counts exactly the patients it describes."""
+    from types import SimpleNamespace
+
+    from gvlmodel.fit import pooled_diagnostics
+    from gvlmodel.trial import diagnostics
+
+    nan = np.nan
+    design = TrialDesign(follow_up_days=1095.0, follow_up_after_stop_days=494.0)
+    # patients: 0 lost, clone extinct before stop | 1 lost, clone alive | 2 durable, long follow-up |
+    #           3 durable, stopped late (short follow-up) | 4 never stopped | 5 solver failure
+    cols = {"solver_status": np.array([0, 0, 0, 0, 0, 3]),
+            "stopped": np.array([True, True, True, True, False, True]),
+            "lost_cmr": np.array([True, True, False, False, False, False]),
+            "days_stop_to_loss": np.array([60.0, 90.0, nan, nan, nan, nan]),
+            "eradicated": np.array([True, False, True, False, False, False]),
+            "days_to_eradication": np.array([100.0, nan, 400.0, nan, nan, nan]),
+            "stop_day": np.array([200.0, 300.0, 210.0, 900.0, nan, 100.0]),
+            "last_day_reached": np.array([1095.0] * 5 + [150.0])}
+    from gvlmodel.parameters import PARAMETER_TABLE
+
+    hi = PARAMETER_TABLE["im_kill_lsc"].upper  # a draw clipped to the bound
+    main = SimpleNamespace(columns=cols, n=6, patient_parameters={"im_kill_lsc": np.array([hi, 0.1, 0.1, hi, 0.2, 0.1])})
+    comp = SimpleNamespace(columns={"solver_status": np.zeros(3, int), "stopped": np.array([True, True, False]),
+                                    "reached_cmr": np.array([True, True, True]),
+                                    "days_to_cmr": np.array([300.0, 400.0, 100.0]),
+                                    "stop_day": np.array([365.0, 365.0, nan])})
+    d = diagnostics(main, comp, design)
+    assert {k: d[k] for k in d if k != "at_bound"} == {
+        "n_stopped": 4, "n_lost": 2, "n_lost_clone_extinct_at_stop": 1, "n_durable": 2,
+        "n_durable_short_follow_up": 1, "n_patients": 6, "n_patients_at_bound": 2,
+        "nontx_n_stopped": 2, "nontx_n_cmr_by_stop": 1}
+    assert d["at_bound"] == {"im_kill_lsc": 2}
+    pooled = pooled_diagnostics([{"diagnostics": d}, {"diagnostics": d}])
+    assert pooled["counts"]["n_lost"] == 4
+    assert pooled["lost_clone_extinct_at_stop"] == pytest.approx(0.5)
+    assert pooled["durable_short_follow_up"] == pytest.approx(0.5)
+    assert pooled["at_bound"] == {"im_kill_lsc": pytest.approx(2 / 6)}
+    assert pooled["nontx_cmr_by_stop"] == pytest.approx(0.5)
