@@ -5,10 +5,9 @@ The public API is re-exported here; implementation lives in the named modules.
 from .errors import InputError, SolverError
 from .indices import KP, N_STATES, State, STATE_GROUPS
 from .measurement import DEFAULT_DETECTION_LIMIT, RESPONSE_LEVELS_PERCENT, bcr_abl_percent
-from .model import im_effect, rhs
 from .parameters import (PARAMETER_NAMES, PARAMETER_TABLE, Parameter, Variant, available_parameter_sets,
                          default_parameters, kernel_parameters, parameter_set, resolve_parameters, salib_problem, table_markdown)
-from .simulate import DoseSchedule, SimulationResult, healthy_state, initial_state, simulate
+from .simulate import DoseSchedule, SimulationResult, healthy_state, im_effect, initial_state, rhs, simulate
 
 __version__ = "0.1.0"
 

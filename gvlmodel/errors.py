@@ -75,6 +75,24 @@ def real(field: str, v, lo=None, hi=None, lo_open: bool = False) -> float:
     return v
 
 
+def real_array(field: str, v, what: str = "numbers") -> np.ndarray:
+    """``v`` (a number, sequence or array of numbers) as a new float array.
+
+    Strings, booleans and other objects are refused, naming ``field``: NumPy
+    alone would turn ``"100"`` into 100.0 and ``True`` into 1.0.
+    """
+    if isinstance(v, np.ndarray) and v.dtype.kind in "iuf":
+        return v.astype(float)
+    try:
+        a = np.array(v, dtype=object)
+    except (TypeError, ValueError):
+        fail(field, f"expected {what}")
+    for x in a.reshape(-1):
+        if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, float, np.integer, np.floating)):
+            fail(field, f"expected {what}, got {x!r}")
+    return a.astype(float)
+
+
 def integer(field: str, v, lo: int = 0, hi: int | None = None) -> int:
     """An integer (not a bool) in ``[lo, hi]``."""
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)):

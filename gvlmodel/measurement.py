@@ -24,7 +24,7 @@ import math
 import numpy as np
 
 from ._jit import jit
-from .errors import InputError
+from .errors import InputError, real_array
 from .indices import N_STATES, State
 
 #: response levels, BCR-ABL ratio in percent (international scale)
@@ -44,10 +44,7 @@ def bcr_abl_percent(y: np.ndarray) -> np.ndarray:
     A normal cell carries two BCR alleles, a leukemic cell one BCR-ABL fusion.
     ``y`` is a state vector or an array of them (last axis = states).
     """
-    try:
-        y = np.asarray(y, dtype=float)
-    except (TypeError, ValueError):
-        raise InputError("y: expected a state vector or an array of them (numbers)") from None
+    y = real_array("y", y, "a state vector or an array of them (numbers)")
     if y.ndim == 0 or y.shape[-1] != N_STATES:
         raise InputError(f"y: expected {N_STATES} states on the last axis ({', '.join(State.__members__)}), "
                          f"got shape {y.shape}")

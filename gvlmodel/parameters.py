@@ -314,7 +314,11 @@ def _fill_kernel(p, variant: Variant, transplant: bool, k: np.ndarray) -> None:
 
 def salib_problem(names: Iterable[str] | None = None) -> dict:
     """A SALib problem spec over the table's bounds (log-scaled rows in log10)."""
+    if isinstance(names, str):
+        _fail("names", f"expected a list of parameter names, got the string {names!r}")
     names = list(PARAMETER_NAMES if names is None else names)
+    if not names:
+        _fail("names", "expected at least one parameter name")
     for n in names:
         check_parameter_name(n)
     bounds = []

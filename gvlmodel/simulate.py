@@ -7,10 +7,10 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from . import solver
-from .errors import InputError, SolverError, integer, real
+from .errors import InputError, SolverError, boolean, integer, real, real_array
 from .indices import KP, N_KP, N_STATES, State
 from .measurement import bcr_abl_percent
-from .model import im_effect
+from . import model
 from .parameters import Variant, _check_transplant, _fill_kernel, kernel_parameters, parse_variant, resolve_parameters
 
 STATUS_MESSAGES = {
@@ -31,11 +31,8 @@ class DoseSchedule:
     dose_mg: np.ndarray
 
     def __post_init__(self):
-        try:
-            days = np.array(self.start_day, dtype=float).reshape(-1)
-            doses = np.array(self.dose_mg, dtype=float).reshape(-1)
-        except (TypeError, ValueError):
-            raise InputError("schedule: start_day and dose_mg must be sequences of numbers") from None
+        days = real_array("schedule: start_day", self.start_day, "a sequence of days (numbers)").reshape(-1)
+        doses = real_array("schedule: dose_mg", self.dose_mg, "a sequence of doses in mg/day (numbers)").reshape(-1)
         if days.size == 0 or days.size != doses.size:
             raise InputError(f"schedule: expected as many start days as doses (at least one), got "
                              f"{days.size} and {doses.size}")
@@ -54,10 +51,7 @@ class DoseSchedule:
         """``[(day, dose_mg), ...]`` with strictly increasing days."""
         if isinstance(steps, DoseSchedule):
             return steps
-        try:
-            arr = np.asarray(steps, dtype=float)
-        except (TypeError, ValueError):
-            raise InputError("schedule: expected a sequence of (day, dose_mg) pairs") from None
+        arr = real_array("schedule", steps, "a sequence of (day, dose_mg) pairs of numbers")
         if arr.ndim != 2 or arr.shape[1] != 2 or arr.shape[0] == 0:
             raise InputError(f"schedule: expected a non-empty sequence of (day, dose_mg) pairs, got shape {arr.shape}")
         return cls(arr[:, 0].copy(), arr[:, 1].copy())  # values checked in __post_init__
@@ -70,6 +64,48 @@ class DoseSchedule:
         edges = np.concatenate(([t0], inner, [t1]))
         idx = np.searchsorted(self.start_day, edges[:-1], side="right") - 1
         return edges, self.dose_mg[idx]
+
+
+def im_effect(dose_mg, css_400: float, ec50: float) -> float:
+    """Imatinib effect of a dose relative to 400 mg/day (0 off drug, 1 at 400 mg/day), checked.
+
+    The public version of the compiled :func:`gvlmodel.model.im_effect` (the
+    kernel does no checks): ``dose_mg`` in [0, ``MAX_DOSE_MG``] mg/day,
+    ``css_400`` (steady-state exposure at 400 mg/day, table row ``im_css_400``)
+    and ``ec50`` (``im_ec50``) positive, in the same exposure unit.
+    """
+    dose_mg = real("dose_mg (mg/day)", dose_mg, lo=0.0, hi=MAX_DOSE_MG)
+    css_400 = real("css_400 (exposure at 400 mg/day)", css_400, lo=0.0, lo_open=True)
+    ec50 = real("ec50 (exposure)", ec50, lo=0.0, lo_open=True)
+    return float(model.im_effect(dose_mg, css_400, ec50))
+
+
+def rhs(y, kp, e: float, out=None) -> np.ndarray:
+    """Right-hand side ``dy/dt`` (cells/day) at state ``y``, checked; returns ``out`` (new if ``None``).
+
+    The public version of the compiled :func:`gvlmodel.model.rhs` (the kernel
+    does no checks and writes ``out`` in place): ``y`` has the
+    ``N_STATES`` states in :class:`State` order, ``kp`` is a kernel parameter
+    vector (:func:`gvlmodel.kernel_parameters`, ``N_KP`` entries), ``e`` the
+    imatinib effect (:func:`im_effect`, >= 0), ``out`` a float array of
+    ``N_STATES`` entries.
+    """
+    y = real_array("y", y, "a state vector of numbers (cells)")
+    if y.shape != (N_STATES,):
+        raise InputError(f"y: expected {N_STATES} states ({', '.join(State.__members__)}), got shape {y.shape}")
+    kp = real_array("kp", kp, "a kernel parameter vector of numbers (kernel_parameters())")
+    if kp.shape != (N_KP,):
+        raise InputError(f"kp: expected the {N_KP} kernel parameters of kernel_parameters(), got shape {kp.shape}")
+    if not (np.isfinite(y).all() and np.isfinite(kp).all()):
+        raise InputError("y, kp: states and kernel parameters must be finite")
+    e = real("e (imatinib effect)", e, lo=0.0)
+    if out is None:
+        out = np.empty(N_STATES)
+    elif not (isinstance(out, np.ndarray) and out.dtype == np.float64 and out.shape == (N_STATES,)
+              and out.flags.writeable):
+        raise InputError(f"out: expected a writeable float64 array of shape ({N_STATES},)")
+    model.rhs(y, kp, e, out)
+    return out
 
 
 def healthy_state(params: Mapping[str, float] | None = None) -> np.ndarray:
@@ -90,9 +126,9 @@ def initial_state(params: Mapping[str, float] | None = None, *, bcr_abl: float =
     baseline ``influx/death`` (none in H0).  Starting states by clinical relapse
     type are built on this in the clinical layer.
     """
-    if (isinstance(bcr_abl, bool) or not isinstance(bcr_abl, (int, float, np.integer, np.floating))
-            or not np.isfinite(bcr_abl) or not (0.0 <= bcr_abl < 100.0)):
-        raise InputError(f"bcr_abl: ratio in percent must lie in [0, 100), got {bcr_abl!r}")
+    bcr_abl = real("bcr_abl (ratio in percent)", bcr_abl, lo=0.0)
+    if not bcr_abl < 100.0:
+        raise InputError(f"bcr_abl (ratio in percent): must lie in [0, 100), got {bcr_abl:g}")
     p = resolve_parameters(params)
     kp = kernel_parameters(p, variant, transplant)
     y = np.empty(N_STATES)
@@ -203,10 +239,7 @@ def _as_state(y0) -> np.ndarray:
         if missing:
             raise InputError(f"y0: missing state(s) {sorted(missing)}")
         y0 = [y0[s.name] for s in State]
-    try:
-        y = np.array(y0, dtype=float)
-    except (TypeError, ValueError):
-        raise InputError("y0: expected a sequence of numbers or a mapping of state name to cells") from None
+    y = real_array("y0", y0, "a sequence of numbers (cells) or a mapping of state name to cells")
     if y.shape != (N_STATES,):
         raise InputError(f"y0: expected {N_STATES} states ({', '.join(State.__members__)}), got shape {y.shape}")
     if not (np.isfinite(y).all() and (y >= 0).all()):
@@ -216,10 +249,7 @@ def _as_state(y0) -> np.ndarray:
 
 
 def _as_times(t_out) -> np.ndarray:
-    try:
-        t = np.array(t_out, dtype=float)
-    except (TypeError, ValueError):
-        raise InputError("t_out: expected a sequence of output times in days") from None
+    t = real_array("t_out", t_out, "a sequence of output times in days (numbers)")
     if t.ndim > 1:
         raise InputError(f"t_out: expected a one-dimensional sequence of output times, got shape {t.shape}")
     t = t.reshape(-1)
@@ -268,10 +298,11 @@ def simulate(params: Mapping[str, float] | None = None, *, y0=None, t_out, sched
     atol = real("atol (cells)", atol, lo=0.0, lo_open=True)
     extinction_threshold = real("extinction_threshold (LSCs)", extinction_threshold, lo=0.0)
     max_steps = integer("max_steps", max_steps, lo=1)
+    raise_on_failure = boolean("raise_on_failure", raise_on_failure)
     sched = DoseSchedule.from_steps(schedule)
     end = max(times[-1], start)
     edges, doses = sched.segments(start, end) if end > start else (np.array([start, start]), sched.dose_mg[:1])
-    effects = np.array([im_effect(d, p["im_css_400"], p["im_ec50"]) for d in doses])
+    effects = np.array([model.im_effect(d, p["im_css_400"], p["im_ec50"]) for d in doses])
     if end == start:
         edges, effects = np.array([start]), np.empty(0)
     y_out = np.empty((times.size, N_STATES))

@@ -47,6 +47,13 @@ T = np.linspace(0, 100, 5)
     ({"schedule": [(0, 400, 1)]}, "schedule"),
     ({"schedule": [(0, float("nan"))]}, "schedule"),
     ({"schedule": [(0, 1200)]}, "schedule"),
+    # strings and booleans where numbers are expected: NumPy alone would convert them
+    ({"t_out": "100"}, "t_out"),
+    ({"t_out": ["0", "100"]}, "t_out"),
+    ({"y0": ["1"] * 10}, "y0"),
+    ({"schedule": [("0", "400")]}, "schedule"),
+    ({"schedule": [(0, True)]}, "schedule"),
+    ({"raise_on_failure": "yes"}, "raise_on_failure"),
 ])
 def test_bad_input_names_the_field(kwargs, field):
     args = {"t_out": T} | kwargs
@@ -100,3 +107,52 @@ def test_bcr_abl_percent_checks_the_state_axis(y):
 
     with pytest.raises(InputError, match="y: expected"):
         bcr_abl_percent(y)
+
+
+@pytest.mark.parametrize("call,field", [
+    (lambda g, y, kp: g.rhs(y, kp, 1.0, np.zeros(3)), "out"),  # the bare kernel would write past its end
+    (lambda g, y, kp: g.rhs(np.ones(3), kp, 1.0), "y"),
+    (lambda g, y, kp: g.rhs("y", kp, 1.0), "y"),
+    (lambda g, y, kp: g.rhs(y, {"d0": 0.003}, 1.0), "kp"),
+    (lambda g, y, kp: g.rhs(y, kp[:-1], 1.0), "kp"),
+    (lambda g, y, kp: g.rhs(y, kp, -1.0), "imatinib effect"),
+    (lambda g, y, kp: g.rhs(np.r_[y[:-1], np.nan], kp, 1.0), "finite"),
+    (lambda g, y, kp: g.rhs(y, kp, 1.0, np.zeros(10, dtype=np.float32)), "out"),
+    (lambda g, y, kp: g.im_effect("400", 979.0, 500.0), "dose_mg"),
+    (lambda g, y, kp: g.im_effect(None, 979.0, 500.0), "dose_mg"),
+    (lambda g, y, kp: g.im_effect(np.array([400.0, 600.0]), 979.0, 500.0), "dose_mg"),
+    (lambda g, y, kp: g.im_effect(-400.0, 979.0, 500.0), "dose_mg"),
+    (lambda g, y, kp: g.im_effect(float("nan"), 979.0, 500.0), "dose_mg"),
+    (lambda g, y, kp: g.im_effect(400.0, 0.0, 500.0), "css_400"),
+    (lambda g, y, kp: g.im_effect(400.0, 979.0, -1.0), "ec50"),
+])
+def test_public_kernel_wrappers_check_their_input(call, field):
+    """``gvlmodel.rhs`` / ``gvlmodel.im_effect`` are checked versions of the compiled kernels."""
+    import gvlmodel as g
+
+    y, kp = initial_state(), g.kernel_parameters()
+    with pytest.raises(InputError, match=field):
+        call(g, y, kp)
+
+
+def test_public_kernel_wrappers_equal_the_kernels():
+    import gvlmodel as g
+    from gvlmodel import model
+
+    y, kp = initial_state(), g.kernel_parameters()
+    out = np.empty(10)
+    model.rhs(y, kp, 0.7, out)
+    assert np.array_equal(g.rhs(y, kp, 0.7), out)
+    assert g.im_effect(600, 979.0, 500.0) == model.im_effect(600.0, 979.0, 500.0)
+
+
+@pytest.mark.parametrize("call,field", [
+    (lambda g: g.bcr_abl_percent(["1"] * 10), "y"),
+    (lambda g: g.salib_problem("d0"), "names"),
+    (lambda g: g.salib_problem([]), "names"),
+])
+def test_other_api_functions_refuse_non_numbers_and_bad_names(call, field):
+    import gvlmodel as g
+
+    with pytest.raises(InputError, match=field):
+        call(g)
