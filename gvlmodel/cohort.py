@@ -468,6 +468,16 @@ def lane_block(n: int, threads: int) -> int:
     return max(W, min(LANE_BLOCK, -(-n // (4 * max(1, threads)))))
 
 
+def check_threads(threads, field: str = "threads") -> int:
+    """``threads`` as a numba thread count in ``[1, NUMBA_NUM_THREADS]`` (``None``: all of them)."""
+    import numba
+
+    n_max = numba.config.NUMBA_NUM_THREADS
+    if threads is None:
+        return n_max
+    return _integer(field, threads, lo=1, hi=n_max)
+
+
 def run_inputs(inp: CohortInputs, threads: int, progress: bool | None = None, chunk: int = 16384):
     """Run prepared patients through the compiled engine: ``(measured, res_f, res_i, wall_s)``.
 
@@ -539,8 +549,6 @@ def simulate_cohort(cohort: CohortSpec, protocol: Protocol | None = None, parame
     ``progress``: show a progress bar (``None``: only when the run takes more
     than 2 s).  Results do not depend on ``threads`` or ``chunk``.
     """
-    import numba
-
     if not isinstance(cohort, CohortSpec):
         _fail("cohort", "expected a CohortSpec")
     protocol = Protocol() if protocol is None else protocol
@@ -558,10 +566,7 @@ def simulate_cohort(cohort: CohortSpec, protocol: Protocol | None = None, parame
     atol = _real("solver.atol", atol, lo=0.0, hi=1e3, lo_open=True)
     extinction_threshold = _real("solver.extinction_threshold", extinction_threshold, lo=0.0)
     max_steps = _integer("solver.max_steps", max_steps, lo=1)
-    n_threads_max = numba.config.NUMBA_NUM_THREADS
-    threads = n_threads_max if threads is None else _integer("threads", threads, lo=1)
-    if threads > n_threads_max:
-        _fail("threads", f"at most {n_threads_max} on this machine, got {threads}")
+    threads = check_threads(threads)
 
     inp = prepare_cohort(cohort, protocol, base, variant, population, rtol, atol, extinction_threshold, max_steps)
     n = cohort.size

@@ -55,6 +55,11 @@ def output_folder(path, field: str = "--out"):
     path = Path(path)
     if path.exists() and not path.is_dir():
         fail(field, f"{path} is a file; expected a folder (new or existing)")
+    for parent in path.parents:  # a file on the way would fail only at the first write, after the work
+        if parent.exists():
+            if not parent.is_dir():
+                fail(field, f"{path} cannot be created: {parent} is a file")
+            break
     return path
 
 

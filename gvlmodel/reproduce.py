@@ -156,6 +156,10 @@ def reproduce(root: Path = Path("."), results: Path | None = None, figures_out: 
               quick: bool = False, refit: bool = False, force: bool = False, threads: int | None = None,
               log=print) -> dict:
     """Run every step whose inputs changed; returns ``{step: {"status", "wall_s"}}``."""
+    from .cohort import check_threads
+
+    if threads is not None:
+        check_threads(threads)  # before the first step writes anything
     root = Path(root)
     results = Path(results) if results is not None else root / ("results/quick" if quick else "results")
     figures_out = Path(figures_out) if figures_out is not None else root / "figures" / (

@@ -749,8 +749,42 @@ def _stage_json(path: Path, compute):
     return v
 
 
+def connect(scheduler, timeout_s: float = 10.0):
+    """A ``distributed.Client`` for a scheduler address; a bad address or an unreachable scheduler is an
+    :class:`InputError` naming ``--scheduler`` (checked before a study writes anything)."""
+    import importlib.util
+
+    if not isinstance(scheduler, str) or not scheduler.strip():
+        fail("--scheduler", f"expected a Dask scheduler address such as tcp://HOST:8786, got {scheduler!r}")
+    if importlib.util.find_spec("distributed") is None:
+        fail("--scheduler", 'needs Dask distributed; pip install "gvlmodel[distributed]"')
+    from distributed import Client
+
+    try:
+        return Client(scheduler, timeout=timeout_s)
+    except (OSError, ValueError, TypeError) as exc:  # distributed raises these for bad or unreachable addresses
+        fail("--scheduler", f"cannot connect to {scheduler!r} within {timeout_s:g} s "
+             f"({type(exc).__name__}: {exc}); expected a running scheduler at tcp://HOST:PORT")
+
+
 def run_study(cfg: StudyConfig, out: Path, *, scheduler=None, progress: bool = True, log=print) -> dict:
-    """Sample, evaluate, analyze (resuming whatever ``out`` already holds); returns the summary dict."""
+    """Sample, evaluate, analyze (resuming whatever ``out`` already holds); returns the summary dict.
+
+    ``scheduler``: ``None`` (this machine), a Dask scheduler address (connected
+    before anything is written, closed at the end) or a ``distributed.Client``.
+    """
+    if not isinstance(scheduler, str):
+        return _run_study(cfg, out, scheduler, progress, log)
+    output_folder(out)
+    CohortEvaluator(cfg)  # a config error is reported before waiting for a cluster
+    client = connect(scheduler)
+    try:
+        return _run_study(cfg, out, client, progress, log)
+    finally:
+        client.close()
+
+
+def _run_study(cfg: StudyConfig, out: Path, scheduler, progress: bool, log) -> dict:
     out = Path(out)
     state = out / "study_state.json"
     digest = cfg.model_digest()

@@ -14,7 +14,9 @@ def test_example_writes_trajectory_summary_and_provenance(tmp_path):
     assert r.returncode == 0, r.stderr
     lines = (out / "trajectory.csv").read_text().splitlines()
     assert lines[0].startswith("time_days,dose_mg,bcr_abl_percent,X0")
-    assert len(lines) == 1 + 61
+    assert len(lines) == 1 + 62  # days 0, 30, ..., 1800 and the end of the course, 1825
+    assert lines[-1].startswith("1825,")
+    assert json.loads((out / "summary.json").read_text())["days_reached"] == 1825.0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == 0
     prov = json.loads((out / "provenance.json").read_text())
@@ -91,3 +93,19 @@ def test_export_sbml_overwrites_its_own_file(tmp_path):
         r = run("export-sbml", "--variant", "H2", "--parameters", "default", "--out", str(out))
         assert r.returncode == 0, r.stderr
     assert out.read_text().lstrip().startswith("<?xml")
+
+
+def test_out_below_a_file_threads_and_scheduler_are_refused_before_any_work(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    r = run("example", "--out", str(afile / "sub"))
+    assert r.returncode == 2 and "--out" in r.stderr and "is a file" in r.stderr
+    for t in ("0", "100000"):
+        r = run("reproduce", "--quick", "--threads", t, "--results", str(tmp_path / "rq"))
+        assert r.returncode == 2 and "--threads" in r.stderr
+        r = run("simulate", "experiments/hess2005.toml", "--threads", t, "--out", str(tmp_path / "sim"))
+        assert r.returncode == 2 and "--threads" in r.stderr
+    r = run("sensitivity", "experiments/sensitivity_hess2005.toml", "--quick", "--scheduler", "not-an-address",
+            "--out", str(tmp_path / "sens"))
+    assert r.returncode == 2 and "--scheduler" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
