@@ -164,6 +164,11 @@ def main(argv=None):
                               gvl[1].solver_options["extinction_threshold"], gvl[1].solver_options["max_steps"])
     engines_identical = True
     lane_out = _engine_run(run_cohort_lanes, inp_full, LANE_BLOCK)
+    # warm-up on 8 patients: compile / load the one-patient engine before timing it
+    _engine_run(run_cohort, prepare_cohort(CohortSpec(size=8, seed=SEED), protocol, gvl[1].base_parameters,
+                                           gvl[1].variant, Population(), RTOL, ATOL,
+                                           gvl[1].solver_options["extinction_threshold"],
+                                           gvl[1].solver_options["max_steps"]))
     for threads in (1, 2):
         if threads > numba.config.NUMBA_NUM_THREADS:
             continue

@@ -112,7 +112,7 @@ def run_sensitivity_cli(args) -> None:
 
     cfg = load_config(args.config, quick=args.quick)
     t0 = time.perf_counter()
-    r = run_study(cfg, args.out, scheduler=args.scheduler, progress=not args.no_progress,
+    r = run_study(cfg, args.out, scheduler=args.scheduler, progress=not args.no_progress and sys.stderr.isatty(),
                   log=lambda m: print(m, flush=True))
     for o, order in r.get("sobol", {}).get("ranking", {}).items():
         if order:
@@ -121,7 +121,13 @@ def run_sensitivity_cli(args) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="gvlmodel", description=__doc__.splitlines()[0])
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="gvlmodel", description="CML stem cells, imatinib and graft-versus-leukemia effectors: simulate, "
+        "fit to Hess et al. 2005, analyse; `gvlmodel reproduce` runs every experiment and figure. Bad input "
+        "exits 2 naming the field, a failed solve exits 1.")
+    parser.add_argument("--version", action="version", version=f"gvlmodel {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     ex = sub.add_parser("example", help="simulate the documented example patient (molecular relapse after SCT)")
     ex.add_argument("config", nargs="?", help="optional TOML overriding the example (keys: " + ", ".join(sorted(EXAMPLE_KEYS)) + ")")

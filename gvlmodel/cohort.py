@@ -209,7 +209,12 @@ class Protocol:
             if keys == {"min_days", "undetectable_days"}:
                 return (StopRule.STIM, _real("treatment.stop.min_days", s["min_days"], lo=0.0),
                         _real("treatment.stop.undetectable_days", s["undetectable_days"], lo=0.0))
-            _fail("treatment.stop", f"unknown stop rule keys {sorted(keys)}; {allowed}")
+            forms = ({"after_days"}, {"min_days", "undetectable_days"})
+            near = max(forms, key=lambda f: len(f & keys))  # the form the table was probably meant to be
+            extra, missing = sorted(keys - near), sorted(near - keys)
+            what = "; ".join(x for x in (f"unexpected key(s) {extra}" if extra else "",
+                                         f"missing key(s) {missing}" if missing else "") if x)
+            _fail("treatment.stop", f"{what} in the table {{{', '.join(sorted(keys))}}}; {allowed}")
         _fail("treatment.stop", f"expected a rule name or table, got {s!r}; {allowed}")
 
     def kernel_vector(self, rtol: float, atol: float, extinction_threshold: float, max_steps: int) -> np.ndarray:

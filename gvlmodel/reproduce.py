@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,7 +135,7 @@ def run_step(step: Step, *, quick: bool, refit: bool, threads: int | None, log) 
     elif step.kind == "sensitivity":
         from .sensitivity import load_config, run_study
 
-        run_study(load_config(step.config, quick=quick), step.out, progress=True, log=log)
+        run_study(load_config(step.config, quick=quick), step.out, progress=sys.stderr.isatty(), log=log)
     elif step.kind == "dynamics":
         from .dynamics import run_dynamics
 
