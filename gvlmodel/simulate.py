@@ -310,7 +310,7 @@ def simulate(params: Mapping[str, float] | None = None, *, y0=None, t_out, sched
     events = np.empty(1)
     status = solver.integrate(y_init, kp, edges, effects, times, rtol, atol, int(max_steps),
                               float(extinction_threshold), y_out, stats, events)
-    dose_at = sched.dose_mg[np.clip(np.searchsorted(sched.start_day, times, side="right") - 1, 0, None)]
+    dose_at = sched.dose_mg[np.maximum(np.searchsorted(sched.start_day, times, side="right") - 1, 0)]
     result = SimulationResult(t=times, y=y_out, status=int(status), n_steps=int(stats[solver.ST_STEPS]),
                               n_rejected=int(stats[solver.ST_REJECTED]), n_rhs=int(stats[solver.ST_RHS]),
                               t_extinct=float(events[0]), variant=variant, transplant=bool(transplant),
