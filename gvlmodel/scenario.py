@@ -153,8 +153,9 @@ def parse_scenario(cfg: dict) -> Scenario:
             raise InputError(f"output.trajectories: unknown value {traj!r}; allowed: {allowed_traj}")
     elif isinstance(traj, bool) or not isinstance(traj, (int, list)):
         raise InputError(f"output.trajectories: expected {allowed_traj}, got {traj!r}")
-    elif isinstance(traj, int) and traj < 0:
-        raise InputError(f"output.trajectories: must be >= 0, got {traj}")
+    elif isinstance(traj, int) and not 0 <= traj <= cohort.size:
+        raise InputError(f"output.trajectories: the first N patients needs N in [0, {cohort.size}] (the cohort "
+                         f"size; \"all\" for every patient), got {traj}")
     elif isinstance(traj, list):
         for v in traj:
             if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < cohort.size:

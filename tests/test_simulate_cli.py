@@ -72,6 +72,10 @@ BAD = {
     "bad_variant": ('[cohort]\nsize = 5\nseed = 1\n[parameters]\nvariant = "H9"\n', "[parameters] variant"),
     "beyond_bounds": ('[cohort]\nsize = 5\nseed = 1\n[parameters]\nim_kill_lsc = 1e300\n', "im_kill_lsc"),
     "too_fine_grid": ('[cohort]\nsize = 5\nseed = 1\n[output]\ntime_step_days = 1e-7\n', "output.time_step_days"),
+    "too_many_trajectories": ('[cohort]\nsize = 5\nseed = 1\n[output]\ntrajectories = 100\n', "output.trajectories"),
+    "trajectory_id_outside": ('[cohort]\nsize = 5\nseed = 1\n[output]\ntrajectories = [0, 5]\n', "output.trajectories"),
+    "stop_rule_extra_key": ('[cohort]\nsize = 5\nseed = 1\n[treatment]\nstop = { after_days = 365, foo = 3 }\n',
+                            "unexpected key(s) ['foo']"),
     "ranges_not_a_table": ('[cohort]\nsize = 5\nseed = 1\nrelapse_ranges = 5\n', "cohort.relapse_ranges"),
 }
 
