@@ -239,19 +239,30 @@ class Protocol:
         return pp
 
 
+#: how between-patient draws are kept inside the table bounds (:class:`Population`)
+POPULATION_BOUNDS = ("clip", "truncate")
+
+
 @dataclass(frozen=True)
 class Population:
     """Between-patient variation: ``sd_log[name]`` = natural-log SD around the parameter set's value.
 
-    A patient's value is ``median * exp(sd * z)``, ``z ~ N(0, 1)``, clipped to
-    the parameter table's ``[lower, upper]``.  ``medians`` optionally replaces
-    the parameter set's value as the population median.
+    A patient's value is ``median * exp(sd * z)``, ``z ~ N(0, 1)``, kept in
+    the parameter table's ``[lower, upper]`` by ``bounds``: ``"clip"`` (the
+    default, as the shipped fits were made: a draw beyond a bound is put on it,
+    so a wide spread piles patients on the bound) or ``"truncate"`` (the
+    log-normal truncated to the bounds, drawn from the same random numbers by
+    the inverse CDF: no pile-up).  ``medians`` optionally replaces the
+    parameter set's value as the population median.
     """
 
     sd_log: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_POPULATION_SD))
     medians: Mapping[str, float] = field(default_factory=dict)
+    bounds: str = "clip"
 
     def __post_init__(self):
+        if self.bounds not in POPULATION_BOUNDS:
+            _fail("population.bounds", f"unknown value {self.bounds!r}; allowed: {', '.join(POPULATION_BOUNDS)}")
         for name in ("sd_log", "medians"):
             if not isinstance(getattr(self, name), Mapping):
                 _fail(f"population.{name}", f"expected a table of parameter name = value, got {getattr(self, name)!r}")
@@ -343,6 +354,22 @@ def _draws(seed: int, n: int, n_par: int, n_samples: int):
     return z, u_start, eps, uu
 
 
+def _truncated_normal(z, med, sd, lower, upper):
+    """Map standard normals ``z`` to the normal truncated where ``med * exp(sd * z)`` lies in
+    ``[lower, upper]`` (inverse CDF of the same uniform ``Phi(z)``; ``sd == 0`` leaves ``z``)."""
+    from scipy.special import ndtr, ndtri
+
+    med = np.broadcast_to(np.asarray(med, dtype=float), z.shape)
+    out = z.copy()
+    ok = sd > 0
+    with np.errstate(divide="ignore"):
+        a = (np.log(lower) - np.log(med[ok])) / sd[ok]  # -inf for a lower bound of 0
+        b = (np.log(upper) - np.log(med[ok])) / sd[ok]
+    pa, pb = ndtr(a), ndtr(b)
+    out[ok] = ndtri(pa + ndtr(z[ok]) * (pb - pa))
+    return out
+
+
 def _uptake_draws(seed: int, n: int) -> np.ndarray:
     """One uniform per patient for the stop decision, from its own stream per block
     (``spawn_key=(b, 1)``), so adding it left every other draw unchanged."""
@@ -383,12 +410,12 @@ def prepare_cohort(cohort: CohortSpec, protocol: Protocol, base: Mapping[str, fl
                    max_steps: int) -> CohortInputs:
     """Draw the patients (parameters, starting burden, PCR noise) and build the engine's arrays."""
     return prepare_replicates(cohort, protocol, [base], [population.sd_log], [protocol.stop_uptake], variant,
-                              population.names, rtol, atol, extinction_threshold, max_steps)
+                              population.names, rtol, atol, extinction_threshold, max_steps, bounds=population.bounds)
 
 
 def prepare_replicates(cohort: CohortSpec, protocol: Protocol, bases, sds, uptakes, variant: Variant,
                        names: tuple[str, ...], rtol: float, atol: float, extinction_threshold: float,
-                       max_steps: int) -> CohortInputs:
+                       max_steps: int, bounds: str = "clip") -> CohortInputs:
     """The same cohort (same patients' random numbers) under ``R`` parameterisations, stacked.
 
     Replicate ``r`` uses population medians ``bases[r]`` (complete, validated
@@ -397,6 +424,7 @@ def prepare_replicates(cohort: CohortSpec, protocol: Protocol, bases, sds, uptak
     share every random number with the other replicates (common random numbers:
     a sensitivity study then compares parameterisations, not noise).  With one
     replicate this is exactly the cohort of :func:`simulate_cohort`.
+    ``bounds``: how draws are kept in the table bounds (:class:`Population`).
     """
     n1 = cohort.size
     n_rep = len(bases)
@@ -411,7 +439,7 @@ def prepare_replicates(cohort: CohortSpec, protocol: Protocol, bases, sds, uptak
     per_rep = [k for k in first if any(b[k] != first[k] for b in bases[1:])]
     col = {k: np.repeat(np.array([b[k] for b in bases], dtype=float), n1) for k in per_rep}
     scalar = {k: v for k, v in first.items() if k not in col}
-    # per-patient parameters: log-normal around the median, clipped to the table bounds
+    # per-patient parameters: log-normal around the median, clipped or truncated to the table bounds
     varied = dict(col)
     for j, name in enumerate(names):
         row = PARAMETER_TABLE[name]
@@ -426,7 +454,8 @@ def prepare_replicates(cohort: CohortSpec, protocol: Protocol, bases, sds, uptak
                   f"got {np.asarray(med)[outside].ravel()[0]:g}")
         med = np.clip(med, row.lower, row.upper)
         sd = np.repeat(np.array([s[name] for s in sds], dtype=float), n1)
-        varied[name] = np.clip(med * np.exp(sd * z[:, j]), row.lower, row.upper)
+        zj = z[:, j] if bounds == "clip" else _truncated_normal(z[:, j], med, sd, row.lower, row.upper)
+        varied[name] = np.clip(med * np.exp(sd * zj), row.lower, row.upper)
     kp = kernel_parameters_batch(scalar, varied, variant, cohort.transplant, n=n)
     p_all = dict(scalar)
     p_all.update(varied)

@@ -184,12 +184,13 @@ def parameter_set_info(name: str = "default") -> dict:
     ``variant``, ``population`` (natural-log SDs), ``stop_uptake`` and the ``posterior`` sample."""
     params = parameter_set(name)
     info = {"parameters": params, "variant": None, "population": None, "stop_uptake": None, "posterior": None,
-            "predictive": None}
+            "predictive": None, "population_bounds": "clip"}
     if name != "default":
         with open(PARAMETER_SET_DIR / f"{name}.toml", "rb") as fh:
             data = tomllib.load(fh)
         info["variant"] = data.get("variant")
         info["population"] = data.get("population")
+        info["population_bounds"] = data.get("population_bounds", "clip")
         info["stop_uptake"] = data.get("treatment", {}).get("stop_uptake")
         info["posterior"] = data.get("posterior")
         info["predictive"] = data.get("predictive")

@@ -134,7 +134,8 @@ def parse_scenario(cfg: dict) -> Scenario:
     except InputError as exc:
         raise InputError(f"[parameters] {exc}") from None
     try:
-        population = Population(sd_log=DEFAULT_POPULATION_SD if po is None else po)
+        population = Population(sd_log=DEFAULT_POPULATION_SD if po is None else po,
+                                bounds=info["population_bounds"])
     except InputError as exc:
         raise InputError(f"[population] {exc}") from None
     solver = {}

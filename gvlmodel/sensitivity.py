@@ -433,7 +433,7 @@ class CohortEvaluator:
         bases, sds, ups, names = reps
         d = self.design
         inp = prepare_replicates(spec, protocol, bases, sds, ups, parse_variant(self.variant), names, d.rtol, d.atol,
-                                 1.0, 200_000)
+                                 1.0, 200_000, bounds=self.info["population_bounds"])
         threads = numba.config.NUMBA_NUM_THREADS if self.threads is None else min(
             self.threads, numba.config.NUMBA_NUM_THREADS)
         with _ENGINE_LOCK:

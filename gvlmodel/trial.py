@@ -22,8 +22,8 @@ from typing import Callable, Mapping
 import numpy as np
 
 from .calibration import load_calibration
-from .cohort import (DEFAULT_POPULATION_SD, HESS2005_RELAPSE_MIX, CohortSpec, Population, Protocol, relapse_mix,
-                     simulate_cohort)
+from .cohort import (DEFAULT_POPULATION_SD, HESS2005_RELAPSE_MIX, POPULATION_BOUNDS, CohortSpec, Population, Protocol,
+                     relapse_mix, simulate_cohort)
 from .errors import InputError, boolean, fail, integer, real
 from .parameters import PARAMETER_TABLE, Parameter, available_parameter_sets, parameter_set
 from .simulate import MAX_DOSE_MG
@@ -32,6 +32,8 @@ from .simulate import MAX_DOSE_MG
 STATISTICS = ("frac_cmr", "frac_stopped", "frac_durable", "median_im_days_durable", "median_im_days_lost",
               "nontx_frac_relapse")
 UNDEFINED = -1.0
+#: the comparator's stop: all at the end of the course, or by the Hess rule (CMR) within it
+COMPARATOR_STOPS = ("after_days", "cmr")
 
 #: quantities a fit can estimate that are not rows of the model's parameter table
 STOP_UPTAKE = Parameter(
@@ -113,6 +115,10 @@ class TrialDesign:
     base_set: str = "default"
     rtol: float = 1e-6
     atol: float = 1e-6
+    # design choices the review of 2026-11-25 questioned; the defaults are those of the shipped fits
+    population_bounds: str = "clip"  # "clip" | "truncate" (cohort.Population.bounds)
+    censor_short_follow_up: bool = False  # durable needs follow_up_after_stop_days off IM, else censored
+    comparator_stop: str = "after_days"  # "after_days" (all stop at the course's end) | "cmr" (Hess stop rule)
 
     def __post_init__(self):
         check_design(self.__dict__, lambda key: f"TrialDesign.{key}")
@@ -143,7 +149,8 @@ class TrialDesign:
                         follow_up_days=self.follow_up_days, visit_interval_days=self.visit_interval_days,
                         detection_limit=self.detection_limit, noise_sd_log=self.noise_sd_log,
                         stop_uptake=stop_uptake)
-        comp = Protocol(escalate=False, stop={"after_days": self.comparator_course_days}, restart=False,
+        comp_stop = {"after_days": self.comparator_course_days} if self.comparator_stop == "after_days" else "hess2005"
+        comp = Protocol(escalate=False, stop=comp_stop, restart=False,
                         follow_up_days=self.comparator_course_days + self.comparator_window_days
                         + 2 * self.visit_interval_days,
                         visit_interval_days=self.visit_interval_days, detection_limit=self.detection_limit,
@@ -175,11 +182,18 @@ def check_design(v: Mapping, name: Callable[[str], str]) -> None:
         fail(name("base_set"), f"unknown parameter set {base!r}; allowed: {', '.join(allowed)}")
     real(name("rtol"), v["rtol"], 1e-13, 1e-2)
     real(name("atol"), v["atol"], 0.0, 1e3, lo_open=True)
+    if v["population_bounds"] not in POPULATION_BOUNDS:
+        fail(name("population_bounds"), f"unknown value {v['population_bounds']!r}; allowed: "
+             + ", ".join(POPULATION_BOUNDS))
+    boolean(name("censor_short_follow_up"), v["censor_short_follow_up"])
+    if v["comparator_stop"] not in COMPARATOR_STOPS:
+        fail(name("comparator_stop"), f"unknown value {v['comparator_stop']!r}; allowed: " + ", ".join(COMPARATOR_STOPS))
 
 
 def model_inputs(values: Mapping[str, float], fitted: tuple[FitParameter, ...],
                  base_set: str | Mapping[str, float] = "default", *,
-                 population_sd: Mapping[str, float] | None = None, stop_uptake: float = 1.0):
+                 population_sd: Mapping[str, float] | None = None, stop_uptake: float = 1.0,
+                 population_bounds: str = "clip"):
     """``(parameters, population, stop_uptake)`` from sampler-space ``values`` of the ``fitted`` quantities.
 
     Quantities not in ``fitted`` keep the values of ``base_set`` (a set name, or
@@ -211,7 +225,7 @@ def model_inputs(values: Mapping[str, float], fitted: tuple[FitParameter, ...],
             sd[fp.target] = v
         else:
             uptake = v
-    return params, Population(sd_log=sd), uptake
+    return params, Population(sd_log=sd, bounds=population_bounds), uptake
 
 
 def run_trial(values: Mapping[str, float], fitted: tuple[FitParameter, ...], variant: str, design: TrialDesign,
@@ -224,7 +238,8 @@ def run_trial(values: Mapping[str, float], fitted: tuple[FitParameter, ...], var
         size = integer("run_trial size", size, 1)
     if comparator_size is not None:
         comparator_size = integer("run_trial comparator_size", comparator_size, 0)
-    params, population, uptake = model_inputs(values, fitted, design.base_set)
+    params, population, uptake = model_inputs(values, fitted, design.base_set,
+                                              population_bounds=design.population_bounds)
     hess, comp = design.protocols(uptake)
     ss = np.random.SeedSequence(seed)
     s_main, s_comp = (int(s.generate_state(1)[0]) for s in ss.spawn(2))
@@ -241,18 +256,44 @@ def run_trial(values: Mapping[str, float], fitted: tuple[FitParameter, ...], var
     return main, other
 
 
+def outcome_groups(c: Mapping[str, np.ndarray], design: TrialDesign) -> dict[str, np.ndarray]:
+    """Masks over a cohort's ``columns``: ``ok`` (solved), ``stopped``, ``lost`` (CMR lost within
+    ``follow_up_after_stop_days`` of the stop), ``censored`` and ``durable``.
+
+    With ``design.censor_short_follow_up`` a stopped patient without a loss who
+    was followed for less than ``follow_up_after_stop_days`` after the stop is
+    censored (neither durable nor lost); otherwise nobody is censored and every
+    stopped patient without a loss is durable (the shipped fits).
+    """
+    ok = c["solver_status"] == 0
+    stopped = c["stopped"] & ok
+    lost = c["lost_cmr"] & stopped & (c["days_stop_to_loss"] <= design.follow_up_after_stop_days)
+    short = (c["last_day_reached"] - c["stop_day"]) < design.follow_up_after_stop_days
+    censored = stopped & ~lost & short if design.censor_short_follow_up else np.zeros_like(stopped)
+    return {"ok": ok, "stopped": stopped, "lost": lost, "censored": censored, "durable": stopped & ~lost & ~censored}
+
+
+def comparator_stopped(cc: Mapping[str, np.ndarray], design: TrialDesign) -> np.ndarray:
+    """Comparator patients whose stop counts: solved and stopped (``comparator_stop = "cmr"``: by the
+    Hess rule within ``comparator_course_days``, so that the relapse window is observed)."""
+    st = cc["stopped"] & (cc["solver_status"] == 0)
+    if design.comparator_stop == "cmr":
+        st = st & (cc["stop_day"] <= design.comparator_course_days)
+    return st
+
+
 def statistics(main, comparator, design: TrialDesign) -> dict[str, float]:
     """The calibration statistics of one virtual trial (``UNDEFINED`` where a group is empty).
 
     Solver failures count as patients not reaching CMR and are returned in
-    ``n_solver_failures`` (never dropped silently).
+    ``n_solver_failures`` (never dropped silently).  ``frac_durable`` is over
+    the stopped patients who are not censored (:func:`outcome_groups`).
     """
     c = main.columns
-    ok = c["solver_status"] == 0
-    stopped = c["stopped"] & ok
-    lost = c["lost_cmr"] & stopped & (c["days_stop_to_loss"] <= design.follow_up_after_stop_days)
-    durable = stopped & ~lost
+    g = outcome_groups(c, design)
+    ok, stopped, lost, durable = g["ok"], g["stopped"], g["lost"], g["durable"]
     n, n_stop = main.n, int(stopped.sum())
+    n_judged = int((durable | lost).sum())
 
     def med(sel):
         return float(np.median(c["days_on_im_at_stop"][sel])) if sel.any() else UNDEFINED
@@ -260,7 +301,7 @@ def statistics(main, comparator, design: TrialDesign) -> dict[str, float]:
     out = {
         "frac_cmr": float((c["reached_cmr"] & ok).sum()) / n,
         "frac_stopped": n_stop / n,
-        "frac_durable": float(durable.sum()) / n_stop if n_stop else UNDEFINED,
+        "frac_durable": float(durable.sum()) / n_judged if n_judged else UNDEFINED,
         "median_im_days_durable": med(durable),
         "median_im_days_lost": med(lost),
         "nontx_frac_relapse": UNDEFINED,
@@ -269,7 +310,7 @@ def statistics(main, comparator, design: TrialDesign) -> dict[str, float]:
     if comparator is not None:
         cc = comparator.columns
         okc = cc["solver_status"] == 0
-        st = cc["stopped"] & okc
+        st = comparator_stopped(cc, design)
         rel = st & cc["lost_cmr"] & (cc["days_stop_to_loss"] <= design.comparator_window_days)
         out["nontx_frac_relapse"] = float(rel.sum()) / st.sum() if st.any() else UNDEFINED
         out["n_solver_failures"] += float((~okc).sum())
@@ -298,10 +339,9 @@ def diagnostics(main, comparator, design: TrialDesign) -> dict:
       their stop (the comparator statistic says nothing when this is 0).
     """
     c = main.columns
-    ok = c["solver_status"] == 0
-    stopped = c["stopped"] & ok
-    lost = c["lost_cmr"] & stopped & (c["days_stop_to_loss"] <= design.follow_up_after_stop_days)
-    durable = stopped & ~lost
+    g = outcome_groups(c, design)
+    stopped, lost = g["stopped"], g["lost"]
+    durable = stopped & ~lost  # censored or not: the diagnostic counts the short follow-ups among them
     extinct_at_stop = c["eradicated"] & (c["days_to_eradication"] <= c["stop_day"])
     short = (c["last_day_reached"] - c["stop_day"]) < design.follow_up_after_stop_days
     at_bound = {}
@@ -318,7 +358,7 @@ def diagnostics(main, comparator, design: TrialDesign) -> dict:
            "nontx_n_stopped": 0, "nontx_n_cmr_by_stop": 0}
     if comparator is not None:
         cc = comparator.columns
-        st = cc["stopped"] & (cc["solver_status"] == 0)
+        st = comparator_stopped(cc, design)
         out["nontx_n_stopped"] = int(st.sum())
         out["nontx_n_cmr_by_stop"] = int((st & cc["reached_cmr"] & (cc["days_to_cmr"] <= cc["stop_day"])).sum())
     return out

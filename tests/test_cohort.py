@@ -112,3 +112,40 @@ def test_median_a_rounding_past_a_bound_is_put_on_the_bound():
     res = simulate_cohort(CohortSpec(size=4, seed=1), Protocol(follow_up_days=60), parameters={"im_ec50": med},
                           population=Population(sd_log={"im_ec50": 0.0}), progress=False)
     assert np.all(res.patient_parameters["im_ec50"] == upper)
+
+
+def test_truncated_population_stays_inside_the_bounds_without_piling_up():
+    """``Population(bounds="truncate")``: draws follow the log-normal truncated to the table bounds
+    (KS test against its CDF), no patient sits on a bound, and ``"clip"`` (the default) is unchanged."""
+    from scipy.stats import kstest, norm
+
+    from gvlmodel.parameters import PARAMETER_TABLE, default_parameters
+
+    sd = {"im_kill_lsc": 1.4, "q_out": 1.2}
+    spec, proto = CohortSpec(size=3000, seed=11), Protocol(follow_up_days=60)
+    clip = simulate_cohort(spec, proto, None, population=Population(sd_log=sd), progress=False)
+    assert clip.cohort == spec
+    default = simulate_cohort(spec, proto, None, population=Population(sd_log=sd, bounds="clip"), progress=False)
+    trunc = simulate_cohort(spec, proto, None, population=Population(sd_log=sd, bounds="truncate"), progress=False)
+    p = default_parameters()
+    for name, s in sd.items():
+        row = PARAMETER_TABLE[name]
+        c, t = clip.patient_parameters[name], trunc.patient_parameters[name]
+        assert np.array_equal(c, default.patient_parameters[name])
+        assert np.mean((c <= row.lower) | (c >= row.upper)) > 0.05  # clipping piles patients on a bound
+        assert np.all((t > row.lower) & (t < row.upper))
+        # truncated log-normal CDF on log scale
+        a = (np.log(row.lower) - np.log(p[name])) / s if row.lower > 0 else -np.inf
+        b = (np.log(row.upper) - np.log(p[name])) / s
+        lo, hi = norm.cdf(a), norm.cdf(b)
+        cdf = lambda x: (norm.cdf((np.log(x) - np.log(p[name])) / s) - lo) / (hi - lo)  # noqa: E731
+        assert kstest(t, cdf).pvalue > 1e-3
+        # the same random numbers: a monotone map of each patient's normal draw
+        inside = (c > row.lower) & (c < row.upper)
+        order = np.argsort(c[inside], kind="stable")
+        assert np.all(np.diff(t[inside][order]) >= 0)
+
+
+def test_population_bounds_is_validated():
+    with pytest.raises(InputError, match="population.bounds"):
+        Population(bounds="reflect")

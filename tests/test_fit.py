@@ -459,3 +459,58 @@ def test_diagnostics_count_washout_censoring_bounds_and_comparator_cmr():
     assert pooled["durable_short_follow_up"] == pytest.approx(0.5)
     assert pooled["at_bound"] == {"im_kill_lsc": pytest.approx(2 / 6)}
     assert pooled["nontx_cmr_by_stop"] == pytest.approx(0.5)
+
+
+def test_design_options_censor_short_follow_up_and_cmr_comparator():
+    """The review's design options: off by default (the shipped fits), each doing what it says when on."""
+    from gvlmodel.trial import comparator_stopped, outcome_groups
+
+    nan = np.nan
+    cols = {"solver_status": np.zeros(4, int), "stopped": np.array([True, True, True, False]),
+            "lost_cmr": np.array([True, False, False, False]), "days_stop_to_loss": np.array([60.0, nan, nan, nan]),
+            "stop_day": np.array([200.0, 300.0, 900.0, nan]), "last_day_reached": np.full(4, 1095.0)}
+    d0 = TrialDesign()
+    assert (d0.population_bounds, d0.censor_short_follow_up, d0.comparator_stop) == ("clip", False, "after_days")
+    g0 = outcome_groups(cols, d0)
+    assert g0["durable"].tolist() == [False, True, True, False] and not g0["censored"].any()
+    g1 = outcome_groups(cols, TrialDesign(censor_short_follow_up=True))
+    assert g1["durable"].tolist() == [False, True, False, False]  # stopped at 900: 195 < 494 days followed
+    assert g1["censored"].tolist() == [False, False, True, False]
+    assert g1["lost"].tolist() == g0["lost"].tolist()
+
+    _, comp = TrialDesign().protocols(0.5)
+    assert comp.stop == {"after_days": 365.0}
+    d_cmr = TrialDesign(comparator_stop="cmr", comparator_course_days=1825.0)
+    _, comp_c = d_cmr.protocols(0.5)
+    assert comp_c.stop == "hess2005" and comp_c.stop_uptake == 1.0 and not comp_c.escalate
+    cc = {"solver_status": np.zeros(3, int), "stopped": np.array([True, True, False]),
+          "stop_day": np.array([400.0, 1900.0, nan])}
+    assert comparator_stopped(cc, d_cmr).tolist() == [True, False, False]  # a stop after the course: no window
+    assert comparator_stopped(cc, d0).tolist() == [True, True, False]
+
+
+def test_a_set_fitted_with_truncated_draws_says_so_and_scenarios_use_it(monkeypatch, tmp_path):
+    import tomllib
+
+    from gvlmodel import scenario
+    from gvlmodel.fit import parameter_set_toml, predictive_table
+    from gvlmodel.trial import observed
+
+    cfg = small_config(["H0"], {"H0": ["stop_uptake", "sd_im_kill_lsc"]})
+    x = np.array([[0.3, 1.2], [0.4, 1.0]])
+    w = np.array([0.5, 0.5])
+    rows = [{**{k: 0.5 for k in STATISTICS}, "n_solver_failures": 0.0}] * 3
+    pred = predictive_table(rows, observed())
+    clip_text = parameter_set_toml(cfg, "H0", x, w, pred, None, 1)
+    assert "population_bounds" not in clip_text  # sets fitted with the default are unchanged
+    cfg_t = replace(cfg, design=replace(cfg.design, population_bounds="truncate"))
+    data = tomllib.loads(parameter_set_toml(cfg_t, "H0", x, w, pred, None, 1))
+    assert data["population_bounds"] == "truncate"
+
+    info = {"parameters": parameter_set_info("default")["parameters"], "variant": "H0",
+            "population": data["population"], "stop_uptake": 0.3, "posterior": None, "predictive": None,
+            "population_bounds": data["population_bounds"]}
+    monkeypatch.setattr(scenario, "parameter_set_info", lambda name: info)
+    cfg_file = tmp_path / "s.toml"
+    cfg_file.write_text('[cohort]\nsize = 5\nseed = 1\n[parameters]\nset = "default"\n')
+    assert scenario.load_scenario(cfg_file).population.bounds == "truncate"
