@@ -187,7 +187,8 @@ def main(argv=None) -> int:
                       f"see {out}/summary.json", file=sys.stderr)
                 return 1
         elif args.command == "simulate":
-            run_simulate(args.scenario, args.out, args.threads, progress=False if args.no_progress else None)
+            run_simulate(args.scenario, args.out, args.threads,
+                         progress=False if args.no_progress or not sys.stderr.isatty() else None)
         elif args.command == "fit":
             from .fit import load_config, run_fit
 

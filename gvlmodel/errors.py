@@ -3,6 +3,8 @@
 Bad user input raises :class:`InputError`, naming the field and what is allowed.
 """
 import math
+import numbers
+from itertools import chain
 
 import numpy as np
 
@@ -89,13 +91,30 @@ def real_array(field: str, v, what: str = "numbers") -> np.ndarray:
     if isinstance(v, np.ndarray) and v.dtype.kind in "iuf":
         return v.astype(float)
     try:
-        a = np.array(v, dtype=object)
-    except (TypeError, ValueError):
-        fail(field, f"expected {what}")
-    for x in a.reshape(-1):
-        if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, float, np.integer, np.floating)):
+        a = np.asarray(v)
+    except (TypeError, ValueError):  # ragged nesting
+        fail(field, f"expected {what}; got nested sequences of unequal length")
+    if a.dtype.kind in "iuf":  # numbers, but NumPy also turns True into 1 inside a list of numbers
+        _no_bools(field, v, what)
+        return a.astype(float)
+    for x in np.array(v, dtype=object).reshape(-1):  # the caller's own objects, for the message
+        if isinstance(x, (list, tuple, np.ndarray)):
+            fail(field, f"expected {what}; got nested sequences of unequal length")
+        if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real):
             fail(field, f"expected {what}, got {x!r}")
     return a.astype(float)
+
+
+def _no_bools(field: str, v, what: str) -> None:
+    """Refuse a boolean anywhere in (regularly) nested lists/tuples, level by level at C speed."""
+    level = [v]
+    while True:
+        types = set(map(type, level))
+        if bool in types or np.bool_ in types:
+            fail(field, f"expected {what}, got a boolean")
+        if not types & {list, tuple}:
+            return
+        level = list(chain.from_iterable(x for x in level if type(x) in (list, tuple)))
 
 
 def integer(field: str, v, lo: int = 0, hi: int | None = None) -> int:

@@ -59,7 +59,7 @@ CONFIG_TABLES = {
             "min_acceptance_rate"},
     "trial": {"size", "relapse_mix", "follow_up_days", "visit_interval_days", "follow_up_after_stop_days", "restart",
               "escalated_dose_mg", "detection_limit", "noise_sd_log", "comparator_size", "comparator_course_days",
-              "comparator_window_days", "base_set"},
+              "comparator_window_days", "base_set", "population_bounds", "censor_short_follow_up", "comparator_stop"},
     "fitted": {v.value for v in Variant},
     "distance": {"scales", "weights"},
     "answers": {"stop_days", "tfr_window_days"},

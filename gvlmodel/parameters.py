@@ -320,6 +320,8 @@ def salib_problem(names: Iterable[str] | None = None) -> dict:
     names = list(PARAMETER_NAMES if names is None else names)
     if not names:
         _fail("names", "expected at least one parameter name")
+    if len(set(names)) != len(names):
+        _fail("names", f"each parameter at most once, got {names}")
     for n in names:
         check_parameter_name(n)
     bounds = []

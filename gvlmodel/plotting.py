@@ -649,7 +649,8 @@ def experiment(results, name: str) -> tuple[Path, str]:
             kind = experiment_kind(read_toml(root / config, "experiment"), str(config))
         except (InputError, OSError):
             continue
-        return folder, f"gvlmodel {kind} {config.as_posix()} --out {folder.as_posix()}"
+        shown = config if root == Path(".") else (root / config)  # a path that works from here
+        return folder, f"gvlmodel {kind} {shown.as_posix()} --out {folder.as_posix()}"
     return folder, "gvlmodel reproduce"
 
 

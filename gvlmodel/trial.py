@@ -360,7 +360,9 @@ def diagnostics(main, comparator, design: TrialDesign) -> dict:
         cc = comparator.columns
         st = comparator_stopped(cc, design)
         out["nontx_n_stopped"] = int(st.sum())
-        out["nontx_n_cmr_by_stop"] = int((st & cc["reached_cmr"] & (cc["days_to_cmr"] <= cc["stop_day"])).sum())
+        # days_to_cmr is the first of the three negatives; CMR is confirmed two visits later
+        confirmed = cc["days_to_cmr"] + 2 * design.visit_interval_days
+        out["nontx_n_cmr_by_stop"] = int((st & cc["reached_cmr"] & (confirmed <= cc["stop_day"])).sum())
     return out
 
 

@@ -445,7 +445,8 @@ def test_diagnostics_count_washout_censoring_bounds_and_comparator_cmr():
     main = SimpleNamespace(columns=cols, n=6, patient_parameters={"im_kill_lsc": np.array([hi, 0.1, 0.1, hi, 0.2, 0.1])})
     comp = SimpleNamespace(columns={"solver_status": np.zeros(3, int), "stopped": np.array([True, True, False]),
                                     "reached_cmr": np.array([True, True, True]),
-                                    "days_to_cmr": np.array([300.0, 400.0, 100.0]),
+                                    # first negative at 340: CMR confirmed at 400, after the stop at 365
+                                    "days_to_cmr": np.array([300.0, 340.0, 100.0]),
                                     "stop_day": np.array([365.0, 365.0, nan])})
     d = diagnostics(main, comp, design)
     assert {k: d[k] for k in d if k != "at_bound"} == {

@@ -156,3 +156,20 @@ def test_other_api_functions_refuse_non_numbers_and_bad_names(call, field):
 
     with pytest.raises(InputError, match=field):
         call(g)
+
+
+@pytest.mark.parametrize("value,ok", [
+    ([np.array(0.0), np.array(5.0)], True),  # 0-d arrays are numbers
+    ([[0, 400.5], [90, 600]], True),
+    ([[0, 1], [2, True]], False),  # a boolean hidden among numbers
+    ([(0, 400), (90,)], False),  # ragged
+    ([[1, 2], [3, "x"]], False),
+])
+def test_real_array_accepts_numbers_only(value, ok):
+    from gvlmodel.errors import real_array
+
+    if ok:
+        assert real_array("f", value).dtype == float
+    else:
+        with pytest.raises(InputError, match="f: expected"):
+            real_array("f", value)
