@@ -515,3 +515,15 @@ def test_a_set_fitted_with_truncated_draws_says_so_and_scenarios_use_it(monkeypa
     cfg_file = tmp_path / "s.toml"
     cfg_file.write_text('[cohort]\nsize = 5\nseed = 1\n[parameters]\nset = "default"\n')
     assert scenario.load_scenario(cfg_file).population.bounds == "truncate"
+
+
+def test_alternative_review_design_config_is_valid_and_differs_only_in_design():
+    alt = REPO / "experiments" / "alternatives" / "fit_hess2005_review_design.toml"
+    for quick in (False, True):
+        a, b = load_config(alt, quick=quick), load_config(FIT_CONFIG, quick=quick)
+        assert (a.design.population_bounds, a.design.censor_short_follow_up, a.design.comparator_stop) == (
+            "truncate", True, "cmr")
+        assert a.name != b.name  # never mistaken for the shipped fit
+        assert replace(a.design, population_bounds="clip", censor_short_follow_up=False, comparator_stop="after_days",
+                       comparator_course_days=b.design.comparator_course_days) == b.design
+        assert a.fitted == b.fitted and a.weights == b.weights and a.seed == b.seed
