@@ -109,3 +109,12 @@ def test_out_below_a_file_threads_and_scheduler_are_refused_before_any_work(tmp_
             "--out", str(tmp_path / "sens"))
     assert r.returncode == 2 and "--scheduler" in r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_version_and_help_describe_the_package():
+    import gvlmodel
+
+    r = run("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"gvlmodel {gvlmodel.__version__}"
+    r = run("--help")
+    assert r.returncode == 0 and "gvlmodel reproduce" in r.stdout and not r.stdout.rstrip().endswith(",")
