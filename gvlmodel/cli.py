@@ -37,7 +37,9 @@ def _example_config(path: str | None) -> dict:
         if unknown:
             raise InputError(f"config: unknown key(s) {sorted(unknown)}; allowed: {sorted(EXAMPLE_KEYS)}")
         cfg.update(user)
-    cfg["days"] = real("config key 'days'", cfg["days"], lo=0.0, hi=36500.0, lo_open=True)
+    from .simulate import MAX_DAYS
+
+    cfg["days"] = real("config key 'days'", cfg["days"], lo=0.0, hi=MAX_DAYS, lo_open=True)
     cfg["interval_days"] = real("config key 'interval_days'", cfg["interval_days"], lo=0.01, hi=cfg["days"])
     if cfg["days"] / cfg["interval_days"] > 1e6:
         raise InputError(f"config key 'interval_days': at most 1e6 output rows, got days / interval_days = "

@@ -43,7 +43,7 @@ from .model import im_effects
 from .parameters import (PARAMETER_TABLE, Variant, check_parameter_name, kernel_parameters_batch, parameter_set,
                          parse_variant, resolve_parameters)
 from .measurement import DEFAULT_DETECTION_LIMIT, DEFAULT_NOISE_SD, RESPONSE_LEVELS_PERCENT
-from .simulate import MAX_DOSE_MG, STATUS_MESSAGES, fill_start_state
+from .simulate import MAX_DAYS, MAX_DOSE_MG, STATUS_MESSAGES, fill_start_state
 
 #: patients per random-number block (fixed: changing it changes every cohort)
 BLOCK = 1024
@@ -62,14 +62,6 @@ DEFAULT_POPULATION_SD = {
     "q_out": 0.5,  # exit from quiescence
 }
 STOP_RULE_NAMES = ("hess2005", "never", "{after_days = N}", "{min_days = T, undetectable_days = U}")
-
-
-
-
-
-
-
-
 
 
 # --------------------------------------------------------------------------
@@ -177,7 +169,7 @@ class Protocol:
                                                             lo=0.0, hi=100.0, lo_open=True))
         object.__setattr__(self, "restart", _boolean("treatment.restart", self.restart))
         object.__setattr__(self, "follow_up_days", _real("treatment.follow_up_days", self.follow_up_days,
-                                                         lo=0.0, hi=36500.0, lo_open=True))
+                                                         lo=0.0, hi=MAX_DAYS, lo_open=True))
         object.__setattr__(self, "visit_interval_days", _real("treatment.visit_interval_days",
                                                               self.visit_interval_days, lo=1.0,
                                                               hi=self.follow_up_days))
@@ -243,6 +235,13 @@ class Protocol:
 POPULATION_BOUNDS = ("clip", "truncate")
 
 
+def population_bounds(field_name: str, v) -> str:
+    """``v`` as one of :data:`POPULATION_BOUNDS`; errors name ``field_name``."""
+    if v not in POPULATION_BOUNDS:
+        _fail(field_name, f"unknown value {v!r}; allowed: {', '.join(POPULATION_BOUNDS)}")
+    return v
+
+
 @dataclass(frozen=True)
 class Population:
     """Between-patient variation: ``sd_log[name]`` = natural-log SD around the parameter set's value.
@@ -261,8 +260,7 @@ class Population:
     bounds: str = "clip"
 
     def __post_init__(self):
-        if self.bounds not in POPULATION_BOUNDS:
-            _fail("population.bounds", f"unknown value {self.bounds!r}; allowed: {', '.join(POPULATION_BOUNDS)}")
+        population_bounds("population.bounds", self.bounds)
         for name in ("sd_log", "medians"):
             if not isinstance(getattr(self, name), Mapping):
                 _fail(f"population.{name}", f"expected a table of parameter name = value, got {getattr(self, name)!r}")
@@ -426,6 +424,7 @@ def prepare_replicates(cohort: CohortSpec, protocol: Protocol, bases, sds, uptak
     replicate this is exactly the cohort of :func:`simulate_cohort`.
     ``bounds``: how draws are kept in the table bounds (:class:`Population`).
     """
+    population_bounds("population.bounds", bounds)
     n1 = cohort.size
     n_rep = len(bases)
     n = n1 * n_rep

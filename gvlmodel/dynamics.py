@@ -154,7 +154,7 @@ from .parameters import (PARAMETER_NAMES, PARAMETER_TABLE, available_parameter_s
                          parameter_set_info, parse_variant, resolve_parameters)
 from .provenance import atomic_write_bytes, atomic_write_json, atomic_write_text, provenance, prune_outputs
 from .scenario import table_csv
-from .simulate import initial_state, simulate
+from .simulate import MAX_DAYS, MAX_DOSE_MG, initial_state, simulate
 
 SETTINGS = {"transplanted": True, "non_transplanted": False}
 SECTIONS = ("steady_states", "bifurcation", "phase_plane", "min_im")
@@ -186,12 +186,6 @@ TABLES = {t: set(v) for t, v in DEFAULTS.items()}
 TABLES["parameters"] = {"set", "variant"} | set(PARAMETER_NAMES)
 
 
-
-
-
-
-
-
 def _choices(field, v, allowed) -> list:
     if not isinstance(v, (list, tuple)) or not v:
         _fail(field, f"expected a non-empty list of {', '.join(map(repr, allowed))}, got {v!r}")
@@ -204,7 +198,7 @@ def _choices(field, v, allowed) -> list:
 def _doses(field, v) -> list:
     if not isinstance(v, (list, tuple)) or not v:
         _fail(field, f"expected a non-empty list of doses in mg/day (0 = off IM, 400/600/800), got {v!r}")
-    return sorted({_real(f"{field}[]", x, 0.0, 1000.0) for x in v})
+    return sorted({_real(f"{field}[]", x, 0.0, MAX_DOSE_MG) for x in v})
 
 
 def _range(field, v) -> list:
@@ -280,8 +274,8 @@ def parse_dynamics_config(cfg: dict, quick: bool | None = None) -> dict:
         o["phase_plane"]["trajectory_starts"] = [[_real("[phase_plane] trajectory_starts[]", x, 0.0) for x in s]
                                                  for s in v]
     # min IM
-    mi_real = {"dose_mg": (1.0, 1000.0), "max_days": (1.0, 36500.0), "grid_days": (1.0, 3650.0),
-               "window_days": (1.0, 36500.0), "check_interval_days": (0.5, 3650.0), "detection_limit": (1e-9, 0.1),
+    mi_real = {"dose_mg": (1.0, MAX_DOSE_MG), "max_days": (1.0, MAX_DAYS), "grid_days": (1.0, 3650.0),
+               "window_days": (1.0, MAX_DAYS), "check_interval_days": (0.5, 3650.0), "detection_limit": (1e-9, 0.1),
                "start_bcr_abl_transplanted": (1e-6, 99.0), "start_bcr_abl_non_transplanted": (1e-6, 99.0),
                "followup_days": (0.0, 1e5)}
     for key, (lo, hi) in mi_real.items():

@@ -32,7 +32,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,8 @@ from .errors import InputError, check_tables, output_folder, read_toml, real
 from .errors import integer as _int
 from .parameters import Variant, parse_variant
 from .provenance import atomic_write_json, atomic_write_text, provenance_of
-from .trial import (DIAGNOSTICS, MAX_DAYS, STATISTICS, UNDEFINED, FitParameter, TrialDesign, diagnostics,
+from .simulate import MAX_DAYS
+from .trial import (DIAGNOSTICS, STATISTICS, UNDEFINED, FitParameter, TrialDesign, diagnostics,
                     fit_parameter, model_inputs, observed, outcome_groups, run_trial, statistics)
 
 UNDEFINED_PENALTY = 3.0
@@ -57,9 +58,8 @@ CONFIG_TABLES = {
     "fit": {"name", "data", "seed", "variants", "population_size", "generations", "comparison_population_size",
             "comparison_generations", "predictive_draws", "answer_draws", "answer_cohort_size", "threads",
             "min_acceptance_rate"},
-    "trial": {"size", "relapse_mix", "follow_up_days", "visit_interval_days", "follow_up_after_stop_days", "restart",
-              "escalated_dose_mg", "detection_limit", "noise_sd_log", "comparator_size", "comparator_course_days",
-              "comparator_window_days", "base_set", "population_bounds", "censor_short_follow_up", "comparator_stop"},
+    # every TrialDesign field but the solver tolerances (the fit keeps the design's defaults)
+    "trial": {f.name for f in fields(TrialDesign)} - {"rtol", "atol"},
     "fitted": {v.value for v in Variant},
     "distance": {"scales", "weights"},
     "answers": {"stop_days", "tfr_window_days"},
@@ -100,10 +100,6 @@ class FitConfig:
     def digest(self) -> str:
         """Hash of the whole config and the quick switch: a resumed fit must have the same one."""
         return hashlib.sha256(json.dumps(self.raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-
-
 
 
 def default_scales(data: dict) -> dict[str, float]:

@@ -79,6 +79,7 @@ from .errors import real as _num
 from .indices import RF, RI
 from .parameters import parameter_set_info, parse_variant
 from .provenance import atomic_write_bytes, atomic_write_json, atomic_write_text, provenance_of
+from .simulate import MAX_DAYS
 from .trial import FitParameter, TrialDesign, fit_parameter, model_inputs
 
 OUTPUTS = ("p_cmr", "t_cmr_days", "p_durable", "t_loss_days", "min_im_days")
@@ -312,7 +313,7 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> S
     stop_days = mi.get("stop_days", [180, 365, 730, 1095, 1460])
     if not isinstance(stop_days, list) or len(stop_days) < 2:
         raise InputError("[min_im] stop_days: expected a list of at least two increasing course lengths (days)")
-    stop_days = tuple(_num("[min_im] stop_days", d, 0.0, 36500.0, lo_open=True) for d in stop_days)
+    stop_days = tuple(_num("[min_im] stop_days", d, 0.0, MAX_DAYS, lo_open=True) for d in stop_days)
     if any(b <= a for a, b in zip(stop_days, stop_days[1:])):
         raise InputError("[min_im] stop_days: must be strictly increasing")
 
@@ -340,7 +341,7 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> S
         variant=variant, factors=factors, bounds=tuple(bounds), ranges=ranges, design=design,
         cohort_seed=_int("[cohort] seed", co.get("seed", seed), 0), stop_uptake=stop_uptake,
         min_im_stop_days=stop_days, min_im_window_days=_num("[min_im] window_days", mi.get("window_days", 730), 0.0,
-                                                            36500.0, lo_open=True),
+                                                            MAX_DAYS, lo_open=True),
         min_im_threshold=_num("[min_im] threshold", mi.get("threshold", 0.5), 0.0, 1.0, lo_open=True),
         min_im_transplant=_bool("[min_im] transplant", mi.get("transplant", True)),
         sobol_n=sobol_n, sobol_bootstrap=_int("[sobol] bootstrap", so.get("bootstrap", 1000), 10),

@@ -21,6 +21,8 @@ STATUS_MESSAGES = {
 }
 #: largest accepted dose; 800 mg/day is the highest clinical dose
 MAX_DOSE_MG = 1000.0
+#: longest simulated course (days, 100 years): the upper bound of every duration in configs
+MAX_DAYS = 36500.0
 
 
 @dataclass(frozen=True)

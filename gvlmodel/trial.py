@@ -22,11 +22,11 @@ from typing import Callable, Mapping
 import numpy as np
 
 from .calibration import load_calibration
-from .cohort import (DEFAULT_POPULATION_SD, HESS2005_RELAPSE_MIX, POPULATION_BOUNDS, CohortSpec, Population, Protocol,
+from .cohort import (DEFAULT_POPULATION_SD, HESS2005_RELAPSE_MIX, CohortSpec, Population, Protocol, population_bounds,
                      relapse_mix, simulate_cohort)
 from .errors import InputError, boolean, fail, integer, real
 from .parameters import PARAMETER_TABLE, Parameter, available_parameter_sets, parameter_set
-from .simulate import MAX_DOSE_MG
+from .simulate import MAX_DAYS, MAX_DOSE_MG
 
 #: statistics of one virtual trial (fractions keep the denominators of the data; -1 = undefined)
 STATISTICS = ("frac_cmr", "frac_stopped", "frac_durable", "median_im_days_durable", "median_im_days_lost",
@@ -41,8 +41,6 @@ STOP_UPTAKE = Parameter(
     "fitted; Hess et al., J Clin Oncol 2005 (stopping was optional: 10 of 34 patients in CMR stopped)",
     "probability that a patient who meets the stop rule stops imatinib", "protocol")
 SD_UPPER = 2.5
-#: longest simulated protocol (days), as :class:`~gvlmodel.cohort.Protocol` allows
-MAX_DAYS = 36500.0
 
 
 def sd_row(name: str) -> Parameter:
@@ -182,9 +180,7 @@ def check_design(v: Mapping, name: Callable[[str], str]) -> None:
         fail(name("base_set"), f"unknown parameter set {base!r}; allowed: {', '.join(allowed)}")
     real(name("rtol"), v["rtol"], 1e-13, 1e-2)
     real(name("atol"), v["atol"], 0.0, 1e3, lo_open=True)
-    if v["population_bounds"] not in POPULATION_BOUNDS:
-        fail(name("population_bounds"), f"unknown value {v['population_bounds']!r}; allowed: "
-             + ", ".join(POPULATION_BOUNDS))
+    population_bounds(name("population_bounds"), v["population_bounds"])
     boolean(name("censor_short_follow_up"), v["censor_short_follow_up"])
     if v["comparator_stop"] not in COMPARATOR_STOPS:
         fail(name("comparator_stop"), f"unknown value {v['comparator_stop']!r}; allowed: " + ", ".join(COMPARATOR_STOPS))
@@ -258,7 +254,8 @@ def run_trial(values: Mapping[str, float], fitted: tuple[FitParameter, ...], var
 
 def outcome_groups(c: Mapping[str, np.ndarray], design: TrialDesign) -> dict[str, np.ndarray]:
     """Masks over a cohort's ``columns``: ``ok`` (solved), ``stopped``, ``lost`` (CMR lost within
-    ``follow_up_after_stop_days`` of the stop), ``censored`` and ``durable``.
+    ``follow_up_after_stop_days`` of the stop), ``short_follow_up`` (followed for less than that after
+    the stop), ``censored`` and ``durable``.
 
     With ``design.censor_short_follow_up`` a stopped patient without a loss who
     was followed for less than ``follow_up_after_stop_days`` after the stop is
@@ -270,7 +267,8 @@ def outcome_groups(c: Mapping[str, np.ndarray], design: TrialDesign) -> dict[str
     lost = c["lost_cmr"] & stopped & (c["days_stop_to_loss"] <= design.follow_up_after_stop_days)
     short = (c["last_day_reached"] - c["stop_day"]) < design.follow_up_after_stop_days
     censored = stopped & ~lost & short if design.censor_short_follow_up else np.zeros_like(stopped)
-    return {"ok": ok, "stopped": stopped, "lost": lost, "censored": censored, "durable": stopped & ~lost & ~censored}
+    return {"ok": ok, "stopped": stopped, "lost": lost, "short_follow_up": short, "censored": censored,
+            "durable": stopped & ~lost & ~censored}
 
 
 def comparator_stopped(cc: Mapping[str, np.ndarray], design: TrialDesign) -> np.ndarray:
@@ -340,10 +338,9 @@ def diagnostics(main, comparator, design: TrialDesign) -> dict:
     """
     c = main.columns
     g = outcome_groups(c, design)
-    stopped, lost = g["stopped"], g["lost"]
+    stopped, lost, short = g["stopped"], g["lost"], g["short_follow_up"]
     durable = stopped & ~lost  # censored or not: the diagnostic counts the short follow-ups among them
     extinct_at_stop = c["eradicated"] & (c["days_to_eradication"] <= c["stop_day"])
-    short = (c["last_day_reached"] - c["stop_day"]) < design.follow_up_after_stop_days
     at_bound = {}
     any_bound = np.zeros(main.n, dtype=bool)
     for name, v in main.patient_parameters.items():

@@ -147,5 +147,14 @@ def test_truncated_population_stays_inside_the_bounds_without_piling_up():
 
 
 def test_population_bounds_is_validated():
+    """One check for the Population, the engine's input builder and the trial design."""
+    from gvlmodel.cohort import prepare_replicates
+    from gvlmodel.trial import TrialDesign
+
     with pytest.raises(InputError, match="population.bounds"):
         Population(bounds="reflect")
+    with pytest.raises(InputError, match="population.bounds: unknown value 'reflect'; allowed: clip, truncate"):
+        prepare_replicates(CohortSpec(size=2, seed=0), Protocol(), [], [], [], None, (), 1e-6, 1e-6, 1.0, 10,
+                           bounds="reflect")
+    with pytest.raises(InputError, match="TrialDesign.population_bounds"):
+        TrialDesign(population_bounds="reflect")
