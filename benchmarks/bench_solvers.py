@@ -150,13 +150,13 @@ def run_simulate(p, y0):
     return res.y, {"status": res.status, "steps": res.n_steps, "rejected": res.n_rejected, "nfev": res.n_rhs}
 
 
-def make_kernel_runner(kp, y0, edges, effects, rtol=RTOL, atol=ATOL):
-    y_out = np.empty((T_OUT.size, N_STATES))
+def make_kernel_runner(kp, y0, edges, effects, rtol=RTOL, atol=ATOL, t_out=T_OUT):
+    y_out = np.empty((t_out.size, N_STATES))
     stats = np.zeros(solver.N_STATS, dtype=np.int64)
     events = np.empty(1)
 
     def run():
-        status = solver.integrate(y0, kp, edges, effects, T_OUT, rtol, atol, MAX_STEPS, 0.0, y_out, stats, events)
+        status = solver.integrate(y0, kp, edges, effects, t_out, rtol, atol, MAX_STEPS, 0.0, y_out, stats, events)
         return y_out, {"status": int(status), "steps": int(stats[solver.ST_STEPS]),
                        "rejected": int(stats[solver.ST_REJECTED]), "nfev": int(stats[solver.ST_RHS])}
 
@@ -550,7 +550,9 @@ def stiffness_probe(kp, y0, edges, effects, repeats, min_time, peer_run=None):
     no cost (an exponential or IMEX method would pay for that per stage), so
     its time bounds the best single-patient speed of any such redesign.  Hard
     stops at outputs and dose changes set a floor of ``n_outputs + n_segments``
-    steps regardless of method.
+    steps; the "outputs free" rows lift that floor too (only the course's end
+    is an output, as if every visit came from an error-controlled interpolant
+    at no cost), so they bound a redesign that removes both.
     """
     k2 = kp.copy()
     for i in (KP.D3, KP.CX, KP.CY):
@@ -562,14 +564,15 @@ def stiffness_probe(kp, y0, edges, effects, repeats, min_time, peer_run=None):
         timed["peer"] = peer_run
     for label, kv in (("model (d3 = 1/day)", kp), (f"probe (d3, c_x, c_y x {PROBE_SCALE:g})", k2)):
         for tol in (1e-4, RTOL):
-            run = make_kernel_runner(kv, y0, edges, effects, tol, tol)
-            _, c = run()
-            rows.append({"ode": label, "tol": tol, "steps": c["steps"], "nfev": c["nfev"]})
-            timed[(label, tol)] = run
+            for outputs, t_out in (("monthly stops", T_OUT), ("free (end only)", edges[-1:])):
+                run = make_kernel_runner(kv, y0, edges, effects, tol, tol, t_out)
+                _, c = run()
+                rows.append({"ode": label, "tol": tol, "outputs": outputs, "steps": c["steps"], "nfev": c["nfev"]})
+                timed[(label, tol, outputs)] = run
     timing = time_interleaved(timed, repeats, min_time)
     peer_s = timing["peer"]["median_s"] if peer_run is not None else None
     for r in rows:
-        r["median_s"] = timing[(r["ode"], r["tol"])]["median_s"]
+        r["median_s"] = timing[(r["ode"], r["tol"], r["outputs"])]["median_s"]
         r["peer_ratio"] = (peer_s / r["median_s"]) if peer_s else None
     # every distinct stop after the start (output times and dose changes, as the kernel sees them) ends a step
     stops = np.unique(np.concatenate([T_OUT[T_OUT > edges[0]], edges[1:]]))
@@ -579,11 +582,12 @@ def stiffness_probe(kp, y0, edges, effects, repeats, min_time, peer_run=None):
 def stiffness_probe_markdown(probe, peer_key):
     lines = ["", "Stiffness probe (what removing the stiff mature-cell decay could gain at best; "
              "the probe is a different ODE, see `stiffness_probe`):", "",
-             f"| ODE | tol | steps | RHS evals | median time | {peer_key} time / this |",
-             "|---|---:|---:|---:|---:|---:|"]
+             f"| ODE | tol | outputs | steps | RHS evals | median time | {peer_key} time / this |",
+             "|---|---:|---|---:|---:|---:|---:|"]
     for r in probe["rows"]:
         pr = "—" if r["peer_ratio"] is None else f"{r['peer_ratio']:.1f}×"
-        lines.append(f"| {r['ode']} | {r['tol']:g} | {r['steps']:,} | {r['nfev']:,} | {fmt_time(r['median_s'])} | {pr} |")
+        lines.append(f"| {r['ode']} | {r['tol']:g} | {r['outputs']} | {r['steps']:,} | {r['nfev']:,} "
+                     f"| {fmt_time(r['median_s'])} | {pr} |")
     if probe.get("peer_median_s"):
         lines += ["", f"{peer_key} timed in the same rounds: {fmt_time(probe['peer_median_s'])}."]
     lines += ["", f"Hard stops at the outputs and dose changes alone force >= {probe['hard_stop_floor_steps']} steps."]
