@@ -38,6 +38,17 @@ def test_dose_in_force_at_each_output_switches_at_the_segment_edge():
     np.testing.assert_array_equal(res.dose_mg, [400.0, 400.0, 600.0, 600.0])
 
 
+@pytest.mark.parametrize("ratio", [1e-4, 0.01, 10.0, 50.0, 90.0])
+def test_initial_state_has_the_requested_bcr_abl_ratio(ratio):
+    """``initial_state(bcr_abl=r)`` inverts the measured ratio 100 L / (L + 2 N) exactly, up to rounding,
+    also where L is comparable with N (the relapse types' starting burdens reach tens of percent)."""
+    from gvlmodel.measurement import bcr_abl_percent
+
+    for variant in ("H0", "H2"):
+        y0 = initial_state(bcr_abl=ratio, variant=variant)
+        assert bcr_abl_percent(y0[None, :])[0] == pytest.approx(ratio, rel=1e-12)
+
+
 def test_named_access_and_bcr_abl_ratio():
     res = simulate(t_out=np.linspace(0, 90, 4))
     for s in State:

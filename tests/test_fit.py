@@ -490,6 +490,39 @@ def test_design_options_censor_short_follow_up_and_cmr_comparator():
     assert comparator_stopped(cc, d0).tolist() == [True, True, False]
 
 
+def test_trial_statistics_on_hand_built_cohorts():
+    """The calibration statistics' definitions, on columns whose answers are known by hand."""
+    from types import SimpleNamespace
+
+    from gvlmodel.trial import statistics
+
+    nan = np.nan
+    # six patients: lost at 60 d; lost only at 600 d (after the 494-day window: durable); durable; durable but
+    # stopped late (followed 195 d: censored when asked); never stopped; a solver failure
+    cols = {"solver_status": np.array([0, 0, 0, 0, 0, 3]),
+            "reached_cmr": np.array([True, True, True, True, False, True]),
+            "stopped": np.array([True, True, True, True, False, True]),
+            "lost_cmr": np.array([True, True, False, False, False, False]),
+            "days_stop_to_loss": np.array([60.0, 600.0, nan, nan, nan, nan]),
+            "days_on_im_at_stop": np.array([150.0, 250.0, 300.0, 400.0, nan, 500.0]),
+            "stop_day": np.array([200.0, 250.0, 300.0, 900.0, nan, 500.0]),
+            "last_day_reached": np.array([1095.0, 1095.0, 1095.0, 1095.0, 1095.0, 600.0])}
+    main = SimpleNamespace(columns=cols, n=6)
+    comp = SimpleNamespace(n=4, columns={
+        "solver_status": np.zeros(4, int), "stopped": np.array([True, True, True, False]),
+        "lost_cmr": np.array([True, True, False, False]), "days_stop_to_loss": np.array([60.0, 100.0, nan, nan]),
+        "stop_day": np.array([365.0, 365.0, 365.0, nan])})
+    st = statistics(main, comp, TrialDesign())
+    assert st["frac_cmr"] == 4 / 6 and st["frac_stopped"] == 4 / 6  # the failure counts as neither
+    assert st["frac_durable"] == 3 / 4  # the loss at 600 days lies outside the 494-day window
+    assert st["median_im_days_durable"] == 300.0 and st["median_im_days_lost"] == 150.0
+    assert st["nontx_frac_relapse"] == 1 / 3  # the relapse at 100 days lies outside the 90-day window
+    assert st["n_solver_failures"] == 1.0
+    cen = statistics(main, comp, TrialDesign(censor_short_follow_up=True))
+    assert cen["frac_durable"] == 2 / 3  # the censored patient leaves the denominator
+    assert cen["median_im_days_durable"] == 275.0
+
+
 def test_a_set_fitted_with_truncated_draws_says_so_and_scenarios_use_it(monkeypatch, tmp_path):
     import tomllib
 

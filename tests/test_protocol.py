@@ -4,9 +4,10 @@ import pytest
 
 from gvlmodel import simulate
 from gvlmodel.cohort import CohortSpec, Population, Protocol, patient_trajectory, simulate_cohort
-from gvlmodel.indices import PS, Dose
+from gvlmodel.indices import N_RF, N_RI, N_STATES, PS, RF, RI, Dose
 from gvlmodel.measurement import detection_probability, pcr_sample
-from gvlmodel.protocol import run_rules
+from gvlmodel.protocol import run_rules, write_results
+from gvlmodel.solver import N_STATS
 
 POS, NEG = 1.0, 0.0  # a positive sample at 1 % (no MMR) / an undetectable one
 
@@ -47,6 +48,12 @@ def test_hess2005_stop_needs_six_months_and_three_negatives_within_three_months(
     # with 60-day visits three negatives span 120 days > 90: never a Hess stop
     last, _ = rules([POS, NEG, NEG, NEG, NEG, NEG, NEG], visit=60.0)
     assert last[PS.REACHED_CMR] == 1 and last[PS.STOPPED] == 0
+    # with 45-day visits three negatives span exactly 90 days: the window's edge counts
+    last, hist = rules([POS] + [NEG] * 6, visit=45.0)
+    assert hist[3][PS.STOPPED] == 0 and last[PS.T_STOP] == 180.0
+    # never positive: no CMR (it needs an initial positive), so no Hess stop however long undetectable
+    last, _ = rules([NEG] * 8)
+    assert last[PS.REACHED_CMR] == 0 and last[PS.STOPPED] == 0
 
 
 def test_fixed_course_and_stim_rules():
@@ -68,6 +75,11 @@ def test_loss_of_cmr_is_a_confirmed_positive_and_can_restart():
     assert last[PS.RESTARTED] == 1 and last[PS.T_RESTART] == 270.0 and last[PS.DOSE] == Dose.BASE
     last, _ = rules(seq + [NEG, POS, POS, NEG], restart=False)
     assert last[PS.LOST_CMR] == 1 and last[PS.DOSE] == Dose.OFF
+    # the result row: days from the stop to the first positive of the confirmed loss
+    res_f, res_i = np.empty(N_RF), np.empty(N_RI, dtype=np.int64)
+    write_results(last, np.nan, np.zeros(N_STATES), 330.0, 0, np.zeros(N_STATS, dtype=np.int64), res_f, res_i)
+    assert res_f[RF.DAYS_STOP_TO_LOSS] == 240.0 - 180.0 and res_f[RF.T_STOP] == 180.0
+    assert res_i[RI.LOST_CMR] == 1 and res_i[RI.STOPPED] == 1
 
 
 def test_restart_resumes_the_dose_at_stop_and_there_is_no_second_stop():

@@ -108,3 +108,11 @@ def test_im_effect_is_zero_off_drug_one_at_400_and_increasing():
     assert effects[0] < effects[1] < effects[2]
     # Emax: saturates below 1/E(400)
     assert model.im_effect(1e9, 979.0, 500.0) < (979.0 + 500.0) / 979.0  # the kernel: no dose cap
+
+
+def test_im_effect_is_emax_with_hill_coefficient_one():
+    """Closed-form values: with ``css_400 = ec50`` the 400 mg/day effect is 1/2 of Emax, so
+    ``E(d) = 2 (d/400) / (d/400 + 1)``; with ``css_400 = 1.5 ec50`` 800 mg/day sits at 3 ec50."""
+    for dose, expected in ((200.0, 2.0 / 3.0), (400.0, 1.0), (600.0, 1.2), (800.0, 4.0 / 3.0)):
+        assert im_effect(dose, 500.0, 500.0) == pytest.approx(expected, rel=1e-14)
+    assert im_effect(800.0, 750.0, 500.0) == pytest.approx(0.75 / 0.6, rel=1e-14)

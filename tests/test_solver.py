@@ -128,6 +128,17 @@ def test_extinction_event_located_like_solve_ivp_terminal_event():
     assert np.all(res["Q"][after] == 0.0) and np.all(res["Y0"][after] == 0.0)
 
 
+def test_clone_below_one_lsc_at_the_start_is_extinct_at_once():
+    """0.5 LSC at day 0, off drug: extinct at the start and never back (without the event it persists)."""
+    y0 = initial_state(bcr_abl=0.01)
+    y0[State.Q], y0[State.Y0] = 0.2, 0.3
+    res = simulate(y0=y0, t_out=np.linspace(0, 720, 25), schedule=[(0, 0)])
+    assert res.success and res.extinct and res.t_extinct == 0.0
+    assert np.all(res["Q"] == 0.0) and np.all(res["Y0"] == 0.0)
+    grows = simulate(y0=y0, t_out=np.linspace(0, 720, 25), schedule=[(0, 0)], extinction_threshold=0.0)
+    assert np.all(grows["Q"] + grows["Y0"] > 0.25)
+
+
 def test_restart_at_dose_change_equals_continuous_solve_when_dose_unchanged():
     t_out = np.linspace(0, 600, 21)
     y0 = initial_state(bcr_abl=1.0)
