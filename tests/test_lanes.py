@@ -149,3 +149,25 @@ def test_rare_paths_equal_scalar_engine():
     status = b[2][:, RI.STATUS]
     assert (status[1::5] == NON_FINITE).all() and (status == 0).any()
     assert (status[::3] == NON_FINITE).all()  # the overflowing rows fail too, not only the nan ones
+
+
+def test_a_lane_resumes_exactly_at_the_visit_after_an_event_step_rounding_past_it():
+    """An extinction step can end a rounding past a visit (``t + h_ev`` with ``h_ev`` up to ``t_visit - t``);
+    the scalar engine starts the next interval at the visit day itself, so a lane must too."""
+    from gvlmodel import lanes
+    from gvlmodel.protocol import reset_protocol_state
+
+    inp = _inputs(CohortSpec(size=1, seed=15), Protocol(visit_interval_days=30.4))
+    t_visit = 30.4
+    lc = np.zeros((lay.W, lanes.N_C))
+    li = np.zeros((lay.W, lanes.N_I), dtype=np.int64)
+    ws = np.zeros(lay.WS_LEN)
+    ps_all = np.zeros((lay.W, lanes.N_PS))
+    reset_protocol_state(ps_all[0])
+    li[0, lanes.I_PATIENT], li[0, lanes.I_VISIT] = 0, 1
+    lc[0, lanes.C_T_END] = t_visit
+    lc[0, lanes.C_T] = np.nextafter(t_visit, np.inf)
+    measured = np.full((1, int(inp.pp[PP.N_VISITS]) + 1), np.nan)
+    lanes._visit(0, lc, li, ws, ps_all, inp.pp, inp.eps, inp.uu, measured, np.zeros((lay.W, lanes.NS)))
+    assert lc[0, lanes.C_T] == t_visit and lc[0, lanes.C_T_VISIT] == t_visit and li[0, lanes.I_VISIT] == 2
+    assert measured[0, 1] == 0.0  # the visit's sample was taken (an empty marrow reads undetectable)
