@@ -87,8 +87,13 @@ def run_example(config: str | None, out: Path):
     return out, res
 
 
-def run_simulate(scenario_path: str, out: Path, threads: int | None, progress: bool | None = None) -> None:
-    """``gvlmodel simulate``: validate everything first, then run, then write (atomically)."""
+def run_simulate(scenario_path: str, out: Path, threads: int | None, progress: bool | None = None) -> int:
+    """``gvlmodel simulate``: validate everything first, then run, then write (atomically).
+
+    Returns the exit status: 1 if any patient's solve failed (the results are
+    written all the same, each failure in its row of ``patients.csv`` and in
+    ``summary.json``; the rates then cover the solved patients only), else 0.
+    """
     from .scenario import load_scenario, write_results
 
     scenario = load_scenario(scenario_path)
@@ -106,6 +111,13 @@ def run_simulate(scenario_path: str, out: Path, threads: int | None, progress: b
     print(f"CMR {show('reached_cmr')}; stopped {show('stopped')}; durable CMR after stop "
           f"{show('durable_cmr_after_stop')}; eradicated {show('eradicated')}")
     print(f"wrote {', '.join(str(Path(out) / f) for f in files)}")
+    n_failed = int(s["n_solver_failures"])
+    if n_failed:
+        print(f"gvlmodel: {n_failed} of {result.n} patients' solves failed (solver_status and solver_message in "
+              f"{Path(out) / 'patients.csv'}); the rates above cover the {result.n - n_failed} solved patients "
+              f"only", file=sys.stderr)
+        return 1
+    return 0
 
 
 def run_sensitivity_cli(args) -> None:
@@ -122,6 +134,13 @@ def run_sensitivity_cli(args) -> None:
     print(f"sensitivity: {time.perf_counter() - t0:.0f} s; wrote {args.out}/indices.json, summary.md")
 
 
+def _path(text: str) -> Path:
+    """A path argument; an empty one is refused (``Path("")`` would silently mean the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty; expected a path")
+    return Path(text)
+
+
 def main(argv=None) -> int:
     from . import __version__
 
@@ -133,7 +152,7 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     ex = sub.add_parser("example", help="simulate the documented example patient (molecular relapse after SCT)")
     ex.add_argument("config", nargs="?", help="optional TOML overriding the example (keys: " + ", ".join(sorted(EXAMPLE_KEYS)) + ")")
-    ex.add_argument("--out", required=True, type=Path, help="output folder")
+    ex.add_argument("--out", required=True, type=_path, help="output folder")
     pa = sub.add_parser("parameters", help="print the parameter table (Markdown)")
     pa.add_argument("--sets", action="store_true", help="list the named parameter sets instead (fitted ones too)")
     from .sbml import add_arguments as _sbml_arguments
@@ -141,34 +160,34 @@ def main(argv=None) -> int:
     _sbml_arguments(sub.add_parser("export-sbml", help="write the model as SBML L3V2 (needs gvlmodel[sbml])"))
     si = sub.add_parser("simulate", help="run a virtual cohort through a treatment protocol (scenario TOML)")
     si.add_argument("scenario", help="scenario file (see experiments/*.toml and gvlmodel/scenario.py)")
-    si.add_argument("--out", required=True, type=Path, help="output folder")
+    si.add_argument("--out", required=True, type=_path, help="output folder")
     si.add_argument("--threads", type=int, default=None, help="numba threads (default: all cores)")
     si.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     fi = sub.add_parser("fit", help="fit H0/H1/H2 to the Hess 2005 data (ABC-SMC), compare them, write a report")
     fi.add_argument("config", help="fit config (see experiments/fit_hess2005.toml)")
-    fi.add_argument("--out", required=True, type=Path, help="output folder; re-running on it resumes the fit")
+    fi.add_argument("--out", required=True, type=_path, help="output folder; re-running on it resumes the fit")
     fi.add_argument("--quick", action="store_true", help="use the config's [quick] settings (tests, first look)")
     fi.add_argument("--ship", action="store_true",
                     help="also install the fitted parameter sets into gvlmodel/parameter_sets/")
     se = sub.add_parser("sensitivity", help="global (Sobol', Morris) and local sensitivity of clinical outcomes")
     se.add_argument("config", help="study config (see experiments/sensitivity_hess2005.toml)")
-    se.add_argument("--out", required=True, type=Path, help="output folder; re-running on it resumes / re-analyses")
+    se.add_argument("--out", required=True, type=_path, help="output folder; re-running on it resumes / re-analyses")
     se.add_argument("--quick", action="store_true", help="use the config's [quick] sizes (tests, first look)")
     se.add_argument("--scheduler", default=None,
                     help="Dask scheduler address (tcp://HOST:8786) to evaluate on a cluster (gvlmodel[distributed])")
     se.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     dy = sub.add_parser("dynamics", help="steady states, immune window, phase plane, minimal IM duration")
     dy.add_argument("config", help="dynamics config (see experiments/dynamics.toml)")
-    dy.add_argument("--out", required=True, type=Path, help="output folder")
+    dy.add_argument("--out", required=True, type=_path, help="output folder")
     dy.add_argument("--quick", action="store_true", help="small grids (tests, first look)")
     rp = sub.add_parser("reproduce", help="the main job: every experiment from the shipped fits, every figure, "
                         "and the numbers file (skips steps whose inputs are unchanged)")
     rp.add_argument("--quick", action="store_true", help="small version of every step (into results/quick)")
     rp.add_argument("--refit", action="store_true", help="refit by ABC instead of using the shipped sets (~20 min)")
     rp.add_argument("--force", action="store_true", help="re-run every step even if its inputs are unchanged")
-    rp.add_argument("--root", type=Path, default=Path("."), help="repository root (holds experiments/, figures/)")
-    rp.add_argument("--results", type=Path, default=None, help="results folder (default results/ or results/quick/)")
-    rp.add_argument("--figures", type=Path, default=None,
+    rp.add_argument("--root", type=_path, default=Path("."), help="repository root (holds experiments/, figures/)")
+    rp.add_argument("--results", type=_path, default=None, help="results folder (default results/ or results/quick/)")
+    rp.add_argument("--figures", type=_path, default=None,
                     help="figure output folder (default figures/output/ or figures/output/quick/)")
     rp.add_argument("--threads", type=int, default=None, help="numba threads for the scenarios (default: all)")
     args = parser.parse_args(argv)
@@ -189,8 +208,10 @@ def main(argv=None) -> int:
                       f"see {out}/summary.json", file=sys.stderr)
                 return 1
         elif args.command == "simulate":
-            run_simulate(args.scenario, args.out, args.threads,
-                         progress=False if args.no_progress or not sys.stderr.isatty() else None)
+            status = run_simulate(args.scenario, args.out, args.threads,
+                                  progress=False if args.no_progress or not sys.stderr.isatty() else None)
+            if status:
+                return status
         elif args.command == "fit":
             from .fit import load_config, run_fit
 

@@ -54,6 +54,8 @@ def output_folder(path, field: str = "--out"):
     """``path`` as an output folder: new or existing, but not an existing file."""
     from pathlib import Path
 
+    if not str(path).strip():
+        fail(field, "empty; expected a folder path (new or existing)")
     path = Path(path)
     if path.exists() and not path.is_dir():
         fail(field, f"{path} is a file; expected a folder (new or existing)")

@@ -91,3 +91,25 @@ def test_bad_scenario_exits_2_names_the_key_and_writes_nothing(case, tmp_path):
     assert needle in r.stderr and "error" in r.stderr
     assert r.stderr.count("\n") <= 2, r.stderr  # one message, no traceback
     assert not out.exists()
+
+
+def test_failed_solves_are_written_per_patient_and_exit_1(tmp_path):
+    """A solver failure is data (per patient, counted in the summary), and the command says so by exit 1."""
+    src = (ROOT / "experiments" / "hess2005.toml").read_text().replace("size = ", "size = 40 #", 1)
+    cfg = tmp_path / "few_steps.toml"
+    cfg.write_text(src + "\n[solver]\nmax_steps = 300\n")
+    out = tmp_path / "out"
+    r = run("simulate", str(cfg), "--out", str(out), "--no-progress")
+    assert r.returncode == 1, r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    n_failed = summary["n_solver_failures"]
+    assert 0 < n_failed and f"{n_failed} of 40 patients' solves failed" in r.stderr
+    rows = (out / "patients.csv").read_text().splitlines()
+    status = rows[0].split(",").index("solver_status")
+    assert len(rows) == 41 and sum(row.split(",")[status] != "0" for row in rows[1:]) == n_failed
+    assert (out / "provenance.json").is_file()
+
+
+def test_empty_out_is_refused_before_anything_runs(tmp_path):
+    r = run("simulate", str(ROOT / "experiments" / "hess2005.toml"), "--out", "", "--no-progress")
+    assert r.returncode == 2 and "--out: empty" in r.stderr and not (ROOT / "patients.csv").exists()
