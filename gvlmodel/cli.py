@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, SolverError, output_folder, read_toml, real
-from .provenance import atomic_write_json, atomic_write_text, provenance
+from .provenance import atomic_write_json, atomic_write_text, begin_outputs, provenance
 
 EXAMPLE_KEYS = {"variant", "transplant", "bcr_abl", "schedule", "days", "interval_days", "parameters", "rtol"}
 
@@ -76,6 +76,7 @@ def run_example(config: str | None, out: Path):
     for row in zip(*cols.values()):  # rows a failed solve did not reach are left empty, not nan
         buf.write(",".join(f"{v:.10g}" if np.isfinite(v) else "" for v in row) + "\n")
     out.mkdir(parents=True, exist_ok=True)
+    begin_outputs(out)
     atomic_write_text(out / "trajectory.csv", buf.getvalue())
     final = float(res.bcr_abl[-1])
     summary = {"status": res.status, "message": res.message, "n_steps": res.n_steps, "n_rhs": res.n_rhs,

@@ -152,7 +152,8 @@ from .measurement import bcr_abl_percent
 from .model import im_effect, rhs
 from .parameters import (PARAMETER_NAMES, PARAMETER_TABLE, available_parameter_sets, kernel_parameters,
                          parameter_set_info, parse_variant, resolve_parameters)
-from .provenance import atomic_write_bytes, atomic_write_json, atomic_write_text, provenance, prune_outputs
+from .provenance import (atomic_write_bytes, atomic_write_json, atomic_write_text, begin_outputs, provenance,
+                         prune_outputs)
 from .scenario import table_csv
 from .simulate import MAX_DAYS, MAX_DOSE_MG, initial_state, simulate
 
@@ -1312,6 +1313,7 @@ def run_dynamics(config, out, log=print, quick: bool | None = None) -> dict:
         opts["config"] = config
     out = Path(out)
     sections = opts["run"]["sections"]
+    begin_outputs(out)
     # an earlier run's files of sections not run now would sit beside this run's provenance
     prune_outputs(out, [f for sec in SECTION_FILES.values() for f in sec],
                   [f for sec in sections for f in SECTION_FILES[sec]])
@@ -1363,13 +1365,13 @@ def run_dynamics(config, out, log=print, quick: bool | None = None) -> dict:
         files += ["min_im_duration.csv", "min_im_duration.json"]
         timings["min_im"] = time.perf_counter() - t0
         summary["min_im"] = [(r["setting"], r["profile"], r["value"], r["t_min_days"]) for r in rows]
-    prov = provenance(opts["config"], seed=None)
-    prov["resolved"] = _json_safe({k: v for k, v in opts.items() if k != "config"})
-    prov["timings_s"] = timings
-    atomic_write_json(out / "provenance.json", prov)
-    files.append("provenance.json")
     timings["total"] = time.perf_counter() - t_all
     atomic_write_json(out / "summary.json", _json_safe(summary))
     files.append("summary.json")
+    prov = provenance(opts["config"], seed=None)
+    prov["resolved"] = _json_safe({k: v for k, v in opts.items() if k != "config"})
+    prov["timings_s"] = timings
+    atomic_write_json(out / "provenance.json", prov)  # last: the folder is complete
+    files.append("provenance.json")
     log(f"dynamics: wrote {', '.join(files)} to {out} in {timings['total']:.1f} s")
     return {"out": str(out), "files": files, "timings_s": timings, "summary": _json_safe(summary)}

@@ -40,7 +40,7 @@ import numpy as np
 from .errors import InputError, check_tables, output_folder, read_toml, real
 from .errors import integer as _int
 from .parameters import Variant, parse_variant
-from .provenance import atomic_write_json, atomic_write_text, provenance_of
+from .provenance import atomic_write_json, atomic_write_text, begin_outputs, provenance_of
 from .simulate import MAX_DAYS
 from .trial import (DIAGNOSTICS, STATISTICS, UNDEFINED, FitParameter, TrialDesign, diagnostics,
                     fit_parameter, model_inputs, observed, outcome_groups, run_trial, statistics)
@@ -638,7 +638,7 @@ def run_fit(cfg: FitConfig, out: Path, *, ship: bool = False, log=print) -> dict
         log(f"resuming the fit in {out}")
     else:
         atomic_write_json(state_path, {"digest": cfg.digest, "config": cfg.raw})
-    atomic_write_json(out / "provenance.json", provenance_of(cfg, seed=cfg.seed))
+    begin_outputs(out)
 
     fits = {}
     for i, v in enumerate(cfg.variants):
@@ -706,6 +706,7 @@ def run_fit(cfg: FitConfig, out: Path, *, ship: bool = False, log=print) -> dict
     from .report import fit_report_markdown
 
     atomic_write_text(out / "report.md", fit_report_markdown(report))
+    atomic_write_json(out / "provenance.json", provenance_of(cfg, seed=cfg.seed))  # last: the folder is complete
     return report
 
 
@@ -773,7 +774,7 @@ def run_from_shipped(cfg: FitConfig, out: Path, *, log=print) -> dict:
             f"{cfg.digest}" for v, d in sets.items()
             if d.get("fit_config_digest") != parse_config(cfg.raw["config"], source="config").digest]
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "provenance.json", provenance_of(cfg, seed=cfg.seed))
+    begin_outputs(out)
     probs = {v: (float(d["model_probability"]) if isinstance(d.get("model_probability"), (int, float)) else None)
              for v, d in sets.items()}
     known = {v: p for v, p in probs.items() if p is not None}
@@ -802,4 +803,5 @@ def run_from_shipped(cfg: FitConfig, out: Path, *, log=print) -> dict:
     from .report import fit_report_markdown
 
     atomic_write_text(out / "report.md", fit_report_markdown(report))
+    atomic_write_json(out / "provenance.json", provenance_of(cfg, seed=cfg.seed))  # last: the folder is complete
     return report

@@ -78,6 +78,18 @@ def atomic_write_json(path: Path, data) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def begin_outputs(out: Path) -> None:
+    """Mark ``out`` incomplete before a run's first write: remove its ``provenance.json``.
+
+    Each command writes ``provenance.json`` last, so its presence means every
+    file of the run beside it was written.  A run interrupted after its first
+    write into a folder used before then leaves a folder without provenance,
+    not one whose provenance describes an earlier run's config beside a mix of
+    old and new files.
+    """
+    (Path(out) / "provenance.json").unlink(missing_ok=True)
+
+
 def prune_outputs(out: Path, known, keep) -> list[str]:
     """Remove the files among ``known`` (names in ``out``) that this run does not write (``keep``).
 

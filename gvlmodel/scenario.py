@@ -36,7 +36,7 @@ from .cohort import (DEFAULT_POPULATION_SD, CohortResult, CohortSpec, Population
                      simulate_cohort)
 from .errors import InputError, check_tables, read_toml
 from .parameters import PARAMETER_NAMES, available_parameter_sets, parameter_set_info, parse_variant, resolve_parameters
-from .provenance import atomic_write_json, atomic_write_text, provenance, prune_outputs, resolved_config
+from .provenance import atomic_write_json, atomic_write_text, begin_outputs, provenance, prune_outputs, resolved_config
 
 TABLES = {
     "cohort": {"size", "seed", "transplant", "start", "relapse_mix", "relapse_ranges", "diagnosis_range"},
@@ -213,6 +213,7 @@ def write_results(scenario: Scenario, result: CohortResult, out: Path) -> list[s
     if ids.size:
         parts = [patient_trajectory(result, int(i), scenario.time_step_days) for i in ids]
         traj_csv = table_csv({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
+    begin_outputs(out)
     prune_outputs(out, RESULT_FILES, [f for f in RESULT_FILES if ids.size or f != "trajectories.csv"])
     files = []
     atomic_write_text(out / "patients.csv", patients_csv)

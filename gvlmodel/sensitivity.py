@@ -78,7 +78,7 @@ from .errors import integer as _int
 from .errors import real as _num
 from .indices import RF, RI
 from .parameters import parameter_set_info, parse_variant
-from .provenance import atomic_write_bytes, atomic_write_json, atomic_write_text, provenance_of
+from .provenance import atomic_write_bytes, atomic_write_json, atomic_write_text, begin_outputs, provenance_of
 from .simulate import MAX_DAYS
 from .trial import FitParameter, TrialDesign, fit_parameter, model_inputs
 
@@ -802,8 +802,8 @@ def _run_study(cfg: StudyConfig, out: Path, scheduler, progress: bool, log) -> d
                              "sizes differ) or an unreadable study_state.json; choose an empty folder")
         log(f"resuming the study in {out}")
     out.mkdir(parents=True, exist_ok=True)
+    begin_outputs(out)
     atomic_write_json(state, {"model_digest": digest, "config": cfg.raw})
-    atomic_write_json(out / "provenance.json", provenance_of(cfg, seed=cfg.seed))
     problem = cfg.problem
     atomic_write_json(out / "problem.json", problem)
     names = evaluator.output_names
@@ -860,6 +860,7 @@ def _run_study(cfg: StudyConfig, out: Path, scheduler, progress: bool, log) -> d
     results["timings"] = timings
     atomic_write_json(out / "indices.json", results)
     atomic_write_text(out / "summary.md", summary_markdown(results))
+    atomic_write_json(out / "provenance.json", provenance_of(cfg, seed=cfg.seed))  # last: the folder is complete
     for w in results["warnings"]:
         log(f"warning: {w}")
     return results

@@ -216,6 +216,17 @@ def test_quick_run_writes_every_file(tmp_path):
     assert {p.name for p in out.iterdir()} == {"steady_states.json", "provenance.json", "summary.json",
                                                "my_notes.txt"}
     assert json.loads((out / "provenance.json").read_text())["seed_note"].startswith("deterministic")
+    # interrupted after its first write, a rerun leaves the folder without provenance (incomplete), never
+    # an earlier run's provenance beside a mix of old and new files
+    real_bifurcation = D.bifurcation
+    D.bifurcation = lambda *a: (_ for _ in ()).throw(KeyboardInterrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            D.run_dynamics({"run": {"quick": True, "settings": ["transplanted"],
+                                    "sections": ["steady_states", "bifurcation"]}}, out, log=lambda *a: None)
+    finally:
+        D.bifurcation = real_bifurcation
+    assert (out / "steady_states.json").is_file() and not (out / "provenance.json").exists()
 
 
 @pytest.mark.parametrize("cfg,needle", [

@@ -92,7 +92,9 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path, monkeypatch):
         run_fit(cfg, tmp_path / "resumed", log=lambda m: None)
     monkeypatch.setattr(TrialModel, "__call__", original)
     assert not (tmp_path / "resumed" / "report.json").exists()
+    assert not (tmp_path / "resumed" / "provenance.json").exists()  # written last: an interrupted fit has none
     run_fit(cfg, tmp_path / "resumed", log=lambda m: None)
+    assert (tmp_path / "resumed" / "provenance.json").is_file()
 
     for name in ("posterior_H0.csv", "predictive.csv"):
         assert (tmp_path / "whole" / name).read_text() == (tmp_path / "resumed" / name).read_text(), name

@@ -219,6 +219,13 @@ def test_reanalysis_never_reruns_the_model(tmp_path, monkeypatch):
     cfg["cohort"]["size"] = 31  # changes the model evaluations: refused
     with pytest.raises(InputError, match="different study"):
         sens.run_study(sens.parse_config(cfg, source="t"), tmp_path, progress=False, log=lambda m: None)
+    # a re-analysis interrupted before its results are written leaves no provenance claiming its settings
+    cfg["cohort"]["size"] = first["cohort_size"]
+    cfg["sobol"]["bootstrap"] = 70
+    monkeypatch.setattr(sens, "summary_markdown", lambda r: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        sens.run_study(sens.parse_config(cfg, source="t"), tmp_path, progress=False, log=lambda m: None)
+    assert not (tmp_path / "provenance.json").exists()
 
 
 @pytest.mark.parametrize("table,key,value,match", [

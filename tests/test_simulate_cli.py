@@ -113,3 +113,24 @@ def test_failed_solves_are_written_per_patient_and_exit_1(tmp_path):
 def test_empty_out_is_refused_before_anything_runs(tmp_path):
     r = run("simulate", str(ROOT / "experiments" / "hess2005.toml"), "--out", "", "--no-progress")
     assert r.returncode == 2 and "--out: empty" in r.stderr and not (ROOT / "patients.csv").exists()
+
+
+def test_interrupted_write_leaves_no_provenance_of_an_earlier_run(tmp_path, monkeypatch):
+    """provenance.json is written last and removed before the first write: it marks a complete folder."""
+    from gvlmodel import scenario as sc
+
+    s = sc.load_scenario(ROOT / "experiments" / "hess2005.toml")
+    out = tmp_path / "out"
+    sc.write_results(s, s.run(threads=1, progress=False), out)
+    assert (out / "provenance.json").is_file()
+    real = sc.atomic_write_json
+
+    def interrupted(path, data):
+        if path.name == "summary.json":
+            raise KeyboardInterrupt
+        real(path, data)
+
+    monkeypatch.setattr(sc, "atomic_write_json", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        sc.write_results(s, s.run(threads=1, progress=False), out)
+    assert (out / "patients.csv").is_file() and not (out / "provenance.json").exists()
