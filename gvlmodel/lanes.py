@@ -33,7 +33,7 @@ from .model import rhs_strided
 from .protocol import enrol, sample_visit, write_results
 from .solver import (BETA, ERROR_EXPONENT, EVENT_RHS, MAX_FACTOR, MAX_STEPS_REACHED, MIN_FACTOR, N_INTERP,
                      N_STAGES, N_STAGES_EXT, N_STATS, NON_FINITE, PI_EXPONENT, SAFETY, ST_EXTINCTIONS, ST_REJECTED,
-                     ST_RHS, ST_STEPS, STEP_TOO_SMALL, _initial_step, extinction_in_step)
+                     ST_RHS, ST_STEPS, STEP_TOO_SMALL, _initial_step, _step_floor, extinction_in_step)
 
 NS = N_STATES
 _Q = int(State.Q)
@@ -103,7 +103,8 @@ def _begin_interval(l, lc, li, ws, ps_all, st_all, kp_all, effects_all, pp, sy, 
         _load_lane(ws, l, sy)
         for k in range(NS):
             sf[k] = ws[OFF_F + k * W + l]
-        lc[l, C_H] = _initial_step(sy, sf, kp_all[i], e, pp[PP.RTOL], pp[PP.ATOL], t_end - t, s1, s2)
+        lc[l, C_H] = _initial_step(sy, sf, kp_all[i], e, pp[PP.RTOL], pp[PP.ATOL], max(t_end - t, _step_floor(t)),
+                                   s1, s2)
         st[ST_RHS] += 1
     lc[l, C_REJECTED] = 0.0
 
@@ -242,7 +243,7 @@ def _run_block(lo, stride, hi, kp_all, y0_all, effects_all, pp, eps, uu, measure
             if st_all[l, ST_STEPS] >= max_steps:
                 status = MAX_STEPS_REACHED
             else:
-                h_min = 10.0 * (np.nextafter(t, np.inf) - t)
+                h_min = _step_floor(t)
                 lc[l, C_H_MIN] = h_min
                 if not h >= h_min:  # as the scalar solver: a nan step is a failure, not an endless loop
                     status = NON_FINITE if np.isnan(h) else STEP_TOO_SMALL

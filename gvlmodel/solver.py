@@ -102,6 +102,12 @@ def _stage_states(y, K, s, h, out):
 
 
 @jit
+def _step_floor(t):
+    """Smallest step allowed at time ``t``: 10 ulp of ``t`` (a shorter step would not advance ``t`` reliably)."""
+    return 10.0 * (np.nextafter(t, np.inf) - t)
+
+
+@jit
 def _initial_step(y, f0, kp, e, rtol, atol, interval, work, f1):
     """Hairer's starting-step heuristic (as SciPy's ``select_initial_step``)."""
     n = y.shape[0]
@@ -299,13 +305,15 @@ def integrate_ws(y0, kp, seg_bounds, seg_effect, t_out, rtol, atol, max_steps, t
         rhs(y, kp, e, f)
         stats[ST_RHS] += 1
         if h <= 0.0:
-            h = _initial_step(y, f, kp, e, rtol, atol, t_end - t, tmp, K[1])
+            # a first segment shorter than the step floor (a dose change a few ulp after the start, as
+            # 0.1 + 0.2 after 0.3) still gets a step at the floor, which the stop then clips
+            h = _initial_step(y, f, kp, e, rtol, atol, max(t_end - t, _step_floor(t)), tmp, K[1])
             stats[ST_RHS] += 1
         rejected = False
         while t < t_end:
             if stats[ST_STEPS] >= max_steps:
                 return MAX_STEPS_REACHED
-            h_min = 10.0 * (np.nextafter(t, np.inf) - t)
+            h_min = _step_floor(t)
             if not h >= h_min:  # also catches a nan step (non-finite parameters), which would loop forever
                 return NON_FINITE if np.isnan(h) else STEP_TOO_SMALL
             h_try = h

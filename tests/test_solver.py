@@ -182,3 +182,23 @@ def test_generated_dop853_kernels_are_up_to_date():
 
     assert Path(_dop853_codegen.TARGET).read_text() == _dop853_codegen.source(), (
         "run `python -m gvlmodel._dop853_codegen`")
+
+
+@pytest.mark.parametrize("t0,gap_ulps", [(0.3, 0), (0.3, 1), (255.5, 2), (1000.0, 1), (1000.0, 9)])
+def test_dose_change_a_few_ulp_after_the_start_is_solved(t0, gap_ulps):
+    """A first dose segment shorter than the step floor (10 ulp of t), as from schedule days built by
+    arithmetic (0.1 + 0.2 after a start at 0.3), used to fail with STEP_TOO_SMALL; it is solved, and
+    agrees with the dose change placed at the start itself (found by a review)."""
+    change = t0
+    for _ in range(gap_ulps):
+        change = np.nextafter(change, np.inf)
+    if t0 == 0.3 and gap_ulps == 1:
+        assert 0.1 + 0.2 == change  # the case as a user would type it
+    t_out = [t0, t0 + 100.0, t0 + 400.0]
+    y0 = initial_state(bcr_abl=1.0)
+    res = simulate(y0=y0, t_out=t_out, schedule=[(0.0, 400.0), (change, 600.0)], t0=t0, extinction_threshold=0)
+    assert res.success, res.message
+    at_start = simulate(y0=y0, t_out=t_out, schedule=[(0.0, 600.0)], t0=t0, extinction_threshold=0)
+    ref = reference_solution(None, "H2", True, y0, [(t0, 600.0)], np.array(t_out))
+    assert error_in_tolerance_units(res.y, ref) < GLOBAL_ERROR_UNITS
+    assert error_in_tolerance_units(res.y, at_start.y) < GLOBAL_ERROR_UNITS
