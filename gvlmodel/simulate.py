@@ -195,7 +195,12 @@ class SimulationResult:
 
     @property
     def extinct(self) -> bool:
-        """Whether the leukemic stem-cell clone fell below the extinction level."""
+        """Whether the leukemic stem-cell clone fell below the extinction level.
+
+        ``False`` both for a clone that survived and for a course that started
+        with no leukemic stem cell at all (no clone to go extinct; ``t_extinct``
+        is ``nan`` in both cases): check the initial ``Q + Y0`` to tell them apart.
+        """
         return bool(np.isfinite(self.t_extinct))
 
     @property
