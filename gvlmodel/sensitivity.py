@@ -582,7 +582,10 @@ def evaluate(X: np.ndarray, evaluator, folder: Path | None = None, *, chunk_samp
 
             client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
             try:
-                ev = client.scatter(evaluator, broadcast=True)
+                # hash=False: a fresh key per call; the default (a hash of the evaluator) is shared with an
+                # earlier call's scatter, whose release could reach the scheduler after this scatter and
+                # cancel these tasks ("lost dependencies", seen in CI)
+                ev = client.scatter(evaluator, broadcast=True, hash=False)
                 futures = {client.submit(_call, ev, X[starts[i]:starts[i] + chunk_samples], pure=False): i
                            for i in todo}
                 for fut in as_completed(futures):
