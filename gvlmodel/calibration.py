@@ -14,9 +14,14 @@ from pathlib import Path
 DATA_DIR = Path(__file__).with_name("data")
 
 
+#: trial-level calibration sets a Hess-type fit accepts (the other files in ``data/``
+#: are patient-level series and trial summaries, read by :mod:`gvlmodel.datasets`)
+TRIAL_CALIBRATIONS = ("hess2005",)
+
+
 def available_calibrations() -> list[str]:
-    """Names accepted by :func:`load_calibration`: the TOML files in ``gvlmodel/data/``."""
-    return sorted(p.stem for p in DATA_DIR.glob("*.toml"))
+    """Names accepted by :func:`load_calibration`: the trial-level sets in ``gvlmodel/data/``."""
+    return sorted(n for n in TRIAL_CALIBRATIONS if (DATA_DIR / f"{n}.toml").is_file())
 
 
 def load_calibration(name: str = "hess2005") -> dict:
