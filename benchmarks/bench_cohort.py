@@ -81,9 +81,8 @@ if HAVE_NUMBALSODA:
                 break
             y = usol[1].copy()
             # the same extinction rule as gvlmodel, applied at visits (lsoda has no root finding here)
-            if 0.0 < y[State.Q] + y[State.Y0] < pp[PP.EXTINCTION]:
-                y[State.Q] = 0.0
-                y[State.Y0] = 0.0
+            if 0.0 < y[State.Q] + y[State.Y0] + y[State.R0] < pp[PP.EXTINCTION]:
+                y[State.Q] = y[State.Y0] = y[State.R0] = 0.0
             if ps[PS.DOSE] != 0.0:
                 ps[PS.DAYS_ON_IM] += ts[1] - t
             t = ts[1]
@@ -119,8 +118,8 @@ def solve_ivp_patient(kp, y0, eff, pp, eps, uu):
             fs[d] = make_numba_rhs(kp, eff[d])
         sol = solve_ivp(fs[d], (t, t1), y, method="LSODA", rtol=pp[PP.RTOL], atol=pp[PP.ATOL])
         y = sol.y[:, -1].copy()
-        if 0.0 < y[State.Q] + y[State.Y0] < pp[PP.EXTINCTION]:
-            y[State.Q] = y[State.Y0] = 0.0
+        if 0.0 < y[State.Q] + y[State.Y0] + y[State.R0] < pp[PP.EXTINCTION]:
+            y[State.Q] = y[State.Y0] = y[State.R0] = 0.0
         if ps[PS.DOSE] != 0.0:
             ps[PS.DAYS_ON_IM] += t1 - t
         t = t1

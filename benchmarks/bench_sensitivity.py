@@ -2,9 +2,9 @@
 """Sobol' study wall time: the Hess protocol, N = 1024 base samples over the fitted parameters.
 
 Study: ``experiments/sensitivity_hess2005.toml`` with every quantity fitted for
-H2 in the shipped set ``hess2005`` as a factor (9, ``stop_uptake`` included),
+H2 in the shipped set ``hess2005`` as a factor (8, ``stop_uptake`` included),
 posterior 5-95 % ranges, Saltelli design with first and total order
-(N (D + 2) = 11,264 cohorts), each sample a virtual cohort of 200 patients run
+(N (D + 2) = 10,240 cohorts), each sample a virtual cohort of 200 patients run
 through the Hess protocol (3 years of monthly visits), the Hess-protocol
 outputs (p_cmr, t_cmr_days, p_durable, t_loss_days and the time-resolved
 BCR-ABL means); ``min_im_days`` (fixed courses, not the Hess protocol) is left
@@ -42,7 +42,8 @@ from gvlmodel import sensitivity as sens  # noqa: E402
 from gvlmodel.errors import read_toml  # noqa: E402
 
 OUTPUTS = ["p_cmr", "t_cmr_days", "p_durable", "t_loss_days"]
-FACTORS = ["stop_uptake", "im_fold_b", "sd_im_fold_b", "im_kill_lsc", "sd_im_kill_lsc", "q_out", "z_expand_allo",
+# experiments/fit_hess2005.toml [fitted] H2 (the study's factors plus stop_uptake)
+FACTORS = ["stop_uptake", "im_kill_lsc", "sd_im_kill_lsc", "q_out", "resistant_fraction", "z_expand_allo",
            "z_kill", "z_half"]
 
 

@@ -101,29 +101,30 @@ def make_python_rhs(kp, e):
     """Plain-Python/NumPy ``f(t, y)`` for one constant-effect segment."""
     d0, d1, d2, d3 = kp[KP.D0], kp[KP.D1], kp[KP.D2], kp[KP.D3]
     r_x, a_x, b_x, c_x, K_N = kp[KP.RX], kp[KP.AX], kp[KP.BX], kp[KP.CX], kp[KP.KN]
-    r_y, a_y, b_y, c_y = kp[KP.RY], kp[KP.AY], kp[KP.BY], kp[KP.CY]
+    r_y, K_L, a_y, b_y, c_y = kp[KP.RY], kp[KP.KL], kp[KP.AY], kp[KP.BY], kp[KP.CY]
     q_in, q_out = kp[KP.QIN], kp[KP.QOUT]
-    k_im, F_a, F_b = kp[KP.IMKILL], kp[KP.IMFA], kp[KP.IMFB]
+    k_im, k_im_p = kp[KP.IMKILL], kp[KP.IMKILLP]
     b_z, d_z, rho, K_z = kp[KP.ZIN], kp[KP.ZD], kp[KP.ZRHO], kp[KP.ZK]
     z_kill, kappa_q, s = kp[KP.ZKILL], kp[KP.ZQREL], kp[KP.ZSUPP]
-    a_y_eff = a_y / (1.0 + (F_a - 1.0) * e)
-    b_y_eff = b_y / (1.0 + (F_b - 1.0) * e)
 
     def f(t, y):
-        X0, X1, X2, X3, Q, Y0, Y1, Y2, Y3, Z = y
-        phi = 1.0 / (1.0 + (X0 + Q + Y0) / K_N)
+        X0, X1, X2, X3, Q, Y0, Y1, Y2, Y3, R0, R1, Z = y
+        phi = 1.0 / (1.0 + X0 / K_N)  # niche feedback on normal stem cells only
+        g = 1.0 - (Q + Y0 + R0) / K_L  # crowding of leukemic stem cells (both subclones)
         k = z_kill * Z
-        u = (Q + Y0 + Y1 + Y2 + Y3) / K_z
+        u = Y3 / K_z  # effector stimulus: leukemic mature cells
         return np.array([
             (r_x * phi - d0) * X0,
             a_x * X0 - d1 * X1,
             b_x * X1 - d2 * X2,
             c_x * X2 - d3 * X3,
             q_in * Y0 - q_out * Q - kappa_q * k * Q,
-            (r_y * phi - d0 - k_im * e - k) * Y0 - q_in * Y0 + q_out * Q,
-            a_y_eff * Y0 - (d1 + k) * Y1,
-            b_y_eff * Y1 - (d2 + k) * Y2,
+            (r_y * g - d0 - k_im * e - k - q_in) * Y0 + q_out * Q,
+            a_y * Y0 - (d1 + k_im_p * e + k) * Y1,
+            b_y * (Y1 + R1) - (d2 + k) * Y2,
             c_y * Y2 - (d3 + k) * Y3,
+            (r_y * g - d0 - k) * R0,
+            a_y * R0 - (d1 + k) * R1,
             b_z - d_z * Z + (1.0 - s) * rho * 2.0 * u / (1.0 + u * u) * Z,
         ])
 

@@ -14,8 +14,8 @@ factors per output; dotted: the selected step).
 
 Factors keep one colour and marker throughout (a spread ``sd_<name>`` shares
 its parameter's colour, open marker, dashed line); factor keys are shown as
-``z_kill (log10)`` (sampled on the log10 scale) and ``im_fold_b (SD)`` (the
-between-patient spread of ln im_fold_b).
+``z_kill (log10)`` (sampled on the log10 scale) and ``im_kill_lsc (SD)`` (the
+between-patient spread of ln im_kill_lsc).
 
 Outputs whose indices could not be computed (status other than ``ok``: the
 output is undefined for some samples, or constant) are shown as "not
@@ -59,14 +59,17 @@ N_TOP = 3
 
 #: fixed colour per model parameter; a spread ``sd_<name>`` shares its parameter's colour (open marker, dashed)
 BASE_COLORS = {
-    "im_fold_b": gp.OKABE_ITO["blue"],
-    "im_kill_lsc": gp.OKABE_ITO["sky_blue"],
+    "im_kill_lsc": gp.OKABE_ITO["blue"],
+    "im_kill_progenitor": gp.OKABE_ITO["sky_blue"],
     "q_out": gp.OKABE_ITO["orange"],
+    "q_in": gp.STATE_COLORS["imatinib"],
+    "resistant_fraction": gp.OKABE_ITO["black"],
     "z_expand_allo": gp.OKABE_ITO["bluish_green"],
     "z_kill": gp.OKABE_ITO["vermillion"],
     "z_half": gp.OKABE_ITO["reddish_purple"],
 }
-EXTRA_COLORS = (gp.OKABE_ITO["black"], gp.OKABE_ITO["grey"], gp.STATE_COLORS["imatinib"])
+#: other factors (not in BASE_COLORS): greys, distinct from every colour above
+EXTRA_COLORS = (gp.OKABE_ITO["grey"], "#5E5E5E")
 MARKERS = ("o", "s", "D", "^", "v", "P", "X", "h", "<", ">")
 
 
@@ -76,7 +79,7 @@ MARKERS = ("o", "s", "D", "^", "v", "P", "X", "h", "<", ">")
 
 
 def base_name(key: str) -> str:
-    """Model parameter behind a factor key (``log10_z_kill`` -> ``z_kill``, ``sd_im_fold_b`` -> ``im_fold_b``)."""
+    """Model parameter behind a factor key (``log10_z_kill`` -> ``z_kill``, ``sd_im_kill_lsc`` -> ``im_kill_lsc``)."""
     for prefix in ("log10_", "sd_"):
         if key.startswith(prefix):
             return key[len(prefix):]
@@ -84,7 +87,7 @@ def base_name(key: str) -> str:
 
 
 def factor_label(key: str) -> str:
-    """Readable factor label: ``z_kill (log$_{10}$)``, ``im_fold_b (SD)`` (spread of ln over patients)."""
+    """Readable factor label: ``z_kill (log$_{10}$)``, ``im_kill_lsc (SD)`` (spread of ln over patients)."""
     if key.startswith("log10_"):
         return f"{key[len('log10_'):]} (log$_{{10}}$)"
     if key.startswith("sd_"):
@@ -113,7 +116,7 @@ def factor_styles(names) -> dict[str, dict]:
 
 
 def short_label(key: str) -> str:
-    """Compact label for crowded panels: ``z_kill``, ``SD im_fold_b``."""
+    """Compact label for crowded panels: ``z_kill``, ``SD im_kill_lsc``."""
     return f"SD {key[3:]}" if key.startswith("sd_") else base_name(key)
 
 

@@ -24,40 +24,53 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 
 from gvlmodel import plotting as gp  # noqa: E402
+from gvlmodel.parameters import PARAMETER_TABLE  # noqa: E402
 
 NAME = "fig7_posterior"
 NAME_CORNER = "fig7_corner"
 FIT = "fit_hess2005"  # experiment read (gvlmodel.plotting.experiment)
 
-#: fitted key -> (short symbol, unit); log10_ keys are shown on the log10 scale they were fitted on
+#: fitted parameter -> short symbol (as in gvlmodel/model.py); log10_ keys are shown on the log10 scale they
+#: were fitted on.  Units are the parameter table's (gvlmodel.parameters.PARAMETER_TABLE), not copied here.
 SYMBOLS = {
-    "stop_uptake": ("stop uptake", "fraction"),
-    "im_fold_b": ("$F_b$", "1"),
-    "im_fold_a": ("$F_a$", "1"),
-    "im_kill_lsc": ("$k_{IM}$", "1/day"),
-    "q_out": ("$q_{out}$", "1/day"),
-    "q_in": ("$q_{in}$", "1/day"),
-    "z_influx_allo": ("$b_z$", "cells/day"),
-    "z_kill": ("$z_{kill}$", "1/(cell·day)"),
-    "z_expand_allo": (r"$\rho$", "1/day"),
-    "z_half": ("$K_z$", "cells"),
-    "z_death": ("$d_z$", "1/day"),
+    "stop_uptake": "stop uptake",
+    "im_kill_lsc": "$k_{IM}$",
+    "im_kill_progenitor": "$k_{IM,P}$",
+    "q_out": "$q_{out}$",
+    "q_in": "$q_{in}$",
+    "resistant_fraction": "$f_R$",
+    "z_influx_allo": "$b_z$",
+    "z_kill": "$z_{kill}$",
+    "z_expand_allo": r"$\rho$",
+    "z_half": "$z_{1/2}$",
+    "z_death": "$d_z$",
 }
+#: units of fitted quantities that are not rows of the parameter table
+OTHER_UNITS = {"stop_uptake": "fraction"}
+
+
+def unit_of(name: str, row: dict | None = None) -> str:
+    """Unit of a fitted parameter: the parameter table's, else :data:`OTHER_UNITS`, else the report row's."""
+    if name in PARAMETER_TABLE:
+        return PARAMETER_TABLE[name].unit
+    return OTHER_UNITS.get(name) or (row or {}).get("unit") or "1"
+
+
+def symbol_of(name: str) -> str:
+    return SYMBOLS.get(name, name.replace("_", " "))
 
 
 def describe(key: str, row: dict | None = None) -> tuple[str, str]:
-    """(short label, label with unit) of a fitted key such as ``log10_z_kill`` or ``sd_im_fold_b``."""
-    unit = (row or {}).get("unit")
+    """(short label, label with unit) of a fitted key such as ``log10_z_kill`` or ``sd_im_kill_lsc``."""
     if key.startswith("log10_"):
         base = key[len("log10_"):]
-        sym, u = SYMBOLS.get(base, (base.replace("_", " "), unit or "1"))
-        return f"log$_{{10}}$ {sym}", f"log$_{{10}}$ {sym} ({u})"
+        sym = symbol_of(base)
+        return f"log$_{{10}}$ {sym}", f"log$_{{10}}$ {sym} ({unit_of(base, row)})"
     if key.startswith("sd_"):
-        base = key[len("sd_"):]
-        sym = SYMBOLS.get(base, (base.replace("_", " "), ""))[0]
-        return f"SD {sym}", f"SD of ln {sym} ({unit or 'ln units'})"
-    sym, u = SYMBOLS.get(key, (key.replace("_", " "), unit or "1"))
-    return sym, f"{sym} ({u})"
+        sym = symbol_of(key[len("sd_"):])
+        return f"SD {sym}", f"SD of ln {sym} ({(row or {}).get('unit') or 'ln units'})"
+    sym = symbol_of(key)
+    return sym, f"{sym} ({unit_of(key, row)})"
 
 
 def load(results: Path):

@@ -8,6 +8,8 @@ from .measurement import DEFAULT_DETECTION_LIMIT, RESPONSE_LEVELS_PERCENT, bcr_a
 from .parameters import (PARAMETER_NAMES, PARAMETER_TABLE, Parameter, Variant, available_parameter_sets,
                          default_parameters, kernel_parameters, parameter_set, resolve_parameters, salib_problem, table_markdown)
 from .simulate import DoseSchedule, SimulationResult, healthy_state, im_effect, initial_state, rhs, simulate
+from .datasets import PatientSeries, load_hahnel2020, load_hess2005, load_michor2005, load_stim1
+from .calibrate import run_calibrate
 
 __version__ = "0.1.0"
 
@@ -16,5 +18,6 @@ __all__ = [
     "RESPONSE_LEVELS_PERCENT", "bcr_abl_percent", "im_effect", "rhs", "PARAMETER_NAMES", "PARAMETER_TABLE",
     "Parameter", "Variant", "available_parameter_sets", "parameter_set", "default_parameters", "kernel_parameters", "resolve_parameters", "salib_problem",
     "table_markdown", "DoseSchedule", "SimulationResult", "healthy_state", "initial_state", "simulate",
+    "PatientSeries", "load_michor2005", "load_hahnel2020", "load_stim1", "load_hess2005", "run_calibrate",
     "__version__",
 ]

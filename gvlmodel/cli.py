@@ -1,4 +1,4 @@
-"""Command-line interface: ``gvlmodel reproduce``, ``example``, ``simulate``, ``fit``, ``sensitivity``,
+"""Command-line interface: ``gvlmodel reproduce``, ``example``, ``simulate``, ``calibrate``, ``fit``, ``sensitivity``,
 ``dynamics``, ``parameters``, ``export-sbml``.
 
 Bad input exits with status 2 and one message naming the field; nothing is
@@ -170,6 +170,16 @@ def main(argv=None) -> int:
     fi.add_argument("--quick", action="store_true", help="use the config's [quick] settings (tests, first look)")
     fi.add_argument("--ship", action="store_true",
                     help="also install the fitted parameter sets into gvlmodel/parameter_sets/")
+    ca = sub.add_parser("calibrate", help="fit the individual BCR-ABL series (Michor 2005, Hähnel 2020) with a "
+                        "population prior (mixed effects); write per-patient fits, the population estimate, a report")
+    ca.add_argument("config", help="calibration config (see experiments/calibrate_patients.toml)")
+    ca.add_argument("--out", required=True, type=_path, help="output folder")
+    ca.add_argument("--quick", action="store_true", help="use the config's [quick] settings (tests, first look)")
+    ca.add_argument("--ship", action="store_true",
+                    help="also install the population estimate as a parameter set into gvlmodel/parameter_sets/")
+    ca.add_argument("--stim-size", type=int, default=2000,
+                    help="patients of the STIM1-like check trial (0 skips it; default 2000)")
+    ca.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     se = sub.add_parser("sensitivity", help="global (Sobol', Morris) and local sensitivity of clinical outcomes")
     se.add_argument("config", help="study config (see experiments/sensitivity_hess2005.toml)")
     se.add_argument("--out", required=True, type=_path, help="output folder; re-running on it resumes / re-analyses")
@@ -225,6 +235,21 @@ def main(argv=None) -> int:
                                                           for v, p in c["probabilities"].items()))
             print(f"best supported: {rep['best']}; {time.perf_counter() - t0:.0f} s; "
                   f"wrote {args.out}/report.md, report.json, predictive.csv, parameter_sets/")
+        elif args.command == "calibrate":
+            from .calibrate import load_config as load_calibration_config, run_calibrate
+
+            cfg = load_calibration_config(args.config, quick=args.quick)
+            if args.stim_size < 0:
+                raise InputError(f"--stim-size: expected a number of patients >= 0, got {args.stim_size}")
+            t0 = time.perf_counter()
+            s = run_calibrate(cfg, args.out, ship=args.ship, stim_size=args.stim_size,
+                              log=lambda m: print(m, flush=True),
+                              progress=not args.no_progress and sys.stderr.isatty())
+            for ds, v in s["per_dataset"].items():
+                print(f"{ds}: {v['patients']} patients, residual SD log10 median {v['residual_sd_log10_median']:.3f}, "
+                      f"max {v['residual_sd_log10_max']:.3f}, failed {v['failed']}")
+            print(f"calibrate: {time.perf_counter() - t0:.0f} s; wrote {args.out}/patients.csv, population.json, "
+                  "report.md")
         elif args.command == "reproduce":
             from .reproduce import reproduce
 

@@ -60,6 +60,8 @@ DEFAULT_POPULATION_SD = {
     "z_kill": 0.5,  # effector potency
     "im_kill_lsc": 0.3,  # imatinib sensitivity of cycling LSCs
     "q_out": 0.5,  # exit from quiescence
+    "z_half": 0.5,  # where the immune window sits (sets the controlled level)
+    "resistant_fraction": 2.0,  # resistant subclone: absent in most patients, large in a few
 }
 STOP_RULE_NAMES = ("hess2005", "never", "{after_days = N}", "{min_days = T, undetectable_days = U}")
 
@@ -672,7 +674,7 @@ def patient_trajectory(result: CohortResult, i: int, time_step_days: float) -> d
     dose = doses[np.searchsorted(starts, grid, side="right") - 1]
     out = {"time_days": grid, "patient_id": np.full(grid.size, i), "bcr_abl_percent": res.bcr_abl,
            "measured_percent": measured, "dose_mg": dose}
-    for s in (State.Q, State.Y0, State.Y1, State.Y2, State.Y3, State.Z):
+    for s in (State.Q, State.Y0, State.Y1, State.Y2, State.Y3, State.R0, State.R1, State.Z):
         out[s.name] = res.y[:, s]
     out["solver_status"] = np.full(grid.size, res.status)
     return out

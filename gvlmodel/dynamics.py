@@ -1,125 +1,128 @@
-r"""Dynamics of immune control: equilibria, bifurcations, phase plane, basins, minimal IM course.
+r"""Dynamics of immune control: equilibria, their basins, bifurcations, the immune window, minimal IM course.
 
 ``gvlmodel dynamics CONFIG.toml --out DIR`` (public API: :func:`load_dynamics_config`,
 :func:`run_dynamics`; building blocks :func:`equilibria`, :func:`reduced_state`,
-:func:`classify_basins`, :func:`min_im_duration`).  The analysis is of the model of
-:mod:`gvlmodel.model` (sympy form: :mod:`gvlmodel.symbolic`) for one parameter set
-(default: the shipped fit ``hess2005``, variant H2, its posterior medians), in two
-settings: ``transplanted`` (donor effector parameters ``*_allo``) and
-``non_transplanted`` (autologous ``*_auto``).
+:func:`classify_basins`, :func:`window`, :func:`min_im_duration`).  The analysis is of
+the model of :mod:`gvlmodel.model` (sympy form: :mod:`gvlmodel.symbolic`) for one
+parameter set (default: the table's values, variant H2) in two settings:
+``transplanted`` (donor effector parameters ``*_allo``) and ``non_transplanted``
+(autologous ``*_auto``).
 
 How equilibria are found
 ------------------------
-Every equilibrium of the 10-state system belongs to one of these families
-(``k = z_kill Z`` is the per-cell immune kill rate, ``G = r_y phi - d0 - k_IM e - q_in``):
+The normal hierarchy is regulated by its own niche (``phi`` depends on ``X0`` only), so
+at every equilibrium it sits at homeostasis (``X0 = x0_eq``; ``X0 = 0`` equilibria are
+unstable, ``r_x > d0``, and not enumerated).  A clone at equilibrium is either the
+imatinib-sensitive one (``R0 = R1 = 0``) or the resistant one (``Q = Y0 = Y1 = 0``):
+both together would need ``kappa_Q k = 0``.  Each clone family is parametrised by its
+stem-cell count ``S`` (``Q + Y0`` or ``R0``), with ``k = z_kill Z`` the per-cell
+immune kill rate:
 
-* ``leukemia_free``: no leukemic cells, normal hierarchy at homeostasis, ``Z = b_z/d_z``
-  (sympy closed form :func:`gvlmodel.symbolic.healthy_steady_state_sympy`).  It has
-  *zero* LSCs; in simulations the clone is also declared extinct below one LSC
-  (the integrator's extinction event), which this ODE equilibrium does not know.
-* ``coexistence_low`` / ``coexistence_high``: normal stem cells present, so the niche
-  feedback is pinned at ``phi = d0/r_x``; the LSC balance
-  ``(G - k) + q_out q_in/(q_out + kappa_Q k) = 0`` is a quadratic in ``k`` with one
-  positive root ``k*`` (the immune kill that exactly offsets LSC growth in a normal
-  marrow); then ``Z* = k*/z_kill`` and the effector balance requires the stimulation
-  ``(1-s) rho 2u/(1+u^2) = sigma* = d_z - b_z/Z*`` (``u = L/K_z``), a quadratic in ``u``
-  with roots ``u_- < 1 < u_+`` whenever ``0 < sigma* < (1-s) rho``.  ``u_-`` (below the
-  peak of stimulation) is the *immune-controlled* state; ``u_+`` is the threshold
-  (saddle) between control and escape.  These are exact closed forms.
-* ``dominant``: no normal stem cells (``X = 0``); parametrised by ``k`` (``G(k)`` fixes
-  ``phi`` hence ``S = Q + Y0``), the effector balance is one scalar equation whose
-  roots are bracketed on a log grid of ``k`` and solved by Brent's method.  The sympy
-  closed form :func:`gvlmodel.symbolic.leukemic_steady_state_sympy` (static effectors)
-  is exact for H0/H1 and reported as an approximation for H2.
-* ``empty_marrow`` (steady_states.json only): nothing but baseline effectors; unstable.
+* crowding ``g = 1 - S/K_L`` and the stem-cell balance fix ``k(S)`` in closed form
+  (sensitive: ``(G - k) + q_out q_in / (q_out + kappa_Q k) = 0`` with
+  ``G = r_y g - d0 - k_IM e - q_in``, a quadratic with one root ``k >= 0``;
+  resistant: ``k = r_y g - d0``), so ``Z = k/z_kill``; ``Q = Y0 q_in/(q_out + kappa_Q k)``
+  and the progeny follow by production / loss;
+* the effector balance ``b_z - d_z Z + (1-s) rho 2u/(1+u^2) Z = 0`` (``u = Y3/K_z``) is
+  then one scalar equation in ``S``; its roots are bracketed on a log grid of ``S``
+  (and of ``S_max - S``) and solved by Brent's method.
 
-Each candidate is then polished by ``scipy.optimize.root`` on the *full* right-hand
-side (log-transformed non-zero components; zero components span invariant subspaces)
-and accepted only if the compiled :func:`gvlmodel.model.rhs` residual, per compartment
-relative to its turnover, is below ``1e-8``.  Independent searches cross-check the
-enumeration: full-RHS root finding started from a grid of (LSC, Z) states and from the
-end points of long simulations (steady states); natural-parameter continuation from
-the previous grid value (bifurcation).  Stability: eigenvalues of the sympy Jacobian
-(:func:`gvlmodel.symbolic.jacobian_numeric`); checked by long simulations of the full
-compiled model (no extinction event) from perturbed states.
+Typically (H2) the sensitive family has three roots: the **controlled** equilibrium
+(few LSCs, mostly quiescent, effectors expanded so that ``k`` balances cycling-LSC
+growth, BCR-ABL below the window peak), the **threshold** (a saddle between control and
+relapse) and the **high-burden** equilibrium (the clone near capacity, ~95 % BCR-ABL).
+Besides them: **leukemia_free** (sympy closed form
+:func:`gvlmodel.symbolic.healthy_steady_state_sympy`; zero LSCs; in simulations the
+clone is also declared extinct below one LSC, the integrator's extinction event, which
+this ODE equilibrium does not know) and the resistant family's roots
+(``resistant_*``, the only leukemic equilibria on imatinib).
 
-The 2-D reduction of the phase plane
-------------------------------------
-State ``(N, Z)`` with ``N = Q + Y0`` (LSCs).  The other compartments are *slaved* at
-their quasi-steady state given ``N`` and ``k = z_kill Z`` (:func:`reduced_state`):
-``Q = N r/(1+r)``, ``r = q_in/(q_out + kappa_Q k)``; ``Y1..Y3`` at production/loss
-balance behind ``Y0`` (imatinib-divided outputs on IM); normal stem cells fill what the
-niche leaves, ``X0 = max(x0_eq - N, 0)``, and ``X1..X3`` follow ``X0``.  The reduced
-field is the compiled RHS at that state: ``dN/dt = f_Q + f_Y0``, ``dZ/dt = f_Z``.  This
-is a geometric reduction for visualisation, not a time-scale separation (progenitor
-turnover, 0.008/day, is not fast); its equilibria coincide with the full model's
-(``coexistence`` and ``dominant`` families), and **basins of attraction are computed
-with the full compiled model** (:func:`gvlmodel.simulate.simulate`, off IM, from the
-slaved state of each grid point, with the extinction event at
-``solver.extinction_threshold`` LSCs).
+Checks of every equilibrium: the compiled :func:`gvlmodel.model.rhs` residual (per
+compartment, relative to turnover) below :data:`RESIDUAL_TOL`; the sympy right-hand side
+(:func:`gvlmodel.symbolic.rhs_numeric`) at the same state; for the sensitive family the
+effector balance is also derived by sympy from :func:`gvlmodel.symbolic.rhs_sympy`
+(steady-state substitutions, numerator polynomial in ``Z``) and its positive roots
+(``nroots``, 40 digits) must be the enumerated ones (``sympy_polynomial`` in
+``steady_states.json``); with static effectors (H0/H1) the high-burden state equals
+:func:`gvlmodel.symbolic.leukemic_steady_state_sympy` exactly.  Stability: eigenvalues
+of the sympy Jacobian (:func:`gvlmodel.symbolic.jacobian_numeric`).  ``stable`` is
+stability for a patient without resistant cells (the invariant ``R0 = R1 = 0``
+subspace at a sensitive or leukemia-free equilibrium: the ``R0``, ``R1`` directions
+decouple, and their eigenvalue ``r_y g - d0 - k`` is reported as
+``resistant_invasion_rate``); ``stable_full`` uses all 12 eigenvalues.  A resistant
+clone never enters quiescence, so with ``kappa_Q k > 0`` it out-grows the sensitive one
+off imatinib (invasion rate ``q_in kappa_Q k / (q_out + kappa_Q k) > 0``).  Long
+simulations of the full model from perturbed states confirm each verdict
+(``simulation_check``).
 
-Output files (in ``--out``; all written atomically)
----------------------------------------------------
+The reduced plane and the basins
+--------------------------------
+State ``(N, Z)`` with ``N = Q + Y0`` (sensitive LSCs); :func:`reduced_state` builds a
+full state from it at IM effect ``e``: the Q/Y0 split of the leading eigenvector of the
+(Q, Y0) block (the shape a clone takes under that treatment; at an equilibrium it is the
+equilibrium split), the progeny at production/loss balance behind ``Y0`` under ``e``
+and ``k = z_kill Z``, normal hierarchy at homeostasis, no resistant cells.  Field on the
+plane: ``growth_lsc`` = that leading eigenvalue (the stem pool's per-capita growth, 1/day)
+and ``growth_z`` = ``f_Z / Z`` at the slaved ``Y3``; their zero contours are the
+nullclines and cross at the equilibria (exactly: the LSC nullcline is ``Z = k(N)/z_kill``).
+**Basins** are computed with the full compiled model (:func:`gvlmodel.simulate.simulate`,
+off IM, extinction event at ``extinction_threshold`` LSCs) from
+``reduced_state(N, Z, e_stop)`` (``stop_dose_mg``: the clone's shape when imatinib
+stops): end state extinct = ``eradicated``, near (within half a decade of LSCs) the
+controlled equilibrium = ``controlled``, near the high-burden one = ``relapse``.
+
+Output files (in ``--out``; all written atomically, ``provenance.json`` last)
+-------------------------------------------------------------------------
 ``steady_states.json``
     ``{"parameter_set", "variant", "parameters", "notes", "settings": {SETTING:
-    {"transplant", "kernel_parameters": {KP: value}, "window": {"exists", "low_load",
-    "high_load", "condition_value"}, "thresholds": {...}, "doses": {"<dose_mg>":
-    {"dose_mg", "im_effect", "equilibria": [EQ, ...], "searches": {...}}}}}}``.
-    ``EQ`` = ``{"branch", "role", "found_by", "state": {X0..Z}, "lsc", "load",
-    "bcr_abl_percent", "effectors", "kill_rate", "eigenvalues_real",
-    "eigenvalues_imag", "max_real_eigenvalue", "stable", "residual",
-    "below_extinction_threshold", "simulation_check": {"returned", "left",
-    "agrees", ...}, "sympy_static_approximation" (dominant only)}``.  ``role`` is
-    one of ``leukemia_free``, ``immune_controlled``, ``threshold``, ``escape``,
-    ``unstable`` (stable coexistence_low = immune_controlled, coexistence_high =
-    threshold, stable dominant = escape).
+    {"transplant", "kernel_parameters", "window", "thresholds", "doses": {"<dose_mg>":
+    {"dose_mg", "im_effect", "equilibria": [EQ, ...], "sympy_polynomial", "long_simulations"}}}}}``;
+    ``EQ`` = ``{"branch", "clone", "stable", "stable_full", "marginal", "state": {X0..Z},
+    "lsc", "quiescent_fraction", "load" (leukemic mature cells Y3), "bcr_abl_percent",
+    "effectors", "kill_rate", "eigenvalues_real", "eigenvalues_imag",
+    "max_real_eigenvalue", "max_real_eigenvalue_full", "resistant_invasion_rate",
+    "residual", "sympy_residual", "below_extinction_threshold", "simulation_check",
+    "sympy_static" (high_burden)}``.  ``branch``: ``leukemia_free``, ``controlled``,
+    ``threshold``, ``high_burden``, ``resistant_controlled``, ``resistant_threshold``,
+    ``resistant_high_burden`` (``other`` / ``resistant_other`` for further roots).
+    ``window`` = :func:`window`.
 ``bifurcation.csv``
-    one row per equilibrium per grid point: ``setting, dose_mg, parameter
-    (z_expand_allo|z_expand_auto|z_kill|z_half), value, branch, role, stable, lsc, load,
-    bcr_abl_percent, effectors, max_real_eigenvalue, found_by``.
+    one row per equilibrium (leukemia-free and sensitive clone) per grid point:
+    ``setting, dose_mg, parameter (z_expand_allo|z_expand_auto|z_kill|z_half), value,
+    branch, stable, lsc, load, bcr_abl_percent, effectors, max_real_eigenvalue, found_by``.
 ``bifurcation_window.csv``
-    one row per grid point: ``setting, parameter, value, window_exists,
-    condition_value ((1-s) rho - d_z), window_low_load, window_high_load,
-    window_low_lsc_off_im, window_high_lsc_off_im, window_low_lsc_on_im,
-    window_high_lsc_on_im`` (window edges as total leukemic load, from
-    :func:`gvlmodel.symbolic.window_edges_sympy`, and as the LSC count whose slaved
-    progeny makes that load at baseline effectors, off and on IM 400 mg/day).
+    one row per grid point: ``setting, parameter, value, window_exists, condition_value
+    ((1-s) rho - d_z), window_low_load, window_high_load`` (cells ``Y3``) and
+    ``window_low_bcr_abl, window_high_bcr_abl, window_peak_bcr_abl`` (%).
 ``bifurcation.json``
-    grid meta and the analytic thresholds per setting: ``rho_window`` (window exists
-    iff ``(1-s) rho > d_z``), ``rho_control`` (coexistence equilibria exist iff
-    ``(1-s) rho > d_z - b_z z_kill/k*``), ``z_kill_free_stable`` (the leukemia-free
-    state is stable off IM iff ``z_kill b_z/d_z > k*``), ``z_kill_control_min`` /
-    ``z_kill_control_max`` (coexistence exists iff ``z_kill`` lies between),
-    ``k_star``; plus ``checks`` (continuation agreement counts).
+    grid meta; per setting ``thresholds`` (:func:`thresholds`) and per sweep the
+    parameter intervals where the controlled equilibrium exists with at least
+    ``extinction_threshold`` LSCs (``controlled_intervals``, edges refined by bisection
+    to 1e-6 relative); ``checks``: continuation agreement counts.
 ``phase_plane.npz`` + ``phase_plane.json``
-    npz keys ``{SETTING}_{name}``: ``log10_lsc`` (n_lsc,), ``log10_z`` (n_z,),
-    ``growth_lsc_e{E}`` / ``growth_z_e{E}`` (n_z, n_lsc): per-capita rates (1/day) of
-    the reduced field at IM effect ``E`` (0 and 1; contour level 0 = nullclines),
-    ``nullcline_lsc_e{E}`` (n_lsc,): ``Z`` on the LSC nullcline (nan if none),
-    ``nullcline_z_e{E}`` (n_lsc, 3): ``Z`` on the effector nullcline (up to 3 branches,
-    nan-padded; the field's zero contour is the full nullcline), ``basin`` (n_z, n_lsc)
-    int8: 0 extinct (also every start below the extinction threshold), 1 immune-controlled,
-    2 escape, -1 unresolved; ``basin_end_lsc``, ``basin_end_z``, ``basin_t_extinct``
-    (n_z, n_lsc); ``traj_t`` (n_t,), ``traj_lsc``, ``traj_z``, ``traj_bcr_abl``
-    (n_traj, n_t): full-model trajectories off IM from ``trajectory_starts``;
+    npz keys ``{SETTING}_{name}``: ``log10_lsc`` (n_lsc,), ``log10_z`` (n_z,) (basin grid);
+    ``basin`` (n_z, n_lsc) int8 (:data:`BASIN_CODES`), ``basin_end_lsc``, ``basin_end_z``,
+    ``basin_end_bcr_abl``, ``basin_t_extinct``; ``field_log10_lsc`` (n_field,),
+    ``field_log10_z`` (n_field,), ``growth_lsc_e0`` / ``growth_z_e0`` / ``growth_lsc_e1`` /
+    ``growth_z_e1`` (n_field, n_field; 1/day, off IM and on IM 400 mg/day),
+    ``nullcline_lsc_e0`` (n_field,): ``Z`` on the LSC nullcline off IM (nan if none);
+    ``traj_t`` (n_t,), ``traj_starts`` (n_traj, 2), ``traj_lsc``, ``traj_z``,
+    ``traj_bcr_abl`` (n_traj, n_t): full-model trajectories off IM;
     ``course_t``, ``course_lsc``, ``course_z``, ``course_bcr_abl``, ``course_dose``: one
-    treated course (IM for ``im_course_days`` then off) from the min-IM start.  The json
-    holds the axes' meaning, the equilibria projected on the plane, basin counts and
-    the reduction's definition.
+    treated course (IM for ``im_course_days`` from the min-IM start, then off).  The
+    json holds the axes' meaning, the equilibria off IM, the window, basin counts.
 ``min_im_duration.csv`` + ``min_im_duration.json``
     one row per setting, profile and immune-strength value: ``setting, profile,
-    parameter, value, is_set_value, start_bcr_abl_percent, dose_mg, window_days,
-    detection_limit, t_min_days`` (empty if censored), ``censored``,
-    ``t_min_grid_days, monotone_on_grid, durable_fraction_on_grid, t_min_pcr_days,
-    pcr_censored, monotone_pcr_on_grid, t_extinct_continuous_im, fate_at_t_min,
-    long_term_outcome, lsc_at_stop, effectors_at_stop, bcr_abl_at_stop_percent``.
-    Durable = BCR-ABL below the detection limit at every check in the window after
-    the stop, or no LSC left at the stop; ``t_min_pcr_days`` uses the PCR criterion
-    alone.  ``fate_at_t_min``: ``extinct_at_stop`` | ``extinct_in_window`` |
-    ``pcr_negative_not_extinct``; ``long_term_outcome`` (after the window, off IM for
-    ``followup_days``): ``eradicated`` | ``eradicated_later`` | ``late_relapse`` |
-    ``sustained_immune_control``.  The json holds definitions and, per row, the
-    durable pattern on the grid.
+    parameter, value, is_set_value, start_bcr_abl_percent, dose_mg, followup_days,
+    window_days, detection_limit, t_min_days`` (empty if censored), ``censored,
+    t_min_grid_days, monotone_on_grid, t_min_pcr_days, pcr_censored, monotone_pcr_on_grid,
+    t_extinct_continuous_im, outcome_at_t_min, lsc_at_stop, effectors_at_stop,
+    bcr_abl_at_stop_percent, end_lsc, end_bcr_abl_percent``.  Durable: off IM for
+    ``followup_days`` after the stop the course ends ``eradicated`` or ``controlled``
+    (basin classification), not ``relapse``; ``t_min_pcr_days``: BCR-ABL also below the
+    detection limit at every check during ``window_days`` after the stop.
+``summary.json``
+    headline numbers (read by :mod:`gvlmodel.numbers`).
 ``provenance.json``
     :func:`gvlmodel.provenance.provenance` of the config, plus the resolved options.
 
@@ -160,28 +163,32 @@ from .simulate import MAX_DAYS, MAX_DOSE_MG, initial_state, simulate
 SETTINGS = {"transplanted": True, "non_transplanted": False}
 SECTIONS = ("steady_states", "bifurcation", "phase_plane", "min_im")
 SWEEPS = ("z_expand", "z_kill", "z_half")
-BASIN_CODES = {"extinct": 0, "immune_controlled": 1, "escape": 2, "unresolved": -1}
-RESIDUAL_TOL = 1e-8
+BASIN_CODES = {"eradicated": 0, "controlled": 1, "relapse": 2, "unresolved": -1}
+#: accepted relative residual of an equilibrium (per compartment, relative to its turnover)
+RESIDUAL_TOL = 1e-9
+#: smallest stem-cell count of the enumeration (equilibria below one LSC are reported, flagged)
+S_MIN = 1e-6
+SENSITIVE_SUBSPACE = [s for s in State if s not in (State.R0, State.R1)]
 
 # --------------------------------------------------------------------------
 # configuration
 # --------------------------------------------------------------------------
 DEFAULTS = {
     "run": {"quick": False, "sections": list(SECTIONS), "settings": list(SETTINGS)},
-    "steady_states": {"doses_mg": [0.0, 400.0], "horizon_days": 40000.0, "grid_starts": 5, "perturbation": 0.05},
+    "steady_states": {"doses_mg": [0.0, 400.0], "horizon_days": 40000.0, "perturbation": 0.05},
     "bifurcation": {"parameters": ["z_expand", "z_kill", "z_half"], "n_points": 61, "doses_mg": [0.0, 400.0]},
-    "phase_plane": {"n_lsc": 40, "n_z": 40, "lsc_range": [1e-3, 1e7], "z_range": [10.0, 1e8],
-                    "horizon_days": 40000.0, "trajectory_starts": [[10.0, 1e3], [10.0, 1e5], [1e3, 1e6], [1e3, 1e7],
-                                                                   [1e5, 1e7], [1.0, 3e4]],
-                    "im_course_days": 365.0, "n_field_z": 200},
-    "min_im": {"n_points": 13, "dose_mg": 400.0, "max_days": 3650.0, "grid_days": 30.0, "window_days": 730.0,
+    "phase_plane": {"n_lsc": 40, "n_z": 40, "lsc_range": [1.0, 1e7], "z_range": [10.0, 1e6],
+                    "n_field": 120, "stop_dose_mg": 400.0, "horizon_days": 40000.0,
+                    "trajectory_starts": [[1e3, 1e3], [1e3, 1e5], [1e5, 1e5], [30.0, 3e3], [3e5, 1e6]],
+                    "im_course_days": 730.0},
+    "min_im": {"n_points": 9, "dose_mg": 400.0, "max_days": 3650.0, "grid_days": 30.0, "window_days": 730.0,
                "check_interval_days": 7.0, "detection_limit": 1e-5, "start_bcr_abl_transplanted": 0.1,
-               "start_bcr_abl_non_transplanted": 70.0, "followup_days": 7300.0, "profiles": {"median": {}}},
+               "start_bcr_abl_non_transplanted": 70.0, "followup_days": 20000.0, "profiles": {"median": {}}},
     "solver": {"rtol": 1e-8, "atol": 1e-8, "extinction_threshold": 1.0},
 }
 #: caps applied by ``quick`` (tests, smoke runs)
 QUICK_CAPS = {("bifurcation", "n_points"): 7, ("phase_plane", "n_lsc"): 6, ("phase_plane", "n_z"): 6,
-              ("phase_plane", "n_field_z"): 40, ("min_im", "n_points"): 3, ("steady_states", "grid_starts"): 2}
+              ("phase_plane", "n_field"): 30, ("min_im", "n_points"): 3}
 QUICK_FLOORS = {("min_im", "grid_days"): 90.0, ("min_im", "check_interval_days"): 30.0}
 TABLES = {t: set(v) for t, v in DEFAULTS.items()}
 TABLES["parameters"] = {"set", "variant"} | set(PARAMETER_NAMES)
@@ -218,7 +225,8 @@ def _allowed_text(table, allowed):
 
 
 def default_set() -> str:
-    return "hess2005" if "hess2005" in available_parameter_sets() else "default"
+    """The parameter set analysed when the config names none: the table's values."""
+    return "default"
 
 
 def parse_dynamics_config(cfg: dict, quick: bool | None = None) -> dict:
@@ -243,8 +251,6 @@ def parse_dynamics_config(cfg: dict, quick: bool | None = None) -> dict:
         o["steady_states"]["doses_mg"] = _doses("[steady_states] doses_mg", ss["doses_mg"])
     if "horizon_days" in ss:
         o["steady_states"]["horizon_days"] = _real("[steady_states] horizon_days", ss["horizon_days"], 100.0, 1e7)
-    if "grid_starts" in ss:
-        o["steady_states"]["grid_starts"] = _int("[steady_states] grid_starts", ss["grid_starts"], 0, 50)
     if "perturbation" in ss:
         o["steady_states"]["perturbation"] = _real("[steady_states] perturbation", ss["perturbation"], 0.0, 0.5,
                                                    lo_open=True)
@@ -259,13 +265,15 @@ def parse_dynamics_config(cfg: dict, quick: bool | None = None) -> dict:
     for key in ("n_lsc", "n_z"):
         if key in ph:
             o["phase_plane"][key] = _int(f"[phase_plane] {key}", ph[key], 2, 500)
-    if "n_field_z" in ph:
-        o["phase_plane"]["n_field_z"] = _int("[phase_plane] n_field_z", ph["n_field_z"], 10, 5000)
+    if "n_field" in ph:
+        o["phase_plane"]["n_field"] = _int("[phase_plane] n_field", ph["n_field"], 10, 2000)
     for key in ("lsc_range", "z_range"):
         if key in ph:
             o["phase_plane"][key] = _range(f"[phase_plane] {key}", ph[key])
     if "horizon_days" in ph:
         o["phase_plane"]["horizon_days"] = _real("[phase_plane] horizon_days", ph["horizon_days"], 100.0, 1e7)
+    if "stop_dose_mg" in ph:
+        o["phase_plane"]["stop_dose_mg"] = _real("[phase_plane] stop_dose_mg", ph["stop_dose_mg"], 0.0, MAX_DOSE_MG)
     if "im_course_days" in ph:
         o["phase_plane"]["im_course_days"] = _real("[phase_plane] im_course_days", ph["im_course_days"], 0.0, 1e5)
     if "trajectory_starts" in ph:
@@ -278,7 +286,7 @@ def parse_dynamics_config(cfg: dict, quick: bool | None = None) -> dict:
     mi_real = {"dose_mg": (1.0, MAX_DOSE_MG), "max_days": (1.0, MAX_DAYS), "grid_days": (1.0, 3650.0),
                "window_days": (1.0, MAX_DAYS), "check_interval_days": (0.5, 3650.0), "detection_limit": (1e-9, 0.1),
                "start_bcr_abl_transplanted": (1e-6, 99.0), "start_bcr_abl_non_transplanted": (1e-6, 99.0),
-               "followup_days": (0.0, 1e5)}
+               "followup_days": (100.0, 1e6)}
     for key, (lo, hi) in mi_real.items():
         if key in mi:
             o["min_im"][key] = _real(f"[min_im] {key}", mi[key], lo, hi)
@@ -310,7 +318,10 @@ def parse_dynamics_config(cfg: dict, quick: bool | None = None) -> dict:
     if not isinstance(set_name, str) or set_name not in available_parameter_sets():
         _fail("[parameters] set", f"unknown parameter set {set_name!r}; allowed: "
               + ", ".join(available_parameter_sets()))
-    info = parameter_set_info(set_name)
+    try:
+        info = parameter_set_info(set_name)
+    except InputError as exc:
+        raise InputError(f"[parameters] set {set_name!r}: {exc}") from None
     try:
         variant = parse_variant(pa.pop("variant", info["variant"] or "H2")).value
     except InputError as exc:
@@ -329,7 +340,7 @@ def parse_dynamics_config(cfg: dict, quick: bool | None = None) -> dict:
             o[t][k] = min(o[t][k], cap)
         for (t, k), floor in QUICK_FLOORS.items():
             o[t][k] = max(o[t][k], floor)
-        o["phase_plane"]["trajectory_starts"] = o["phase_plane"]["trajectory_starts"][:2]
+        o["phase_plane"]["trajectory_starts"] = o["phase_plane"]["trajectory_starts"][:3]
     o["parameter_set"] = set_name
     o["variant"] = variant
     o["parameters"] = params
@@ -345,7 +356,7 @@ def load_dynamics_config(path, quick: bool | None = None) -> dict:
 
 
 # --------------------------------------------------------------------------
-# closed forms and the reduced plane
+# closed forms: leukemia-free state, immune window, clone families
 # --------------------------------------------------------------------------
 @lru_cache(maxsize=None)
 def _healthy_fn():
@@ -361,28 +372,51 @@ def _static_leukemic_fn():
     return sp.lambdify((p, e), [sp.sympify(sol[y[s]]) for s in State], modules="math")
 
 
-@lru_cache(maxsize=None)
-def _window_fn():
-    _, p, _ = symbolic.symbols()
-    cond, (lo, hi) = symbolic.window_edges_sympy()
-    return (sp.lambdify((p,), cond.lhs - cond.rhs, modules="math"),
-            sp.lambdify((p,), [lo, hi], modules="math"))
+def _kpt(kp) -> tuple:
+    return tuple(float(v) for v in kp)
 
 
 def healthy_equilibrium(kp, e: float = 0.0) -> np.ndarray:
     """Leukemia-free state (sympy closed form)."""
-    return np.array(_healthy_fn()(tuple(float(v) for v in kp), float(e)), dtype=float)
+    return np.array(_healthy_fn()(_kpt(kp), float(e)), dtype=float)
+
+
+def static_leukemic_equilibrium(kp, e: float = 0.0) -> np.ndarray:
+    """Sympy closed form of the sensitive clone's equilibrium with static effectors (exact for H0/H1)."""
+    return np.array(_static_leukemic_fn()(_kpt(kp), float(e)), dtype=float)
+
+
+def normal_mature(kp) -> float:
+    """Normal mature cells at homeostasis from the kernel vector, ``x0_eq (a_x/d1)(b_x/d2)(c_x/d3)``."""
+    x0 = kp[KP.KN] * (kp[KP.RX] / kp[KP.D0] - 1.0)
+    return float(x0 * kp[KP.AX] / kp[KP.D1] * kp[KP.BX] / kp[KP.D2] * kp[KP.CX] / kp[KP.D3])
+
+
+def load_to_bcr_abl(load, kp):
+    """BCR-ABL % of ``load`` leukemic mature cells beside normal homeostasis: ``100 L / (L + 2 X3)``."""
+    load = np.asarray(load, dtype=float)
+    return 100.0 * load / (load + 2.0 * normal_mature(kp))
 
 
 def window(kp) -> dict:
-    """Immune window in total leukemic load: ``exists`` iff ``(1-s) rho - d_z > 0`` (sympy closed form)."""
-    kpt = tuple(float(v) for v in kp)
-    cond_fn, edges_fn = _window_fn()
-    cond = float(cond_fn(kpt))
-    if not cond > 0:
-        return {"exists": False, "condition_value": cond, "low_load": None, "high_load": None}
-    lo, hi = edges_fn(kpt)
-    return {"exists": True, "condition_value": cond, "low_load": float(lo), "high_load": float(hi)}
+    """The immune window: effectors expand per capita iff ``(1-s) rho 2u/(1+u^2) > d_z``, ``u = Y3/K_z``.
+
+    Exists iff ``(1-s) rho > d_z``; edges ``u = (rho' -+ sqrt(rho'^2 - d_z^2)) / d_z`` (``rho' = (1-s) rho``),
+    written here independently of :func:`gvlmodel.symbolic.window_edges` (the tests compare them), in
+    leukemic mature cells and in BCR-ABL % beside normal homeostasis (:func:`load_to_bcr_abl`).
+    """
+    rho = (1.0 - kp[KP.ZSUPP]) * kp[KP.ZRHO]
+    dz, kz = kp[KP.ZD], kp[KP.ZK]
+    out = {"exists": bool(rho > dz), "condition_value": float(rho - dz), "peak_load": float(kz),
+           "peak_bcr_abl": float(load_to_bcr_abl(kz, kp)), "low_load": None, "high_load": None,
+           "low_bcr_abl": None, "high_bcr_abl": None}
+    if out["exists"]:
+        disc = math.sqrt(rho * rho - dz * dz)
+        lo = kz * dz / (rho + disc)  # = kz (rho - disc) / dz, without cancellation
+        hi = kz * (rho + disc) / dz
+        out.update(low_load=lo, high_load=hi, low_bcr_abl=float(load_to_bcr_abl(lo, kp)),
+                   high_bcr_abl=float(load_to_bcr_abl(hi, kp)))
+    return out
 
 
 def _stim(load, kp):
@@ -390,82 +424,148 @@ def _stim(load, kp):
     return (1.0 - kp[KP.ZSUPP]) * kp[KP.ZRHO] * 2.0 * u / (1.0 + u * u)
 
 
-def _progeny(k, kp, e):
-    """Ratios ``Q/Y0``, ``Y1/Y0``, ``Y2/Y0``, ``Y3/Y0`` at quasi-steady state under kill rate ``k``."""
-    qr = kp[KP.QIN] / (kp[KP.QOUT] + kp[KP.ZQREL] * k)
-    a = kp[KP.AY] / (1.0 + (kp[KP.IMFA] - 1.0) * e) / (kp[KP.D1] + k)
-    b = kp[KP.BY] / (1.0 + (kp[KP.IMFB] - 1.0) * e) / (kp[KP.D2] + k)
-    c = kp[KP.CY] / (kp[KP.D3] + k)
-    return qr, a, a * b, a * b * c
-
-
-def _k_balance(G, kp):
-    """The kill rate ``k >= 0`` with ``(G - k) + q_out q_in/(q_out + kappa k) = 0`` (LSC balance), or None."""
+def _k_sensitive(G, kp):
+    """``k >= 0`` with ``(G - k) + q_out q_in / (q_out + kappa k) = 0``, or None (no such k)."""
     qi, qo, kap = kp[KP.QIN], kp[KP.QOUT], kp[KP.ZQREL]
-    if G + qi <= 0.0:
+    c = G + qi
+    if c < 0.0:
         return None
     if kap == 0.0:
-        return G + qi
+        return c
     b = kap * G - qo
-    return (b + math.sqrt(b * b + 4.0 * kap * qo * (G + qi))) / (2.0 * kap)
+    sq = math.sqrt(b * b + 4.0 * kap * qo * c)
+    return (b + sq) / (2.0 * kap) if b >= 0 else 2.0 * qo * c / (sq - b)
 
 
-def _normal_niche_total(kp):
-    """Stem cells in the niche at homeostasis, ``S_h = K_N (r_x/d0 - 1)`` (= x0_eq)."""
-    return kp[KP.KN] * (kp[KP.RX] / kp[KP.D0] - 1.0)
+def kill_for_stem_cells(S, kp, e, clone="sensitive"):
+    """Immune kill rate ``k`` (1/day) that holds a clone of ``S`` stem cells at equilibrium, or None."""
+    g = 1.0 - S / kp[KP.KL]
+    if clone == "sensitive":
+        return _k_sensitive(kp[KP.RY] * g - kp[KP.D0] - kp[KP.IMKILL] * e - kp[KP.QIN], kp)
+    k = kp[KP.RY] * g - kp[KP.D0]
+    return k if k >= 0.0 else None
 
 
-def k_star(kp, e: float = 0.0):
-    """Immune kill rate (1/day) that exactly offsets LSC growth in a normal marrow (``phi = d0/r_x``)."""
-    G = kp[KP.RY] * kp[KP.D0] / kp[KP.RX] - kp[KP.D0] - kp[KP.IMKILL] * e - kp[KP.QIN]
-    return _k_balance(G, kp)
+def max_stem_cells(kp, e, clone="sensitive") -> float:
+    """Largest clone with an equilibrium (``k = 0``): ``K_L (1 - (d0 + k_IM e)/r_y)`` (resistant: no IM term)."""
+    loss = kp[KP.D0] + (kp[KP.IMKILL] * e if clone == "sensitive" else 0.0)
+    return float(kp[KP.KL] * (1.0 - loss / kp[KP.RY]))
 
 
-def _leukemic_state(y0c, k, kp, e, x0):
-    qr, r1, r2, r3 = _progeny(k, kp, e)
-    y = np.zeros(N_STATES)
-    y[State.Y0], y[State.Q] = y0c, qr * y0c
-    y[State.Y1], y[State.Y2], y[State.Y3] = r1 * y0c, r2 * y0c, r3 * y0c
-    y[State.X0] = x0
-    y[State.X1] = kp[KP.AX] * x0 / kp[KP.D1]
-    y[State.X2] = kp[KP.BX] * y[State.X1] / kp[KP.D2]
-    y[State.X3] = kp[KP.CX] * y[State.X2] / kp[KP.D3]
-    y[State.Z] = k / kp[KP.ZKILL] if kp[KP.ZKILL] > 0 else 0.0
+def clone_state(S, k, kp, e, clone="sensitive", z=None) -> np.ndarray:
+    """Full state: normal homeostasis, a clone of ``S`` stem cells slaved at kill rate ``k``, effectors ``z``."""
+    y = healthy_equilibrium(kp, e)
+    if clone == "sensitive":
+        c = kp[KP.QIN] / (kp[KP.QOUT] + kp[KP.ZQREL] * k)
+        y0 = S / (1.0 + c)
+        y[State.Y0], y[State.Q] = y0, c * y0
+        y[State.Y1] = kp[KP.AY] * y0 / (kp[KP.D1] + kp[KP.IMKILLP] * e + k)
+        y[State.Y2] = kp[KP.BY] * y[State.Y1] / (kp[KP.D2] + k)
+    else:
+        y[State.R0] = S
+        y[State.R1] = kp[KP.AY] * S / (kp[KP.D1] + k)
+        y[State.Y2] = kp[KP.BY] * y[State.R1] / (kp[KP.D2] + k)
+    y[State.Y3] = kp[KP.CY] * y[State.Y2] / (kp[KP.D3] + k)
+    y[State.Z] = (k / kp[KP.ZKILL] if kp[KP.ZKILL] > 0 else kp[KP.ZIN] / kp[KP.ZD]) if z is None else z
     return y
 
 
-def reduced_state(lsc: float, z: float, kp, e: float = 0.0) -> np.ndarray:
-    """Full state of the 2-D reduction at ``(N = Q + Y0, Z)``; see the module docstring."""
-    k = kp[KP.ZKILL] * z
-    qr = _progeny(k, kp, e)[0]
-    y = _leukemic_state(lsc / (1.0 + qr), k, kp, e, max(_normal_niche_total(kp) - lsc, 0.0))
-    y[State.Z] = z
-    return y
+def _family_state(S, kp, e, clone):
+    k = kill_for_stem_cells(S, kp, e, clone)
+    return None if k is None else clone_state(S, k, kp, e, clone)
 
 
-def reduced_field(lsc: float, z: float, kp, e: float = 0.0) -> tuple[float, float]:
-    """Per-capita rates ``(dN/dt / N, dZ/dt / Z)`` (1/day) of the reduced system (compiled RHS)."""
-    y = reduced_state(lsc, z, kp, e)
-    f = np.empty(N_STATES)
-    rhs(y, kp, e, f)
-    return (f[State.Q] + f[State.Y0]) / lsc, f[State.Z] / z
+def _balance(logS, kp, e, clone):
+    y = _family_state(math.exp(logS), kp, e, clone)
+    if y is None:
+        return math.nan
+    z, bz, dz = y[State.Z], kp[KP.ZIN], kp[KP.ZD]
+    return (bz - dz * z + _stim(y[State.Y3], kp) * z) / (bz + dz * z)
 
 
-def lsc_per_load(kp, e: float, z: float | None = None) -> float:
-    """LSCs per leukemic cell (total load) at quasi-steady state with effectors ``z`` (default baseline)."""
-    if z is None:
-        z = kp[KP.ZIN] / kp[KP.ZD]
-    qr, r1, r2, r3 = _progeny(kp[KP.ZKILL] * z, kp, e)
-    return (1.0 + qr) / (1.0 + qr + r1 + r2 + r3)
+def _family_roots(kp, e, clone, n_grid=400):
+    """Equilibria of one clone family (see the module docstring), sorted by stem-cell count."""
+    s_max = max_stem_cells(kp, e, clone)
+    if s_max <= S_MIN:
+        return []
+    if kp[KP.ZKILL] <= 0.0:  # no killing: k = 0, S = S_max; effectors at influx / (death - stimulation)
+        y = clone_state(s_max, 0.0, kp, e, clone, z=0.0)
+        den = kp[KP.ZD] - _stim(y[State.Y3], kp)
+        if kp[KP.ZIN] > 0 and den <= 0:
+            return []
+        y[State.Z] = kp[KP.ZIN] / den if kp[KP.ZIN] > 0 else 0.0
+        return [y]
+    out = []
+    if kp[KP.ZIN] == 0.0:  # no influx: effector-free equilibrium at S_max
+        out.append(clone_state(s_max, 0.0, kp, e, clone, z=0.0))
+    # log grid in S and, towards the top, in S_max - S (where k -> 0)
+    top = s_max * (1.0 - np.logspace(-12, 0, n_grid // 2)[::-1])
+    grid = np.unique(np.concatenate([np.logspace(math.log10(S_MIN), math.log10(s_max), n_grid), top]))
+    grid = np.log(grid[(grid >= S_MIN) & (grid < s_max)])
+    vals = np.array([_balance(g, kp, e, clone) for g in grid])
+    for i in range(grid.size - 1):
+        a, b = vals[i], vals[i + 1]
+        if not (np.isfinite(a) and np.isfinite(b)):
+            continue
+        if a == 0.0:
+            r = grid[i]
+        elif a * b < 0.0:
+            r = brentq(_balance, grid[i], grid[i + 1], args=(kp, e, clone), xtol=1e-300, rtol=1e-15, maxiter=500)
+        else:
+            continue
+        out.append(_family_state(math.exp(r), kp, e, clone))
+    return out
 
 
 # --------------------------------------------------------------------------
-# equilibria
+# sympy cross-check of the sensitive family: the effector balance as a polynomial in Z
+# --------------------------------------------------------------------------
+@lru_cache(maxsize=None)
+def _balance_numerator_sympy():
+    """``(numerator(Z), Y0(Z), Z)``: the effector balance with every other equation at steady state."""
+    y, p, e = symbolic.symbols()
+    f = symbolic.rhs_sympy()
+    hs = symbolic.healthy_steady_state_sympy()
+    sub = {y[s]: hs[y[s]] for s in (State.X0, State.X1, State.X2, State.X3)}
+    sub.update({y[State.R0]: 0, y[State.R1]: 0})
+    qs = sp.solve(f[State.Q].subs(sub), y[State.Q], simplify=False)[0]  # Q(Y0, Z)
+    bal = sp.numer(sp.together(sp.expand(f[State.Y0].subs({**sub, y[State.Q]: qs}) / y[State.Y0])))
+    (y0s,) = sp.solve(bal, y[State.Y0], simplify=False)  # logistic crowding: linear in Y0
+    sub.update({y[State.Y0]: y0s, y[State.Q]: qs.subs(y[State.Y0], y0s)})
+    for s_ in (State.Y1, State.Y2, State.Y3):  # production / loss
+        expr = f[s_].subs(sub)
+        sub[y[s_]] = sp.together(-expr.subs(y[s_], 0) / sp.diff(expr, y[s_]))
+    fz = f[State.Z].subs(sub)
+    return sp.numer(sp.together(fz)), y0s, y[State.Z]
+
+
+def sympy_sensitive_roots(kp, e: float = 0.0, digits: int = 40) -> list[float]:
+    """Effector counts ``Z > 0`` of the sensitive clone's equilibria from the sympy polynomial (``nroots``)."""
+    num, y0s, Z = _balance_numerator_sympy()
+    _, p, es = symbolic.symbols()
+    subs = {p[k]: sp.Float(float(kp[k]), digits) for k in KP}
+    subs[es] = sp.Float(float(e), digits)
+    poly = sp.Poly(sp.expand(num.subs(subs)), Z)
+    if poly.degree() < 1:
+        return []
+    y0_fn = sp.lambdify(Z, y0s.subs(subs), modules="mpmath")
+    out = []
+    for r in poly.nroots(n=digits, maxsteps=500):
+        if abs(sp.im(r)) > 1e-20 * max(1.0, abs(r)):
+            continue
+        z = float(sp.re(r))
+        if z > 0 and float(y0_fn(sp.re(r))) > 0:
+            out.append(z)
+    return sorted(out)
+
+
+# --------------------------------------------------------------------------
+# equilibria: residuals, stability, description
 # --------------------------------------------------------------------------
 def _turnover(kp):
     t = np.empty(N_STATES)
-    t[State.X0] = t[State.Y0] = kp[KP.D0]
-    t[State.X1] = t[State.Y1] = kp[KP.D1]
+    t[State.X0] = t[State.Y0] = t[State.R0] = kp[KP.D0]
+    t[State.X1] = t[State.Y1] = t[State.R1] = kp[KP.D1]
     t[State.X2] = t[State.Y2] = kp[KP.D2]
     t[State.X3] = t[State.Y3] = kp[KP.D3]
     t[State.Q] = kp[KP.QOUT]
@@ -473,10 +573,12 @@ def _turnover(kp):
     return np.maximum(t, 1e-12)
 
 
-def relative_residual(y, kp, e) -> float:
-    """``max_i |f_i| / (turnover_i y_i)`` over non-zero components; inf if a zero component moves."""
-    f = np.empty(N_STATES)
-    rhs(np.asarray(y, dtype=float), kp, e, f)
+def relative_residual(y, kp, e, f=None) -> float:
+    """``max_i |f_i| / (turnover_i y_i)`` over non-zero components (compiled RHS); inf if a zero component moves."""
+    y = np.asarray(y, dtype=float)
+    if f is None:
+        f = np.empty(N_STATES)
+        rhs(y, kp, e, f)
     if not np.all(np.isfinite(f)):
         return math.inf
     pos = y > 0
@@ -487,11 +589,11 @@ def relative_residual(y, kp, e) -> float:
     return float(np.max(np.abs(f[pos]) / (_turnover(kp)[pos] * y[pos])))
 
 
-def polish(y, kp, e, tol: float = 1e-12):
-    """Newton-type refinement (``scipy.optimize.root``) of an equilibrium guess on the full RHS.
+def polish(y, kp, e, tol: float = 1e-13):
+    """Newton-type refinement (``scipy.optimize.root``, sympy Jacobian) of an equilibrium guess, full RHS.
 
-    Non-zero components are solved in log space (zero components are invariant);
-    returns ``(state, relative_residual)``; the state is ``None`` if it failed.
+    Non-zero components in log space (zero components are invariant); returns
+    ``(state, relative_residual)``, the state ``None`` if it did not converge.
     """
     y = np.asarray(y, dtype=float).copy()
     mask = y > 0
@@ -528,169 +630,94 @@ def polish(y, kp, e, tol: float = 1e-12):
     return ys, res
 
 
-def _dominant_candidates(kp, e, n_grid=600):
-    """Equilibria without normal stem cells: roots of the effector balance along ``k`` (X = 0)."""
-    out = []
-    zk, bz, dz = kp[KP.ZKILL], kp[KP.ZIN], kp[KP.ZD]
-    kn, ry = kp[KP.KN], kp[KP.RY]
-    base = kp[KP.D0] + kp[KP.IMKILL] * e + kp[KP.QIN]
-
-    def state_at(k):
-        qi, qo = kp[KP.QIN], kp[KP.QOUT]
-        G = k - qo * qi / (qo + kp[KP.ZQREL] * k)
-        phi = (G + base) / ry
-        if not (0.0 < phi < 1.0):
-            return None
-        S = kn * (1.0 / phi - 1.0)
-        qr = _progeny(k, kp, e)[0]
-        return _leukemic_state(S / (1.0 + qr), k, kp, e, 0.0)
-
-    def static(k):  # Z from the effector balance given the load
-        y = state_at(k)
-        if y is None:
-            return None
-        load = y[State.Q:State.Z].sum()
-        if bz == 0.0:
-            y[State.Z] = 0.0
-            return y
-        den = dz - _stim(load, kp)
-        if den <= 0:
-            return None
-        y[State.Z] = bz / den
-        return y
-
-    if zk <= 0.0:
-        y = static(0.0)
-        return [y] if y is not None else []
-    if bz == 0.0:
-        y = static(0.0)
-        if y is not None:
-            out.append(y)
-
-    def resid(logk):
-        y = state_at(math.exp(logk))
-        if y is None:
-            return math.nan
-        z = y[State.Z]
-        load = y[State.Q:State.Z].sum()
-        return (bz - dz * z + _stim(load, kp) * z) / (bz + dz * z)
-
-    # k where phi reaches 1 (no stem cells left) bounds the scan
-    k_hi = 1.0
-    while state_at(k_hi) is not None and k_hi < 1e6:
-        k_hi *= 10.0
-    grid = np.linspace(math.log(1e-16), math.log(k_hi), n_grid)
-    vals = np.array([resid(g) for g in grid])
-    for i in range(n_grid - 1):
-        a, b = vals[i], vals[i + 1]
-        if not (np.isfinite(a) and np.isfinite(b)):
-            continue
-        if a == 0.0:
-            root_k = grid[i]
-        elif a * b < 0:
-            root_k = brentq(resid, grid[i], grid[i + 1], xtol=1e-14, rtol=1e-14)
-        else:
-            continue
-        out.append(state_at(math.exp(root_k)))
-    return out
+def _clone_of(y) -> str:
+    if y[State.Q] + y[State.Y0] > 0:
+        return "sensitive"
+    if y[State.R0] > 0:
+        return "resistant"
+    return "none"
 
 
-def _coexistence_candidates(kp, e):
-    """Closed-form equilibria with normal stem cells and leukemia (immune-controlled / threshold)."""
-    zk, bz, dz = kp[KP.ZKILL], kp[KP.ZIN], kp[KP.ZD]
-    rho = (1.0 - kp[KP.ZSUPP]) * kp[KP.ZRHO]
-    ks = k_star(kp, e)
-    if zk <= 0 or ks is None or ks <= 0 or rho <= 0:
-        return []
-    zs = ks / zk
-    sigma = dz - bz / zs
-    if sigma <= 0 or sigma > rho:
-        return []
-    c = sigma / rho
-    disc = math.sqrt(max(1.0 - c * c, 0.0))
-    us = [(1.0 - disc) / c] if disc == 0 else [(1.0 - disc) / c, (1.0 + disc) / c]
-    out = []
-    ratio = lsc_per_load(kp, e, zs) / (1.0 + _progeny(ks, kp, e)[0])  # Y0 per unit load
-    for u in us:
-        y0c = u * kp[KP.ZK] * ratio
-        y = _leukemic_state(y0c, ks, kp, e, 0.0)
-        x0 = _normal_niche_total(kp) - y[State.Q] - y[State.Y0]
-        if x0 <= 0:
-            continue
-        out.append(_leukemic_state(y0c, ks, kp, e, x0))
-    return out
+def _eig_sorted(J):
+    ev = np.linalg.eigvals(J)
+    return ev[np.argsort(-ev.real, kind="stable")]
 
 
-def _branch(y, kp) -> str:
-    lsc = y[State.Q] + y[State.Y0]
-    if lsc <= 0:
-        return "leukemia_free" if y[State.X0] > 0 else "empty_marrow"
-    if y[State.X0] <= 0:
-        return "dominant"
-    return "coexistence"
-
-
-def _same(a, b, rtol=1e-5) -> bool:
-    if np.any((a > 0) != (b > 0)):
-        return False
-    m = a > 0
-    return bool(np.all(np.abs(np.log(a[m]) - np.log(b[m])) < rtol * 10))
-
-
-def _describe(y, kp, e, found_by, extinction_threshold):
-    eig = np.linalg.eigvals(symbolic.jacobian_numeric(y, kp, e))
-    maxre = float(np.max(eig.real))
-    scale = 1e-10 * max(1.0, float(np.max(np.abs(eig))))
-    lsc = float(y[State.Q] + y[State.Y0])
+def describe(y, kp, e, found_by=("enumeration",), extinction_threshold: float = 1.0) -> dict:
+    """Schema ``EQ`` of ``steady_states.json`` (without ``branch``) for an equilibrium state ``y``."""
+    J = symbolic.jacobian_numeric(y, kp, e)
+    ev = _eig_sorted(J)
+    clone = _clone_of(y)
+    if clone == "resistant":
+        sub_ev, invasion = ev, None
+    else:
+        idx = [int(s) for s in SENSITIVE_SUBSPACE]
+        sub_ev = _eig_sorted(J[np.ix_(idx, idx)])
+        invasion = float(J[State.R0, State.R0])
+    maxre = float(sub_ev.real[0])
+    scale = 1e-10 * max(1e-3, float(np.max(np.abs(ev))))
+    lsc = float(y[State.Q] + y[State.Y0] + y[State.R0])
+    f = np.empty(N_STATES)
+    rhs(y, kp, e, f)
+    fs = symbolic.rhs_numeric(y, kp, e)
     return {
-        "branch": _branch(y, kp), "role": None, "found_by": sorted(set(found_by)),
+        "branch": None, "clone": clone, "found_by": sorted(set(found_by)),
         "state": {s.name: float(y[s]) for s in State}, "lsc": lsc,
-        "load": float(y[State.Q:State.Z].sum()), "bcr_abl_percent": float(bcr_abl_percent(y)),
+        "quiescent_fraction": float(y[State.Q] / lsc) if lsc > 0 else None,
+        "load": float(y[State.Y3]), "bcr_abl_percent": float(bcr_abl_percent(y)),
         "effectors": float(y[State.Z]), "kill_rate": float(kp[KP.ZKILL] * y[State.Z]),
-        "eigenvalues_real": [float(v) for v in eig.real], "eigenvalues_imag": [float(v) for v in eig.imag],
-        "max_real_eigenvalue": maxre, "stable": bool(maxre < -scale), "marginal": bool(abs(maxre) <= scale),
-        "residual": relative_residual(y, kp, e),
+        "eigenvalues_real": [float(v) for v in ev.real], "eigenvalues_imag": [float(v) for v in ev.imag],
+        "max_real_eigenvalue": maxre, "max_real_eigenvalue_full": float(ev.real[0]),
+        "stable": bool(maxre < -scale), "stable_full": bool(ev.real[0] < -scale), "marginal": bool(abs(maxre) <= scale),
+        "resistant_invasion_rate": invasion,
+        "residual": relative_residual(y, kp, e, f), "sympy_residual": relative_residual(y, kp, e, fs),
         "below_extinction_threshold": bool(0 < lsc < extinction_threshold),
         "_y": y,
     }
 
 
-def _assign_roles(eqs):
-    co = sorted([q for q in eqs if q["branch"] == "coexistence"], key=lambda q: q["load"])
+def _assign_branches(eqs, kp):
+    """Name the roots of each clone family by stem-cell count (see ``steady_states.json``)."""
+    for clone, prefix in (("sensitive", ""), ("resistant", "resistant_")):
+        fam = sorted([q for q in eqs if q["clone"] == clone], key=lambda q: q["lsc"])
+        if not fam:
+            continue
+        names = ["other"] * len(fam)
+        names[-1] = "high_burden"
+        if len(fam) == 1 and fam[0]["load"] < kp[KP.ZK] and fam[0]["stable"]:
+            names[-1] = "controlled"
+        elif len(fam) >= 3:
+            names[0], names[-2] = "controlled", "threshold"
+        elif len(fam) == 2:  # at a fold: the pair that is about to vanish
+            names[0] = "controlled" if fam[0]["stable"] else "threshold"
+        for q, n in zip(fam, names):
+            q["branch"] = prefix + n
     for q in eqs:
-        b = q["branch"]
-        if b == "coexistence":
-            q["branch"] = "coexistence_low" if (len(co) > 1 and q is co[0]) or (len(co) == 1 and q["stable"]) \
-                else "coexistence_high"
-        if b in ("leukemia_free", "empty_marrow"):
-            q["role"] = b
-        elif q["stable"]:
-            q["role"] = "immune_controlled" if b == "coexistence" else "escape"
-        elif b == "coexistence" and q["branch"] == "coexistence_high":
-            q["role"] = "threshold"
-        else:
-            q["role"] = "unstable"
+        if q["clone"] == "none":
+            q["branch"] = "leukemia_free"
 
 
-def equilibria(kp, e: float = 0.0, *, extra_guesses=(), extinction_threshold: float = 1.0,
-               include_empty: bool = False) -> list[dict]:
-    """All equilibria of the full model at IM effect ``e`` (see the module docstring).
+def equilibria(kp, e: float = 0.0, *, extinction_threshold: float = 1.0, resistant: bool = True,
+               extra_guesses=()) -> list[dict]:
+    """All equilibria at IM effect ``e`` with normal homeostasis (see the module docstring).
 
-    Returns dicts (schema ``EQ`` of ``steady_states.json``) sorted by load, each with
-    the numeric state under the private key ``"_y"``.  ``extra_guesses`` are
-    ``(state, label)`` pairs polished on the full RHS and merged (cross-checks).
+    Returns ``EQ`` dicts sorted by LSC count (the numeric state under the private
+    key ``"_y"``); ``resistant=False`` skips the resistant family; ``extra_guesses``
+    are ``(state, label)`` pairs polished on the full RHS and merged (cross-checks).
     """
     kp = np.asarray(kp, dtype=float)
     cands = [(healthy_equilibrium(kp, e), "sympy_closed_form")]
-    if include_empty:
-        y = np.zeros(N_STATES)
-        y[State.Z] = kp[KP.ZIN] / kp[KP.ZD]
-        cands.append((y, "trivial"))
-    cands += [(y, "closed_form_coexistence") for y in _coexistence_candidates(kp, e)]
-    cands += [(y, "k_scan_brent") for y in _dominant_candidates(kp, e)]
-    cands += list(extra_guesses)
+    cands += [(y, "enumeration") for y in _family_roots(kp, e, "sensitive")]
+    if resistant:
+        cands += [(y, "enumeration") for y in _family_roots(kp, e, "resistant")]
     found: list[tuple[np.ndarray, list]] = []
     for y, label in cands:
+        if relative_residual(y, kp, e) > RESIDUAL_TOL:
+            y, _ = polish(y, kp, e)
+            if y is None:
+                continue
+        found.append((y, [label]))
+    for y, label in extra_guesses:
         ys, _ = polish(y, kp, e)
         if ys is None:
             continue
@@ -700,18 +727,20 @@ def equilibria(kp, e: float = 0.0, *, extra_guesses=(), extinction_threshold: fl
                 break
         else:
             found.append((ys, [label]))
-    eqs = [_describe(y, kp, e, labels, extinction_threshold) for y, labels in found]
-    _assign_roles(eqs)
-    return sorted(eqs, key=lambda q: (q["load"], q["state"]["X0"]))
+    eqs = [describe(y, kp, e, labels, extinction_threshold) for y, labels in found]
+    _assign_branches(eqs, kp)
+    return sorted(eqs, key=lambda q: (q["clone"] != "none", q["clone"], q["lsc"]))
+
+
+def _same(a, b, rtol=1e-6) -> bool:
+    if np.any((a > 0) != (b > 0)):
+        return False
+    m = a > 0
+    return bool(np.all(np.abs(np.log(a[m]) - np.log(b[m])) < rtol))
 
 
 def _public(eq):
     return {k: v for k, v in eq.items() if not k.startswith("_")}
-
-
-def static_dominant_approximation(kp, e):
-    """Sympy closed form of the dominant state with static effectors (exact if no expansion)."""
-    return np.array(_static_leukemic_fn()(tuple(float(v) for v in kp), float(e)), dtype=float)
 
 
 def _log_distance(a, b, floor=1e-9):
@@ -726,77 +755,50 @@ def _start(y0, variant) -> np.ndarray:
     return y
 
 
-def _sim_end(params, variant, transplant, y0, days, dose, solver, threshold=0.0, n_out=2):
-    t = np.linspace(0.0, days, n_out)
-    r = simulate(params, y0=_start(y0, variant), t_out=t, schedule=((0.0, dose),), variant=variant,
-                 transplant=transplant, rtol=solver["rtol"], atol=solver["atol"], extinction_threshold=threshold,
-                 max_steps=5_000_000)
-    return r
-
-
-def _seed(y, kp, e, lsc=1e-6, x0=1e-3):
-    """``y`` with its zero groups seeded: ``lsc`` LSCs (slaved progeny) and ``x0`` normal stem cells."""
-    ys = y.copy()
-    seeded = []
-    if y[State.Q] + y[State.Y0] == 0:
-        sd = reduced_state(lsc, max(y[State.Z], 1e-12), kp, e)
-        ys[State.Q:State.Z] = sd[State.Q:State.Z]
-        seeded.append("lsc")
-    if y[State.X0] == 0:
-        ys[State.X0] = x0
-        ys[State.X1] = kp[KP.AX] * x0 / kp[KP.D1]
-        ys[State.X2] = kp[KP.BX] * ys[State.X1] / kp[KP.D2]
-        ys[State.X3] = kp[KP.CX] * ys[State.X2] / kp[KP.D3]
-        seeded.append("x0")
-    return ys, seeded
-
-
-def _deviation(y, ref, seeded, y_start):
-    """Log deviation on the equilibrium's non-zero components, and growth factors of seeded groups."""
-    m = ref > 0
-    with np.errstate(divide="ignore"):
-        d = float(np.max(np.abs(np.log(np.maximum(y[m], 1e-300) / ref[m])))) if np.any(m) else 0.0
-    growth = {}
-    if "lsc" in seeded:
-        growth["lsc"] = float((y[State.Q] + y[State.Y0]) / (y_start[State.Q] + y_start[State.Y0]))
-    if "x0" in seeded:
-        growth["x0"] = float(y[State.X0] / y_start[State.X0])
-    return d, growth
+def _sim(params, variant, transplant, y0, t_out, dose, solver, threshold=0.0):
+    return simulate(params, y0=_start(y0, variant), t_out=t_out, schedule=((0.0, dose),), variant=variant,
+                    transplant=transplant, rtol=solver["rtol"], atol=solver["atol"], extinction_threshold=threshold,
+                    max_steps=5_000_000)
 
 
 def stability_check(eq, kp, params, variant, transplant, dose, e, solver, perturbation=0.05):
-    """Long simulations (no extinction event) from perturbed states: does the trajectory return?
+    """Long full-model simulations (no extinction event) from perturbed states: does the trajectory return?
 
     Starts: every non-zero component scaled by ``1 +- perturbation`` (alternating
-    signs) and ``+-`` along the leading eigenvector (same relative size); zero
-    groups of the equilibrium are seeded (1e-6 LSCs with slaved progeny, 1e-3
-    normal stem cells).  Horizon ``20/|lambda_max|`` (2000..1e6 days).
-    ``returned``: for every start the log deviation on the non-zero components
-    shrank 10-fold and every seed shrank 10-fold; ``left``: for some start the
-    deviation grew 10-fold or a seed grew 10-fold.  ``agrees`` = ``returned`` for
-    a stable, ``left`` for an unstable equilibrium.
+    signs) and ``+-`` along the leading eigenvector of the patient subspace (same
+    relative size); at the leukemia-free state a seed of 1e-3 sensitive LSCs
+    (slaved progeny).  Horizon ``20/|lambda_max|`` (2000..1e6 days).  ``returned``:
+    every start's log deviation (and the seed) shrank 10-fold; ``left``: for some
+    start it grew 10-fold.  ``agrees`` = ``returned`` if stable, ``left`` if unstable.
     """
     y = eq["_y"]
     lam = abs(eq["max_real_eigenvalue"])
     days = float(np.clip(20.0 / max(lam, 1e-12), 2000.0, 1e6))
-    J = symbolic.jacobian_numeric(y, kp, e)
+    idx = list(range(N_STATES)) if eq["clone"] == "resistant" else [int(s) for s in SENSITIVE_SUBSPACE]
+    J = symbolic.jacobian_numeric(y, kp, e)[np.ix_(idx, idx)]
     w, v = np.linalg.eig(J)
-    lead = np.real(v[:, int(np.argmax(w.real))])
+    lead = np.zeros(N_STATES)
+    lead[idx] = np.real(v[:, int(np.argmax(w.real))])
     pattern = np.where(np.arange(N_STATES) % 2 == 0, 1.0, -1.0)
     starts = [y * (1.0 + perturbation * pattern)]
     pos = y > 0
-    m = float(np.max(np.abs(lead[pos]) / y[pos])) if np.any(pos) else 0.0
+    m = float(np.max(np.abs(lead[pos]) / y[pos])) if np.any(pos & (lead != 0)) else 0.0
     if m > 0:
         for sgn in (1.0, -1.0):
-            ys = y + sgn * perturbation * lead / m * pos
-            if np.all(ys >= 0):
-                starts.append(ys)
+            starts.append(np.maximum(y + sgn * perturbation * lead / m * pos, 0.0))
+    seeded = eq["clone"] == "none"
     report = []
     for ys in starts:
-        ys, seeded = _seed(ys, kp, e)
-        r = _sim_end(params, variant, transplant, ys, days, dose, solver)
-        d0, _ = _deviation(ys, y, seeded, ys)
-        d1, growth = _deviation(r.y[-1], y, seeded, ys) if r.success else (math.inf, {})
+        if seeded:
+            seed = reduced_state(1e-3, ys[State.Z], kp, e)
+            ys = ys.copy()
+            ys[State.Q:State.Y3 + 1] = seed[State.Q:State.Y3 + 1]
+        r = _sim(params, variant, transplant, ys, [0.0, days], dose, solver)
+        d0 = _log_distance(ys[pos], y[pos], floor=0.0)
+        d1 = _log_distance(r.y[-1][pos], y[pos], floor=0.0) if r.success else math.inf
+        growth = {}
+        if seeded and r.success:
+            growth["lsc"] = float((r.y[-1, State.Q] + r.y[-1, State.Y0]) / 1e-3)
         back = (d1 <= 0.1 * d0 or d1 < 1e-8) and all(g < 0.1 for g in growth.values())
         away = d1 > 10.0 * d0 or any(g > 10.0 for g in growth.values())
         report.append({"start_deviation": d0, "end_deviation": d1, "seed_growth": growth,
@@ -808,16 +810,122 @@ def stability_check(eq, kp, params, variant, transplant, dose, e, solver, pertur
 
 
 # --------------------------------------------------------------------------
+# the reduced plane
+# --------------------------------------------------------------------------
+def _stem_block_growth(lsc, k, kp, e):
+    """Leading eigenvalue of the (Q, Y0) block at crowding ``g(N)`` and kill ``k``, and its ``Q/Y0`` ratio."""
+    g = 1.0 - lsc / kp[KP.KL]
+    a = -(kp[KP.QOUT] + kp[KP.ZQREL] * k)
+    d = kp[KP.RY] * g - kp[KP.D0] - kp[KP.IMKILL] * e - k - kp[KP.QIN]
+    lam = 0.5 * (a + d) + math.sqrt(0.25 * (a - d) ** 2 + kp[KP.QIN] * kp[KP.QOUT])
+    return lam, kp[KP.QIN] / (lam - a)
+
+
+def reduced_state(lsc: float, z: float, kp, e: float = 0.0) -> np.ndarray:
+    """Full state of the reduced plane at ``(N = Q + Y0, Z)`` and IM effect ``e``; see the module docstring."""
+    k = kp[KP.ZKILL] * z
+    _, ratio = _stem_block_growth(lsc, k, kp, e)
+    y = clone_state(0.0, k, kp, e, "sensitive", z=z)
+    y0 = lsc / (1.0 + ratio)
+    y[State.Y0], y[State.Q] = y0, ratio * y0
+    y[State.Y1] = kp[KP.AY] * y0 / (kp[KP.D1] + kp[KP.IMKILLP] * e + k)
+    y[State.Y2] = kp[KP.BY] * y[State.Y1] / (kp[KP.D2] + k)
+    y[State.Y3] = kp[KP.CY] * y[State.Y2] / (kp[KP.D3] + k)
+    return y
+
+
+def reduced_field(lsc: float, z: float, kp, e: float = 0.0) -> tuple[float, float]:
+    """Per-capita rates (1/day) on the plane: stem-pool growth and ``f_Z / Z`` (compiled RHS) at the slaved state."""
+    lam, _ = _stem_block_growth(lsc, kp[KP.ZKILL] * z, kp, e)
+    y = reduced_state(lsc, z, kp, e)
+    f = np.empty(N_STATES)
+    rhs(y, kp, e, f)
+    return lam, f[State.Z] / z
+
+
+def lsc_nullcline(lsc: float, kp, e: float = 0.0) -> float:
+    """``Z`` on the LSC nullcline (``k(N)/z_kill``), nan where the clone shrinks at any ``Z``."""
+    k = kill_for_stem_cells(lsc, kp, e)
+    return math.nan if k is None or kp[KP.ZKILL] <= 0 else k / kp[KP.ZKILL]
+
+
+# --------------------------------------------------------------------------
+# basins
+# --------------------------------------------------------------------------
+def classify_end(r, stable_eqs) -> int:
+    """Basin code of a full-model run off IM: extinct, or the nearest stable sensitive equilibrium (half a decade)."""
+    if r.extinct:
+        return BASIN_CODES["eradicated"]
+    if not r.success:
+        return BASIN_CODES["unresolved"]
+    end = r.y[-1]
+    lsc = end[State.Q] + end[State.Y0] + end[State.R0]
+    if lsc <= 0:
+        return BASIN_CODES["eradicated"]
+    best, dist = None, math.inf
+    for q in stable_eqs:
+        if q["lsc"] <= 0:
+            continue
+        d = abs(math.log10(lsc) - math.log10(q["lsc"]))
+        if d < dist:
+            best, dist = q, d
+    if best is None or dist > 0.5:
+        return BASIN_CODES["unresolved"]
+    return BASIN_CODES["controlled"] if best["branch"] == "controlled" else BASIN_CODES["relapse"]
+
+
+def stable_off_im(kp, extinction_threshold=1.0) -> list[dict]:
+    """Stable sensitive-clone equilibria off IM (the attractors of a patient without resistant cells)."""
+    return [q for q in equilibria(kp, 0.0, extinction_threshold=extinction_threshold, resistant=False)
+            if q["stable"] and q["clone"] == "sensitive"]
+
+
+def classify_basins(params, variant, transplant, lscs, zs, horizon_days, solver, stop_effect=1.0, stable_eqs=None):
+    """Basins off IM with the full model from ``reduced_state(N, Z, stop_effect)`` of each grid point.
+
+    Returns ``(code[n_z, n_lsc], end_lsc, end_z, end_bcr_abl, t_extinct)``.
+    """
+    kp = kernel_parameters(params, variant, transplant)
+    if stable_eqs is None:
+        stable_eqs = stable_off_im(kp, solver["extinction_threshold"])
+    shape = (len(zs), len(lscs))
+    code = np.empty(shape, dtype=np.int8)
+    end_l, end_z, end_b = np.empty(shape), np.empty(shape), np.empty(shape)
+    t_ext = np.full(shape, np.nan)
+    for j, z in enumerate(zs):
+        for i, n in enumerate(lscs):
+            y0 = _start(reduced_state(float(n), float(z), kp, stop_effect), variant)
+            r = simulate(params, y0=y0, t_out=[0.0, horizon_days], schedule=((0.0, 0.0),), variant=variant,
+                         transplant=transplant, rtol=max(solver["rtol"], 1e-9), atol=max(solver["atol"], 1e-9),
+                         extinction_threshold=solver["extinction_threshold"], max_steps=5_000_000)
+            code[j, i] = classify_end(r, stable_eqs)
+            end_l[j, i] = r.leukemic_stem_cells[-1]
+            end_z[j, i] = r.y[-1, State.Z]
+            end_b[j, i] = r.bcr_abl[-1]
+            t_ext[j, i] = r.t_extinct
+    return code, end_l, end_z, end_b, t_ext
+
+
+# --------------------------------------------------------------------------
 # section 1: steady states
 # --------------------------------------------------------------------------
-def _grid_guesses(kp, e, n):
-    out = []
-    if n <= 0:
-        return out
-    for lsc in np.logspace(-2, 6, n):
-        for z in np.logspace(1, 6, n):
-            out.append((reduced_state(float(lsc), float(z), kp, e), "grid_root"))
-    return out
+def thresholds(kp) -> dict:
+    """Analytic thresholds (off IM): window, leukemia-free stability, baseline effectors."""
+    s, dz, bz, zk = kp[KP.ZSUPP], kp[KP.ZD], kp[KP.ZIN], kp[KP.ZKILL]
+    k_free = kill_for_stem_cells(0.0, kp, 0.0)  # kill that stops a small clone growing
+    return {"rho_window": dz / (1 - s) if s < 1 else None, "k_free": k_free,
+            "z_kill_free_stable": k_free * dz / bz if (k_free is not None and bz > 0) else None,
+            "effectors_free_stable": k_free / zk if (k_free is not None and zk > 0) else None,
+            "baseline_effectors": bz / dz, "baseline_kill_rate": zk * bz / dz,
+            "max_lsc_off_im": max_stem_cells(kp, 0.0)}
+
+
+def _polynomial_check(eqs, kp, e) -> dict:
+    roots = sympy_sensitive_roots(kp, e)
+    fam = sorted(q["effectors"] for q in eqs if q["clone"] == "sensitive")
+    fam_in = [z for z in fam]
+    matched = len(roots) == len(fam_in) and all(abs(a - b) <= 1e-8 * b for a, b in zip(roots, fam_in))
+    return {"roots_effectors": roots, "enumerated_effectors": fam_in, "matched": bool(matched)}
 
 
 def steady_states(opts, log=print) -> dict:
@@ -825,13 +933,11 @@ def steady_states(opts, log=print) -> dict:
     so = opts["steady_states"]
     res = {"parameter_set": opts["parameter_set"], "variant": variant, "parameters": params,
            "notes": [
+               "normal hematopoiesis is at homeostasis at every equilibrium (its niche is regulated by X0 alone)",
                "leukemia_free has zero LSCs; the simulations' extinction event (fewer than "
-               f"{solver['extinction_threshold']:g} LSCs) makes the leukemia-free state absorbing in practice even "
-               "where it is unstable as an ODE equilibrium",
-               "equilibria with 0 < lsc < extinction threshold exist in the ODE but are not reachable by the "
-               "integrator with its extinction event (flag below_extinction_threshold)",
-               "stability from eigenvalues of the sympy Jacobian; simulation_check = long full-model simulations "
-               "without extinction event from perturbed states"],
+               f"{solver['extinction_threshold']:g} LSCs) makes it absorbing in practice even where it is unstable",
+               "stable: no resistant cells (R0 = R1 = 0 subspace); stable_full: all 12 eigenvalues",
+               "simulation_check: long full-model simulations without extinction event from perturbed states"],
            "settings": {}}
     for setting in opts["run"]["settings"]:
         tr = SETTINGS[setting]
@@ -840,23 +946,21 @@ def steady_states(opts, log=print) -> dict:
                  "thresholds": thresholds(kp), "doses": {}}
         for dose in so["doses_mg"]:
             e = float(im_effect(dose, params["im_css_400"], params["im_ec50"]))
-            # independent searches: full-RHS roots from a grid and from long-simulation end points
+            # independent search: long simulations, their end points polished on the full RHS
             sims = []
-            for lsc0, z0 in ((1e4, kp[KP.ZIN] / kp[KP.ZD]), (10.0, 1e5), (1e-1, 1e4), (1e3, 1e7)):
+            for lsc0, z0 in ((1e5, kp[KP.ZIN] / kp[KP.ZD]), (1e3, 1e5), (30.0, 3e4)):
                 y0 = reduced_state(lsc0, max(z0, 1e-9), kp, e)
-                r = _sim_end(params, variant, tr, y0, so["horizon_days"], dose, solver)
-                sims.append((y0, r))
-            guesses = _grid_guesses(kp, e, so["grid_starts"])
-            guesses += [(r.y[-1], "long_simulation") for _, r in sims if r.success]
-            eqs = equilibria(kp, e, extra_guesses=guesses, extinction_threshold=solver["extinction_threshold"],
-                             include_empty=True)
+                sims.append((y0, _sim(params, variant, tr, y0, [0.0, so["horizon_days"]], dose, solver)))
+            guesses = [(r.y[-1], "long_simulation") for _, r in sims
+                       if r.success and r.y[-1, State.Q] + r.y[-1, State.Y0] > 1e-3]
+            eqs = equilibria(kp, e, extinction_threshold=solver["extinction_threshold"], extra_guesses=guesses)
             for q in eqs:
-                if q["branch"] == "dominant":
-                    approx = static_dominant_approximation(kp, e)
+                if q["branch"] == "high_burden":
+                    approx = static_leukemic_equilibrium(kp, e)
                     if np.all(np.isfinite(approx)) and approx[State.Y0] > 0:
-                        q["sympy_static_approximation"] = {
-                            "state": {s.name: float(approx[s]) for s in State},
-                            "max_log_distance": _log_distance(approx, q["_y"], floor=1e-6)}
+                        q["sympy_static"] = {"state": {s.name: float(approx[s]) for s in State},
+                                             "max_log_distance": _log_distance(approx, q["_y"], floor=1e-6),
+                                             "exact": bool(kp[KP.ZRHO] == 0)}
                 q["simulation_check"] = stability_check(q, kp, params, variant, tr, dose, e, solver,
                                                         so["perturbation"])
             sim_report = []
@@ -868,31 +972,14 @@ def steady_states(opts, log=print) -> dict:
                                    "days": so["horizon_days"], "end_lsc": float(end[State.Q] + end[State.Y0]),
                                    "end_effectors": float(end[State.Z]), "nearest_equilibrium": near["branch"],
                                    "distance": _log_distance(end, near["_y"], floor=1e-6)})
-            entry["doses"][f"{dose:g}"] = {
-                "dose_mg": dose, "im_effect": e, "equilibria": [_public(q) for q in eqs],
-                "searches": {"grid_starts": len(guesses) - len(sims), "long_simulations": sim_report}}
+            entry["doses"][f"{dose:g}"] = {"dose_mg": dose, "im_effect": e, "equilibria": [_public(q) for q in eqs],
+                                           "sympy_polynomial": _polynomial_check(eqs, kp, e),
+                                           "long_simulations": sim_report}
             log(f"  steady states {setting} dose {dose:g}: " + ", ".join(
-                f"{q['branch']}({'stable' if q['stable'] else 'unstable'}, LSC {q['lsc']:.3g})" for q in eqs))
+                f"{q['branch']}({'stable' if q['stable'] else 'unstable'}, LSC {q['lsc']:.3g}, "
+                f"BCR-ABL {q['bcr_abl_percent']:.3g} %)" for q in eqs))
         res["settings"][setting] = entry
     return res
-
-
-def thresholds(kp) -> dict:
-    """Analytic thresholds (off IM) of immune control; see ``bifurcation.json``."""
-    s, dz, bz, zk = kp[KP.ZSUPP], kp[KP.ZD], kp[KP.ZIN], kp[KP.ZKILL]
-    ks = k_star(kp, 0.0)
-    rho = (1 - s) * kp[KP.ZRHO]
-    out = {"k_star": ks, "rho_window": dz / (1 - s) if s < 1 else None,
-           "rho_control": None, "z_kill_free_stable": None, "z_kill_control_min": None, "z_kill_control_max": None,
-           "baseline_effectors": bz / dz, "baseline_kill_rate": zk * bz / dz}
-    if ks is not None and ks > 0:
-        out["z_kill_free_stable"] = ks * dz / bz if bz > 0 else None
-        out["z_kill_control_max"] = out["z_kill_free_stable"]
-        if bz > 0:
-            out["z_kill_control_min"] = max(0.0, (dz - rho) * ks / bz)
-        if zk > 0 and s < 1:
-            out["rho_control"] = (dz - bz * zk / ks) / (1 - s)
-    return out
 
 
 # --------------------------------------------------------------------------
@@ -903,12 +990,45 @@ def sweep_values(parameter: str, n: int) -> np.ndarray:
     return np.logspace(np.log10(row.lower), np.log10(row.upper), n)
 
 
+def controlled_exists(params, variant, transplant, extinction_threshold=1.0) -> bool:
+    """Whether a stable controlled equilibrium with at least ``extinction_threshold`` LSCs exists off IM."""
+    kp = kernel_parameters(params, variant, transplant)
+    return any(q["branch"] == "controlled" and q["lsc"] >= extinction_threshold
+               for q in stable_off_im(kp, extinction_threshold))
+
+
+def controlled_intervals(params, variant, transplant, pname, values, flags, extinction_threshold=1.0,
+                         rtol=1e-6) -> list[list]:
+    """Intervals of ``pname`` where :func:`controlled_exists`; edges between grid points refined by bisection."""
+    def edge(lo, hi, flag_lo):
+        while hi / lo - 1.0 > rtol:
+            mid = math.sqrt(lo * hi)
+            if controlled_exists({**params, pname: mid}, variant, transplant, extinction_threshold) == flag_lo:
+                lo = mid
+            else:
+                hi = mid
+        return math.sqrt(lo * hi)
+
+    out, start = [], (values[0] if flags[0] else None)
+    for i in range(1, len(values)):
+        if flags[i] != flags[i - 1]:
+            x = edge(values[i - 1], values[i], flags[i - 1])
+            if flags[i]:
+                start = x
+            else:
+                out.append([start, x])
+                start = None
+    if start is not None:
+        out.append([start, values[-1]])
+    return out
+
+
 def bifurcation(opts, log=print):
     params, variant, solver = opts["parameters"], opts["variant"], opts["solver"]
-    bo = opts["bifurcation"]
+    bo, thr = opts["bifurcation"], solver["extinction_threshold"]
     rows, wrows = [], []
     meta = {"parameter_set": opts["parameter_set"], "variant": variant, "n_points": bo["n_points"],
-            "doses_mg": bo["doses_mg"], "settings": {}, "checks": {}}
+            "doses_mg": bo["doses_mg"], "extinction_threshold": thr, "settings": {}, "checks": {}}
     for setting in opts["run"]["settings"]:
         tr = SETTINGS[setting]
         suffix = "allo" if tr else "auto"
@@ -917,214 +1037,134 @@ def bifurcation(opts, log=print):
         for sweep in bo["parameters"]:
             pname = f"z_expand_{suffix}" if sweep == "z_expand" else sweep
             values = sweep_values(pname, bo["n_points"])
-            meta["settings"][setting]["sweeps"][pname] = {"values": values.tolist(), "set_value": params[pname],
-                                                          "bounds": [PARAMETER_TABLE[pname].lower,
-                                                                     PARAMETER_TABLE[pname].upper]}
+            flags = []
             for dose in bo["doses_mg"]:
                 e = float(im_effect(dose, params["im_css_400"], params["im_ec50"]))
                 prev: list[np.ndarray] = []
-                n_cont, n_cont_ok, n_lost, n_new = 0, 0, 0, 0
+                n_cont = n_ok = n_lost = n_new = 0
                 for v in values:
                     p = {**params, pname: float(v)}
                     kp = kernel_parameters(p, variant, tr)
-                    eqs = equilibria(kp, e, extinction_threshold=solver["extinction_threshold"])
-                    # natural-parameter continuation from the previous grid value: Newton on the full RHS
+                    eqs = equilibria(kp, e, extinction_threshold=thr, resistant=False)
+                    # natural-parameter continuation from the previous grid value (Newton on the full RHS)
                     for yprev in prev:
                         n_cont += 1
                         ys, _ = polish(yprev, kp, e)
                         if ys is None:
                             n_lost += 1
                             continue
-                        match = [q for q in eqs if _same(q["_y"], ys, rtol=1e-4)]
+                        match = [q for q in eqs if _same(q["_y"], ys, rtol=1e-5)]
                         if match:
-                            n_cont_ok += 1
+                            n_ok += 1
                             match[0]["found_by"] = sorted(set(match[0]["found_by"]) | {"continuation"})
-                        else:  # a branch the enumeration missed: keep it, flagged
-                            extra = _describe(ys, kp, e, ["continuation"], solver["extinction_threshold"])
-                            eqs.append(extra)
-                            _assign_roles(eqs)
+                        elif ys[State.Q] + ys[State.Y0] > 0:  # a root the enumeration missed: keep, flagged
                             n_new += 1
-                    prev = [q["_y"] for q in eqs if q["branch"] != "leukemia_free"]
+                            eqs.append(describe(ys, kp, e, ["continuation"], thr))
+                            _assign_branches(eqs, kp)
+                    prev = [q["_y"] for q in eqs if q["clone"] == "sensitive"]
+                    if e == 0.0:
+                        flags.append(any(q["branch"] == "controlled" and q["stable"] and q["lsc"] >= thr
+                                         for q in eqs))
                     for q in eqs:
                         rows.append({"setting": setting, "dose_mg": dose, "parameter": pname, "value": float(v),
-                                     "branch": q["branch"], "role": q["role"], "stable": q["stable"],
-                                     "lsc": q["lsc"], "load": q["load"], "bcr_abl_percent": q["bcr_abl_percent"],
+                                     "branch": q["branch"], "stable": q["stable"], "lsc": q["lsc"],
+                                     "load": q["load"], "bcr_abl_percent": q["bcr_abl_percent"],
                                      "effectors": q["effectors"], "max_real_eigenvalue": q["max_real_eigenvalue"],
                                      "found_by": "+".join(q["found_by"])})
                     if dose == bo["doses_mg"][0]:
                         w = window(kp)
-                        r_off = lsc_per_load(kp, 0.0)
-                        r_on = lsc_per_load(kp, float(im_effect(400.0, params["im_css_400"], params["im_ec50"])))
-                        lo, hi = w["low_load"], w["high_load"]
                         wrows.append({"setting": setting, "parameter": pname, "value": float(v),
                                       "window_exists": w["exists"], "condition_value": w["condition_value"],
-                                      "window_low_load": lo, "window_high_load": hi,
-                                      "window_low_lsc_off_im": lo * r_off if lo else None,
-                                      "window_high_lsc_off_im": hi * r_off if hi else None,
-                                      "window_low_lsc_on_im": lo * r_on if lo else None,
-                                      "window_high_lsc_on_im": hi * r_on if hi else None})
+                                      "window_low_load": w["low_load"], "window_high_load": w["high_load"],
+                                      "window_low_bcr_abl": w["low_bcr_abl"], "window_high_bcr_abl": w["high_bcr_abl"],
+                                      "window_peak_bcr_abl": w["peak_bcr_abl"]})
                 meta["checks"][f"{setting}/{pname}/{dose:g}"] = {
-                    "continuation_attempts": n_cont, "continuation_matched": n_cont_ok,
+                    "continuation_attempts": n_cont, "continuation_matched": n_ok,
                     "continuation_not_converged": n_lost, "continuation_new_equilibria": n_new}
-            log(f"  bifurcation {setting}: {sweep} done ({len(values)} values x {len(bo['doses_mg'])} doses)")
+            sw = {"values": values.tolist(), "set_value": params[pname],
+                  "bounds": [PARAMETER_TABLE[pname].lower, PARAMETER_TABLE[pname].upper]}
+            if flags:
+                sw["controlled_intervals"] = controlled_intervals(params, variant, tr, pname, values, flags, thr)
+            meta["settings"][setting]["sweeps"][pname] = sw
+            log(f"  bifurcation {setting}: {pname} done ({len(values)} values x {len(bo['doses_mg'])} doses); "
+                f"controlled for {sw.get('controlled_intervals')}")
     return rows, wrows, meta
 
 
 # --------------------------------------------------------------------------
 # section 3: phase plane and basins
 # --------------------------------------------------------------------------
-def _nullclines(kp, e, lscs, zfine):
-    """LSC nullcline ``Z(N)`` and effector nullcline branches (up to 3) on ``lscs``."""
-    n_l = np.full(lscs.size, np.nan)
-    n_z = np.full((lscs.size, 3), np.nan)
-    zk = kp[KP.ZKILL]
-    for i, n in enumerate(lscs):
-        if zk > 0:
-            g = lambda lz: reduced_field(n, math.exp(lz), kp, e)[0]  # noqa: E731
-            a, b = math.log(1e-6), math.log(1e14)
-            ga, gb = g(a), g(b)
-            if ga > 0 > gb:
-                n_l[i] = math.exp(brentq(g, a, b, xtol=1e-12))
-        gz = np.array([reduced_field(n, z, kp, e)[1] for z in zfine])
-        j = 0
-        for m in range(zfine.size - 1):
-            if gz[m] * gz[m + 1] < 0 and j < 3:
-                h = lambda lz: reduced_field(n, math.exp(lz), kp, e)[1]  # noqa: E731
-                n_z[i, j] = math.exp(brentq(h, math.log(zfine[m]), math.log(zfine[m + 1]), xtol=1e-12))
-                j += 1
-    return n_l, n_z
-
-
-def classify_end(r, stable_eqs, threshold: float) -> int:
-    """Basin code of a full-model run: extinct / nearest stable leukemic equilibrium (within 1 decade of LSCs)."""
-    if r.extinct:
-        return BASIN_CODES["extinct"]
-    if not r.success:
-        return BASIN_CODES["unresolved"]
-    end = r.y[-1]
-    lsc = end[State.Q] + end[State.Y0]
-    if lsc <= 0:
-        return BASIN_CODES["extinct"]
-    best, dist = None, math.inf
-    for q in stable_eqs:
-        if q["lsc"] <= 0:
-            continue
-        d = abs(math.log10(lsc) - math.log10(q["lsc"]))
-        if d < dist:
-            best, dist = q, d
-    if best is None or dist > 1.0:
-        return BASIN_CODES["unresolved"]
-    return BASIN_CODES["immune_controlled"] if best["branch"].startswith("coexistence") else BASIN_CODES["escape"]
-
-
-def classify_basins(params, variant, transplant, lscs, zs, horizon_days, solver, stable_eqs=None):
-    """Basins of attraction off IM with the full model from the slaved state of each ``(N, Z)``.
-
-    Returns ``(code[n_z, n_lsc], end_lsc, end_z, t_extinct)``.
-    """
-    kp = kernel_parameters(params, variant, transplant)
-    if stable_eqs is None:
-        stable_eqs = [q for q in equilibria(kp, 0.0, extinction_threshold=solver["extinction_threshold"])
-                      if q["stable"]]
-    code = np.empty((zs.size, lscs.size), dtype=np.int8)
-    end_l = np.empty(code.shape)
-    end_z = np.empty(code.shape)
-    t_ext = np.full(code.shape, np.nan)
-    for j, z in enumerate(zs):
-        for i, n in enumerate(lscs):
-            y0 = _start(reduced_state(float(n), float(z), kp, 0.0), variant)
-            r = simulate(params, y0=y0, t_out=[0.0, horizon_days], schedule=((0.0, 0.0),), variant=variant,
-                         transplant=transplant, rtol=max(solver["rtol"], 1e-7), atol=max(solver["atol"], 1e-8),
-                         extinction_threshold=solver["extinction_threshold"], max_steps=5_000_000)
-            code[j, i] = classify_end(r, stable_eqs, solver["extinction_threshold"])
-            end_l[j, i] = r.y[-1, State.Q] + r.y[-1, State.Y0]
-            end_z[j, i] = r.y[-1, State.Z]
-            t_ext[j, i] = r.t_extinct
-    return code, end_l, end_z, t_ext
-
-
 def phase_plane(opts, log=print):
     params, variant, solver = opts["parameters"], opts["variant"], opts["solver"]
     po, mo = opts["phase_plane"], opts["min_im"]
-    arrays, meta = {}, {"reduction": "N = Q + Y0 (LSCs), Z effectors; Q, Y1..Y3 at quasi-steady state given N "
-                                     "and k = z_kill Z; X0 = max(x0_eq - N, 0), X1..X3 slaved to X0; field = "
-                                     "compiled RHS at that state (see gvlmodel.dynamics docstring)",
-                        "notes": ["basin starts with fewer LSCs than extinction_threshold are extinct at t = 0 "
-                                  "(the integrator's extinction event); the nullclines and fields extend below it",
-                                  "basin class = nearest stable leukemic equilibrium off IM (within one decade of "
-                                  "LSCs) of the end state; -1 if none (not converged)",
-                                  "array layout: [z index, lsc index] (rows = effectors, columns = LSCs)"],
-                        "basin_codes": BASIN_CODES, "horizon_days": po["horizon_days"],
-                        "extinction_threshold": solver["extinction_threshold"], "settings": {}}
+    e_stop = float(im_effect(po["stop_dose_mg"], params["im_css_400"], params["im_ec50"]))
     e_on = float(im_effect(400.0, params["im_css_400"], params["im_ec50"]))
+    arrays = {}
+    meta = {"reduction": "N = Q + Y0 (sensitive LSCs), Z effectors; Q/Y0 split of the leading eigenvector of the "
+                         "(Q, Y0) block, progeny at production/loss balance, normal homeostasis (see the "
+                         "gvlmodel.dynamics docstring)",
+            "basin_start": f"reduced state at the IM effect of {po['stop_dose_mg']:g} mg/day (the clone's shape "
+                           "when imatinib stops), then off IM with the full model",
+            "notes": ["basin starts with fewer LSCs than extinction_threshold are eradicated at t = 0",
+                      "basin class: nearest stable equilibrium off IM within half a decade of LSCs; -1 if none",
+                      "array layout: [z index, lsc index] (rows = effectors, columns = LSCs)"],
+            "basin_codes": BASIN_CODES, "horizon_days": po["horizon_days"], "stop_dose_mg": po["stop_dose_mg"],
+            "stop_effect": e_stop, "extinction_threshold": solver["extinction_threshold"], "settings": {}}
     lscs = np.logspace(np.log10(po["lsc_range"][0]), np.log10(po["lsc_range"][1]), po["n_lsc"])
     zs = np.logspace(np.log10(po["z_range"][0]), np.log10(po["z_range"][1]), po["n_z"])
-    zfine = np.logspace(np.log10(po["z_range"][0]) - 2, np.log10(po["z_range"][1]) + 2, po["n_field_z"])
+    fl = np.logspace(np.log10(po["lsc_range"][0]) - 1, np.log10(po["lsc_range"][1]), po["n_field"])
+    fz = np.logspace(np.log10(po["z_range"][0]), np.log10(po["z_range"][1]), po["n_field"])
     for setting in opts["run"]["settings"]:
         tr = SETTINGS[setting]
         kp = kernel_parameters(params, variant, tr)
         pre = f"{setting}_"
-        arrays[pre + "log10_lsc"] = np.log10(lscs)
-        arrays[pre + "log10_z"] = np.log10(zs)
-        smeta = {"equilibria": {}}
+        arrays[pre + "log10_lsc"], arrays[pre + "log10_z"] = np.log10(lscs), np.log10(zs)
+        arrays[pre + "field_log10_lsc"], arrays[pre + "field_log10_z"] = np.log10(fl), np.log10(fz)
         for tag, e in (("e0", 0.0), ("e1", e_on)):
-            gl = np.empty((zs.size, lscs.size))
-            gz = np.empty_like(gl)
-            for j, z in enumerate(zs):
-                for i, n in enumerate(lscs):
+            gl, gz = np.empty((fz.size, fl.size)), np.empty((fz.size, fl.size))
+            for j, z in enumerate(fz):
+                for i, n in enumerate(fl):
                     gl[j, i], gz[j, i] = reduced_field(float(n), float(z), kp, e)
-            arrays[pre + "growth_lsc_" + tag] = gl
-            arrays[pre + "growth_z_" + tag] = gz
-            n_l, n_z = _nullclines(kp, e, lscs, zfine)
-            arrays[pre + "nullcline_lsc_" + tag] = n_l
-            arrays[pre + "nullcline_z_" + tag] = n_z
-            eqs = equilibria(kp, e, extinction_threshold=solver["extinction_threshold"])
-            smeta["equilibria"][tag] = [{"branch": q["branch"], "role": q["role"], "stable": q["stable"],
-                                         "lsc": q["lsc"], "effectors": q["effectors"]} for q in eqs]
-            if tag == "e0":
-                stable0 = [q for q in eqs if q["stable"]]
-        code, end_l, end_z, t_ext = classify_basins(params, variant, tr, lscs, zs, po["horizon_days"], solver, stable0)
-        arrays[pre + "basin"] = code
-        arrays[pre + "basin_end_lsc"] = end_l
-        arrays[pre + "basin_end_z"] = end_z
-        arrays[pre + "basin_t_extinct"] = t_ext
+            arrays[pre + "growth_lsc_" + tag], arrays[pre + "growth_z_" + tag] = gl, gz
+        arrays[pre + "nullcline_lsc_e0"] = np.array([lsc_nullcline(float(n), kp, 0.0) for n in fl])
+        eqs = equilibria(kp, 0.0, extinction_threshold=solver["extinction_threshold"], resistant=False)
+        stable = [q for q in eqs if q["stable"] and q["clone"] == "sensitive"]
+        smeta = {"equilibria": [{"branch": q["branch"], "stable": q["stable"], "lsc": q["lsc"],
+                                 "effectors": q["effectors"], "bcr_abl_percent": q["bcr_abl_percent"]} for q in eqs],
+                 "window": window(kp)}
+        code, end_l, end_z, end_b, t_ext = classify_basins(params, variant, tr, lscs, zs, po["horizon_days"], solver,
+                                                           e_stop, stable)
+        arrays[pre + "basin"], arrays[pre + "basin_end_lsc"], arrays[pre + "basin_end_z"] = code, end_l, end_z
+        arrays[pre + "basin_end_bcr_abl"], arrays[pre + "basin_t_extinct"] = end_b, t_ext
         smeta["basin_counts"] = {k: int(np.sum(code == v)) for k, v in BASIN_CODES.items()}
         # trajectories off IM
         t = np.concatenate(([0.0], np.logspace(0, np.log10(po["horizon_days"]), 200)))
         tl, tz, tb = [], [], []
         for n0, z0 in po["trajectory_starts"]:
-            r = simulate(params, y0=_start(reduced_state(n0, z0, kp, 0.0), variant), t_out=t,
-                         schedule=((0.0, 0.0),), variant=variant,
-                         transplant=tr, rtol=1e-7, atol=1e-8, extinction_threshold=solver["extinction_threshold"],
-                         max_steps=5_000_000)
+            r = simulate(params, y0=_start(reduced_state(n0, z0, kp, e_stop), variant), t_out=t,
+                         schedule=((0.0, 0.0),), variant=variant, transplant=tr, rtol=1e-8, atol=1e-8,
+                         extinction_threshold=solver["extinction_threshold"], max_steps=5_000_000)
             tl.append(r.leukemic_stem_cells)
             tz.append(r["Z"])
             tb.append(r.bcr_abl)
+        n_tr = len(po["trajectory_starts"])
         arrays[pre + "traj_t"] = t
         arrays[pre + "traj_starts"] = np.array(po["trajectory_starts"], dtype=float).reshape(-1, 2)
-        arrays[pre + "traj_lsc"] = np.array(tl).reshape(len(tl), t.size)
-        arrays[pre + "traj_z"] = np.array(tz).reshape(len(tz), t.size)
-        arrays[pre + "traj_bcr_abl"] = np.array(tb).reshape(len(tb), t.size)
+        arrays[pre + "traj_lsc"] = np.array(tl).reshape(n_tr, t.size)
+        arrays[pre + "traj_z"] = np.array(tz).reshape(n_tr, t.size)
+        arrays[pre + "traj_bcr_abl"] = np.array(tb).reshape(n_tr, t.size)
         # one treated course from the min-IM start
         b0 = mo["start_bcr_abl_transplanted"] if tr else mo["start_bcr_abl_non_transplanted"]
-        tc = np.arange(0.0, po["im_course_days"] + 3650.0 + 1.0, 5.0)
+        tc = np.arange(0.0, po["im_course_days"] + 7300.0 + 1.0, 5.0)
+        sched = ((0.0, mo["dose_mg"]), (po["im_course_days"], 0.0)) if po["im_course_days"] > 0 else ((0.0, 0.0),)
         r = simulate(params, y0=initial_state(params, bcr_abl=b0, variant=variant, transplant=tr), t_out=tc,
-                     schedule=((0.0, mo["dose_mg"]), (po["im_course_days"], 0.0)) if po["im_course_days"] > 0
-                     else ((0.0, 0.0),), variant=variant, transplant=tr, rtol=1e-7, atol=1e-8,
+                     schedule=sched, variant=variant, transplant=tr, rtol=1e-8, atol=1e-8,
                      extinction_threshold=solver["extinction_threshold"])
-        arrays[pre + "course_t"] = tc
-        arrays[pre + "course_lsc"] = r.leukemic_stem_cells
-        arrays[pre + "course_z"] = r["Z"]
-        arrays[pre + "course_bcr_abl"] = r.bcr_abl
-        arrays[pre + "course_dose"] = r.dose_mg
+        arrays[pre + "course_t"], arrays[pre + "course_lsc"], arrays[pre + "course_z"] = tc, r.leukemic_stem_cells, r["Z"]
+        arrays[pre + "course_bcr_abl"], arrays[pre + "course_dose"] = r.bcr_abl, r.dose_mg
         smeta["course"] = {"start_bcr_abl_percent": b0, "im_days": po["im_course_days"], "dose_mg": mo["dose_mg"],
-                           "t_extinct": None if not r.extinct else r.t_extinct}
-        w = window(kp)
-        smeta["window"] = w
-        if w["exists"]:
-            r_off, r_on = lsc_per_load(kp, 0.0), lsc_per_load(kp, e_on)
-            smeta["window_lsc_off_im"] = [w["low_load"] * r_off, w["high_load"] * r_off]
-            smeta["window_lsc_on_im"] = [w["low_load"] * r_on, w["high_load"] * r_on]
+                           "t_extinct": None if not r.extinct else r.t_extinct,
+                           "outcome": [k for k, v in BASIN_CODES.items() if v == classify_end(r, stable)][0]}
         meta["settings"][setting] = smeta
         log(f"  phase plane {setting}: basins " + ", ".join(f"{k} {v}" for k, v in smeta["basin_counts"].items()))
     return arrays, meta
@@ -1133,37 +1173,46 @@ def phase_plane(opts, log=print):
 # --------------------------------------------------------------------------
 # section 4: minimal IM duration
 # --------------------------------------------------------------------------
-def _window_outcome(params, variant, tr, y_stop, mo, solver):
-    lsc0 = y_stop[State.Q] + y_stop[State.Y0]
-    t = np.arange(0.0, mo["window_days"] + 0.5 * mo["check_interval_days"], mo["check_interval_days"])
-    t[-1] = min(t[-1], mo["window_days"])
-    r = simulate(params, y0=y_stop, t_out=t, schedule=((0.0, 0.0),), variant=variant, transplant=tr,
-                 rtol=solver["rtol"], atol=solver["atol"], extinction_threshold=solver["extinction_threshold"])
-    below = bool(r.success and np.all(r.bcr_abl < 100.0 * mo["detection_limit"]))
-    extinct_at_stop = bool(lsc0 <= 0)
-    return {"pcr": below, "durable": below or extinct_at_stop, "extinct_at_stop": extinct_at_stop,
-            "extinct_by_end": bool(extinct_at_stop or r.extinct), "y_end": r.y[-1]}
+def _after_stop(params, variant, tr, y_stop, mo, solver, stable):
+    """Off IM after a stop: PCR-negative throughout the window? long-term basin outcome?"""
+    common = dict(schedule=((0.0, 0.0),), variant=variant, transplant=tr, rtol=solver["rtol"], atol=solver["atol"],
+                  extinction_threshold=solver["extinction_threshold"], max_steps=5_000_000)
+    tw = np.arange(0.0, mo["window_days"] + 0.5 * mo["check_interval_days"], mo["check_interval_days"])
+    tw[-1] = min(tw[-1], mo["window_days"])
+    t = np.unique(np.concatenate([tw, [mo["followup_days"]]]))
+    lsc0 = y_stop[State.Q] + y_stop[State.Y0] + y_stop[State.R0]
+    if lsc0 <= 0:
+        return {"pcr": True, "durable": True, "outcome": "eradicated", "end": y_stop}
+    r = simulate(params, y0=y_stop, t_out=t, **common)
+    in_window = t <= mo["window_days"]
+    pcr = bool(r.success and np.all(r.bcr_abl[in_window] < 100.0 * mo["detection_limit"]))
+    code = classify_end(r, stable)
+    outcome = [k for k, v in BASIN_CODES.items() if v == code][0]
+    return {"pcr": pcr, "durable": outcome in ("eradicated", "controlled"), "outcome": outcome, "end": r.y[-1]}
 
 
 def min_im_duration(params, variant, transplant, start_bcr_abl, mo, solver) -> dict:
-    """Minimal IM duration (days) for durable control, for one patient.
+    """Minimal IM duration (days) for a durable response, for one patient.
 
-    IM at ``mo["dose_mg"]`` for ``T`` days, then off.  Durable: BCR-ABL below
-    ``detection_limit`` at every check (``check_interval_days``) in ``window_days``
-    after the stop, or no LSC left at the stop.  ``T`` is scanned on a grid
-    (``grid_days`` up to ``max_days``; the pattern shows whether durability is
+    IM at ``mo["dose_mg"]`` for ``T`` days from :func:`gvlmodel.simulate.initial_state`
+    at ``start_bcr_abl`` %, then off for ``followup_days``: durable if the course ends
+    eradicated or controlled (not relapse; :func:`classify_end`).  ``T`` is scanned on
+    a grid (``grid_days`` up to ``max_days``; the pattern shows whether durability is
     monotone in ``T``), then refined to the day by bisection between the last
-    non-durable and the first durable grid day.  Not reached by ``max_days``:
-    ``censored`` with ``t_min_days = None``.
+    non-durable and the first durable grid day; none durable: ``censored``.  The same
+    for the PCR criterion (``t_min_pcr_days``: also below the detection limit at every
+    check during ``window_days``).
     """
+    kp = kernel_parameters(params, variant, transplant)
+    stable = stable_off_im(kp, solver["extinction_threshold"])
     y0 = initial_state(params, bcr_abl=start_bcr_abl, variant=variant, transplant=transplant)
     grid = np.arange(0.0, mo["max_days"] + 0.5, mo["grid_days"])
     common = dict(variant=variant, transplant=transplant, rtol=solver["rtol"], atol=solver["atol"],
-                  extinction_threshold=solver["extinction_threshold"])
+                  extinction_threshold=solver["extinction_threshold"], max_steps=5_000_000)
     on = simulate(params, y0=y0, t_out=grid, schedule=((0.0, mo["dose_mg"]),), **common)
-    outcomes = [_window_outcome(params, variant, transplant, on.y[i], mo, solver) for i in range(grid.size)]
-    durable = np.array([o["durable"] for o in outcomes])
-    pcr = np.array([o["pcr"] for o in outcomes])
+    outs = [_after_stop(params, variant, transplant, on.y[i], mo, solver, stable) for i in range(grid.size)]
+    durable = np.array([o["durable"] for o in outs])
+    pcr = np.array([o["pcr"] and o["durable"] for o in outs])
 
     def first_and_monotone(flags):
         idx = np.flatnonzero(flags)
@@ -1173,59 +1222,47 @@ def min_im_duration(params, variant, transplant, start_bcr_abl, mo, solver) -> d
 
     def refine(i_first, key):
         if i_first == 0:
-            return 0.0, outcomes[0]
+            return 0.0, outs[0], y0
         lo, hi = grid[i_first - 1], grid[i_first]
-        t_base, y_base = lo, on.y[i_first - 1]
-        best = outcomes[i_first]
+        y_base, best, y_best = on.y[i_first - 1], outs[i_first], on.y[i_first]
         while hi - lo > 1.0:
             mid = float(math.floor(0.5 * (lo + hi)))
             if mid <= lo:
                 break
-            r = simulate(params, y0=y_base, t_out=[0.0, mid - t_base], schedule=((0.0, mo["dose_mg"]),), **common)
-            o = _window_outcome(params, variant, transplant, r.y[-1], mo, solver)
-            if o[key]:
-                hi, best = mid, o
+            ys = simulate(params, y0=y_base, t_out=[0.0, mid - grid[i_first - 1]],
+                          schedule=((0.0, mo["dose_mg"]),), **common).y[-1]
+            o = _after_stop(params, variant, transplant, ys, mo, solver, stable)
+            if o["durable"] and (key == "durable" or o["pcr"]):
+                hi, best, y_best = mid, o, ys
             else:
                 lo = mid
-        return float(hi), best
+        return float(hi), best, y_best
 
     i_d, mono_d = first_and_monotone(durable)
     i_p, mono_p = first_and_monotone(pcr)
     out = {"grid_days": grid.tolist(), "durable_on_grid": durable.tolist(), "pcr_on_grid": pcr.tolist(),
-           "monotone_on_grid": mono_d, "monotone_pcr_on_grid": mono_p,
-           "durable_fraction_on_grid": float(durable.mean()),
-           "t_extinct_continuous_im": on.t_extinct if on.extinct else None,
-           "t_min_grid_days": None if i_d is None else float(grid[i_d]),
-           "t_min_days": None, "censored": i_d is None, "t_min_pcr_days": None, "pcr_censored": i_p is None,
-           "fate_at_t_min": None, "long_term_outcome": None, "lsc_at_stop": None, "effectors_at_stop": None,
-           "bcr_abl_at_stop_percent": None}
+           "outcome_on_grid": [o["outcome"] for o in outs], "monotone_on_grid": mono_d,
+           "monotone_pcr_on_grid": mono_p, "t_extinct_continuous_im": on.t_extinct if on.extinct else None,
+           "t_min_grid_days": None if i_d is None else float(grid[i_d]), "t_min_days": None,
+           "censored": i_d is None, "t_min_pcr_days": None, "pcr_censored": i_p is None,
+           "outcome_at_t_min": None, "lsc_at_stop": None, "effectors_at_stop": None,
+           "bcr_abl_at_stop_percent": None, "end_lsc": None, "end_bcr_abl_percent": None}
     if i_p is not None:
         out["t_min_pcr_days"] = refine(i_p, "pcr")[0]
     if i_d is None:
         return out
-    t_min, _ = refine(i_d, "durable")
-    out["t_min_days"] = t_min
-    stop = simulate(params, y0=y0, t_out=[0.0, t_min], schedule=((0.0, mo["dose_mg"]),), **common) if t_min > 0 \
-        else None
-    y_stop = y0 if stop is None else stop.y[-1]
-    o = _window_outcome(params, variant, transplant, y_stop, mo, solver)
-    out["lsc_at_stop"] = float(y_stop[State.Q] + y_stop[State.Y0])
-    out["effectors_at_stop"] = float(y_stop[State.Z])
-    out["bcr_abl_at_stop_percent"] = float(bcr_abl_percent(y_stop))
-    out["fate_at_t_min"] = ("extinct_at_stop" if o["extinct_at_stop"] else
-                            "extinct_in_window" if o["extinct_by_end"] else "pcr_negative_not_extinct")
-    if o["extinct_by_end"]:
-        out["long_term_outcome"] = "eradicated"
-    elif mo["followup_days"] > 0:
-        t = np.arange(0.0, mo["followup_days"] + 0.5 * mo["check_interval_days"], 30.0)
-        r = simulate(params, y0=o["y_end"], t_out=t, schedule=((0.0, 0.0),), **common)
-        if r.extinct and np.all(r.bcr_abl < 100.0 * mo["detection_limit"]):
-            out["long_term_outcome"] = "eradicated_later"
-        elif np.any(r.bcr_abl >= 100.0 * mo["detection_limit"]):
-            out["long_term_outcome"] = "late_relapse"
-        else:
-            out["long_term_outcome"] = "sustained_immune_control"
+    t_min, o, y_stop = refine(i_d, "durable")
+    out.update(t_min_days=t_min, outcome_at_t_min=o["outcome"],
+               lsc_at_stop=float(y_stop[State.Q] + y_stop[State.Y0] + y_stop[State.R0]),
+               effectors_at_stop=float(y_stop[State.Z]), bcr_abl_at_stop_percent=float(bcr_abl_percent(y_stop)),
+               end_lsc=float(o["end"][State.Q] + o["end"][State.Y0] + o["end"][State.R0]),
+               end_bcr_abl_percent=float(bcr_abl_percent(o["end"])))
     return out
+
+
+MIN_IM_COLUMNS = ("t_min_days", "censored", "t_min_grid_days", "monotone_on_grid", "t_min_pcr_days", "pcr_censored",
+                  "monotone_pcr_on_grid", "t_extinct_continuous_im", "outcome_at_t_min", "lsc_at_stop",
+                  "effectors_at_stop", "bcr_abl_at_stop_percent", "end_lsc", "end_bcr_abl_percent")
 
 
 def min_im_table(opts, log=print):
@@ -1240,20 +1277,16 @@ def min_im_table(opts, log=print):
             values = sorted(set(sweep_values(pname, mo["n_points"]).tolist()) | {p_base[pname]})
             t_list = []
             for v in values:
-                p = {**p_base, pname: float(v)}
-                res = min_im_duration(p, variant, tr, b0, mo, solver)
+                res = min_im_duration({**p_base, pname: float(v)}, variant, tr, b0, mo, solver)
                 row = {"setting": setting, "profile": prof, "parameter": pname, "value": float(v),
                        "is_set_value": bool(np.isclose(v, p_base[pname], rtol=1e-12)), "start_bcr_abl_percent": b0,
-                       "dose_mg": mo["dose_mg"], "window_days": mo["window_days"],
-                       "detection_limit": mo["detection_limit"]}
-                for k in ("t_min_days", "censored", "t_min_grid_days", "monotone_on_grid", "durable_fraction_on_grid",
-                          "t_min_pcr_days", "pcr_censored", "monotone_pcr_on_grid", "t_extinct_continuous_im",
-                          "fate_at_t_min", "long_term_outcome", "lsc_at_stop", "effectors_at_stop",
-                          "bcr_abl_at_stop_percent"):
-                    row[k] = res[k]
+                       "dose_mg": mo["dose_mg"], "followup_days": mo["followup_days"],
+                       "window_days": mo["window_days"], "detection_limit": mo["detection_limit"]}
+                row.update({k: res[k] for k in MIN_IM_COLUMNS})
                 rows.append(row)
                 details.append({**row, "overrides": ov, "grid_days": res["grid_days"],
-                                "durable_on_grid": res["durable_on_grid"], "pcr_on_grid": res["pcr_on_grid"]})
+                                "durable_on_grid": res["durable_on_grid"], "pcr_on_grid": res["pcr_on_grid"],
+                                "outcome_on_grid": res["outcome_on_grid"]})
                 t_list.append("censored" if res["censored"] else f"{res['t_min_days']:g}")
             log(f"  min IM {setting}/{prof}: " + ", ".join(f"{v:.3g}->{t}" for v, t in zip(values, t_list)))
     return rows, details
@@ -1327,7 +1360,9 @@ def run_dynamics(config, out, log=print, quick: bool | None = None) -> dict:
         atomic_write_json(out / "steady_states.json", _json_safe(ss))
         files.append("steady_states.json")
         timings["steady_states"] = time.perf_counter() - t0
-        summary["steady_states"] = {s: {d: [(q["branch"], q["stable"], q["lsc"]) for q in v["equilibria"]]
+        summary["steady_states"] = {s: {d: {q["branch"]: {"stable": q["stable"], "lsc": q["lsc"],
+                                                          "bcr_abl_percent": q["bcr_abl_percent"],
+                                                          "effectors": q["effectors"]} for q in v["equilibria"]}
                                         for d, v in ent["doses"].items()} for s, ent in ss["settings"].items()}
     if "bifurcation" in sections:
         t0 = time.perf_counter()
@@ -1338,6 +1373,8 @@ def run_dynamics(config, out, log=print, quick: bool | None = None) -> dict:
         files += ["bifurcation.csv", "bifurcation_window.csv", "bifurcation.json"]
         timings["bifurcation"] = time.perf_counter() - t0
         summary["thresholds"] = {s: v["thresholds"] for s, v in meta["settings"].items()}
+        summary["controlled_intervals"] = {s: {k: w.get("controlled_intervals") for k, w in v["sweeps"].items()}
+                                           for s, v in meta["settings"].items()}
     if "phase_plane" in sections:
         t0 = time.perf_counter()
         arrays, meta = phase_plane(opts, log)
@@ -1354,13 +1391,13 @@ def run_dynamics(config, out, log=print, quick: bool | None = None) -> dict:
         atomic_write_json(out / "min_im_duration.json", _json_safe({
             "definition": {
                 "course": f"IM {mo['dose_mg']:g} mg/day for T days from the start state, then off",
-                "durable": f"BCR-ABL below {mo['detection_limit']:g} (ratio) at every check every "
-                           f"{mo['check_interval_days']:g} days during {mo['window_days']:g} days after the stop, "
-                           "or no LSC left at the stop",
-                "pcr_criterion": "the BCR-ABL part alone (t_min_pcr_days)",
+                "durable": f"off IM for {mo['followup_days']:g} days after the stop, the course ends eradicated "
+                           "or controlled (nearest stable equilibrium off IM), not relapse",
+                "pcr_criterion": f"durable and BCR-ABL below {mo['detection_limit']:g} (ratio) at every check every "
+                                 f"{mo['check_interval_days']:g} days during {mo['window_days']:g} days after the "
+                                 "stop (t_min_pcr_days)",
                 "search": f"grid of T every {mo['grid_days']:g} days up to {mo['max_days']:g}; then bisection to "
-                          "1 day between the last non-durable and first durable grid day; censored = none durable",
-                "long_term_outcome": f"after the window, off IM for followup_days = {mo['followup_days']:g}"},
+                          "1 day between the last non-durable and first durable grid day; censored = none durable"},
             "rows": details}))
         files += ["min_im_duration.csv", "min_im_duration.json"]
         timings["min_im"] = time.perf_counter() - t0

@@ -21,14 +21,18 @@ class State(IntEnum):
     Y1 = 6  # leukemic progenitors
     Y2 = 7  # leukemic differentiated cells
     Y3 = 8  # leukemic mature blood cells (carry the measured BCR-ABL transcripts)
-    Z = 9  # anti-leukemia effector cells (donor GVL or autologous T cells)
+    R0 = 9  # imatinib-resistant leukemic stem cells (a resistant subclone, cycling)
+    R1 = 10  # progenitors of the resistant subclone (feed Y2, Y3 like sensitive progenitors)
+    Z = 11  # anti-leukemia effector cells (donor GVL or autologous T cells)
 
 
 N_STATES = len(State)
 
 NORMAL_STATES = (State.X0, State.X1, State.X2, State.X3)
-LEUKEMIC_STATES = (State.Q, State.Y0, State.Y1, State.Y2, State.Y3)
-LEUKEMIC_STEM_STATES = (State.Q, State.Y0)
+LEUKEMIC_STATES = (State.Q, State.Y0, State.Y1, State.Y2, State.Y3, State.R0, State.R1)
+#: leukemic stem cells of both subclones: the clone is extinct when their sum is below one cell
+LEUKEMIC_STEM_STATES = (State.Q, State.Y0, State.R0)
+RESISTANT_STATES = (State.R0, State.R1)
 EFFECTOR_STATES = (State.Z,)
 STATE_GROUPS = {
     "normal": NORMAL_STATES,
@@ -46,6 +50,8 @@ STATE_DESCRIPTIONS = {
     State.Y1: "leukemic progenitors",
     State.Y2: "leukemic differentiated cells",
     State.Y3: "leukemic mature cells",
+    State.R0: "imatinib-resistant leukemic stem cells",
+    State.R1: "imatinib-resistant leukemic progenitors",
     State.Z: "effector cells",
 }
 
@@ -66,20 +72,20 @@ class KP(IntEnum):
     AX = 5  # normal progenitor production /day
     BX = 6  # normal differentiated production /day
     CX = 7  # normal mature production /day
-    KN = 8  # niche feedback constant, cells (derived)
-    RY = 9  # leukemic stem self-renewal (maximal) /day
-    AY = 10  # leukemic progenitor production /day
-    BY = 11  # leukemic differentiated production /day
-    CY = 12  # leukemic mature production /day
-    QIN = 13  # cycling -> quiescent LSC /day
-    QOUT = 14  # quiescent -> cycling LSC /day
-    IMKILL = 15  # imatinib kill of cycling LSC at reference effect /day
-    IMFA = 16  # fold reduction of AY at reference effect
-    IMFB = 17  # fold reduction of BY at reference effect
+    KN = 8  # niche feedback constant of normal stem cells, cells (derived)
+    RY = 9  # leukemic stem self-renewal at low density /day
+    KL = 10  # leukemic stem-cell carrying capacity, cells
+    AY = 11  # leukemic progenitor production /day
+    BY = 12  # leukemic differentiated production /day
+    CY = 13  # leukemic mature production /day
+    QIN = 14  # cycling -> quiescent LSC /day
+    QOUT = 15  # quiescent -> cycling LSC /day
+    IMKILL = 16  # imatinib kill of cycling LSCs at the 400 mg/day effect /day
+    IMKILLP = 17  # imatinib kill of leukemic progenitors at the 400 mg/day effect /day
     ZIN = 18  # effector influx cells/day (setting- and variant-specific)
     ZD = 19  # effector death /day
     ZRHO = 20  # peak effector expansion /day (0 in H0, H1)
-    ZK = 21  # leukemic load of peak stimulation, cells
+    ZK = 21  # leukemic mature cells of peak stimulation, cells (derived from z_half, %)
     ZKILL = 22  # kill rate per effector cell /cell/day (0 in H0)
     ZQREL = 23  # relative susceptibility of quiescent LSC to effectors
     ZSUPP = 24  # immunosuppression factor, 0 (none) .. 1 (complete)
@@ -172,7 +178,7 @@ class RF(IntEnum):
     T_RESTART = 5
     T_ERADICATED = 6  # day the LSC count fell below the extinction threshold
     FINAL_BCR_ABL = 7  # true BCR-ABL % at the last visit reached
-    FINAL_LSC = 8  # Q + Y0 at the last visit reached
+    FINAL_LSC = 8  # Q + Y0 + R0 at the last visit reached
     FINAL_EFFECTORS = 9  # Z at the last visit reached
     T_REACHED = 10  # last visit day reached (end of follow-up unless the solver failed)
 

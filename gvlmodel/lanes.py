@@ -29,15 +29,13 @@ from ._jit import jit
 from ._lane_layout import (BLOCK, N_K, OFF_A3, OFF_A5, OFF_CK, OFF_E3, OFF_E5, OFF_EFF, OFF_F, OFF_H, OFF_HB, OFF_INV,
                            OFF_K, OFF_P, OFF_T, OFF_Y, OFF_YN, W, WS_LEN)
 from .indices import N_KP, N_PS, N_STATES, PP, PS, State
-from .model import rhs_strided
+from .model import lsc_count, rhs_strided, zero_lsc
 from .protocol import enrol, sample_visit, write_results
 from .solver import (BETA, ERROR_EXPONENT, EVENT_RHS, MAX_FACTOR, MAX_STEPS_REACHED, MIN_FACTOR, N_INTERP,
                      N_STAGES, N_STAGES_EXT, N_STATS, NON_FINITE, PI_EXPONENT, SAFETY, ST_EXTINCTIONS, ST_REJECTED,
                      ST_RHS, ST_STEPS, STEP_TOO_SMALL, _initial_step, _step_floor, extinction_in_step)
 
 NS = N_STATES
-_Q = int(State.Q)
-_Y0 = int(State.Y0)
 
 # per-lane control (float array ``lc[l, C_*]``)
 C_T = 0  # current time
@@ -90,10 +88,9 @@ def _begin_interval(l, lc, li, ws, ps_all, st_all, kp_all, effects_all, pp, sy, 
     e = effects_all[i, int(ps[PS.DOSE])]
     ws[OFF_EFF + l] = e
     thr = pp[PP.EXTINCTION]
-    lsc = ws[OFF_Y + _Q * W + l] + ws[OFF_Y + _Y0 * W + l]
+    lsc = lsc_count(ws, OFF_Y, W, l)
     if thr > 0.0 and lsc > 0.0 and lsc < thr:
-        ws[OFF_Y + _Q * W + l] = 0.0
-        ws[OFF_Y + _Y0 * W + l] = 0.0
+        zero_lsc(ws, OFF_Y, W, l)
         lc[l, C_EVENT] = t
         st[ST_EXTINCTIONS] += 1
     lc[l, C_ERR_OLD] = 1e-4
@@ -323,8 +320,8 @@ def _run_block(lo, stride, hi, kp_all, y0_all, effects_all, pp, eps, uu, measure
             # accepted
             st[ST_STEPS] += 1
             last = lc[l, C_LAST] != 0.0
-            lsc_old = ws[OFF_Y + _Q * W + l] + ws[OFF_Y + _Y0 * W + l]
-            lsc_new = ws[OFF_YN + _Q * W + l] + ws[OFF_YN + _Y0 * W + l]
+            lsc_old = lsc_count(ws, OFF_Y, W, l)
+            lsc_new = lsc_count(ws, OFF_YN, W, l)
             if thr > 0.0 and lsc_old >= thr and lsc_new < thr:
                 _extinction_step(l, lc, ws, st, kp_all[i], pp, sy, syn, sf, sK, sF, s1)
             else:

@@ -5,7 +5,7 @@ compiled model (:func:`kernel_parameters`), fit bounds and priors (``lower``,
 ``upper``, ``scale``), sensitivity problems (:func:`salib_problem`) and figure
 captions (``unit``, ``description``, ``source``).
 
-Citations are those of the project brief (``../shared/science/BRIEF.md`` §6);
+Citations are given in full in the documentation (README and ``gvlmodel/data/README.md``);
 "assumed" marks a value chosen for plausibility that the calibration data may
 revise, "fitted" one that will come from the fit (issue 4).
 """
@@ -63,12 +63,17 @@ class Parameter:
 
 
 MICHOR = "Michor et al., Nature 2005"
+STEIN = "Stein et al., Clin Cancer Res 2011"
+HAHNEL = "Hähnel et al., Cancer Res 2020"
 P = Parameter
 _TABLE = (
     # --- shared kinetics of the hierarchy (normal and leukemic) ---
     P("d0", 0.003, "1/day", 0.001, 0.01, "log", MICHOR, "stem-cell death rate", "hierarchy"),
-    P("d1", 0.008, "1/day", 0.004, 0.02, "log", MICHOR, "progenitor death rate", "hierarchy"),
-    P("d2", 0.05, "1/day", 0.02, 0.1, "log", MICHOR, "differentiated-cell death rate", "hierarchy"),
+    P("d1", 0.05, "1/day", 0.02, 0.2, "log",
+      STEIN + " (early progenitors turn over at about 0.05/day: myeloid transit of weeks)",
+      "progenitor loss rate (death and onward differentiation)", "hierarchy"),
+    P("d2", 0.05, "1/day", 0.02, 0.2, "log", MICHOR + " (d2; sets the first slope of the imatinib response)",
+      "differentiated-cell loss rate", "hierarchy"),
     P("d3", 1.0, "1/day", 0.5, 2.0, "log", MICHOR, "mature-cell death rate", "hierarchy"),
     # --- normal (donor) hematopoiesis ---
     P("r_x", 0.005, "1/day", 0.0035, 0.02, "log",
@@ -81,15 +86,19 @@ _TABLE = (
     P("b_x", 5.0, "1/day", 2.5, 10.0, "log", MICHOR, "differentiated output per normal progenitor", "normal"),
     P("c_x", 100.0, "1/day", 50.0, 200.0, "log", MICHOR, "mature output per normal differentiated cell", "normal"),
     # --- leukemic hierarchy ---
-    P("r_y", 0.008, "1/day", 0.004, 0.03, "log", MICHOR, "maximal self-renewal of cycling LSCs", "leukemic"),
+    P("r_y", 0.055, "1/day", 0.01, 0.2, "log", HAHNEL + " (p_Y = 1.658/month)",
+      "self-renewal of cycling LSCs at low density (regrowth after a stop)", "leukemic"),
+    P("lsc_capacity", 7.0e6, "cells", 1.0e5, 1.0e8, "log",
+      "assumed: an untreated clone near capacity gives about 95 % BCR-ABL (chronic phase at diagnosis); "
+      "logistic form and scale as " + HAHNEL + " (K_Y = 1e6 proliferating cells)",
+      "carrying capacity of leukemic stem cells (quiescent, cycling and resistant)", "leukemic"),
     P("a_y", 1.6, "1/day", 0.8, 3.2, "log", MICHOR, "progenitor output per cycling LSC", "leukemic"),
     P("b_y", 10.0, "1/day", 5.0, 20.0, "log", MICHOR, "differentiated output per leukemic progenitor", "leukemic"),
     P("c_y", 100.0, "1/day", 50.0, 200.0, "log", MICHOR, "mature output per leukemic differentiated cell", "leukemic"),
-    P("q_in", 3.3e-5, "1/day", 1.0e-5, 0.03, "log",
-      "Fassoni et al., Haematologica 2018 (0.001/month); Stein et al., Clin Cancer Res 2011 upper range",
+    P("q_in", 0.025, "1/day", 0.002, 0.1, "log", STEIN + " (exchange rates of order 0.03 and 0.004/day)",
       "entry of cycling LSCs into quiescence", "leukemic"),
-    P("q_out", 1.64e-3, "1/day", 3.0e-4, 0.03, "log",
-      "Fassoni et al., Haematologica 2018 (0.05/month); Stein et al., Clin Cancer Res 2011 upper range",
+    P("q_out", 0.004, "1/day", 4.0e-4, 0.03, "log",
+      STEIN + " (order 0.004/day); sets the second slope of the imatinib response (" + MICHOR + ")",
       "exit of quiescent LSCs into cycling", "leukemic"),
     # --- imatinib: dose -> steady-state exposure -> Emax effect ---
     P("im_css_400", 979.0, "ng/mL", 500.0, 2000.0, "log",
@@ -97,39 +106,45 @@ _TABLE = (
       "steady-state imatinib exposure at 400 mg/day", "imatinib"),
     P("im_ec50", 500.0, "ng/mL", 100.0, 3000.0, "log", "assumed",
       "exposure giving half-maximal effect (Emax, Hill 1)", "imatinib"),
-    P("im_fold_a", 100.0, "1", 10.0, 1000.0, "log", MICHOR + " (a_y/100)",
-      "fold reduction of LSC progenitor output at 400 mg/day", "imatinib"),
-    P("im_fold_b", 750.0, "1", 1.0, 5000.0, "log", MICHOR + " (b_y/750); lower bound 1 = no effect (resistance, e.g. kinase-domain mutations: Shah et al., Cancer Cell 2002)",
-      "fold reduction of progenitor differentiated output at 400 mg/day", "imatinib"),
-    P("im_kill_lsc", 0.1, "1/day", 0.0, 0.3, "linear",
-      "Stein et al., Clin Cancer Res 2011 (net growth of proliferating LSCs about -0.1/day on IM); "
-      "Roeder et al., Nat Med 2006",
+    P("im_kill_lsc", 0.4, "1/day", 0.01, 3.0, "log",
+      "Roeder et al., Nat Med 2006; " + STEIN + " (imatinib drives cycling LSCs down); "
+      "size set by the 2-3 log first phase of " + MICHOR,
       "imatinib kill rate of cycling LSCs at 400 mg/day", "imatinib"),
+    P("im_kill_progenitor", 1.0, "1/day", 0.0, 5.0, "linear",
+      "Abe et al., Int J Hematol 2008; Corbin et al., J Clin Invest 2011 (CML progenitors are cleared on imatinib)",
+      "imatinib kill rate of leukemic progenitors at 400 mg/day", "imatinib"),
+    # --- imatinib resistance ---
+    P("resistant_fraction", 1.0e-7, "1", 1.0e-10, 1.0e-2, "log",
+      "assumed; resistant kinase-domain mutants pre-exist at low frequency (Shah et al., Cancer Cell 2002; "
+      "Roche-Lestienne et al., Blood 2002)",
+      "share of LSCs in the imatinib-resistant subclone at the start (none if below one cell)", "resistance"),
     # --- effector cells, shared by donor and autologous settings ---
-    P("z_death", 0.05, "1/day", 0.01, 0.5, "log", "assumed (effector T-cell lifespan of weeks)",
+    P("z_death", 0.067, "1/day", 0.01, 0.5, "log", HAHNEL + " (a = 2/month)",
       "effector death / contraction rate", "effector"),
-    P("z_half", 1.0e4, "cells", 1.0e2, 1.0e8, "log",
-      "assumed; functional form Hähnel et al., Cancer Res 2020",
-      "leukemic load of peak effector stimulation (K_z)", "effector"),
-    P("z_kill", 1.0e-6, "1/(cell*day)", 1.0e-8, 1.0e-4, "log", "assumed; mass-action killing as in Moore & Li, J Theor Biol 2004",
-      "leukemic-cell kill rate per effector cell", "effector"),
-    P("z_quiescent_kill", 0.5, "1", 0.0, 1.0, "linear", "assumed (GVL antigens do not require cycling)",
+    P("z_half", 0.02, "%", 1.0e-4, 1.0, "log",
+      HAHNEL + " (K_z 200-420 of K_Y = 1e6 cells, about 0.02-0.04 % BCR-ABL); window 0.001-1 % (Kim et al. 2008; "
+      "Clapp et al. 2015)",
+      "leukemic load of peak effector stimulation, as the BCR-ABL ratio it gives at normal donor hematopoiesis",
+      "effector"),
+    P("z_kill", 3.3e-6, "1/(cell*day)", 1.0e-8, 1.0e-4, "log", HAHNEL + " (m = 1e-4/(cell*month)); mass action as in "
+      "Moore & Li, J Theor Biol 2004", "leukemic-cell kill rate per effector cell", "effector"),
+    P("z_quiescent_kill", 0.02, "1", 0.0, 1.0, "linear",
+      "assumed (quiescent LSCs largely escape immune killing)",
       "susceptibility of quiescent LSCs to effectors, relative to cycling cells", "effector"),
     P("immunosuppression", 0.0, "1", 0.0, 1.0, "linear",
       "Hess et al., J Clin Oncol 2005 (immunosuppression tapered before enrolment)",
       "fraction by which immunosuppressive drugs scale effector expansion down", "effector"),
     # --- setting-specific effector parameters ---
-    P("z_influx_allo", 100.0, "cells/day", 1.0, 1.0e4, "log",
-      "assumed; DeConde et al., J Theor Biol 2005 (post-transplant GVL)",
+    P("z_influx_allo", 67.0, "cells/day", 1.0, 1.0e4, "log",
+      "assumed (10x the autologous influx); DeConde et al., J Theor Biol 2005 (post-transplant GVL)",
       "donor effector influx (transplanted patients)", "effector-allo"),
-    P("z_expand_allo", 0.3, "1/day", 0.01, 1.0, "log",
-      "assumed; window form Hähnel et al., Cancer Res 2020",
+    P("z_expand_allo", 0.3, "1/day", 0.01, 2.0, "log",
+      "assumed; window form " + HAHNEL,
       "peak donor effector expansion rate (at load z_half)", "effector-allo"),
-    P("z_influx_auto", 10.0, "cells/day", 0.1, 1.0e3, "log",
-      "assumed; Kim, Lee & Levy, PLoS Comput Biol 2008; Clapp et al., Cancer Res 2015",
+    P("z_influx_auto", 6.7, "cells/day", 0.1, 1.0e3, "log", HAHNEL + " (r_z = 200 cells/month)",
       "autologous effector influx (non-transplanted patients)", "effector-auto"),
-    P("z_expand_auto", 0.08, "1/day", 0.01, 1.0, "log",
-      "assumed; Clapp et al., Cancer Res 2015; Hähnel et al., Cancer Res 2020",
+    P("z_expand_auto", 0.15, "1/day", 0.01, 2.0, "log",
+      HAHNEL + " (p_z/(2 K_z) of 3-10/month, about 0.1-0.33/day); Clapp et al., Cancer Res 2015",
       "peak autologous effector expansion rate (at load z_half)", "effector-auto"),
 )
 del P
@@ -226,13 +241,12 @@ def resolve_parameters(params: Mapping[str, float] | None = None, *, check_bound
         _fail("parameter 'r_x'", f"must exceed d0 ({merged['d0']}) for a normal stem-cell pool to exist, got {merged['r_x']}")
     if merged["x0_eq"] <= 0:
         _fail("parameter 'x0_eq'", "must be positive")
-    for name in ("im_fold_a", "im_fold_b"):
-        if merged[name] < 1:
-            _fail(f"parameter {name!r}", f"a fold reduction must be >= 1, got {merged[name]}")
-    for name in ("z_quiescent_kill", "immunosuppression"):
+    for name in ("z_quiescent_kill", "immunosuppression", "resistant_fraction"):
         if merged[name] > 1:
             _fail(f"parameter {name!r}", f"must lie in [0, 1], got {merged[name]}")
-    for name in ("im_css_400", "im_ec50", "z_half"):
+    if merged["z_half"] >= 100:
+        _fail("parameter 'z_half'", f"a BCR-ABL ratio must lie in (0, 100) %, got {merged['z_half']}")
+    for name in ("im_css_400", "im_ec50", "z_half", "lsc_capacity"):
         if merged[name] <= 0:
             _fail(f"parameter {name!r}", f"must be positive, got {merged[name]}")
     return merged
@@ -296,12 +310,13 @@ def _fill_kernel(p, variant: Variant, transplant: bool, k: np.ndarray) -> None:
     # homeostasis: r_x / (1 + x0_eq / KN) = d0  =>  KN = x0_eq / (r_x / d0 - 1)
     k[..., KP.KN] = p["x0_eq"] / (p["r_x"] / p["d0"] - 1.0)
     k[..., KP.RY], k[..., KP.AY], k[..., KP.BY], k[..., KP.CY] = p["r_y"], p["a_y"], p["b_y"], p["c_y"]
+    k[..., KP.KL] = p["lsc_capacity"]
     k[..., KP.QIN], k[..., KP.QOUT] = p["q_in"], p["q_out"]
-    k[..., KP.IMKILL], k[..., KP.IMFA], k[..., KP.IMFB] = p["im_kill_lsc"], p["im_fold_a"], p["im_fold_b"]
+    k[..., KP.IMKILL], k[..., KP.IMKILLP] = p["im_kill_lsc"], p["im_kill_progenitor"]
     k[..., KP.ZIN] = p[f"z_influx_{setting}"]
     k[..., KP.ZD] = p["z_death"]
     k[..., KP.ZRHO] = p[f"z_expand_{setting}"]
-    k[..., KP.ZK] = p["z_half"]
+    k[..., KP.ZK] = stimulus_scale(p)
     k[..., KP.ZKILL] = p["z_kill"]
     k[..., KP.ZQREL] = p["z_quiescent_kill"]
     k[..., KP.ZSUPP] = p["immunosuppression"]
@@ -311,6 +326,21 @@ def _fill_kernel(p, variant: Variant, transplant: bool, k: np.ndarray) -> None:
         k[..., KP.ZKILL] = 0.0
     elif variant is Variant.H1:
         k[..., KP.ZRHO] = 0.0
+
+
+def normal_mature_cells(p):
+    """Normal mature cells ``X3`` at homeostasis: ``x0_eq (a_x/d1)(b_x/d2)(c_x/d3)`` (scalars or arrays)."""
+    return p["x0_eq"] * (p["a_x"] / p["d1"]) * (p["b_x"] / p["d2"]) * (p["c_x"] / p["d3"])
+
+
+def stimulus_scale(p):
+    """Kernel ``K_z`` (leukemic mature cells) of the table's ``z_half`` (BCR-ABL %).
+
+    ``Y3 = r/(1 - r) * 2 X3`` gives the ratio ``r = z_half/100`` against normal
+    donor hematopoiesis at homeostasis (:func:`normal_mature_cells`).
+    """
+    r = np.asarray(p["z_half"], dtype=float) / 100.0
+    return r / (1.0 - r) * 2.0 * normal_mature_cells(p)
 
 
 def salib_problem(names: Iterable[str] | None = None) -> dict:

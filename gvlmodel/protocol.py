@@ -35,6 +35,7 @@ from numba import prange
 from ._jit import jit
 from .indices import N_PS, N_RF, N_STATES, PP, PS, RF, RI, Dose, State, StopRule
 from .measurement import bcr_abl_of_state, pcr_sample
+from .model import lsc_count, zero_lsc
 from .solver import N_STATS, ST_RHS, ST_STEPS, integrate_ws, new_workspace
 
 _NEVER = int(StopRule.NEVER)
@@ -44,8 +45,6 @@ _STIM = int(StopRule.STIM)
 _OFF = float(Dose.OFF)
 _BASE = float(Dose.BASE)
 _ESC = float(Dose.ESCALATED)
-_Q = int(State.Q)
-_Y0 = int(State.Y0)
 _Z = int(State.Z)
 
 
@@ -151,9 +150,8 @@ def enrol(y0, y, ps, pp, eps, uu, measured):
     reset_protocol_state(ps)
     event = np.nan
     thr = pp[PP.EXTINCTION]
-    if thr > 0.0 and 0.0 < y[_Q] + y[_Y0] < thr:  # below one LSC at enrolment
-        y[_Q] = 0.0
-        y[_Y0] = 0.0
+    if thr > 0.0 and 0.0 < lsc_count(y, 0, 1, 0) < thr:  # below one LSC at enrolment
+        zero_lsc(y, 0, 1, 0)
         event = 0.0
     sample_visit(ps, y, 0.0, 0.0, 0, pp, eps, uu, measured)
     return event
@@ -184,7 +182,7 @@ def write_results(ps, t_eradicated, y, t_reached, status, stats, res_f, res_i):
     res_f[RF.T_RESTART] = ps[PS.T_RESTART]
     res_f[RF.T_ERADICATED] = t_eradicated
     res_f[RF.FINAL_BCR_ABL] = bcr_abl_of_state(y)
-    res_f[RF.FINAL_LSC] = y[_Q] + y[_Y0]
+    res_f[RF.FINAL_LSC] = lsc_count(y, 0, 1, 0)
     res_f[RF.FINAL_EFFECTORS] = y[_Z]
     res_f[RF.T_REACHED] = t_reached
     res_i[RI.REACHED_CMR] = int(ps[PS.REACHED_CMR])

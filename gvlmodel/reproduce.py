@@ -32,19 +32,19 @@ from .errors import InputError, read_toml
 from .provenance import atomic_write_json, provenance
 
 #: a config's kind is decided by the table only that kind has
-KIND_MARKERS = (("fit", "fit"), ("study", "sensitivity"), ("phase_plane", "dynamics"), ("bifurcation", "dynamics"),
+KIND_MARKERS = (("calibrate", "calibrate"), ("fit", "fit"), ("study", "sensitivity"), ("phase_plane", "dynamics"), ("bifurcation", "dynamics"),
                 ("steady_states", "dynamics"), ("cohort", "simulate"))
-KIND_ORDER = {"fit": 0, "simulate": 1, "example": 2, "sensitivity": 3, "dynamics": 4}
+KIND_ORDER = {"calibrate": -1, "fit": 0, "simulate": 1, "example": 2, "sensitivity": 3, "dynamics": 4}
 
 
 def experiment_kind(cfg: dict, source: str = "config") -> str:
-    """``fit``, ``sensitivity``, ``dynamics``, ``simulate`` or ``example`` from a config's tables."""
+    """``calibrate``, ``fit``, ``sensitivity``, ``dynamics``, ``simulate`` or ``example`` from a config's tables."""
     for table, kind in KIND_MARKERS:
         if table in cfg:
             return kind
     if "variant" in cfg or "schedule" in cfg or not cfg:
         return "example"
-    raise InputError(f"{source}: cannot tell which experiment this is; expected a [fit], [study], "
+    raise InputError(f"{source}: cannot tell which experiment this is; expected a [calibrate], [fit], [study], "
                      "[phase_plane]/[bifurcation]/[steady_states] or [cohort] table, or an example config")
 
 
@@ -105,7 +105,13 @@ def _done(out: Path, digest: str) -> bool:
 
 def run_step(step: Step, *, quick: bool, refit: bool, threads: int | None, log) -> None:
     """Run one experiment into ``step.out``."""
-    if step.kind == "fit":
+    if step.kind == "calibrate":
+        from .calibrate import load_config as load_calibration, run_calibrate
+
+        # the patient-level calibration is cheap (about a minute): always run; --refit also re-ships its set
+        run_calibrate(load_calibration(step.config, quick=quick), step.out, ship=refit and not quick,
+                      stim_size=200 if quick else 2000, log=log)
+    elif step.kind == "fit":
         from .fit import load_config, run_fit, run_from_shipped
 
         cfg = load_config(step.config, quick=quick)

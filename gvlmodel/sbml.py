@@ -7,16 +7,19 @@ Version 2 (python-libsbml; optional extra ``gvlmodel[sbml]``).
 Layout of the exported model (it expresses exactly what the compiled kernel
 :func:`gvlmodel.model.rhs` computes):
 
-* one compartment ``patient`` (size 1); ten species ``X0..X3, Q, Y0..Y3, Z``
-  in cells (``hasOnlySubstanceUnits``: amounts, not concentrations), initial
-  amounts from :func:`gvlmodel.simulate.initial_state`;
+* one compartment ``patient`` (size 1); twelve species ``X0..X3, Q, Y0..Y3,
+  R0, R1, Z`` (:class:`gvlmodel.indices.State`) in cells
+  (``hasOnlySubstanceUnits``: amounts, not concentrations), initial amounts
+  from :func:`gvlmodel.simulate.initial_state`;
 * every row of the parameter table :data:`gvlmodel.parameters.PARAMETER_TABLE`
   is a constant SBML parameter under its own name, with its unit (a unit
   definition: ``per_day``, ``cell``, ``ng_per_mL`` ...), its description as
   ``name``, and its source, bounds and scale in the ``notes`` and in a
   ``gvl:parameter`` annotation (namespace :data:`ANNOTATION_NS`);
 * kernel parameters that are not table rows are assignment rules:
-  ``K_N = x0_eq / (r_x/d0 - 1)``; ``z_influx``, ``z_expand``,
+  ``K_N = x0_eq / (r_x/d0 - 1)``; ``K_z`` (leukemic mature cells of peak
+  stimulation) from ``z_half`` (%) and the normal mature cells at homeostasis
+  ``x3_eq`` (:func:`gvlmodel.parameters.stimulus_scale`); ``z_influx``, ``z_expand``,
   ``z_kill_active`` select the donor or autologous row and apply the variant
   (H0 zeroes all three, H1 ``z_expand``), as
   :func:`gvlmodel.parameters.kernel_parameters` does;
@@ -26,11 +29,15 @@ Layout of the exported model (it expresses exactly what the compiled kernel
   schedule assign it), ``im_exposure = im_css_400 * im_dose / im_dose_ref``
   and ``im_effect`` (assignment rule, :func:`gvlmodel.model.im_effect`);
 * the named fluxes of :mod:`gvlmodel.model` are reactions ``v_*`` (cells/day),
-  auxiliary quantities (``phi``, ``immune_kill``, ``effector_stimulation``,
-  ``leukemic_load``, ``bcr_abl_percent``) assignment rules;
+  auxiliary quantities (``phi``, ``lsc_total``, ``lsc_occupancy``,
+  ``immune_kill``, ``stimulus_ratio``, ``effector_stimulation``,
+  ``bcr_abl_percent``) assignment rules.  The one flux that can change sign,
+  logistic LSC self-renewal ``r_y (1 - (Q + Y0 + R0)/K_L) Y0`` (and the same for
+  ``R0``), is written as two irreversible reactions with non-negative rates:
+  renewal ``r_y Y0`` and crowding loss ``r_y (Q + Y0 + R0)/K_L Y0``;
 * dose changes after day 0 are SBML events ``dose_step_<i>`` (trigger
-  ``time >= day``); an optional extinction event (``Q + Y0 < threshold`` sets
-  both to 0, as the integrator's event does) is added only when asked for.
+  ``time >= day``); an optional extinction event (``Q + Y0 + R0 < threshold``
+  sets all three to 0, as the integrator's event does) is added only when asked for.
 
 libsbml and roadrunner are imported lazily: the rest of the package works
 without them.
@@ -59,6 +66,7 @@ LEVEL, VERSION = 3, 2
 TABLE_UNITS = {
     "1/day": "per_day",
     "cells": "cell",
+    "%": "percent",
     "cells/day": "cell_per_day",
     "1/(cell*day)": "per_cell_per_day",
     "ng/mL": "ng_per_mL",
@@ -69,12 +77,15 @@ TABLE_UNITS = {
 KERNEL_PARAMETER_IDS = {
     KP.D0: "d0", KP.D1: "d1", KP.D2: "d2", KP.D3: "d3",
     KP.RX: "r_x", KP.AX: "a_x", KP.BX: "b_x", KP.CX: "c_x", KP.KN: "K_N",
-    KP.RY: "r_y", KP.AY: "a_y", KP.BY: "b_y", KP.CY: "c_y",
+    KP.RY: "r_y", KP.KL: "lsc_capacity", KP.AY: "a_y", KP.BY: "b_y", KP.CY: "c_y",
     KP.QIN: "q_in", KP.QOUT: "q_out",
-    KP.IMKILL: "im_kill_lsc", KP.IMFA: "im_fold_a", KP.IMFB: "im_fold_b",
-    KP.ZIN: "z_influx", KP.ZD: "z_death", KP.ZRHO: "z_expand", KP.ZK: "z_half",
+    KP.IMKILL: "im_kill_lsc", KP.IMKILLP: "im_kill_progenitor",
+    KP.ZIN: "z_influx", KP.ZD: "z_death", KP.ZRHO: "z_expand", KP.ZK: "K_z",
     KP.ZKILL: "z_kill_active", KP.ZQREL: "z_quiescent_kill", KP.ZSUPP: "immunosuppression",
 }
+if set(KERNEL_PARAMETER_IDS) != set(KP):  # import-time guard; tests/test_sbml.py checks the values too
+    raise RuntimeError("sbml: KERNEL_PARAMETER_IDS does not cover KP exactly: "
+                       f"{sorted(k.name for k in set(KP) ^ set(KERNEL_PARAMETER_IDS))}")
 
 VARIANT_NOTES = {
     Variant.H0: "H0: imatinib alone (no effector influx, expansion or killing)",
@@ -227,7 +238,7 @@ def _fmt(x: float) -> str:
 
 # (reaction id, name, rate law in cells/day, reactants, products, modifiers): the named fluxes of model.rhs
 REACTIONS = (
-    ("v_x0_renewal", "normal stem-cell self-renewal", "r_x * phi * X0", (), ("X0",), ("X0", "Q", "Y0")),
+    ("v_x0_renewal", "normal stem-cell self-renewal", "r_x * phi * X0", (), ("X0",), ("X0",)),
     ("v_x0_death", "normal stem-cell death", "d0 * X0", ("X0",), (), ()),
     ("v_x1_production", "normal progenitor production", "a_x * X0", (), ("X1",), ("X0",)),
     ("v_x1_death", "normal progenitor death", "d1 * X1", ("X1",), (), ()),
@@ -238,25 +249,35 @@ REACTIONS = (
     ("v_to_quiescence", "cycling LSC entering quiescence", "q_in * Y0", ("Y0",), ("Q",), ()),
     ("v_from_quiescence", "quiescent LSC resuming cycling", "q_out * Q", ("Q",), ("Y0",), ()),
     ("v_q_immune_kill", "immune kill of quiescent LSCs", "z_quiescent_kill * immune_kill * Q", ("Q",), (), ("Z",)),
-    ("v_y0_renewal", "cycling LSC self-renewal", "r_y * phi * Y0", (), ("Y0",), ("X0", "Q", "Y0")),
+    ("v_y0_renewal", "cycling LSC self-renewal at low density", "r_y * Y0", (), ("Y0",), ("Y0",)),
+    ("v_y0_crowding", "cycling LSC self-renewal lost to crowding (logistic)", "r_y * lsc_occupancy * Y0",
+     ("Y0",), (), ("Q", "R0")),
     ("v_y0_death", "cycling LSC death", "d0 * Y0", ("Y0",), (), ()),
     ("v_y0_drug_kill", "imatinib kill of cycling LSCs", "im_kill_lsc * im_effect * Y0", ("Y0",), (), ()),
     ("v_y0_immune_kill", "immune kill of cycling LSCs", "immune_kill * Y0", ("Y0",), (), ("Z",)),
-    ("v_y1_production", "leukemic progenitor production (divided by imatinib)",
-     "a_y / (1 dimensionless + (im_fold_a - 1 dimensionless) * im_effect) * Y0", (), ("Y1",), ("Y0",)),
+    ("v_y1_production", "leukemic progenitor production", "a_y * Y0", (), ("Y1",), ("Y0",)),
     ("v_y1_death", "leukemic progenitor death", "d1 * Y1", ("Y1",), (), ()),
+    ("v_y1_drug_kill", "imatinib kill of leukemic progenitors", "im_kill_progenitor * im_effect * Y1",
+     ("Y1",), (), ()),
     ("v_y1_immune_kill", "immune kill of leukemic progenitors", "immune_kill * Y1", ("Y1",), (), ("Z",)),
-    ("v_y2_production", "leukemic differentiated-cell production (divided by imatinib)",
-     "b_y / (1 dimensionless + (im_fold_b - 1 dimensionless) * im_effect) * Y1", (), ("Y2",), ("Y1",)),
+    ("v_y2_production", "leukemic differentiated-cell production (from both subclones' progenitors)",
+     "b_y * (Y1 + R1)", (), ("Y2",), ("Y1", "R1")),
     ("v_y2_death", "leukemic differentiated-cell death", "d2 * Y2", ("Y2",), (), ()),
     ("v_y2_immune_kill", "immune kill of leukemic differentiated cells", "immune_kill * Y2", ("Y2",), (), ("Z",)),
     ("v_y3_production", "leukemic mature-cell production", "c_y * Y2", (), ("Y3",), ("Y2",)),
     ("v_y3_death", "leukemic mature-cell death", "d3 * Y3", ("Y3",), (), ()),
     ("v_y3_immune_kill", "immune kill of leukemic mature cells", "immune_kill * Y3", ("Y3",), (), ("Z",)),
+    ("v_r0_renewal", "resistant LSC self-renewal at low density", "r_y * R0", (), ("R0",), ("R0",)),
+    ("v_r0_crowding", "resistant LSC self-renewal lost to crowding (logistic)", "r_y * lsc_occupancy * R0",
+     ("R0",), (), ("Q", "Y0")),
+    ("v_r0_death", "resistant LSC death", "d0 * R0", ("R0",), (), ()),
+    ("v_r0_immune_kill", "immune kill of resistant LSCs", "immune_kill * R0", ("R0",), (), ("Z",)),
+    ("v_r1_production", "resistant progenitor production", "a_y * R0", (), ("R1",), ("R0",)),
+    ("v_r1_death", "resistant progenitor death", "d1 * R1", ("R1",), (), ()),
+    ("v_r1_immune_kill", "immune kill of resistant progenitors", "immune_kill * R1", ("R1",), (), ("Z",)),
     ("v_z_influx", "effector influx", "z_influx", (), ("Z",), ()),
     ("v_z_death", "effector death / contraction", "z_death * Z", ("Z",), (), ()),
-    ("v_z_expansion", "antigen-driven effector expansion", "effector_stimulation * Z", (), ("Z",),
-     ("Z", "Q", "Y0", "Y1", "Y2", "Y3")),
+    ("v_z_expansion", "antigen-driven effector expansion", "effector_stimulation * Z", (), ("Z",), ("Z", "Y3")),
 )
 
 
@@ -278,9 +299,9 @@ def build_document(params: Mapping[str, float] | None = None, *, variant="H2", t
     ``transplant``: as in :func:`gvlmodel.simulate`; ``bcr_abl``: initial
     BCR-ABL % (:func:`gvlmodel.simulate.initial_state`); ``schedule``:
     ``[(day, dose_mg), ...]`` starting at day 0 (later steps become events);
-    ``extinction_threshold``: LSCs below which ``Q`` and ``Y0`` are set to 0
-    by an event (0: no event, the default); ``parameter_set_name``: recorded
-    in the annotation.
+    ``extinction_threshold``: LSCs (``Q + Y0 + R0``) below which ``Q``,
+    ``Y0`` and ``R0`` are set to 0 by an event (0: no event, the default);
+    ``parameter_set_name``: recorded in the annotation.
     """
     L = _libsbml()
     from . import __version__
@@ -309,7 +330,7 @@ def build_document(params: Mapping[str, float] | None = None, *, variant="H2", t
         f"{VARIANT_NOTES[variant]}; patient {setting_words}.\n"
         f"Parameter set: {parameter_set_name or 'custom'}; initial BCR-ABL {bcr_abl:g} %.\n"
         f"Imatinib schedule (day: mg/day): " + ", ".join(f"{d:g}: {m:g}" for d, m in steps) + ".\n"
-        + ("Extinction event at Q + Y0 < " + f"{extinction_threshold:g} cells." if extinction_threshold > 0
+        + ("Extinction event at Q + Y0 + R0 < " + f"{extinction_threshold:g} cells." if extinction_threshold > 0
            else "No extinction event (the clone is never set to zero).")
         + "\nTime in days, cells as amounts (compartment size 1).")), "model notes")
     _check(model.setAnnotation(_annotation("export", {
@@ -357,7 +378,7 @@ def build_document(params: Mapping[str, float] | None = None, *, variant="H2", t
     _parameter(model, "im_dose", steps[0][1], "mg_per_day", constant=False, name="imatinib dose (mg/day)",
                notes="Imatinib dose; 0 = off drug. Changed by the dose_step_* events of the schedule.")
     _parameter(model, "im_dose_ref", 400.0, "mg_per_day", constant=True, name="reference imatinib dose",
-               notes="The dose at which the table's imatinib fold reductions and kill rate apply.")
+               notes="The dose at which the table's imatinib kill rates apply.")
     _assignment(model, "im_exposure", "ng_per_mL", "im_css_400 * im_dose / im_dose_ref",
                 "steady-state imatinib exposure", "Dose-linear steady-state exposure (gvlmodel.model.im_effect).")
     _assignment(model, "im_effect", "dimensionless",
@@ -369,6 +390,14 @@ def build_document(params: Mapping[str, float] | None = None, *, variant="H2", t
     # --- derived kernel parameters: niche constant, setting and variant ---
     _assignment(model, "K_N", "cell", "x0_eq / (r_x / d0 - 1 dimensionless)", "niche feedback constant",
                 "Homeostasis r_x / (1 + x0_eq / K_N) = d0 (gvlmodel.parameters.kernel_parameters).")
+    _assignment(model, "x3_eq", "cell", "x0_eq * (a_x / d1) * (b_x / d2) * (c_x / d3)",
+                "normal mature cells at homeostasis",
+                "x0_eq (a_x/d1)(b_x/d2)(c_x/d3) (gvlmodel.parameters.normal_mature_cells).")
+    _assignment(model, "K_z", "cell",
+                "z_half / (100 percent) / (1 dimensionless - z_half / (100 percent)) * 2 dimensionless * x3_eq",
+                "leukemic mature cells of peak effector stimulation",
+                "Y3 giving the BCR-ABL ratio z_half against normal hematopoiesis at homeostasis: "
+                "r / (1 - r) * 2 x3_eq with r = z_half / 100 (gvlmodel.parameters.stimulus_scale).")
     zero = {"z_influx": "0 cell_per_day", "z_expand": "0 per_day", "z_kill_active": "0 per_cell_per_day"}
     active = {"z_influx": f"z_influx_{setting}", "z_expand": f"z_expand_{setting}", "z_kill_active": "z_kill"}
     off = {Variant.H0: {"z_influx", "z_expand", "z_kill_active"}, Variant.H1: {"z_expand"}, Variant.H2: set()}[variant]
@@ -379,18 +408,22 @@ def build_document(params: Mapping[str, float] | None = None, *, variant="H2", t
         _assignment(model, pid, units, zero[pid] if pid in off else active[pid], name, why + ".")
 
     # --- auxiliary quantities of the fluxes ---
-    _assignment(model, "niche_signal", "cell", "X0 + Q + Y0", "stem niche signal S")
-    _assignment(model, "phi", "dimensionless", "1 dimensionless / (1 dimensionless + niche_signal / K_N)",
-                "niche feedback on stem-cell self-renewal")
-    _assignment(model, "leukemic_load", "cell", "Q + Y0 + Y1 + Y2 + Y3", "leukemic load L")
+    _assignment(model, "phi", "dimensionless", "1 dimensionless / (1 dimensionless + X0 / K_N)",
+                "niche feedback on normal stem-cell self-renewal", "phi = 1 / (1 + X0 / K_N).")
+    _assignment(model, "lsc_total", "cell", "Q + Y0 + R0", "leukemic stem cells of both subclones",
+                "Q + Y0 + R0: the crowding variable and the extinction variable.")
+    _assignment(model, "lsc_occupancy", "dimensionless", "lsc_total / lsc_capacity",
+                "occupancy of the leukemic stem-cell carrying capacity",
+                "(Q + Y0 + R0) / K_L; the crowding factor of LSC self-renewal is 1 - lsc_occupancy.")
     _assignment(model, "immune_kill", "per_day", "z_kill_active * Z", "immune kill rate per leukemic cell")
-    _assignment(model, "load_ratio", "dimensionless", "leukemic_load / z_half", "u = L / K_z")
+    _assignment(model, "stimulus_ratio", "dimensionless", "Y3 / K_z", "effector stimulus u = Y3 / K_z")
     _assignment(model, "effector_stimulation", "per_day",
-                "(1 dimensionless - immunosuppression) * z_expand * 2 dimensionless * load_ratio "
-                "/ (1 dimensionless + load_ratio * load_ratio)",
+                "(1 dimensionless - immunosuppression) * z_expand * 2 dimensionless * stimulus_ratio "
+                "/ (1 dimensionless + stimulus_ratio * stimulus_ratio)",
                 "per-capita effector expansion (1-s) rho 2u/(1+u^2)")
     _assignment(model, "bcr_abl_percent", "percent", "100 percent * Y3 / (Y3 + 2 dimensionless * X3)",
-                "BCR-ABL ratio (%) in mature cells", "100 L / (L + 2 N) (gvlmodel.measurement.bcr_abl_percent).")
+                "BCR-ABL ratio (%) in mature cells",
+                "100 Y3 / (Y3 + 2 X3) (gvlmodel.measurement.bcr_abl_percent).")
 
     for rid, name, rate, reactants, products, modifiers in REACTIONS:
         _reaction(model, rid, name, rate, reactants, products, modifiers)
@@ -401,9 +434,10 @@ def build_document(params: Mapping[str, float] | None = None, *, variant="H2", t
                f"imatinib {dose:g} mg/day from day {day:g}")
     if extinction_threshold > 0:
         _parameter(model, "extinction_threshold", extinction_threshold, "cell", constant=True,
-                   name="extinction threshold (LSCs)", notes="Fewer leukemic stem cells (Q + Y0) than this: clone extinct.")
-        _event(model, "extinction", "Q + Y0 < extinction_threshold", {"Q": "0 cell", "Y0": "0 cell"},
-               "leukemic stem-cell clone extinct")
+                   name="extinction threshold (LSCs)",
+                   notes="Fewer leukemic stem cells (Q + Y0 + R0) than this: clone extinct.")
+        _event(model, "extinction", "lsc_total < extinction_threshold",
+               {"Q": "0 cell", "Y0": "0 cell", "R0": "0 cell"}, "leukemic stem-cell clone extinct (both subclones)")
     return doc
 
 
@@ -503,7 +537,8 @@ def add_arguments(parser) -> None:
                         help="imatinib schedule from day 0, e.g. 0:400,365:0,545:400 (later steps become SBML "
                              "events; default 0:400)")
     parser.add_argument("--extinction-threshold", default="0", metavar="CELLS",
-                        help="add an event setting Q and Y0 to 0 below this many LSCs (default 0: no event)")
+                        help="add an event setting Q, Y0 and R0 to 0 below this many LSCs, Q + Y0 + R0 "
+                             "(default 0: no event)")
     parser.add_argument("--out", required=True, type=Path, help="output SBML file")
 
 

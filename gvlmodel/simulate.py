@@ -124,7 +124,8 @@ def initial_state(params: Mapping[str, float] | None = None, *, bcr_abl: float =
 
     Normal cells at homeostasis; leukemic compartments in the proportions of an
     untreated clone (each compartment at quasi-steady state with its source,
-    quiescent LSCs at ``q_in/q_out`` of cycling ones); effectors at their
+    quiescent LSCs at ``q_in/q_out`` of cycling ones, a resistant subclone of
+    ``resistant_fraction`` of the LSCs if that is at least one cell); effectors at their
     baseline ``influx/death`` (none in H0).  Starting states by clinical relapse
     type are built on this in the clinical layer.
     """
@@ -143,9 +144,12 @@ def fill_start_state(p, bcr_abl, kp, y) -> None:
 
     The equations of :func:`initial_state`, written once for one patient and
     for cohorts: normal hierarchy at homeostasis; leukemic compartments at
-    quasi-steady state behind ``Y0`` with ``Y3`` set by the ratio
-    ``bcr_abl = 100 Y3 / (Y3 + 2 X3)``; ``Q = Y0 q_in / q_out``; effectors at
-    ``influx / death`` read from the kernel vector(s) ``kp``.
+    quasi-steady state behind the cycling stem cells, with ``Y3`` set by the
+    ratio ``bcr_abl = 100 Y3 / (Y3 + 2 X3)``; quiescent LSCs at ``q_in/q_out``
+    of cycling ones (the exchange balance of an untreated clone: ~85 % quiescent
+    at the table's rates); a share ``resistant_fraction`` of all LSCs in the
+    resistant subclone ``R0`` (cycling), or none if that is below one cell;
+    effectors at ``influx / death`` read from the kernel vector(s) ``kp``.
     """
     y[..., State.X0] = p["x0_eq"]
     y[..., State.X1] = p["a_x"] * y[..., State.X0] / p["d1"]
@@ -154,11 +158,22 @@ def fill_start_state(p, bcr_abl, kp, y) -> None:
     r = np.asarray(bcr_abl, dtype=float) / 100.0
     y3 = r / (1.0 - r) * 2.0 * y[..., State.X3]
     amplification = (p["a_y"] / p["d1"]) * (p["b_y"] / p["d2"]) * (p["c_y"] / p["d3"])
-    y0 = y3 / amplification
+    cycling = y3 / amplification  # cycling stem cells of both subclones behind Y3
+    qr = np.asarray(p["q_in"] / p["q_out"], dtype=float)
+    f = np.asarray(p["resistant_fraction"], dtype=float)
+    # R0 = f/(1-f) (Q + Y0) and Y0 + R0 = cycling, Q = qr Y0
+    share = f / (1.0 - f) * (1.0 + qr)
+    y0 = cycling / (1.0 + share)
+    r0 = share * y0
+    none = r0 < 1.0
+    y0 = np.where(none, cycling, y0)
+    r0 = np.where(none, 0.0, r0)
     y[..., State.Y0] = y0
-    y[..., State.Q] = y0 * p["q_in"] / p["q_out"]
+    y[..., State.Q] = y0 * qr
     y[..., State.Y1] = p["a_y"] * y0 / p["d1"]
-    y[..., State.Y2] = p["b_y"] * y[..., State.Y1] / p["d2"]
+    y[..., State.R0] = r0
+    y[..., State.R1] = p["a_y"] * r0 / p["d1"]
+    y[..., State.Y2] = p["b_y"] * (y[..., State.Y1] + y[..., State.R1]) / p["d2"]
     y[..., State.Y3] = y3
     y[..., State.Z] = kp[..., KP.ZIN] / kp[..., KP.ZD]
 
@@ -199,7 +214,7 @@ class SimulationResult:
 
         ``False`` both for a clone that survived and for a course that started
         with no leukemic stem cell at all (no clone to go extinct; ``t_extinct``
-        is ``nan`` in both cases): check the initial ``Q + Y0`` to tell them apart.
+        is ``nan`` in both cases): check the initial ``Q + Y0 + R0`` to tell them apart.
         """
         return bool(np.isfinite(self.t_extinct))
 
@@ -210,7 +225,8 @@ class SimulationResult:
 
     @property
     def leukemic_stem_cells(self) -> np.ndarray:
-        return self.y[:, State.Q] + self.y[:, State.Y0]
+        """``Q + Y0 + R0``: leukemic stem cells of both subclones."""
+        return self.y[:, State.Q] + self.y[:, State.Y0] + self.y[:, State.R0]
 
     def state(self, which) -> np.ndarray:
         return self.y[:, _state_index(which)]

@@ -51,7 +51,7 @@ from scipy.integrate._ivp import dop853_coefficients as _dop
 from ._dop853_kernels import dop853_errors, dop853_stages
 from ._jit import jit
 from .indices import N_STATES, State
-from .model import rhs
+from .model import lsc_count, rhs, zero_lsc
 
 # tableau (module-level arrays are frozen into the compiled code as constants)
 _NS = _dop.N_STAGES  # 12
@@ -82,8 +82,6 @@ ST_EXTINCTIONS = 3
 N_STATS = 4
 
 NS = N_STATES  # compile-time trip count: lets LLVM unroll/vectorise state loops
-LSC_Q = int(State.Q)
-LSC_Y0 = int(State.Y0)
 
 
 @jit
@@ -185,7 +183,7 @@ def _dense_eval(F, y_old, x, out):
 
 @jit
 def _lsc(y):
-    return y[LSC_Q] + y[LSC_Y0]
+    return lsc_count(y, 0, 1, 0)
 
 
 #: right-hand-side calls of :func:`extinction_in_step` (3 extra dense stages, the re-step, f at the crossing)
@@ -199,7 +197,7 @@ def extinction_in_step(y, y_new, f, K, F, tmp, h, kp, e, threshold):
     The crossing is located by bisection on the dense output; the state there
     comes from a fresh, shorter (hence accurate) step, because the interpolant
     is not error-controlled for stiff states.  On return ``y`` holds that state
-    with both LSC compartments exactly zero and ``f = f(y)``; ``K`` and
+    with every LSC compartment (``Q``, ``Y0``, ``R0``) exactly zero and ``f = f(y)``; ``K`` and
     ``y_new`` are overwritten.  Returns the time from the step's start to the
     crossing.  Shared by :func:`integrate_ws` and the lock-step engine.
     """
@@ -219,8 +217,7 @@ def extinction_in_step(y, y_new, f, K, F, tmp, h, kp, e, threshold):
     dop853_stages(y, K, h_ev, kp, e, tmp, y_new)
     for i in range(y.shape[0]):
         y[i] = max(y_new[i], 0.0)
-    y[LSC_Q] = 0.0
-    y[LSC_Y0] = 0.0
+    zero_lsc(y, 0, 1, 0)
     rhs(y, kp, e, f)
     return h_ev
 
@@ -287,8 +284,7 @@ def integrate_ws(y0, kp, seg_bounds, seg_effect, t_out, rtol, atol, max_steps, t
 
     t = seg_bounds[0]
     if threshold > 0.0 and _lsc(y) > 0.0 and _lsc(y) < threshold:
-        y[LSC_Q] = 0.0
-        y[LSC_Y0] = 0.0
+        zero_lsc(y, 0, 1, 0)
         events[0] = t
         stats[ST_EXTINCTIONS] += 1
     k_out = 0

@@ -30,12 +30,12 @@ def symbols():
 def rhs_sympy() -> sp.Matrix:
     """The right-hand side as a sympy column vector (order of :class:`State`)."""
     y, p, e = symbols()
-    X0, X1, X2, X3, Q, Y0, Y1, Y2, Y3, Z = (y[s] for s in State)
+    X0, X1, X2, X3, Q, Y0, Y1, Y2, Y3, R0, R1, Z = (y[s] for s in State)
     P = {k: p[k] for k in KP}
-    phi = 1 / (1 + (X0 + Q + Y0) / P[KP.KN])
+    phi = 1 / (1 + X0 / P[KP.KN])
+    growth = P[KP.RY] * (1 - (Q + Y0 + R0) / P[KP.KL])
     k = P[KP.ZKILL] * Z
-    load = Q + Y0 + Y1 + Y2 + Y3
-    u = load / P[KP.ZK]
+    u = Y3 / P[KP.ZK]
     stim = (1 - P[KP.ZSUPP]) * P[KP.ZRHO] * 2 * u / (1 + u**2)
     f = [None] * N_STATES
     f[State.X0] = (P[KP.RX] * phi - P[KP.D0]) * X0
@@ -43,10 +43,12 @@ def rhs_sympy() -> sp.Matrix:
     f[State.X2] = P[KP.BX] * X1 - P[KP.D2] * X2
     f[State.X3] = P[KP.CX] * X2 - P[KP.D3] * X3
     f[State.Q] = P[KP.QIN] * Y0 - P[KP.QOUT] * Q - P[KP.ZQREL] * k * Q
-    f[State.Y0] = (P[KP.RY] * phi - P[KP.D0] - P[KP.IMKILL] * e - k - P[KP.QIN]) * Y0 + P[KP.QOUT] * Q
-    f[State.Y1] = P[KP.AY] / (1 + (P[KP.IMFA] - 1) * e) * Y0 - (P[KP.D1] + k) * Y1
-    f[State.Y2] = P[KP.BY] / (1 + (P[KP.IMFB] - 1) * e) * Y1 - (P[KP.D2] + k) * Y2
+    f[State.Y0] = (growth - P[KP.D0] - P[KP.IMKILL] * e - k - P[KP.QIN]) * Y0 + P[KP.QOUT] * Q
+    f[State.Y1] = P[KP.AY] * Y0 - (P[KP.D1] + P[KP.IMKILLP] * e + k) * Y1
+    f[State.Y2] = P[KP.BY] * (Y1 + R1) - (P[KP.D2] + k) * Y2
     f[State.Y3] = P[KP.CY] * Y2 - (P[KP.D3] + k) * Y3
+    f[State.R0] = (growth - P[KP.D0] - k) * R0
+    f[State.R1] = P[KP.AY] * R0 - (P[KP.D1] + k) * R1
     f[State.Z] = P[KP.ZIN] - P[KP.ZD] * Z + stim * Z
     return sp.Matrix(f)
 
@@ -80,10 +82,10 @@ def jacobian_numeric(y, kp, e) -> np.ndarray:
 
 @lru_cache(maxsize=None)
 def window_edges_sympy():
-    """Edges of the immune window in leukemic load, solved by sympy.
+    """Edges of the immune window in leukemic load (mature leukemic cells ``Y3``), solved by sympy.
 
     Effectors expand (per capita) iff ``(1-s) rho 2u/(1+u^2) > d_z`` with
-    ``u = L/K_z``.  Returns ``(condition, (L_low, L_high))``: the window exists
+    ``u = Y3/K_z``.  Returns ``(condition, (L_low, L_high))``: the window exists
     iff ``condition`` holds, i.e. ``(1-s) rho > d_z`` (Hähnel et al. 2020:
     ``p_z > 2 a K_z`` with ``p_z = 2 rho K_z``).
     """
@@ -99,7 +101,7 @@ def window_edges_sympy():
 
 
 def window_edges(kp) -> tuple[float, float] | None:
-    """Numeric window edges ``(L_low, L_high)`` in cells, or ``None`` if no window."""
+    """Numeric window edges ``(L_low, L_high)`` in mature leukemic cells ``Y3``, or ``None`` if no window."""
     condition, (lo, hi) = window_edges_sympy()
     _, p, _ = symbols()
     subs = {p[k]: float(kp[k]) for k in KP}
@@ -118,7 +120,7 @@ def healthy_steady_state_sympy() -> dict:
     """Leukemia-free equilibrium: normal hierarchy at homeostasis, Z = influx/death."""
     y, p, e = symbols()
     f = rhs_sympy()
-    leuk = {y[s]: 0 for s in (State.Q, State.Y0, State.Y1, State.Y2, State.Y3)}
+    leuk = {y[s]: 0 for s in (State.Q, State.Y0, State.Y1, State.Y2, State.Y3, State.R0, State.R1)}
     X0s = sp.solve(sp.Eq(f[State.X0].subs(leuk) / y[State.X0], 0), y[State.X0])[0]
     sol = {y[State.X0]: X0s}
     for s in (State.X1, State.X2, State.X3):
@@ -130,30 +132,35 @@ def healthy_steady_state_sympy() -> dict:
 
 @lru_cache(maxsize=None)
 def leukemic_steady_state_sympy() -> dict:
-    """Leukemia-dominant equilibrium with no normal stem cells (``X = 0``) and static effectors.
+    """Equilibrium of an imatinib-sensitive clone under static effectors, normal hematopoiesis at homeostasis.
 
     The expansion term is dropped (variants H0/H1, and the limit of a load far
-    outside the immune window), so ``Z = influx/death``; the stem-cell balance
-    then gives a closed form for ``Q + Y0`` under niche feedback and constant
-    imatinib effect ``e``.  With expansion, ``Z`` solves a polynomial in the
-    load; :mod:`gvlmodel.dynamics` finds those equilibria numerically.
+    outside the immune window), so ``Z = influx/death``; no resistant subclone
+    (``R0 = R1 = 0``).  Quiescence balance gives ``Q`` in terms of ``Y0``, the
+    per-capita balance of cycling LSCs is then linear in ``Y0`` (logistic
+    crowding), and the progeny follow by production / loss.  With expansion,
+    ``Z`` solves a polynomial in the load; :mod:`gvlmodel.dynamics` finds those
+    equilibria numerically.
     """
     y, p, e = symbols()
     f = rhs_sympy()
-    sub = {y[s]: 0 for s in (State.X0, State.X1, State.X2, State.X3)}
+    sol = dict(healthy_steady_state_sympy())
+    sub = {k: v for k, v in sol.items() if k in (y[State.X0], y[State.X1], y[State.X2], y[State.X3])}
     sub[p[KP.ZRHO]] = 0
+    sub[y[State.R0]] = 0
+    sub[y[State.R1]] = 0
     Zs = sp.solve(f[State.Z].subs(sub), y[State.Z], simplify=False)[0]
     sub_z = {**sub, y[State.Z]: Zs}
     Qs = sp.solve(f[State.Q].subs(sub_z), y[State.Q], simplify=False)[0]  # Q in terms of Y0
     sub_q = {**sub_z, y[State.Q]: Qs}
-    # per-capita balance of cycling LSCs; linear in Y0 once the denominator is cleared
     balance = sp.numer(sp.together(sp.expand(f[State.Y0].subs(sub_q) / y[State.Y0])))
     (Y0s,) = sp.solve(balance, y[State.Y0], simplify=False)
-    sol = {**sub, y[State.Z]: Zs, y[State.Y0]: Y0s, y[State.Q]: Qs.subs(y[State.Y0], Y0s)}
-    for s in (State.Y1, State.Y2, State.Y3):  # linear: production / loss
-        expr = f[s].subs(sol)
-        sol[y[s]] = -expr.subs(y[s], 0) / sp.diff(expr, y[s])
-    return sol
+    out = {k: v for k, v in sub.items() if k != p[KP.ZRHO]}
+    out.update({y[State.Z]: Zs, y[State.Y0]: Y0s, y[State.Q]: Qs.subs(y[State.Y0], Y0s)})
+    for s_ in (State.Y1, State.Y2, State.Y3):  # linear: production / loss
+        expr = f[s_].subs(out)
+        out[y[s_]] = -expr.subs(y[s_], 0) / sp.diff(expr, y[s_])
+    return out
 
 
 def evaluate_state(sol: dict, kp, e: float = 0.0) -> np.ndarray:

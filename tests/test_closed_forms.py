@@ -29,14 +29,15 @@ def test_healthy_steady_state_is_a_fixed_point_and_attracts(rng):
         rhs(ys, kp, 0.0, f)
         assert np.all(np.abs(f) <= 1e-12 * np.abs(ys) * kp[:KP.KN].max() + 1e-12)
         # perturb the normal hierarchy: a long simulation returns to the closed form
-        y0 = ys * np.array([1.3, 0.7, 1.2, 0.8, 1, 1, 1, 1, 1, 1.5])
-        end = run_kernel(y0, kp, 0.0, 40_000.0)[-1]
+        y0 = ys * np.array([1.3, 0.7, 1.2, 0.8, 1, 1, 1, 1, 1, 1, 1, 1.5])
+        lam = kp[KP.D0] * (1.0 - kp[KP.D0] / kp[KP.RX])  # slowest relaxation: the niche feedback of X0
+        end = run_kernel(y0, kp, 0.0, max(40_000.0, 25.0 / lam))[-1]
         np.testing.assert_allclose(end, ys, rtol=1e-6)
 
 
 @pytest.mark.parametrize("variant,effect", [("H0", 0.0), ("H1", 0.0), ("H1", 1.0), ("H0", 0.5)])
 def test_leukemic_steady_state_reproduced_by_long_simulation(variant, effect):
-    """No normal cells, static effectors: the closed-form leukemic equilibrium."""
+    """Normal homeostasis, static effectors: the closed-form equilibrium of the sensitive clone."""
     kp = kernel_parameters({"im_kill_lsc": 0.001}, variant, True)
     sol = symbolic.leukemic_steady_state_sympy()
     ys = symbolic.evaluate_state(sol, kp, effect)
@@ -45,6 +46,22 @@ def test_leukemic_steady_state_reproduced_by_long_simulation(variant, effect):
     y0[State.Z] = ys[State.Z]
     end = run_kernel(y0, kp, effect, 60_000.0)[-1]
     np.testing.assert_allclose(end, ys, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("transplant", [True, False])
+def test_controlled_equilibrium_reproduced_by_long_simulation(transplant):
+    """H2, default table: the controlled state (roots of the sympy effector polynomial) attracts nearby states."""
+    from gvlmodel import dynamics as D
+
+    kp = kernel_parameters({}, "H2", transplant)
+    zs = D.sympy_sensitive_roots(kp, 0.0)
+    assert len(zs) == 3
+    ys = next(q for q in D.equilibria(kp, 0.0, resistant=False) if q["branch"] == "controlled")["_y"]
+    assert ys[State.Z] == pytest.approx(zs[-1], rel=1e-9)  # the controlled state has the most effectors
+    assert ys[State.Q] + ys[State.Y0] > 1.0
+    y0 = ys * np.where(np.arange(ys.size) % 2 == 0, 1.05, 0.95)
+    end = run_kernel(y0, kp, 0.0, 40_000.0)[-1]
+    np.testing.assert_allclose(end, ys, rtol=1e-7, atol=0)
 
 
 def test_window_edges_closed_form_matches_hahnel_condition():
@@ -63,7 +80,7 @@ def frozen_load_kernel(kp, load):
     """Kernel parameters that hold every cell population fixed except effectors."""
     k = kp.copy()
     for idx in (KP.D0, KP.D1, KP.D2, KP.D3, KP.RX, KP.AX, KP.BX, KP.CX, KP.RY, KP.AY, KP.BY, KP.CY,
-                KP.QIN, KP.QOUT, KP.IMKILL, KP.ZKILL):
+                KP.QIN, KP.QOUT, KP.IMKILL, KP.IMKILLP, KP.ZKILL):
         k[idx] = 0.0
     y = np.zeros(len(State))
     y[State.X0] = 1e5

@@ -2,7 +2,8 @@
 
 ``tests/fixtures/results/dynamics/`` holds the outputs of
 ``gvlmodel dynamics experiments/dynamics.toml --quick`` that the figure reads
-(6 x 6 basin grid, 7 bifurcation points, 3 minimal-IM points per profile).
+(6 x 6 basin grid of the state at the imatinib stop, 7 bifurcation points, 3 minimal-IM points
+per profile; model v2 with the default table).
 """
 from __future__ import annotations
 

@@ -63,7 +63,7 @@ def test_model_comparison_picks_generating_variant(tmp_path, generating):
     """Joint ABC-SMC over H0 and H2 on a synthetic Hess-sized trial: the generating variant wins."""
     fitted = {"H0": ["stop_uptake", "im_kill_lsc"], "H2": ["stop_uptake", "im_kill_lsc", "z_expand_allo"]}
     cfg = small_config(["H0", "H2"], fitted, pop=200, gens=3)
-    truth = {"stop_uptake": 0.9, "im_kill_lsc": 0.1}
+    truth = {"stop_uptake": 0.9, "log10_im_kill_lsc": math.log10(0.4)}
     if generating == "H2":
         truth["log10_z_expand_allo"] = math.log10(0.3)
     cfg = replace(cfg, observed=synthetic_observed(cfg, generating, truth, seed=99))
@@ -223,7 +223,7 @@ def test_bad_committed_fit_config_names_table_and_key(change, match, quick):
 
 def test_committed_config_is_valid_full_and_quick():
     full, quick = parse_config(_committed()), parse_config(_committed(), quick=True)
-    assert (full.population_size, quick.population_size) == (500, 60)
+    assert (full.population_size, quick.population_size) == (150, 60)
     assert full.design == quick.design and full.design.comparator_size == 20
 
 

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from gvlmodel import InputError, initial_state, simulate
+from gvlmodel.indices import N_STATES
 
 T = np.linspace(0, 100, 5)
 
@@ -140,14 +141,14 @@ def test_public_kernel_wrappers_equal_the_kernels():
     from gvlmodel import model
 
     y, kp = initial_state(), g.kernel_parameters()
-    out = np.empty(10)
+    out = np.empty(N_STATES)
     model.rhs(y, kp, 0.7, out)
     assert np.array_equal(g.rhs(y, kp, 0.7), out)
     assert g.im_effect(600, 979.0, 500.0) == model.im_effect(600.0, 979.0, 500.0)
 
 
 @pytest.mark.parametrize("call,field", [
-    (lambda g: g.bcr_abl_percent(["1"] * 10), "y"),
+    (lambda g: g.bcr_abl_percent(["1"] * N_STATES), "y"),
     (lambda g: g.salib_problem("d0"), "names"),
     (lambda g: g.salib_problem([]), "names"),
 ])

@@ -17,6 +17,13 @@ def leukemic_cells(res):
     return res.y[:, list(LEUKEMIC_STATES)].sum(axis=1)
 
 
+def sensitive_draw(rng) -> dict:
+    """A draw over the bounds with no resistant subclone (its share far below one cell)."""
+    p = draw_parameters(rng)
+    p["resistant_fraction"] = 1e-10
+    return p
+
+
 @pytest.mark.parametrize("variant", ["H0", "H1", "H2"])
 def test_states_stay_non_negative(rng, variant):
     for _ in range(N_DRAWS):
@@ -32,10 +39,12 @@ def test_extinct_clone_stays_extinct(rng):
     for _ in range(N_DRAWS):
         p = draw_parameters(rng)
         y0 = initial_state(p, bcr_abl=1.0)
-        y0[State.Q] = y0[State.Y0] = 0.0  # clone already gone (downstream cells still present)
+        y0[State.Q] = y0[State.Y0] = y0[State.R0] = 0.0  # clone already gone (downstream cells still present)
         res = simulate(p, y0=y0, t_out=T_OUT, schedule=SCHEDULE)
         assert res.success
-        assert np.all(res["Q"] == 0.0) and np.all(res["Y0"] == 0.0)
+        assert np.all(res["Q"] == 0.0) and np.all(res["Y0"] == 0.0) and np.all(res["R0"] == 0.0)
+        # no relapse without leukemia: the leftover progeny only die out
+        assert np.all(np.diff(res["Y3"][1:]) <= 1e-9 * res["Y3"][1] + 1e-12)
         # and once extinct during a course, it never returns
         res = simulate(p, y0=initial_state(p, bcr_abl=0.01), t_out=T_OUT, schedule=[(0.0, 800.0), (200.0, 0.0)])
         if res.extinct:
@@ -45,9 +54,10 @@ def test_extinct_clone_stays_extinct(rng):
 
 @pytest.mark.parametrize("variant", ["H0", "H1"])
 def test_higher_dose_never_leaves_more_leukemic_cells(rng, variant):
-    """400 <= 600 <= 800 mg/day ordering of the leukemic burden at every time (H0, H1)."""
+    """0 <= 400 <= 600 <= 800 mg/day ordering of the leukemic burden at every time (H0, H1), for a clone
+    without a resistant subclone (with one, see the competitive-release test below)."""
     for _ in range(N_DRAWS):
-        p = draw_parameters(rng)
+        p = sensitive_draw(rng)
         y0 = initial_state(p, bcr_abl=float(10 ** rng.uniform(-2, 1.5)), variant=variant)
         burdens = []
         for dose in (0.0, 400.0, 600.0, 800.0):
@@ -57,6 +67,26 @@ def test_higher_dose_never_leaves_more_leukemic_cells(rng, variant):
         for low, high in zip(burdens, burdens[1:]):
             # slack: global error (<= 50 tolerance units, atol = 1e-6 cells) on both runs
             assert np.all(high <= low * (1 + 1e-4) + 1e-4)
+
+
+def test_more_drug_never_leaves_more_sensitive_stem_cells_even_with_resistance(rng):
+    """With a resistant subclone, more drug can raise the total burden (competitive release: the
+    resistant cells take the capacity the sensitive ones leave), but never the sensitive LSCs."""
+    released = 0
+    for _ in range(N_DRAWS):
+        p = draw_parameters(rng)
+        p["resistant_fraction"] = float(10 ** rng.uniform(-3, -2))
+        y0 = initial_state(p, bcr_abl=float(10 ** rng.uniform(1, 1.9)), variant="H0")
+        assert y0[State.R0] >= 1.0
+        runs = [simulate(p, y0=y0, t_out=T_OUT, schedule=[(0.0, d)], variant="H0", extinction_threshold=0.0)
+                for d in (0.0, 400.0, 800.0)]
+        assert all(r.success for r in runs)
+        for low, high in zip(runs, runs[1:]):
+            s_lo, s_hi = low["Q"] + low["Y0"], high["Q"] + high["Y0"]
+            assert np.all(s_hi <= s_lo * (1 + 1e-4) + 1e-4)
+            assert np.all(high["R0"] >= low["R0"] * (1 - 1e-4) - 1e-4)
+            released += bool(np.any(leukemic_cells(high) > leukemic_cells(low) * (1 + 1e-3)))
+    assert released > 0  # the draws reach competitive release, so the first property is exercised
 
 
 @pytest.mark.parametrize("parameter_set", ["default", "hess2005_H2"])
@@ -79,7 +109,7 @@ def test_h2_dose_inversions_happen_only_through_the_immune_window():
     t_out = np.linspace(0.0, 5 * 365.0, 61)
     inversions = 0
     for _ in range(120):
-        p = draw_parameters(rng)
+        p = sensitive_draw(rng)
         y0 = initial_state(p, bcr_abl=float(10 ** rng.uniform(-2, 1.5)), variant="H2")
         runs = [simulate(p, y0=y0, t_out=t_out, schedule=[(0.0, d)], variant="H2", extinction_threshold=0.0)
                 for d in (0.0, 400.0, 600.0, 800.0)]

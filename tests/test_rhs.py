@@ -12,21 +12,23 @@ from conftest import draw_parameters
 def reference_terms(y, p, e):
     """Plain-NumPy transcription of the system in gvlmodel.model's docstring, one list of
     signed terms per equation (so a test can scale its tolerance to each equation's fluxes)."""
-    X0, X1, X2, X3, Q, Y0, Y1, Y2, Y3, Z = y
-    phi = 1.0 / (1.0 + (X0 + Q + Y0) / p[KP.KN])
+    X0, X1, X2, X3, Q, Y0, Y1, Y2, Y3, R0, R1, Z = y
+    phi = 1.0 / (1.0 + X0 / p[KP.KN])
+    grow = p[KP.RY] * (1.0 - (Q + Y0 + R0) / p[KP.KL])
     k = p[KP.ZKILL] * Z
-    L = Q + Y0 + Y1 + Y2 + Y3
-    u = L / p[KP.ZK]
+    u = Y3 / p[KP.ZK]
     return [
         [p[KP.RX] * phi * X0, -p[KP.D0] * X0],
         [p[KP.AX] * X0, -p[KP.D1] * X1],
         [p[KP.BX] * X1, -p[KP.D2] * X2],
         [p[KP.CX] * X2, -p[KP.D3] * X3],
         [p[KP.QIN] * Y0, -p[KP.QOUT] * Q, -p[KP.ZQREL] * k * Q],
-        [p[KP.RY] * phi * Y0, -p[KP.D0] * Y0, -p[KP.IMKILL] * e * Y0, -k * Y0, -p[KP.QIN] * Y0, p[KP.QOUT] * Q],
-        [p[KP.AY] / (1 + (p[KP.IMFA] - 1) * e) * Y0, -p[KP.D1] * Y1, -k * Y1],
-        [p[KP.BY] / (1 + (p[KP.IMFB] - 1) * e) * Y1, -p[KP.D2] * Y2, -k * Y2],
+        [grow * Y0, -p[KP.D0] * Y0, -p[KP.IMKILL] * e * Y0, -k * Y0, -p[KP.QIN] * Y0, p[KP.QOUT] * Q],
+        [p[KP.AY] * Y0, -p[KP.D1] * Y1, -p[KP.IMKILLP] * e * Y1, -k * Y1],
+        [p[KP.BY] * Y1, p[KP.BY] * R1, -p[KP.D2] * Y2, -k * Y2],
         [p[KP.CY] * Y2, -p[KP.D3] * Y3, -k * Y3],
+        [grow * R0, -p[KP.D0] * R0, -k * R0],
+        [p[KP.AY] * R0, -p[KP.D1] * R1, -k * R1],
         [p[KP.ZIN], -p[KP.ZD] * Z, (1 - p[KP.ZSUPP]) * p[KP.ZRHO] * 2 * u / (1 + u * u) * Z],
     ]
 
@@ -54,6 +56,8 @@ def assert_equal_to_flux_rounding(a, b, y, kp, e, what):
 def random_states(rng, n):
     base = initial_state(bcr_abl=1.0)
     base[State.Z] = 1e4
+    base[State.R0] = 0.01 * base[State.Y0]  # a resistant subclone, so its equations are exercised
+    base[State.R1] = 0.01 * base[State.Y1]
     # spread every compartment over 6 orders of magnitude around a typical value
     return base * 10.0 ** rng.uniform(-3, 3, size=(n, base.size))
 

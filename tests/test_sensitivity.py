@@ -27,7 +27,9 @@ def small_config(**tables) -> dict:
     cfg = copy.deepcopy(read_toml(CONFIG))
     cfg["study"].update({"methods": ["sobol"], "outputs": ["p_cmr", "t_cmr_days", "p_durable", "t_loss_days"],
                          "chunk_samples": 4})
-    cfg["parameters"]["factors"] = ["im_fold_b", "z_expand_allo", "z_kill"]
+    # the shipped v2 patient-level calibration over the table's bounds: no fitted hess2005 set needed
+    cfg["parameters"].update({"set": "patients", "ranges": "table",
+                              "factors": ["im_kill_lsc", "z_expand_allo", "z_kill"]})
     cfg["cohort"]["size"] = 30
     cfg["sobol"].update({"n": 8, "convergence": [4, 8], "bootstrap": 50})
     cfg["local"]["enabled"] = False
@@ -72,40 +74,43 @@ def test_morris_screens_ishigami():
 
 def test_local_coefficients_of_a_power_law_are_exact():
     """Y = prod(theta_j ** a_j) has d ln Y / d ln theta_j = a_j; the central differences converge to it as O(h^2)."""
-    cfg = sens.parse_config(small_config(parameters={"factors": ["im_fold_b", "im_kill_lsc"]}, local={"enabled": True}),
-                            source="test")
+    cfg = sens.parse_config(small_config(parameters={"factors": ["im_kill_lsc", "im_kill_progenitor"]},
+                                         local={"enabled": True}), source="test")
     point = sens.fitted_point(cfg)
     Xl, _ = sens.local_design(cfg, point)
+    lo, hi = cfg.factors[0].prior_bounds  # the log factor's steps must be unclipped for the closed form
+    assert np.all((Xl[:, 0] > lo) & (Xl[:, 0] < hi))
     a = np.array([0.7, -1.3])
     theta = np.column_stack([10.0 ** Xl[:, 0], Xl[:, 1]])
     Y = np.prod(theta ** a, axis=1)[:, None]
     out = sens.local_coefficients(dataclasses.replace(cfg, outputs=("p_cmr",)), point, Y, ("p_cmr",))
     c = out["p_cmr"]["coefficients"]
-    for h, v in c["log10_im_fold_b"]["by_step"].items():  # central difference of Y: sinh(a h) / h exactly
+    # log factor: theta -> theta exp(+-h), so the central difference of Y over 2h is sinh(a h) / h exactly
+    for h, v in c["log10_im_kill_lsc"]["by_step"].items():
         assert v == pytest.approx(math.sinh(0.7 * float(h)) / float(h), rel=1e-9)
-    assert c["log10_im_fold_b"]["by_step"]["0.01"] == pytest.approx(0.7, rel=1e-4)
-    assert c["im_kill_lsc"]["by_step"]["0.01"] == pytest.approx(-1.3, rel=1e-3)
+    assert c["log10_im_kill_lsc"]["by_step"]["0.01"] == pytest.approx(0.7, rel=1e-4)
+    assert c["im_kill_progenitor"]["by_step"]["0.01"] == pytest.approx(-1.3, rel=1e-3)
 
 
 def test_local_steps_stay_inside_the_prior_bounds_and_divide_by_the_step_taken():
     """Near a bound the step on that side is shortened to the bound (never outside, where the model
     would refuse the value or clip every patient), and the coefficient uses the log-distance taken."""
-    cfg = sens.parse_config(small_config(parameters={"factors": ["im_fold_b", "im_kill_lsc"]}, local={"enabled": True}),
-                            source="test")
+    cfg = sens.parse_config(small_config(parameters={"factors": ["im_kill_lsc", "im_kill_progenitor"]},
+                                         local={"enabled": True}), source="test")
     point = sens.fitted_point(cfg).copy()
-    point[1] = 0.28  # im_kill_lsc, bounds [0, 0.3]: a 30 % step up would reach 0.364
+    point[1] = 4.8  # im_kill_progenitor (linear), bounds [0, 5]: a 30 % step up would reach 6.24
     X, meta = sens.local_design(cfg, point)
     for j, f in enumerate(cfg.factors):
         lo, hi = f.prior_bounds
         assert np.all((X[:, j] >= lo) & (X[:, j] <= hi))
     up = meta.index((1, 0.3, 1))
-    assert X[up, 1] == 0.3
+    assert X[up, 1] == 5.0
     a = -1.3
     Y = (X[:, 1] ** a)[:, None]
     c = sens.local_coefficients(dataclasses.replace(cfg, outputs=("p_cmr",)), point, Y, ("p_cmr",))
-    by = c["p_cmr"]["coefficients"]["im_kill_lsc"]["by_step"]
+    by = c["p_cmr"]["coefficients"]["im_kill_progenitor"]["by_step"]
     down = meta.index((1, 0.3, -1))
-    assert by["0.3"] == pytest.approx((Y[up, 0] - Y[down, 0]) / math.log(0.3 / (0.28 * 0.7)) / Y[0, 0], rel=1e-12)
+    assert by["0.3"] == pytest.approx((Y[up, 0] - Y[down, 0]) / math.log(5.0 / (4.8 * 0.7)) / Y[0, 0], rel=1e-12)
     assert by["0.01"] == pytest.approx(a, rel=1e-3)  # unclipped steps as before
 
 
@@ -236,7 +241,7 @@ def test_reanalysis_never_reruns_the_model(tmp_path, monkeypatch):
     ("parameters", "factors", ["foo"], r"\[parameters\] factors: fitted parameter 'foo': unknown"),
     ("parameters", "factors", [3], r"\[parameters\] factors: fitted parameter: expected a name"),
     ("parameters", "variant", "H3", r"\[parameters\] variant: unknown variant 'H3'; allowed: H0, H1, H2"),
-    ("parameters", "factors", ["z_influx_allo"], "not fitted in set"),
+    ("parameters", "ranges", "posterior", r"ranges = \"posterior\": set 'patients' has no posterior sample"),
     ("parameters", "ranges", "prior", "ranges: unknown 'prior'; allowed: posterior, table"),
     ("sobol", "n", 100, "power of 2"),
     ("cohort", "size", 0, r"\[cohort\] size"),
@@ -270,6 +275,14 @@ def test_bad_config_names_the_field(table, key, value, match):
     cfg = small_config()
     cfg.setdefault(table, {})[key] = value
     with pytest.raises(InputError, match=match):
+        sens.parse_config(cfg, source="test")
+
+
+def test_factor_not_fitted_in_the_set_has_no_posterior_range():
+    """ranges = "posterior" takes each factor's range from the fitted set's posterior sample (needs the
+    shipped hess2005 fit, H2: z_influx_allo is fitted only for H1)."""
+    cfg = small_config(parameters={"set": "hess2005", "ranges": "posterior", "factors": ["z_influx_allo"]})
+    with pytest.raises(InputError, match=r"\[parameters\] factors: 'log10_z_influx_allo' was not fitted in set"):
         sens.parse_config(cfg, source="test")
 
 

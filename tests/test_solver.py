@@ -115,13 +115,13 @@ def test_extinction_event_located_like_solve_ivp_terminal_event():
         return buf.copy()
 
     def lsc_below_one(t, u):
-        return u[State.Q] + u[State.Y0] - 1.0
+        return u[State.Q] + u[State.Y0] + u[State.R0] - 1.0
 
     lsc_below_one.terminal = True
     lsc_below_one.direction = -1
-    ref = solve_ivp(f, (0, 400), y0, method="Radau", rtol=1e-10, atol=1e-10, events=lsc_below_one)
+    ref = solve_ivp(f, (0, 1500), y0, method="Radau", rtol=1e-10, atol=1e-10, events=lsc_below_one)
     t_ref = ref.t_events[0][0]
-    res = simulate(y0=y0, t_out=np.linspace(0, 400, 41), schedule=[(0, 400)])
+    res = simulate(y0=y0, t_out=np.linspace(0, 1500, 51), schedule=[(0, 400)])
     assert res.extinct
     assert res.t_extinct == pytest.approx(t_ref, rel=1e-5)
     after = res.t > res.t_extinct

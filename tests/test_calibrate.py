@@ -1,0 +1,129 @@
+"""Patient-level calibration: likelihood, recovery of known parameters, the CLI, and the data checks."""
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gvlmodel import calibrate as cal
+from gvlmodel.datasets import PatientSeries
+from gvlmodel.parameters import default_parameters
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "experiments" / "calibrate_patients.toml"
+
+
+def small_config(**over):
+    raw = {"calibrate": {"name": "t", "seed": 1, "iterations": 2, "max_nfev": 200, "variant": "H2", **over},
+           "fitted": {"start_bcr_abl": 0.3, "im_kill_lsc": 0.5, "q_out": 0.5}}
+    return cal.parse_config(raw)
+
+
+def synthetic_patient(theta_true, cfg, *, days, noise, rng, limit=1e-3):
+    s = PatientSeries("syn", np.asarray(days, float), np.ones(len(days)), np.zeros(len(days), bool), dataset="syn")
+    ratio, res = cal.patient_model(np.log10(theta_true), cfg.fitted, default_parameters(), s, cfg)
+    assert res.success
+    obs = ratio * 10.0 ** (noise * rng.standard_normal(ratio.size))
+    cens = obs < limit
+    obs = np.where(cens, limit, obs)
+    return PatientSeries("syn", np.asarray(days, float), obs, cens, dataset="syn")
+
+
+def test_censored_sample_contributes_only_when_the_model_is_above_its_limit():
+    cfg = small_config()
+    theta = np.log10([60.0, 0.4, 0.004])
+    s0 = PatientSeries("c", np.array([1500.0]), np.array([1e-3]), np.array([True]), dataset="c")
+    ratio, _ = cal.patient_model(theta, cfg.fitted, default_parameters(), s0, cfg)
+    mu, omega = theta.copy(), np.ones(3)
+    for limit, expect_small in ((ratio[0] * 1e3, True), (ratio[0] * 1e-3, False)):
+        s = PatientSeries("c", np.array([1500.0]), np.array([limit]), np.array([True]), dataset="c")
+        r = cal.residuals(theta, cfg.fitted, default_parameters(), s, cfg, mu, omega, 0.2)
+        # the data residual is sqrt(-2 log Phi(z)), z = (log10 limit - log10 model) / sigma
+        z = (math.log10(limit) - math.log10(ratio[0])) / 0.2
+        from scipy.stats import norm
+        assert r[0] == pytest.approx(math.sqrt(-2.0 * norm.logcdf(z)), rel=1e-9)
+        assert (r[0] < 1e-6) == expect_small
+        assert np.all(r[1:] == 0.0)  # the prior terms vanish at the prior mean
+
+
+def test_patient_fit_recovers_known_parameters_from_synthetic_data():
+    """Noise 0.1 log10, monthly then quarterly samples over 4 years, undetectable below 1e-3 %: the MAP
+    lies within 3 Laplace posterior SDs of the truth and within 0.25 log10 (a factor 1.8) for every fitted
+    quantity (measured: at most 0.16 log10, on the imatinib kill rate, which trades off against q_out)."""
+    rng = np.random.default_rng(5)
+    days = np.concatenate((np.arange(0, 361, 30.0), np.arange(450, 1461, 90.0)))
+    # H2 patients whose load enters the immune window mid-course drop by a step there, which makes the
+    # likelihood rugged (a known identifiability problem of window models); the second case is H1
+    for variant, truth in (("H2", [70.0, 0.8, 0.004]), ("H1", [40.0, 0.25, 0.0015])):
+        cfg = small_config(variant=variant)
+        s = synthetic_patient(truth, cfg, days=days, noise=0.1, rng=rng)
+        mu = np.log10(truth) + np.array([0.15, -0.3, 0.3])  # a prior centred off the truth
+        f = cal.fit_patient(s, cfg.fitted, default_parameters(), cfg, mu, np.full(3, 1.0), 0.1, mu)
+        assert f["status"] == "success"
+        err = np.abs(f["theta"] - np.log10(truth))
+        assert np.all(err < 0.25), (truth, 10 ** f["theta"])
+        assert np.all(err < 3 * f["post_sd"] + 0.02)
+        assert f["residual_sd_log10"] < 0.2
+
+
+def test_bad_config_names_the_key():
+    with pytest.raises(cal.InputError, match="unknown key.*itrations"):
+        cal.parse_config({"calibrate": {"itrations": 3}})
+    with pytest.raises(cal.InputError, match="datasets"):
+        cal.parse_config({"calibrate": {"datasets": ["stim1_2010"]}})
+    with pytest.raises(cal.InputError, match="unknown parameter 'im_fold_b'"):
+        cal.parse_config({"fitted": {"im_fold_b": 0.5}})
+    with pytest.raises(cal.InputError, match="linear-scale"):
+        cal.parse_config({"fitted": {"im_kill_progenitor": 0.5}})
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "gvlmodel.cli", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_cli_quick_run_writes_fits_population_report_and_provenance_last(tmp_path):
+    out = tmp_path / "cal"
+    r = run_cli("calibrate", str(CONFIG), "--out", str(out), "--quick", "--stim-size", "0")
+    assert r.returncode == 0, r.stderr
+    for name in ("patients.csv", "fitted_curves.csv", "population.json", "report.json", "report.md",
+                 "provenance.json"):
+        assert (out / name).is_file(), name
+    rows = (out / "patients.csv").read_text().splitlines()
+    assert len(rows) == 1 + 8  # 4 Michor + 4 Hähnel patients in quick mode, each reported
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[calibrate]\niterations = 0\n")
+    r = run_cli("calibrate", str(bad), "--out", str(tmp_path / "nothing"))
+    assert r.returncode == 2 and "iterations" in r.stderr
+    assert not (tmp_path / "nothing").exists()
+
+
+@pytest.fixture(scope="module")
+def full_calibration():
+    cfg = cal.load_config(CONFIG)
+    result = cal.calibrate(cfg, log=lambda m: None)
+    return cfg, result, cal.summary(result, cfg)
+
+
+def test_per_patient_fits_reproduce_the_series(full_calibration):
+    """Issue target: residual SD of log10 BCR-ABL <= 0.5 per patient. Measured (this config): median
+    0.21 (Michor) and 0.31 (Hähnel); 96 % and 95 % of patients <= 0.5; no failed fit."""
+    _, _, s = full_calibration
+    for ds in ("michor2005", "hahnel2020"):
+        v = s["per_dataset"][ds]
+        assert v["failed"] == 0
+        assert v["residual_sd_log10_median"] <= 0.5
+        assert v["share_residual_sd_le_0_5"] >= 0.9
+
+
+def test_population_median_course_has_michors_two_phases(full_calibration):
+    """Michor 2005 report natural-log slopes of about -0.05/day, then about -0.008/day. The population
+    median gives -0.043 and -0.0044 (measured): the first within 20 %, the second within a factor 2
+    (a slower second phase than reported; the digitised data's median falls 0.3 log10 from day 180 to 365,
+    about -0.004/day)."""
+    cfg, result, s = full_calibration
+    m = s["michor_slopes"]
+    assert -0.06 < m["first_slope_per_day"] < -0.04
+    assert -0.016 < m["second_slope_per_day"] < -0.004 * 0.9
+    assert m["first_slope_per_day"] < 5 * m["second_slope_per_day"]  # two distinct phases
