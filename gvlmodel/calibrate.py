@@ -49,7 +49,7 @@ from scipy.optimize import least_squares
 from scipy.special import log_ndtr
 
 from .datasets import DATASETS, PatientSeries
-from .errors import InputError, boolean, integer, read_toml, real
+from .errors import InputError, integer, read_toml, real
 from .parameters import PARAMETER_TABLE, PARAMETER_SET_DIR, parameter_set, parse_variant, resolve_parameters
 from .simulate import initial_state, simulate
 
@@ -242,14 +242,9 @@ def fit_patient(series, fitted, base, cfg, mu, omega, sigma, x0):
 # --------------------------------------------------------------------------
 # population
 # --------------------------------------------------------------------------
-def initial_prior(fitted, base):
-    mu, omega = [], []
-    for name in fitted:
-        if name == START:
-            mu.append(START_PRIOR[0])
-        else:
-            mu.append(math.log10(base[name]))
-    return np.array(mu), None
+def initial_prior_mean(fitted, base) -> np.ndarray:
+    """log10 prior means at the start: the base set's values (the starting ratio: ``START_PRIOR``)."""
+    return np.array([START_PRIOR[0] if name == START else math.log10(base[name]) for name in fitted])
 
 
 def calibrate(cfg: CalibrationConfig, *, log=print, progress: bool = False) -> dict:
@@ -257,11 +252,11 @@ def calibrate(cfg: CalibrationConfig, *, log=print, progress: bool = False) -> d
     base = resolve_parameters(parameter_set(cfg.base_set))
     series = load_series(cfg)
     fitted = cfg.fitted
-    mu, _ = initial_prior(fitted, base)
+    mu = initial_prior_mean(fitted, base)
     omega = np.array([cfg.prior_sd_log10[n] for n in fitted])
     sigma = cfg.noise_sd_log10
-    rng = np.random.default_rng(cfg.seed)
-    x_prev = [mu + 0.0 * rng.standard_normal(mu.size) for _ in series]
+    # deterministic: every patient's optimiser starts at the prior mean (the seed drives the STIM1 trial)
+    x_prev = [mu.copy() for _ in series]
     history = []
     fits = []
     for it in range(cfg.iterations):

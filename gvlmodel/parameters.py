@@ -339,8 +339,14 @@ def stimulus_scale(p):
     ``Y3 = r/(1 - r) * 2 X3`` gives the ratio ``r = z_half/100`` against normal
     donor hematopoiesis at homeostasis (:func:`normal_mature_cells`).
     """
-    r = np.asarray(p["z_half"], dtype=float) / 100.0
-    return r / (1.0 - r) * 2.0 * normal_mature_cells(p)
+    return leukemic_mature_cells(p["z_half"], normal_mature_cells(p))
+
+
+def leukemic_mature_cells(bcr_abl_percent, x3):
+    """Leukemic mature cells ``Y3`` that give the ratio ``bcr_abl_percent`` against normal mature ``x3``:
+    the inverse of ``100 Y3 / (Y3 + 2 X3)``."""
+    r = np.asarray(bcr_abl_percent, dtype=float) / 100.0
+    return r / (1.0 - r) * 2.0 * x3
 
 
 def salib_problem(names: Iterable[str] | None = None) -> dict:

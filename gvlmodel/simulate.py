@@ -11,7 +11,8 @@ from .errors import InputError, SolverError, boolean, integer, real, real_array
 from .indices import KP, N_KP, N_STATES, State
 from .measurement import bcr_abl_percent
 from . import model
-from .parameters import Variant, _check_transplant, _fill_kernel, kernel_parameters, parse_variant, resolve_parameters
+from .parameters import (Variant, _check_transplant, _fill_kernel, kernel_parameters, leukemic_mature_cells, parse_variant,
+                         resolve_parameters)
 
 STATUS_MESSAGES = {
     solver.SUCCESS: "success",
@@ -155,8 +156,7 @@ def fill_start_state(p, bcr_abl, kp, y) -> None:
     y[..., State.X1] = p["a_x"] * y[..., State.X0] / p["d1"]
     y[..., State.X2] = p["b_x"] * y[..., State.X1] / p["d2"]
     y[..., State.X3] = p["c_x"] * y[..., State.X2] / p["d3"]
-    r = np.asarray(bcr_abl, dtype=float) / 100.0
-    y3 = r / (1.0 - r) * 2.0 * y[..., State.X3]
+    y3 = leukemic_mature_cells(bcr_abl, y[..., State.X3])
     amplification = (p["a_y"] / p["d1"]) * (p["b_y"] / p["d2"]) * (p["c_y"] / p["d3"])
     cycling = y3 / amplification  # cycling stem cells of both subclones behind Y3
     qr = np.asarray(p["q_in"] / p["q_out"], dtype=float)
