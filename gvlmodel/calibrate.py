@@ -48,7 +48,7 @@ import numpy as np
 from scipy.optimize import least_squares
 from scipy.special import log_ndtr
 
-from .datasets import DATASETS, PatientSeries
+from .datasets import DATASETS, DAYS_PER_MONTH, PatientSeries
 from .errors import InputError, integer, read_toml, real
 from .parameters import PARAMETER_TABLE, PARAMETER_SET_DIR, parameter_set, parse_variant, resolve_parameters
 from .simulate import initial_state, simulate
@@ -156,12 +156,14 @@ def load_series(cfg: CalibrationConfig) -> list[PatientSeries]:
 # --------------------------------------------------------------------------
 # one patient
 # --------------------------------------------------------------------------
-def bounds_log10(fitted) -> tuple[np.ndarray, np.ndarray]:
+def bounds_log10(fitted, start_bounds=START_BOUNDS) -> tuple[np.ndarray, np.ndarray]:
+    """log10 bounds of the fitted quantities: the table's ``[lower, upper]``; the starting ratio
+    ``start_bounds`` (percent)."""
     lo, hi = [], []
     for name in fitted:
         if name == START:
-            lo.append(math.log10(START_BOUNDS[0]))
-            hi.append(math.log10(START_BOUNDS[1]))
+            lo.append(math.log10(start_bounds[0]))
+            hi.append(math.log10(start_bounds[1]))
         else:
             row = PARAMETER_TABLE[name]
             lo.append(math.log10(row.lower))
@@ -169,8 +171,12 @@ def bounds_log10(fitted) -> tuple[np.ndarray, np.ndarray]:
     return np.array(lo), np.array(hi)
 
 
-def patient_model(theta, fitted, base: dict, series: PatientSeries, cfg: CalibrationConfig):
-    """Model BCR-ABL (%) at the patient's sample days for log10 quantities ``theta``; ``(ratio, result)``."""
+def patient_model(theta, fitted, base: dict, series: PatientSeries, cfg: CalibrationConfig, schedule=None):
+    """Model BCR-ABL (%) at the patient's sample days for log10 quantities ``theta``; ``(ratio, result)``.
+
+    ``cfg`` supplies ``variant``, ``rtol`` and (when ``schedule`` is None) a constant ``dose_mg``;
+    ``schedule`` is a ``[(day, dose_mg), ...]`` dose history (:mod:`gvlmodel.predict` passes the
+    patient's own)."""
     params = dict(base)
     start = 60.0
     for name, v in zip(fitted, theta):
@@ -181,17 +187,23 @@ def patient_model(theta, fitted, base: dict, series: PatientSeries, cfg: Calibra
     y0 = initial_state(params, bcr_abl=start, variant=cfg.variant, transplant=series.transplant)
     days = np.asarray(series.day, dtype=float)
     t_out = np.concatenate(([0.0], days)) if days[0] > 0 else days
-    res = simulate(params, y0=y0, t_out=t_out, schedule=[(0.0, cfg.dose_mg)], variant=cfg.variant,
+    res = simulate(params, y0=y0, t_out=t_out, schedule=schedule or [(0.0, cfg.dose_mg)], variant=cfg.variant,
                    transplant=series.transplant, rtol=cfg.rtol)
     ratio = res.bcr_abl[-days.size:]
     return ratio, res
 
 
-def residuals(theta, fitted, base, series, cfg, mu, omega, sigma):
+def residuals(theta, fitted, base, series, cfg, mu, omega, sigma, schedule=None):
     """Stacked residuals: quantified samples, censored samples (``sqrt(-2 log Phi)``), prior terms."""
-    ratio, res = patient_model(theta, fitted, base, series, cfg)
+    ratio, res = patient_model(theta, fitted, base, series, cfg, schedule)
     if not res.success or not np.all(np.isfinite(ratio)):
         return np.full(len(series.day) + len(theta), 1e3)
+    return standardized_residuals(ratio, theta, series, mu, omega, sigma)
+
+
+def standardized_residuals(ratio, theta, series, mu, omega, sigma) -> np.ndarray:
+    """The stacked residuals of model ratios ``ratio`` (%, at the sample days) and log10 quantities
+    ``theta``: half their sum of squares is the negative log posterior up to a constant."""
     lm = np.log10(np.maximum(ratio, 1e-12))
     lo = np.log10(np.minimum(np.asarray(series.bcr_abl_percent, dtype=float), OBS_CAP))
     cens = np.asarray(series.censored, dtype=bool)
@@ -203,12 +215,20 @@ def residuals(theta, fitted, base, series, cfg, mu, omega, sigma):
     return np.concatenate((r, prior))
 
 
-def fit_patient(series, fitted, base, cfg, mu, omega, sigma, x0):
-    lo, hi = bounds_log10(fitted)
+def fit_patient(series, fitted, base, cfg, mu, omega, sigma, x0, *, schedule=None, start_bounds=START_BOUNDS):
+    """One patient's MAP under the prior ``N(mu, omega^2)`` (log10) and its Laplace posterior.
+
+    Returns a dict: ``theta`` (MAP, log10), ``cov`` (Gauss-Newton posterior covariance
+    ``(J^T J)^-1`` of the stacked, already standardised residuals), ``post_sd`` (its diagonal's
+    square root, capped at 2 log10), the model ``ratio`` at the sample days, ``status``
+    ("success", "solver: ..." or "failed: ..."), optimiser message and counts, and the residual SD.
+    """
+    lo, hi = bounds_log10(fitted, start_bounds)
     x0 = np.clip(x0, lo + 1e-9, hi - 1e-9)
     t0 = time.perf_counter()
     try:
-        sol = least_squares(residuals, x0, bounds=(lo, hi), args=(fitted, base, series, cfg, mu, omega, sigma),
+        sol = least_squares(residuals, x0, bounds=(lo, hi),
+                            args=(fitted, base, series, cfg, mu, omega, sigma, schedule),
                             method="trf", x_scale=1.0, diff_step=1e-4, max_nfev=cfg.max_nfev)
         theta = sol.x
         J = sol.jac
@@ -216,13 +236,15 @@ def fit_patient(series, fitted, base, cfg, mu, omega, sigma, x0):
             cov = np.linalg.pinv(J.T @ J)
             post_sd = np.sqrt(np.clip(np.diag(cov), 0.0, 4.0))
         except np.linalg.LinAlgError:
+            cov = np.full((theta.size, theta.size), np.nan)
             post_sd = np.full(theta.size, np.nan)
-        ratio, res = patient_model(theta, fitted, base, series, cfg)
+        ratio, res = patient_model(theta, fitted, base, series, cfg, schedule)
         status = "success" if res.success else f"solver: {res.message}"
         optimizer = sol.message
         nfev = int(sol.nfev)
     except Exception as exc:  # reported per patient, never dropped
         theta = x0
+        cov = np.full((x0.size, x0.size), np.nan)
         post_sd = np.full(x0.size, np.nan)
         ratio = np.full(len(series.day), np.nan)
         status, optimizer, nfev = f"failed: {type(exc).__name__}: {exc}", "", 0
@@ -233,7 +255,7 @@ def fit_patient(series, fitted, base, cfg, mu, omega, sigma, x0):
     # a censored sample the model predicts above its limit counts as a residual of that excess
     excess = np.maximum(lm[cens] - obs[cens], 0.0)
     all_resid = np.concatenate((resid, excess))
-    return {"theta": theta, "post_sd": post_sd, "ratio": ratio, "status": status, "optimizer": optimizer,
+    return {"theta": theta, "cov": cov, "post_sd": post_sd, "ratio": ratio, "status": status, "optimizer": optimizer,
             "nfev": nfev, "seconds": time.perf_counter() - t0,
             "residual_sd_log10": float(np.sqrt(np.mean(all_resid ** 2))) if all_resid.size else float("nan"),
             "quantified_residuals": resid}
@@ -318,17 +340,22 @@ def median_course_slopes(params: dict, variant: str, start: float = 60.0) -> dic
 
 
 def stim_check(params: dict, sd_ln: dict, variant: str, *, size: int = 2000, seed: int = 2010,
-               years_on_im: float = 5.0, follow_up_months: float = 60.0, threads=None) -> dict:
+               max_years_to_stop: float = 10.0, follow_up_months: float = 60.0, threads=None) -> dict:
     """A STIM1-like trial of the calibrated population: non-transplanted patients from diagnosis on
     400 mg/day, stopping after >= 3 years of imatinib and >= 2 years undetectable (checked at monthly
-    visits); molecular-relapse-free share at 6 / 12 / 60 months after the stop among those who stopped
-    (relapse = a positive sample confirmed by the next one), against 43 / 41 / 38 % (Mahon et al. 2010;
-    Etienne et al. 2017), with binomial 95 % intervals for 100 patients."""
+    visits); molecular-relapse-free share at 6 / 12 / 60 months after the stop (relapse = a positive
+    sample confirmed by the next one), against 43 / 41 / 38 % (Mahon et al. 2010; Etienne et al.
+    2017), with binomial 95 % intervals for 100 patients.
+
+    The trial runs ``max_years_to_stop`` years plus ``follow_up_months``; the shares are taken over
+    the patients who stopped within ``max_years_to_stop`` years (so every one of them is followed
+    the full ``follow_up_months``): one denominator for every time point, no selection of early
+    stoppers at late time points."""
     from .cohort import CohortSpec, Population, Protocol, simulate_cohort
     from .datasets import load_stim1
 
     stim = load_stim1()
-    follow = years_on_im * 365.25 + follow_up_months * 30.4375
+    follow = max_years_to_stop * 365.25 + follow_up_months * DAYS_PER_MONTH
     proto = Protocol(stop={"min_days": float(stim["eligibility"]["min_imatinib_days"]),
                            "undetectable_days": float(stim["eligibility"]["min_undetectable_days"])},
                      escalate=False, follow_up_days=follow, visit_interval_days=30.0, restart=False)
@@ -336,30 +363,31 @@ def stim_check(params: dict, sd_ln: dict, variant: str, *, size: int = 2000, see
     res = simulate_cohort(CohortSpec(size=size, seed=seed, transplant=False, start="diagnosis"), proto,
                           params, variant=variant, population=pop, progress=False, threads=threads)
     c = res.columns
-    stopped = c["stopped"].astype(bool)
+    stop_day = np.asarray(c["stop_day"], dtype=float)
+    stopped_any = c["stopped"].astype(bool)
+    stopped = stopped_any & (stop_day <= max_years_to_stop * 365.25)
     n = int(stopped.sum())
-    out = {"patients": size, "stopped": n, "observed": {}, "simulated": {}, "within_binomial_95": {}}
+    out = {"patients": size, "stopped": int(stopped_any.sum()), "stopped_in_window": n,
+           "max_years_to_stop": max_years_to_stop, "observed": {}, "simulated": {}, "within_binomial_95": {}}
+    out["median_years_on_im_at_stop"] = float(np.median(stop_day[stopped]) / 365.25) if n else float("nan")
     t_loss = np.asarray(c["days_stop_to_loss"], dtype=float)
     lost = c["lost_cmr"].astype(bool)
-    stop_day = np.asarray(c["stop_day"], dtype=float)
-    followed = follow - stop_day
     eradicated_share = float(np.mean(c["eradicated"][stopped & ~lost])) if np.any(stopped & ~lost) else float("nan")
     lsc_ge_100 = (float(np.mean(np.asarray(c["final_lsc"])[stopped & ~lost] >= 100.0))
                   if np.any(stopped & ~lost) else float("nan"))
     for months, key in ((6, "molecular_relapse_free_6_months"), (12, "molecular_relapse_free_12_months"),
                         (60, "molecular_relapse_free_60_months")):
-        d = months * 30.4375
-        ok = stopped & (followed >= d)
+        d = months * DAYS_PER_MONTH
         free = ~(lost & (t_loss <= d))
-        frac = float(np.mean(free[ok])) if ok.any() else float("nan")
+        frac = float(np.mean(free[stopped])) if n else float("nan")
         obs = float(stim["outcome"][key])
         se = math.sqrt(obs * (1 - obs) / 100.0)
         out["observed"][key] = obs
         out["simulated"][key] = frac
         out["within_binomial_95"][key] = bool(abs(frac - obs) <= 1.96 * se) if math.isfinite(frac) else False
     rel = t_loss[stopped & lost]
-    out["median_months_to_relapse"] = float(np.median(rel) / 30.4375) if rel.size else float("nan")
-    out["share_of_relapses_within_7_months"] = float(np.mean(rel <= 7 * 30.4375)) if rel.size else float("nan")
+    out["median_months_to_relapse"] = float(np.median(rel) / DAYS_PER_MONTH) if rel.size else float("nan")
+    out["share_of_relapses_within_7_months"] = float(np.mean(rel <= 7 * DAYS_PER_MONTH)) if rel.size else float("nan")
     out["lasting_tfr_share_eradicated"] = eradicated_share
     out["lasting_tfr_share_with_100_lsc"] = lsc_ge_100
     out["failed_solves"] = int(np.sum(c["solver_status"] != 0)) if "solver_status" in c else 0

@@ -1,4 +1,4 @@
-"""Command-line interface: ``gvlmodel reproduce``, ``example``, ``simulate``, ``calibrate``, ``fit``, ``sensitivity``,
+"""Command-line interface: ``gvlmodel reproduce``, ``example``, ``simulate``, ``calibrate``, ``predict-stop``, ``fit``, ``sensitivity``,
 ``dynamics``, ``parameters``, ``export-sbml``.
 
 Bad input exits with status 2 and one message naming the field; nothing is
@@ -180,6 +180,22 @@ def main(argv=None) -> int:
     ca.add_argument("--stim-size", type=int, default=2000,
                     help="patients of the STIM1-like check trial (0 skips it; default 2000)")
     ca.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    ps = sub.add_parser("predict-stop", help="fit each patient's BCR-ABL history under the population prior and "
+                        "predict loss of MMR after stopping imatinib (probability with a credible interval)")
+    ps.add_argument("history", help="CSV: patient_id, day, bcr_abl_percent, below_detection, stop_day, transplant "
+                    "[, dose_mg] (see gvlmodel/predict.py)")
+    ps.add_argument("--out", required=True, type=_path, help="output folder")
+    ps.add_argument("--horizon-days", type=float, default=365.0,
+                    help="window after stop_day in which a loss of MMR counts (default 365)")
+    ps.add_argument("--draws", type=int, default=2000,
+                    help="importance-sampling draws per patient (default 2000)")
+    ps.add_argument("--seed", type=int, default=1, help="seed of the posterior draws (default 1)")
+    ps.add_argument("--set", dest="set_name", default=None,
+                    help="calibrated parameter set for the prior (default: 'patients' for non-transplanted, "
+                    "'hess2005' for transplanted patients)")
+    ps.add_argument("--threshold-percent", type=float, default=0.1,
+                    help="BCR-ABL level (%% IS) whose crossing counts as recurrence (default 0.1, loss of MMR)")
+    ps.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     se = sub.add_parser("sensitivity", help="global (Sobol', Morris) and local sensitivity of clinical outcomes")
     se.add_argument("config", help="study config (see experiments/sensitivity_hess2005.toml)")
     se.add_argument("--out", required=True, type=_path, help="output folder; re-running on it resumes / re-analyses")
@@ -250,6 +266,21 @@ def main(argv=None) -> int:
                       f"max {v['residual_sd_log10_max']:.3f}, failed {v['failed']}")
             print(f"calibrate: {time.perf_counter() - t0:.0f} s; wrote {args.out}/patients.csv, population.json, "
                   "report.md")
+        elif args.command == "predict-stop":
+            from .predict import run_predict_stop
+
+            t0 = time.perf_counter()
+            preds = run_predict_stop(args.history, args.out, horizon_days=args.horizon_days, draws=args.draws,
+                                     seed=args.seed, set_name=args.set_name, threshold_percent=args.threshold_percent,
+                                     log=lambda m: print(m, flush=True),
+                                     progress=not args.no_progress and sys.stderr.isatty())
+            bad = [p["patient_id"] for p in preds if not p["status"].startswith("success")]
+            print(f"predict-stop: {len(preds)} patient(s), {time.perf_counter() - t0:.0f} s; wrote "
+                  f"{args.out}/predictions.csv, fits.csv, bands.csv, figures/")
+            if bad:
+                print(f"gvlmodel: fit or prediction failed for {', '.join(bad)}; see {args.out}/predictions.csv",
+                      file=sys.stderr)
+                return 1
         elif args.command == "reproduce":
             from .reproduce import reproduce
 

@@ -87,14 +87,18 @@ class PatientSeries:
 # parsing
 
 
-def _read_csv(path, columns: dict[str, str]) -> dict[str, np.ndarray]:
-    """A plain CSV file with exactly the header ``columns`` (name -> kind) as arrays.
+def _read_csv(path, columns: dict[str, str], optional: dict[str, str] | None = None,
+              ordered: bool = True) -> dict[str, np.ndarray]:
+    """A plain CSV file with the header ``columns`` (name -> kind) as arrays.
 
     Kinds: ``"id"`` (non-empty string), ``"float"`` (finite number), ``"positive"`` (finite, > 0),
-    ``"nonnegative"`` (finite, >= 0), ``"flag"`` (0 or 1 -> bool).  Any problem raises
+    ``"nonnegative"`` (finite, >= 0), ``"flag"`` (0 or 1 -> bool), ``"bool"`` (true/false or 1/0,
+    any case -> bool).  ``optional`` columns may be present or not (absent ones are absent from the
+    result); ``ordered=False`` accepts the columns in any order.  Any problem raises
     :class:`InputError` naming the file, the row (its line number in the file, the header being
     line 1) and the column.
     """
+    optional = dict(optional or {})
     path = Path(path)
     try:
         with open(path, newline="", encoding="utf-8") as fh:
@@ -106,28 +110,34 @@ def _read_csv(path, columns: dict[str, str]) -> dict[str, np.ndarray]:
     if not rows:
         raise InputError(f"{path}: empty file; expected a header row {','.join(columns)}")
     header = [h.strip() for h in rows[0]]
-    unknown = [h for h in header if h not in columns]
+    expected = list(columns) + [f"{c} (optional)" for c in optional]
+    unknown = [h for h in header if h not in columns and h not in optional]
     if unknown:
-        raise InputError(f"{path}: row 1 (header): unknown column(s) {unknown}; expected {list(columns)}")
+        raise InputError(f"{path}: row 1 (header): unknown column(s) {unknown}; expected {expected}")
     missing = [c for c in columns if c not in header]
     if missing:
-        raise InputError(f"{path}: row 1 (header): missing column(s) {missing}; expected {list(columns)}")
-    if header != list(columns):
+        raise InputError(f"{path}: row 1 (header): missing column(s) {missing}; expected {expected}")
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:
+        raise InputError(f"{path}: row 1 (header): column(s) {twice} appear more than once")
+    if ordered and header != list(columns):
         raise InputError(f"{path}: row 1 (header): columns {header}; expected exactly {list(columns)}")
+    kinds = {**columns, **optional}
+    present = {h: kinds[h] for h in header}
 
-    out: dict[str, list] = {c: [] for c in columns}
+    out: dict[str, list] = {c: [] for c in header}
     for line, row in enumerate(rows[1:], start=2):
         if not row or all(not x.strip() for x in row):
             continue  # a blank line (e.g. a trailing one)
-        if len(row) != len(columns):
-            raise InputError(f"{path}: row {line}: {len(row)} field(s), expected {len(columns)} "
-                             f"({','.join(columns)})")
-        for (name, kind), text in zip(columns.items(), row):
+        if len(row) != len(header):
+            raise InputError(f"{path}: row {line}: {len(row)} field(s), expected {len(header)} "
+                             f"({','.join(header)})")
+        for (name, kind), text in zip(present.items(), row):
             out[name].append(_field(path, line, name, kind, text.strip()))
-    if not out[next(iter(columns))]:
+    if not out[header[0]]:
         raise InputError(f"{path}: no data rows")
-    return {name: (np.array(v, dtype=object) if columns[name] == "id" else
-                   np.array(v, dtype=bool if columns[name] == "flag" else float))
+    return {name: (np.array(v, dtype=object) if present[name] == "id" else
+                   np.array(v, dtype=bool if present[name] in ("flag", "bool") else float))
             for name, v in out.items()}
 
 
@@ -141,6 +151,10 @@ def _field(path, line, name, kind, text):
         if text not in ("0", "1"):
             raise InputError(f"{where}: expected 0 or 1, got {text!r}")
         return text == "1"
+    if kind == "bool":
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise InputError(f"{where}: expected true or false (or 1 / 0), got {text!r}")
+        return text.lower() in ("true", "1")
     try:
         v = float(text)
     except ValueError:
