@@ -10,6 +10,7 @@ from .parameters import (PARAMETER_NAMES, PARAMETER_TABLE, Parameter, Variant, a
 from .simulate import DoseSchedule, SimulationResult, healthy_state, im_effect, initial_state, rhs, simulate
 from .datasets import PatientSeries, load_hahnel2020, load_hess2005, load_michor2005, load_stim1
 from .calibrate import run_calibrate
+from .predict import read_history, run_predict_stop
 
 __version__ = "0.1.0"
 
@@ -19,5 +20,6 @@ __all__ = [
     "Parameter", "Variant", "available_parameter_sets", "parameter_set", "default_parameters", "kernel_parameters", "resolve_parameters", "salib_problem",
     "table_markdown", "DoseSchedule", "SimulationResult", "healthy_state", "initial_state", "simulate",
     "PatientSeries", "load_michor2005", "load_hahnel2020", "load_stim1", "load_hess2005", "run_calibrate",
+    "read_history", "run_predict_stop",
     "__version__",
 ]

@@ -14,7 +14,10 @@ CamelCase with digits spelled out, prefixed ``gvl``).  Sections:
 ``sensitivity``  top-ranked factors per output (Sobol' ST, Morris mu*) with
                  their indices, and the local coefficients at the fitted point;
 ``dynamics``     whatever scalar summary the dynamics run wrote
-                 (``dynamics/summary.json``).
+                 (``dynamics/summary.json``);
+``calibration``  per-data-set residual SDs, the noise SD, the Michor slopes and the
+                 STIM1-like check of the patient-level calibration (``calibrate_patients``);
+``predict_stop`` cohort summary of a stop-prediction run (``predict_stop_hahnel2020``).
 """
 from __future__ import annotations
 
@@ -97,17 +100,40 @@ def sensitivity_numbers(ind: dict) -> dict:
     return out
 
 
+def calibration_numbers(report: dict) -> dict:
+    out = {"noise_sd_log10": report["noise_sd_log10"],
+           "residual_sd_log10": {ds: {k: v[k] for k in ("residual_sd_log10_median", "residual_sd_log10_max",
+                                                       "share_residual_sd_le_0_5", "failed")}
+                                 for ds, v in report["per_dataset"].items()},
+           "michor_slopes": {k: v for k, v in report["michor_slopes"].items() if k != "source"}}
+    st = report.get("stim1")
+    if st:
+        out["stim1"] = {"simulated": st["simulated"], "observed": st["observed"], "stopped": st["stopped_in_window"],
+                        "median_months_to_relapse": st["median_months_to_relapse"],
+                        "lasting_tfr_share_eradicated": st["lasting_tfr_share_eradicated"],
+                        "lasting_tfr_share_with_100_lsc": st["lasting_tfr_share_with_100_lsc"]}
+    return out
+
+
 def collect_numbers(results: Path) -> dict:
     """Numbers from every result folder in ``results`` that holds a known kind of result."""
     results = Path(results)
-    nums: dict = {"fit": {}, "scenarios": {}, "sensitivity": {}, "dynamics": {}}
+    nums: dict = {"fit": {}, "scenarios": {}, "sensitivity": {}, "dynamics": {}, "calibration": {},
+                  "predict_stop": {}}
     if not results.is_dir():
         return nums
     for d in sorted(p for p in results.iterdir() if p.is_dir()):
-        if (d / "report.json").is_file():
+        if (d / "predictions.csv").is_file() and (d / "summary.json").is_file():
+            r = _load(d / "summary.json")
+            if r and r.get("kind") == "predict-stop":
+                nums["predict_stop"][d.name] = {k: v for k, v in r.items() if k not in ("kind", "failed")}
+                nums["predict_stop"][d.name]["failed"] = len(r.get("failed", {}))
+        elif (d / "report.json").is_file():
             r = _load(d / "report.json")
             if r and "predictive" in r:
                 nums["fit"][d.name] = fit_numbers(r)
+            elif r and "per_dataset" in r:
+                nums["calibration"][d.name] = calibration_numbers(r)
         elif (d / "indices.json").is_file():
             r = _load(d / "indices.json")
             if r:

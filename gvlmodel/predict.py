@@ -262,8 +262,8 @@ def predict_patient(h: History, prior: Prior, settings: FitSettings, *, horizon_
     ``threshold_percent`` after the stop and when.  After ``burn_in`` steps, ``ceil(draws /
     walkers)`` steps are kept: ``p_recurrence`` is the share of kept samples with a recurrence;
     its interval the Jeffreys interval at ``n_eff = samples / tau`` (``tau``: the largest
-    integrated autocorrelation time of the parameters, emcee's estimator), reported as
-    ``effective_draws``."""
+    integrated autocorrelation time of the parameters, emcee's estimator on the chain after the
+    first third of the burn-in), reported as ``effective_draws``."""
     import emcee
 
     from .calibrate import standardized_residuals
@@ -326,7 +326,8 @@ def predict_patient(h: History, prior: Prior, settings: FitSettings, *, horizon_
     level = emcee_log.level
     emcee_log.setLevel(logging.ERROR)  # a short chain's tau is a rough estimate; the interval uses it as such
     try:
-        tau = emcee.autocorr.integrated_time(chain, quiet=True) if keep > 1 else np.ones(ndim)
+        # estimated on the chain after a third of the burn-in (the kept part alone is too short for it)
+        tau = emcee.autocorr.integrated_time(sampler.get_chain(discard=burn_in // 3), quiet=True)
     finally:
         emcee_log.setLevel(level)
     tau = float(np.nanmax(tau)) if np.any(np.isfinite(tau)) else float(keep)
@@ -454,6 +455,19 @@ def plot_prediction(ax, h: History, pred: dict, threshold_percent: float = MMR_P
     return ax
 
 
+def summary(preds: list[dict], horizon_days: float, threshold_percent: float) -> dict:
+    """Cohort-level numbers of a prediction run (failures listed by patient, never averaged in)."""
+    ok = [p for p in preds if p["status"].startswith("success")]
+    prob = np.array([p["p_recurrence"] for p in ok], dtype=float)
+    return {"kind": "predict-stop", "patients": len(preds), "predicted": len(ok),
+            "failed": {p["patient_id"]: f"{p['status']}: {p['message']}" for p in preds if p not in ok},
+            "horizon_days": horizon_days, "threshold_percent": threshold_percent,
+            "expected_share_recurring": float(prob.mean()) if ok else None,
+            "median_p_recurrence": float(np.median(prob)) if ok else None,
+            "share_p_above_half": float(np.mean(prob > 0.5)) if ok else None,
+            "share_in_mmr_at_stop": float(np.mean([p["in_mmr_at_stop"] for p in ok])) if ok else None}
+
+
 def _safe_name(pid: str) -> str:
     keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in pid)
     return keep or "patient"
@@ -466,7 +480,7 @@ def run_predict_stop(history_path, out: Path, *, horizon_days: float = 365.0, dr
     ``predictions.csv``, ``fits.csv``, ``bands.csv``, ``figures/<patient>.png`` and
     ``provenance.json`` (last)."""
     from .plotting import new_figure, save_figure, use_style
-    from .provenance import atomic_write_text, begin_outputs, provenance
+    from .provenance import atomic_write_json, atomic_write_text, begin_outputs, provenance
 
     horizon_days = real("--horizon-days", horizon_days, lo=1.0, hi=36525.0)
     draws = integer("--draws", draws, lo=20, hi=100_000)
@@ -501,6 +515,7 @@ def run_predict_stop(history_path, out: Path, *, horizon_days: float = 365.0, dr
     atomic_write_text(out / "predictions.csv", predictions_table(preds, threshold_percent))
     atomic_write_text(out / "fits.csv", fits_table(preds))
     atomic_write_text(out / "bands.csv", bands_table(preds))
+    atomic_write_json(out / "summary.json", summary(preds, horizon_days, threshold_percent))
     with use_style():
         for h, p in zip(histories, preds):
             fig = new_figure(height=2.6)
@@ -510,7 +525,79 @@ def run_predict_stop(history_path, out: Path, *, horizon_days: float = 365.0, dr
               "threshold_percent": threshold_percent, "parameter_sets": {str(k): v.set_name for k, v in priors.items()},
               "rtol": rtol, "max_nfev": max_nfev,
               "history_csv": Path(history_path).read_text(encoding="utf-8")}
-    from .provenance import atomic_write_json
-
     atomic_write_json(out / "provenance.json", provenance(config, seed))
     return preds
+
+
+# --------------------------------------------------------------------------------------------------
+# as an experiment (``gvlmodel reproduce``): a shipped data set's histories from a config
+
+
+PREDICT_KEYS = {"dataset", "history", "horizon_days", "draws", "seed", "set", "threshold_percent", "max_patients"}
+QUICK_KEYS = {"draws", "max_patients"}
+HISTORY_DATASETS = ("hahnel2020",)
+
+
+def history_csv(series: list[PatientSeries]) -> str:
+    """Patient series as ``HISTORY.csv`` text; the stop day is each series' ``stop_day`` (or its last
+    sample, whichever is later: digitised cessation months can fall a day before the last sample)."""
+    lines = [",".join(HISTORY_COLUMNS)]
+    for s in series:
+        stop = float(np.nanmax([s.stop_day, s.day[-1]]))
+        for d, v, c in zip(s.day, s.bcr_abl_percent, s.censored):
+            lines.append(f"{_csv_field(s.patient_id)},{float(d)!r},{float(v)!r},{int(c)},{stop!r},"
+                         f"{_csv_field(s.transplant)}")
+    return "\n".join(lines) + "\n"
+
+
+def load_predict_config(path, *, quick: bool = False) -> dict:
+    """A ``[predict_stop]`` experiment config, validated (errors name the key and the allowed values)."""
+    from .errors import check_tables, read_toml
+
+    cfg = read_toml(path, "config")
+    check_tables(cfg, {"predict_stop": PREDICT_KEYS, "quick": QUICK_KEYS}, str(path))
+    c = dict(cfg.get("predict_stop", {}))
+    if quick:
+        c.update(cfg.get("quick", {}))
+    if ("dataset" in c) == ("history" in c):
+        raise InputError(f"{path}: [predict_stop] needs exactly one of dataset (allowed: {list(HISTORY_DATASETS)}) "
+                         "or history (a CSV path relative to the config)")
+    if "dataset" in c and c["dataset"] not in HISTORY_DATASETS:
+        raise InputError(f"{path}: [predict_stop] dataset: unknown {c['dataset']!r}; allowed: {list(HISTORY_DATASETS)}")
+    out = {"raw": cfg, "quick": quick,
+           "horizon_days": real("[predict_stop] horizon_days", c.get("horizon_days", 365.0), lo=1.0, hi=36525.0),
+           "draws": integer("[predict_stop] draws", c.get("draws", 2000), lo=20, hi=100_000),
+           "seed": integer("[predict_stop] seed", c.get("seed", 1), lo=0),
+           "threshold_percent": real("[predict_stop] threshold_percent", c.get("threshold_percent", MMR_PERCENT),
+                                     lo=0.0, hi=100.0, lo_open=True),
+           "max_patients": integer("[predict_stop] max_patients", c.get("max_patients", 0), lo=0),
+           "set": c.get("set")}
+    if out["set"] is not None:
+        parameter_set(out["set"])
+    if "dataset" in c:
+        out["dataset"] = c["dataset"]
+    else:
+        hist = Path(path).parent / str(c["history"])
+        read_history(hist)  # validated before anything is written
+        out["history"] = hist
+    return out
+
+
+def run_predict_experiment(config_path, out: Path, *, quick: bool = False, log=print) -> list[dict]:
+    """Write ``out/history.csv`` (from the data set, or a copy of the file) and run
+    :func:`run_predict_stop` on it into ``out``."""
+    from .datasets import DATASETS
+    from .provenance import atomic_write_text
+
+    cfg = load_predict_config(config_path, quick=quick)
+    if "dataset" in cfg:
+        series = DATASETS[cfg["dataset"]]()
+        text = history_csv(series[: cfg["max_patients"]] if cfg["max_patients"] else series)
+    else:
+        text = Path(cfg["history"]).read_text(encoding="utf-8")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "history.csv", text)
+    return run_predict_stop(out / "history.csv", out, horizon_days=cfg["horizon_days"], draws=cfg["draws"],
+                            seed=cfg["seed"], set_name=cfg["set"], threshold_percent=cfg["threshold_percent"],
+                            log=log)

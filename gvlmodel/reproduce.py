@@ -3,7 +3,8 @@
 Steps, in order (each prints its progress and time):
 
 1. every experiment config in ``experiments/`` by kind (:func:`experiment_kind`):
-   the fit (from the shipped fitted sets, or a full ABC refit with ``--refit``),
+   the patient-level calibration, the fit (from the shipped fitted sets, or a full ABC refit with
+   ``--refit``), stop predictions for the Hähnel 2020 patients,
    the scenarios (``gvlmodel simulate``), the example patient, the sensitivity
    studies and the dynamics analyses; results go to ``RESULTS/<config stem>/``;
 2. every figure script ``figures/fig*.py`` (``draw(results, out)``), PDF + PNG
@@ -32,19 +33,21 @@ from .errors import InputError, read_toml
 from .provenance import atomic_write_json, provenance
 
 #: a config's kind is decided by the table only that kind has
-KIND_MARKERS = (("calibrate", "calibrate"), ("fit", "fit"), ("study", "sensitivity"), ("phase_plane", "dynamics"), ("bifurcation", "dynamics"),
+KIND_MARKERS = (("calibrate", "calibrate"), ("predict_stop", "predict-stop"), ("fit", "fit"), ("study", "sensitivity"), ("phase_plane", "dynamics"), ("bifurcation", "dynamics"),
                 ("steady_states", "dynamics"), ("cohort", "simulate"))
-KIND_ORDER = {"calibrate": -1, "fit": 0, "simulate": 1, "example": 2, "sensitivity": 3, "dynamics": 4}
+KIND_ORDER = {"calibrate": -1, "fit": 0, "simulate": 1, "example": 2, "predict-stop": 2.5, "sensitivity": 3,
+              "dynamics": 4}
 
 
 def experiment_kind(cfg: dict, source: str = "config") -> str:
-    """``calibrate``, ``fit``, ``sensitivity``, ``dynamics``, ``simulate`` or ``example`` from a config's tables."""
+    """``calibrate``, ``predict-stop``, ``fit``, ``sensitivity``, ``dynamics``, ``simulate`` or ``example``
+    from a config's tables."""
     for table, kind in KIND_MARKERS:
         if table in cfg:
             return kind
     if "variant" in cfg or "schedule" in cfg or not cfg:
         return "example"
-    raise InputError(f"{source}: cannot tell which experiment this is; expected a [calibrate], [fit], [study], "
+    raise InputError(f"{source}: cannot tell which experiment this is; expected a [calibrate], [predict_stop], [fit], [study], "
                      "[phase_plane]/[bifurcation]/[steady_states] or [cohort] table, or an example config")
 
 
@@ -111,6 +114,10 @@ def run_step(step: Step, *, quick: bool, refit: bool, threads: int | None, log) 
         # the patient-level calibration is cheap (about a minute): always run; --refit also re-ships its set
         run_calibrate(load_calibration(step.config, quick=quick), step.out, ship=refit and not quick,
                       stim_size=200 if quick else 2000, log=log)
+    elif step.kind == "predict-stop":
+        from .predict import run_predict_experiment
+
+        run_predict_experiment(step.config, step.out, quick=quick, log=log)
     elif step.kind == "fit":
         from .fit import load_config, run_fit, run_from_shipped
 

@@ -146,3 +146,43 @@ def test_longer_horizon_never_lowers_the_recurrence_probability(tmp_path):
     long = predict_patient(h, pr, st, horizon_days=730.0, draws=300, seed=5)
     assert short["status"].startswith("success") and long["status"].startswith("success")
     assert long["p_recurrence"] >= short["p_recurrence"]
+
+
+def test_experiment_config_errors_name_the_key(tmp_path):
+    from gvlmodel.predict import load_predict_config
+
+    cases = {
+        '[predict_stop]\ndataset = "hahnel2020"\nhistory = "h.csv"\n': "exactly one of dataset",
+        '[predict_stop]\ndataset = "michor2005"\n': "allowed: ['hahnel2020']",
+        '[predict_stop]\ndataset = "hahnel2020"\ndraw = 10\n': "unknown key(s) ['draw']",
+        '[predict_stop]\ndataset = "hahnel2020"\ndraws = 5\n': "[predict_stop] draws",
+        '[predict_stop]\ndataset = "hahnel2020"\nset = "nope"\n': "unknown set 'nope'",
+        '[predict_stop]\nhistory = "missing.csv"\n': "not found",
+    }
+    for text, expected in cases.items():
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(text)
+        with pytest.raises(InputError, match=__import__("re").escape(expected)):
+            load_predict_config(cfg)
+
+
+def test_dataset_histories_round_trip_and_the_experiment_writes_its_summary(tmp_path):
+    from gvlmodel.datasets import load_hahnel2020
+    from gvlmodel.numbers import collect_numbers
+    from gvlmodel.predict import history_csv, run_predict_experiment
+
+    series = load_hahnel2020()
+    h = read_history(write(tmp_path / "h.csv", history_csv(series).splitlines()[1:]))
+    assert [x.series.patient_id for x in h] == [s.patient_id for s in series]
+    for x, s in zip(h, series):
+        np.testing.assert_array_equal(x.series.day, s.day)
+        np.testing.assert_array_equal(x.series.censored, s.censored)
+        assert x.stop_day >= s.day[-1] and x.schedule[-1] == (x.stop_day, 0.0)
+    cfg = tmp_path / "p.toml"
+    cfg.write_text('[predict_stop]\ndataset = "hahnel2020"\nmax_patients = 1\ndraws = 160\nseed = 0\n')
+    res = tmp_path / "results" / "predict"
+    preds = run_predict_experiment(cfg, res)
+    assert len(preds) == 1 and preds[0]["status"].startswith("success")
+    nums = collect_numbers(tmp_path / "results")["predict_stop"]["predict"]
+    assert nums["patients"] == 1 and nums["failed"] == 0
+    assert math.isclose(nums["expected_share_recurring"], preds[0]["p_recurrence"])
