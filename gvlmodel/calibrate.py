@@ -343,8 +343,9 @@ def stim_check(params: dict, sd_ln: dict, variant: str, *, size: int = 2000, see
                max_years_to_stop: float = 10.0, follow_up_months: float = 60.0, threads=None) -> dict:
     """A STIM1-like trial of the calibrated population: non-transplanted patients from diagnosis on
     400 mg/day, stopping after >= 3 years of imatinib and >= 2 years undetectable (checked at monthly
-    visits); molecular-relapse-free share at 6 / 12 / 60 months after the stop (relapse = a positive
-    sample confirmed by the next one), against 43 / 41 / 38 % (Mahon et al. 2010; Etienne et al.
+    visits); molecular-relapse-free share at 6 / 12 / 60 months after the stop (relapse as STIM1
+    defined it: loss of MMR at one sample, or a positive confirmed by a one-log rise over the first
+    positive at two successive samples; the protocol's ``loss_rule = "stim1"``), against 43 / 41 / 38 % (Mahon et al. 2010; Etienne et al.
     2017), with binomial 95 % intervals for 100 patients.
 
     The trial runs ``max_years_to_stop`` years plus ``follow_up_months``; the shares are taken over
@@ -358,7 +359,8 @@ def stim_check(params: dict, sd_ln: dict, variant: str, *, size: int = 2000, see
     follow = max_years_to_stop * 365.25 + follow_up_months * DAYS_PER_MONTH
     proto = Protocol(stop={"min_days": float(stim["eligibility"]["min_imatinib_days"]),
                            "undetectable_days": float(stim["eligibility"]["min_undetectable_days"])},
-                     escalate=False, follow_up_days=follow, visit_interval_days=30.0, restart=False)
+                     escalate=False, follow_up_days=follow, visit_interval_days=30.0, restart=False,
+                     loss_rule="stim1")
     pop = Population(sd_log=sd_ln, medians={}, bounds="truncate")
     res = simulate_cohort(CohortSpec(size=size, seed=seed, transplant=False, start="diagnosis"), proto,
                           params, variant=variant, population=pop, progress=False, threads=threads)

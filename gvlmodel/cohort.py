@@ -63,6 +63,9 @@ DEFAULT_POPULATION_SD = {
     "z_half": 0.5,  # where the immune window sits (sets the controlled level)
     "resistant_fraction": 2.0,  # resistant subclone: absent in most patients, large in a few
 }
+#: loss-of-response rules after a stop: Hess 2005 (a positive confirmed by the next sample) and
+#: STIM1 (loss of MMR, or a one-log rise over the first positive at two successive samples)
+LOSS_RULE_NAMES = {"confirmed_positive": 0, "stim1": 1}
 STOP_RULE_NAMES = ("hess2005", "never", "{after_days = N}", "{min_days = T, undetectable_days = U}")
 
 
@@ -160,6 +163,8 @@ class Protocol:
     #: probability that a patient who meets the stop rule does stop (stopping was optional in
     #: Hess et al. 2005: 10 of 34 patients in CMR stopped); decided per patient at enrolment
     stop_uptake: float = 1.0
+    #: what counts as losing the response after a stop (:data:`LOSS_RULE_NAMES`)
+    loss_rule: str = "confirmed_positive"
 
     def __post_init__(self):
         object.__setattr__(self, "dose_mg", _real("treatment.dose_mg", self.dose_mg, lo=0.0, hi=MAX_DOSE_MG, lo_open=True))
@@ -179,6 +184,8 @@ class Protocol:
                                                           lo=0.0, hi=1.0, lo_open=True))
         object.__setattr__(self, "noise_sd_log", _real("measurement.noise_sd_log", self.noise_sd_log, lo=0.0, hi=5.0))
         object.__setattr__(self, "stop_uptake", _real("treatment.stop_uptake", self.stop_uptake, lo=0.0, hi=1.0))
+        if not isinstance(self.loss_rule, str) or self.loss_rule not in LOSS_RULE_NAMES:
+            _fail("treatment.loss_rule", f"unknown rule {self.loss_rule!r}; allowed: " + ", ".join(LOSS_RULE_NAMES))
         self.stop_rule()  # validate
 
     @property
@@ -230,6 +237,7 @@ class Protocol:
         pp[PP.ATOL] = atol
         pp[PP.EXTINCTION] = extinction_threshold
         pp[PP.MAX_STEPS] = float(max_steps)
+        pp[PP.LOSS_RULE] = float(LOSS_RULE_NAMES[self.loss_rule])
         return pp
 
 

@@ -106,6 +106,13 @@ class StopRule(IntEnum):
     STIM = 3  # STIM-like: >= T days on IM and undetectable for >= U days
 
 
+class LossRule(IntEnum):
+    """What counts as losing the response after a stop (``PP.LOSS_RULE``)."""
+
+    CONFIRMED_POSITIVE = 0  # a positive sample confirmed by the next one (Hess 2005)
+    STIM1 = 1  # loss of MMR at one sample, or two successive samples >= 10x the first positive (Mahon 2010)
+
+
 class PP(IntEnum):
     """Protocol parameter vector read by the compiled protocol engine (days, %, flags)."""
 
@@ -124,6 +131,7 @@ class PP(IntEnum):
     ATOL = 12  # solver absolute tolerance, cells
     EXTINCTION = 13  # extinction threshold, LSCs
     MAX_STEPS = 14  # solver step budget per patient
+    LOSS_RULE = 15  # LossRule code
 
 
 N_PP = len(PP)
@@ -162,6 +170,9 @@ class PS(IntEnum):
     T_LOSS = 19  # day of the first (confirmed) positive
     RESTARTED = 20
     T_RESTART = 21
+    FIRST_POS_VALUE = 22  # STIM1 rule: the first positive sample after stopping (%)
+    RISE_RUN = 23  # STIM1 rule: consecutive samples >= 10x that value
+    T_RISE_START = 24  # STIM1 rule: day of the first of them
 
 
 N_PS = len(PS)

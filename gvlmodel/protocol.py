@@ -17,10 +17,15 @@ Hess et al., J Clin Oncol 2005):
   and within ``STOP_WINDOW_DAYS`` (90) days; ``AFTER_DAYS`` — a fixed course of
   ``STOP_MIN_DAYS``; ``STIM`` — at least ``STOP_MIN_DAYS`` of imatinib and
   undetectable for at least ``STOP_WINDOW_DAYS``; ``NEVER``.
-* **Loss of CMR** after stopping = a positive sample confirmed by the next
-  sample; its day is that of the first positive.  With ``RESTART`` imatinib
-  resumes at the confirming visit, at the dose taken before the stop.  There
-  is no second stop.
+* **Loss of CMR** after stopping (:class:`~gvlmodel.indices.LossRule`):
+  ``CONFIRMED_POSITIVE`` (Hess 2005) — a positive sample confirmed by the next
+  sample, its day that of the first positive; ``STIM1`` (Mahon et al., Lancet
+  Oncol 2010) — loss of MMR at one sample (its day), or a positive confirmed by
+  a one-log rise over the first positive after the stop at two successive
+  samples (the day of the first of the two), so low-level fluctuating
+  positivity is not a relapse.  With ``RESTART`` imatinib resumes at the
+  confirming visit, at the dose taken before the stop.  There is no second
+  stop.
 
 The same :func:`visit_rules` serve the ODE-driven engine (:func:`run_patient`,
 :func:`run_cohort`) and rule tests on hand-built sample sequences
@@ -33,7 +38,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import jit
-from .indices import N_PS, N_RF, N_STATES, PP, PS, RF, RI, Dose, State, StopRule
+from .indices import N_PS, N_RF, N_STATES, PP, PS, RF, RI, Dose, LossRule, State, StopRule
 from .measurement import bcr_abl_of_state, pcr_sample
 from .model import lsc_count, zero_lsc
 from .solver import N_STATS, ST_RHS, ST_STEPS, integrate_ws, new_workspace
@@ -42,6 +47,7 @@ _NEVER = int(StopRule.NEVER)
 _HESS = int(StopRule.HESS2005)
 _AFTER = int(StopRule.AFTER_DAYS)
 _STIM = int(StopRule.STIM)
+_LOSS_STIM1 = int(LossRule.STIM1)
 _OFF = float(Dose.OFF)
 _BASE = float(Dose.BASE)
 _ESC = float(Dose.ESCALATED)
@@ -56,7 +62,8 @@ def reset_protocol_state(ps):
     ps[PS.DOSE] = _BASE
     ps[PS.DOSE_AT_STOP] = _BASE
     for k in (PS.NEG_RUN_START, PS.NEG_T1, PS.NEG_T2, PS.NEG_T3, PS.T_CMR, PS.T_ESCALATE, PS.T_STOP,
-              PS.DAYS_ON_IM_AT_STOP, PS.T_FIRST_POS, PS.T_LOSS, PS.T_RESTART):
+              PS.DAYS_ON_IM_AT_STOP, PS.T_FIRST_POS, PS.T_LOSS, PS.T_RESTART, PS.FIRST_POS_VALUE,
+              PS.T_RISE_START):
         ps[k] = np.nan
 
 
@@ -83,21 +90,42 @@ def visit_rules(ps, t, measured, pp):
     if ps[PS.REACHED_CMR] == 0.0 and ps[PS.EVER_POSITIVE] == 1.0 and ps[PS.NEG_RUN] >= 3.0:
         ps[PS.REACHED_CMR] = 1.0
         ps[PS.T_CMR] = ps[PS.NEG_T1]
-    # --- after stopping: confirmed loss of CMR, optional restart ---
+    # --- after stopping: loss of the response under the loss rule, optional restart ---
     if ps[PS.STOPPED] == 1.0 and ps[PS.LOST_CMR] == 0.0 and t > ps[PS.T_STOP]:
-        if positive:
+        lost = False
+        t_loss = np.nan
+        if int(pp[PP.LOSS_RULE]) == _LOSS_STIM1:
+            if positive and np.isnan(ps[PS.FIRST_POS_VALUE]):
+                ps[PS.FIRST_POS_VALUE] = measured
+                ps[PS.T_FIRST_POS] = t
+            if measured > pp[PP.MMR_LEVEL]:
+                lost = True
+                t_loss = t
+            elif positive and t > ps[PS.T_FIRST_POS] and measured >= 10.0 * ps[PS.FIRST_POS_VALUE]:
+                ps[PS.RISE_RUN] += 1.0
+                if ps[PS.RISE_RUN] == 1.0:
+                    ps[PS.T_RISE_START] = t
+                if ps[PS.RISE_RUN] >= 2.0:
+                    lost = True
+                    t_loss = ps[PS.T_RISE_START]
+            else:
+                ps[PS.RISE_RUN] = 0.0
+        elif positive:
             ps[PS.POS_RUN] += 1.0
             if ps[PS.POS_RUN] == 1.0:
                 ps[PS.T_FIRST_POS] = t
             if ps[PS.POS_RUN] >= 2.0:
-                ps[PS.LOST_CMR] = 1.0
-                ps[PS.T_LOSS] = ps[PS.T_FIRST_POS]
-                if pp[PP.RESTART] != 0.0:
-                    ps[PS.DOSE] = ps[PS.DOSE_AT_STOP]
-                    ps[PS.RESTARTED] = 1.0
-                    ps[PS.T_RESTART] = t
+                lost = True
+                t_loss = ps[PS.T_FIRST_POS]
         else:
             ps[PS.POS_RUN] = 0.0
+        if lost:
+            ps[PS.LOST_CMR] = 1.0
+            ps[PS.T_LOSS] = t_loss
+            if pp[PP.RESTART] != 0.0:
+                ps[PS.DOSE] = ps[PS.DOSE_AT_STOP]
+                ps[PS.RESTARTED] = 1.0
+                ps[PS.T_RESTART] = t
     # --- escalation at the first visit on or after ESC_DAY, if no MMR ---
     if (pp[PP.ESCALATE] != 0.0 and ps[PS.ESCALATION_DONE] == 0.0 and ps[PS.DOSE] == _BASE
             and ps[PS.STOPPED] == 0.0 and t >= pp[PP.ESC_DAY]):

@@ -9,7 +9,8 @@ A scenario is a TOML file with these tables (every key optional unless marked)::
                     mmr_level_percent = 0.1,
                     stop = "hess2005" | "never" | {after_days = N} | {min_days = T, undetectable_days = U},
                     restart = false, follow_up_days = 1825, visit_interval_days = 30,
-                    stop_uptake = 1.0 (probability that an eligible patient stops)
+                    stop_uptake = 1.0 (probability that an eligible patient stops),
+                    loss_rule = "confirmed_positive" (Hess 2005) | "stim1" (Mahon 2010)
     [parameters]    set = "hess2005" (the best-supported fit; "default" = the table's values) or
                     another set (`gvlmodel parameters --sets`), variant = "H2",
                     and overrides by parameter name (name = value).  A fitted set also brings
@@ -41,7 +42,7 @@ from .provenance import atomic_write_json, atomic_write_text, begin_outputs, pro
 TABLES = {
     "cohort": {"size", "seed", "transplant", "start", "relapse_mix", "relapse_ranges", "diagnosis_range"},
     "treatment": {"dose_mg", "escalate", "escalated_dose_mg", "escalation_day", "mmr_level_percent", "stop",
-                  "restart", "follow_up_days", "visit_interval_days", "stop_uptake"},
+                  "restart", "follow_up_days", "visit_interval_days", "stop_uptake", "loss_rule"},
     "parameters": {"set", "variant"} | set(PARAMETER_NAMES),
     "population": set(PARAMETER_NAMES),
     "measurement": {"detection_limit", "noise_sd_log"},

@@ -12,8 +12,8 @@ from gvlmodel.solver import N_STATS
 POS, NEG = 1.0, 0.0  # a positive sample at 1 % (no MMR) / an undetectable one
 
 
-def rules(samples, stop="hess2005", visit=30.0, restart=False, escalate=True):
-    pp = Protocol(stop=stop, restart=restart, escalate=escalate, visit_interval_days=visit,
+def rules(samples, stop="hess2005", visit=30.0, restart=False, escalate=True, loss_rule="confirmed_positive"):
+    pp = Protocol(stop=stop, restart=restart, escalate=escalate, visit_interval_days=visit, loss_rule=loss_rule,
                   follow_up_days=visit * (len(samples) - 1)).kernel_vector(1e-6, 1e-6, 1.0, 1000)
     times = np.arange(len(samples)) * visit
     hist = np.empty((len(samples), len(PS)))
@@ -80,6 +80,31 @@ def test_loss_of_cmr_is_a_confirmed_positive_and_can_restart():
     write_results(last, np.nan, np.zeros(N_STATES), 330.0, 0, np.zeros(N_STATS, dtype=np.int64), res_f, res_i)
     assert res_f[RF.DAYS_STOP_TO_LOSS] == 240.0 - 180.0 and res_f[RF.T_STOP] == 180.0
     assert res_i[RI.LOST_CMR] == 1 and res_i[RI.STOPPED] == 1
+
+
+def test_stim1_loss_rule_is_loss_of_mmr_or_a_one_log_rise_at_two_successive_samples():
+    stop = {"after_days": 60}  # stops at day 60 (visit 2)
+    base = [POS, POS, NEG]
+    # low-level fluctuating positivity (0.002-0.01 %, never 10x the first positive, never > MMR): no relapse
+    low = base + [0.002, 0.005, NEG, 0.01, 0.004, 0.002, NEG, 0.015]
+    last, _ = rules(low, stop=stop, escalate=False, loss_rule="stim1")
+    assert last[PS.STOPPED] == 1 and last[PS.LOST_CMR] == 0
+    assert last[PS.FIRST_POS_VALUE] == 0.002 and last[PS.T_FIRST_POS] == 90.0
+    # the same samples under the Hess rule: two consecutive positives are a loss
+    last, _ = rules(low, stop=stop, escalate=False)
+    assert last[PS.LOST_CMR] == 1 and last[PS.T_LOSS] == 90.0
+    # one-log rise at two successive samples: the day of the first of the two
+    rise = base + [0.002, 0.03, 0.05]
+    last, hist = rules(rise, stop=stop, escalate=False, loss_rule="stim1")
+    assert hist[4][PS.LOST_CMR] == 0 and last[PS.LOST_CMR] == 1 and last[PS.T_LOSS] == 120.0
+    # a one-log rise not confirmed by the next sample does not count (the run restarts)
+    last, _ = rules(base + [0.002, 0.03, 0.004, 0.03], stop=stop, escalate=False, loss_rule="stim1")
+    assert last[PS.LOST_CMR] == 0
+    # loss of MMR at a single sample is a relapse on its own, on that day
+    last, _ = rules(base + [NEG, 0.5], stop=stop, escalate=False, loss_rule="stim1")
+    assert last[PS.LOST_CMR] == 1 and last[PS.T_LOSS] == 120.0
+    with pytest.raises(Exception, match="loss_rule"):
+        Protocol(loss_rule="mmr")
 
 
 def test_restart_resumes_the_dose_at_stop_and_there_is_no_second_stop():
