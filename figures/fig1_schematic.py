@@ -1,11 +1,14 @@
 """Figure 1: model schematic (drawn with matplotlib patches; needs no results).
 
-Normal hierarchy X0 -> X1 -> X2 -> X3 and leukemic hierarchy Q <-> Y0 -> Y1 ->
-Y2 -> Y3 sharing the stem-cell niche (feedback phi); imatinib kills cycling
-LSCs and divides the Y0 -> Y1 and Y1 -> Y2 outputs; effectors Z with influx,
-death, expansion inside an immune window of leukemic load (scaled down by
-immunosuppression) and killing of every leukemic compartment (quiescent LSCs
-with reduced susceptibility).  Equations: ``gvlmodel/model.py``.
+Model v2: normal hierarchy X0 -> X1 -> X2 -> X3 under niche feedback phi and
+leukemic hierarchy Q <-> Y0 -> Y1 -> Y2 -> Y3 growing logistically (crowding g
+of all leukemic stem cells), regulated separately; an imatinib-resistant
+subclone R0 -> R1 feeding Y2; imatinib kills cycling LSCs and proliferating
+progenitors (no output block) and spares Q and the resistant subclone;
+effectors Z with influx, death, expansion inside an immune window of mature
+leukemic cells Y3 (scaled down by immunosuppression) and killing of every
+leukemic compartment (quiescent LSCs with relative susceptibility kappa_Q).
+Equations: ``gvlmodel/model.py``.
 
 Run: ``python figures/fig1_schematic.py [--out figures/output]``
 """
@@ -80,13 +83,9 @@ def _schematic(ax):
     ax.set_aspect("equal")
     ax.axis("off")
 
-    # ---------------- niche -------------------------------------------------
-    niche = FancyBboxPatch((0.5, Y_LEUK - BOX_H / 2 - 1.2), 23.6, (Y_NORMAL - Y_LEUK) + BOX_H + 2.4,
-                           boxstyle="round,pad=0.0,rounding_size=2.0", fc="none", ec="0.45", lw=0.8,
-                           ls=(0, (3, 2)), zorder=1)
-    ax.add_patch(niche)
-    ax.text(1.3, (Y_NORMAL + Y_LEUK) / 2 + 1.2, "shared stem-cell niche\n$S = X_0 + Q + Y_0$\n"
-            r"$\varphi = 1/(1 + S/K_N)$", ha="left", va="center", fontsize=FS_S, color="0.25", linespacing=1.25)
+    # ---------------- stem-cell regulation (separate pools) -----------------
+    ax.text(0.8, Y_Z + 2.9, "leukemic stem-cell crowding\n" r"$g = 1 - (Q + Y_0 + R_0)/K_L$", ha="left",
+            va="bottom", fontsize=FS_S, color=C_L, linespacing=1.25)
 
     # ---------------- normal hierarchy --------------------------------------
     names = ["0", "1", "2", "3"]
@@ -95,7 +94,7 @@ def _schematic(ax):
     for (a, b), lab in zip(zip(names[:-1], names[1:]), ["$a_x$", "$b_x$", "$c_x$"]):
         _arrow(ax, (X_COL[a] + BOX_W / 2, Y_NORMAL), (X_COL[b] - BOX_W / 2, Y_NORMAL), color=C_N)
         ax.text((X_COL[a] + X_COL[b]) / 2, Y_NORMAL + 0.7, lab, ha="center", va="bottom", fontsize=FS_S, color=C_N)
-    _loop(ax, X_COL["0"], Y_NORMAL, C_N, r"self-renewal $r_x\varphi$")
+    _loop(ax, X_COL["0"], Y_NORMAL, C_N, r"self-renewal $r_x\varphi$,  niche feedback $\varphi = 1/(1 + X_0/K_N)$")
     ax.text((X_COL["1"] + X_COL["3"]) / 2, Y_NORMAL + BOX_H / 2 + 2.2, "normal (donor) hematopoiesis",
             ha="center", va="center", fontsize=FS, color=C_N, style="italic")
 
@@ -111,7 +110,16 @@ def _schematic(ax):
     for (a, b), lab in zip(zip(names[:-1], names[1:]), ["$a_y$", "$b_y$", "$c_y$"]):
         _arrow(ax, (X_COL[a] + BOX_W / 2, Y_LEUK), (X_COL[b] - BOX_W / 2, Y_LEUK), color=C_L)
         ax.text((X_COL[a] + X_COL[b]) / 2, Y_LEUK - 0.7, lab, ha="center", va="top", fontsize=FS_S, color=C_L)
-    _loop(ax, X_COL["0"], Y_LEUK, C_L, r"$r_y\varphi$")
+    _loop(ax, X_COL["0"], Y_LEUK, C_L, r"$r_y g$")
+    # imatinib-resistant subclone: stem cells R0 -> progenitors R1, which feed Y2 (b_y (Y1 + R1))
+    y_r, w_r, h_r = (Y_NORMAL + Y_LEUK) / 2 + 1.3, 6.4, 4.0
+    x_r0, x_r1 = 4.0, 12.4
+    _box(ax, x_r0, y_r, "$R_0$", C_L, w=w_r, h=h_r, sub="stem", fill_alpha=0.06, ls=(0, (1, 1)))
+    _box(ax, x_r1, y_r, "$R_1$", C_L, w=w_r, h=h_r, sub=r"$\to Y_2$", fill_alpha=0.06, ls=(0, (1, 1)))
+    _arrow(ax, (x_r0 + w_r / 2, y_r), (x_r1 - w_r / 2, y_r), color=C_L)
+    _loop(ax, x_r0, y_r + h_r / 2 - BOX_H / 2, C_L, "")  # self-renewal r_y g
+    ax.text(0.8, y_r - h_r / 2 - 1.0, "resistant (no IM effect)", ha="left", va="top", fontsize=FS_S, color=C_L,
+            style="italic")
 
     # ---------------- measurement -------------------------------------------
     xm = X_COL["3"] + BOX_W / 2 + 0.8
@@ -129,12 +137,10 @@ def _schematic(ax):
                           fc=gp.OKABE_ITO["yellow"], ec=C_IM, lw=1.0, zorder=3)
     ax.add_patch(pill)
     ax.text(xi, yi, "imatinib, effect $e$", ha="center", va="center", fontsize=FS_S, zorder=4)
-    top_arrow = Y_LEUK + 0.3
     _inhibit(ax, (xi - 4.0, yi - 1.6), (X_COL["0"] + BOX_W / 2 - 1.0, Y_LEUK + BOX_H / 2 + 0.2), C_IM, lw=1.2)
-    _inhibit(ax, (xi - 1.5, yi - 1.6), ((X_COL["0"] + X_COL["1"]) / 2, top_arrow), C_IM, lw=1.2)
-    _inhibit(ax, (xi + 3.0, yi - 1.6), ((X_COL["1"] + X_COL["2"]) / 2, top_arrow), C_IM, lw=1.2)
+    _inhibit(ax, (xi + 0.5, yi - 1.6), (X_COL["1"], Y_LEUK + BOX_H / 2 + 0.2), C_IM, lw=1.2)
     ax.text(xi + 6.6, yi, r"kills cycling LSCs ($k_{IM}\,e\,Y_0$)" "\n"
-            r"divides $a_y$, $b_y$ by $1 + (F_{a,b} - 1)\,e$" "\n" r"spares quiescent $Q$",
+            r"and progenitors ($k_{IM,P}\,e\,Y_1$)" "\n" r"spares quiescent $Q$ and $R_0$, $R_1$",
             ha="left", va="center", fontsize=FS_S, color="0.2", linespacing=1.3)
 
     # ---------------- effectors ---------------------------------------------
@@ -148,13 +154,13 @@ def _schematic(ax):
     # expansion loop on the right edge, driven by the leukemic load, suppressed by immunosuppression
     _arrow(ax, (xr, Y_Z - 1.6), (xr, Y_Z + 1.6), color=C_Z, rad=1.3, lw=1.1)
     xe = xr + 2.6
-    # leukemic load signal: from Y3 down and into the loop
+    # stimulus: mature leukemic cells Y3, down and into the loop
     xs = X_COL["3"] + BOX_W / 2 - 0.8
     ax.plot([xs, xs], [Y_LEUK - BOX_H / 2, Y_Z + 0.2], color="0.35", lw=0.8, ls=(0, (3, 2)))
     _arrow(ax, (xs, Y_Z + 0.2), (xe + 0.3, Y_Z + 0.2), color="0.35", ls=(0, (3, 2)), lw=0.8)
-    ax.text(xs - 0.6, Y_Z + 0.8, "leukemic load $L = Q + Y_0 + \\dots + Y_3$", ha="right", va="bottom",
+    ax.text(xs - 0.6, Y_Z + 0.8, "stimulus: mature leukemic cells $Y_3$", ha="right", va="bottom",
             fontsize=FS_S, color="0.3")
-    ax.text(xe + 0.8, Y_Z - 0.6, r"expansion $(1 - s)\,\rho\,2u/(1 + u^2)\,Z$,  $u = L/K_z$",
+    ax.text(xe + 0.8, Y_Z - 0.6, r"expansion $(1 - s)\,\rho\,2u/(1 + u^2)\,Z$,  $u = Y_3/K_z$",
             ha="left", va="top", fontsize=FS_S, color=C_Z)
     _inhibit(ax, (xe - 1.2, Y_Z - 6.0), (xr + 1.7, Y_Z - 1.9), "0.3", lw=0.9, width=1.6)
     ax.text(xe - 0.6, Y_Z - 6.0, "immunosuppression $s$", ha="left", va="center", fontsize=FS_S, color="0.3")
@@ -166,7 +172,7 @@ def _schematic(ax):
         _inhibit(ax, (X_Z + dx, top), (X_COL[k], Y_LEUK - BOX_H / 2 - 0.3), C_Z, lw=0.7 if q else 1.0,
                  ls=(0, (2, 1.5)) if q else "-", width=1.8)
     ax.text(9.0, 16.6, r"$\kappa_Q\,k\,Q$", ha="center", va="center", fontsize=FS_S, color=C_Z)
-    ax.text(X_Z + 0.6, 17.2, "kill $k\\,Y_i$\n$k = z_{kill} Z$", ha="left", va="center", fontsize=FS_S,
+    ax.text(X_Z + 0.6, 17.2, "kill $k\\,Y_i$, $k\\,R_i$\n$k = z_{kill} Z$", ha="left", va="center", fontsize=FS_S,
             color=C_Z, linespacing=1.25)
 
     # ---------------- hypotheses --------------------------------------------
@@ -193,7 +199,7 @@ def _window_inset(ax):
     ax.set_yticks([0, dz, 1.0])
     ax.set_yticklabels(["0", "$d_z$", r"$\rho$"])
     ax.minorticks_off()
-    ax.set_xlabel("load $L$ (cells, log)", fontsize=FS_S, labelpad=1)
+    ax.set_xlabel("$Y_3$ (cells, log)", fontsize=FS_S, labelpad=1)
     ax.set_ylabel("rate (1/day)", fontsize=FS_S, labelpad=1)
     ax.text(1.0, 1.47, "immune window", ha="center", va="top", fontsize=FS_S, color=C_Z)
     ax.text(u[-1] * 0.8, dz + 0.04, "death", ha="right", va="bottom", fontsize=FS_S, color="0.35")

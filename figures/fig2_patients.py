@@ -3,8 +3,9 @@
 Per patient: BCR-ABL (%) over time on a log axis (true ratio as a line, PCR
 samples as dots, undetectable samples as open triangles at the detection
 limit), imatinib dose as shaded background bands, the PCR detection limit and
-the response levels MMR / MR4 / MR4.5 / MR5; effector cells Z in a panel
-below.  Columns: transplanted (``results/hess2005``) and non-transplanted
+the response levels MMR / MR4 / MR4.5 / MR5; below it, in cells, the effectors
+Z and the leukemic stem-cell pools of model v2 (quiescent Q, cycling Y0 and the
+imatinib-resistant subclone R0, drawn where it reaches one cell).  Columns: transplanted (``results/hess2005``) and non-transplanted
 (``results/nontransplanted_short``).  Patients are picked from those with a
 saved trajectory, one per outcome class in the order: durable CMR off
 imatinib, CMR lost after stopping, never in CMR, CMR on continuous imatinib
@@ -30,6 +31,8 @@ from gvlmodel import plotting as gp  # noqa: E402
 
 NAME = "fig2_patients"
 N_PATIENTS = 3
+#: leukemic stem-cell pools drawn with the effectors (trajectory columns)
+LSC_COLUMNS = tuple(c for c, _, _ in gp.LSC_POOLS)
 
 #: setting -> scenario experiment read (gvlmodel.plotting.experiment)
 SETTINGS = {"transplanted": "hess2005", "non_transplanted": "nontransplanted_short"}
@@ -93,7 +96,8 @@ def load_setting(results: Path, setting: str) -> dict:
     folder, command = gp.experiment(results, SETTINGS[setting])
     patients = gp.read_table(folder / "patients.csv", command)
     traj = gp.read_table(folder / "trajectories.csv", command,
-                         numeric=["time_days", "patient_id", "bcr_abl_percent", "measured_percent", "dose_mg", "Z"])
+                         numeric=["time_days", "patient_id", "bcr_abl_percent", "measured_percent", "dose_mg", "Z",
+                                  *LSC_COLUMNS])
     return {"folder": folder, "patients": patients, "traj": traj, "command": command,
             "limit": detection_limit_percent(folder)}
 
@@ -146,14 +150,15 @@ def draw(results: Path = Path("results"), out: Path = Path("figures/output"), n_
     n_rows = max(len(p) for p in picks.values())
 
     with gp.use_style():
-        fig = gp.new_figure(gp.DOUBLE_COLUMN, 1.0 + 2.45 * n_rows)
-        gs = fig.add_gridspec(2 * n_rows, 2, height_ratios=[2.3, 1.0] * n_rows)
+        fig = gp.new_figure(gp.DOUBLE_COLUMN, 1.0 + 2.6 * n_rows)
+        gs = fig.add_gridspec(2 * n_rows, 2, height_ratios=[2.2, 1.25] * n_rows)
         all_doses = set()
         first_axes = {}
-        z_all = np.concatenate([d["traj"]["Z"] for d in data.values()])
-        z_all = z_all[np.isfinite(z_all) & (z_all > 0)]
-        zlim = (10 ** np.floor(np.log10(z_all.min())), 10 ** np.ceil(np.log10(z_all.max()))) \
-            if z_all.size else (1.0, 10.0)
+        cells = np.concatenate([d["traj"][c] for d in data.values() for c in ("Z", *LSC_COLUMNS)])
+        cells = cells[np.isfinite(cells) & (cells >= 1.0)]
+        # a factor 2 of headroom: a flat line (Z at its influx equilibrium) must not sit on the frame
+        zlim = (10 ** np.floor(np.log10(cells.min() / 2.0)), 10 ** np.ceil(np.log10(cells.max() * 2.0))) \
+            if cells.size else (1.0, 10.0)
         if zlim[1] / zlim[0] < 100.0:
             zlim = (zlim[0] / 10.0, zlim[1] * 10.0)
         for col, (setting, d) in enumerate(data.items()):
@@ -181,10 +186,11 @@ def draw(results: Path = Path("results"), out: Path = Path("figures/output"), n_
                 ax.set_yticks([1e-4, 1e-3, 1e-2, 1e-1, 1, 10, 100])
                 ax.set_yticklabels(["$10^{-4}$", "$10^{-3}$", "0.01", "0.1", "1", "10", "100"])
                 gp.plot_effectors(axz, tm, tr["Z"][m][order])
+                gp.plot_stem_cells(axz, tm, {c: tr[c][m][order] for c in LSC_COLUMNS})
                 axz.set_ylim(*zlim)
-                axz.yaxis.set_major_locator(LogLocator(base=10.0, numticks=4))
+                axz.yaxis.set_major_locator(LogLocator(base=10.0, numticks=5))
                 axz.yaxis.set_minor_formatter(NullFormatter())
-                axz.set_ylabel("Z (cells)")
+                axz.set_ylabel("Cells")
                 gp.months_axis(axz, t_max, step_months=6 if t_max > 800 else 3)
                 if row < len(picks[setting]) - 1:
                     axz.set_xlabel("")
@@ -206,6 +212,7 @@ def draw(results: Path = Path("results"), out: Path = Path("figures/output"), n_
                    label="PCR undetectable (at limit)"),
             Line2D([], [], color=gp.STATE_COLORS["effector"], lw=1.2, label="effectors Z"),
         ]
+        handles += [Line2D([], [], **gp.lsc_pool_style(c)) for c in LSC_COLUMNS]
         handles += gp.dose_legend_handles(all_doses)
         fig.legend(handles=handles, loc="outside lower center", ncol=5, frameon=False)
         return gp.save_figure(fig, out, NAME)

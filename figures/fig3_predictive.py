@@ -160,7 +160,10 @@ def draw(results: Path = Path("results"), out: Path = Path("figures/output")) ->
             Line2D([], [], color="0.45", lw=0.7, ls=":", label="protocol minimum, 180 days"),
         ]
         fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False)
-        note = "Under each hypothesis: ABC model probability ± Monte Carlo SE"
+        if any(ses.get(v) is not None for v in variants):
+            note = "Under each hypothesis: ABC model probability ± Monte Carlo SE"
+        else:  # e.g. a report from the shipped sets: the probabilities the fit stored, without their SE
+            note = "Under each hypothesis: ABC model probability (no Monte Carlo SE in this report)"
         if best:
             note += f" (best: {best}, bold)"
         note += "; n/N: draws where the statistic is defined"

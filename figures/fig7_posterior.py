@@ -210,9 +210,13 @@ def _corner_figure(out, variant, table, info) -> list[Path]:
     for ax in axes.flat:
         ax.xaxis.label.set_size(gp.SMALL_FONT_SIZE)
         ax.yaxis.label.set_size(gp.SMALL_FONT_SIZE)
-    fig.text(0.45, 0.97, f"Posterior of {gp.variant_label(variant)}\n"
-             f"weighted ABC population: {len(table['weight'])} particles, ESS {_ess(table['weight']):.0f}\n"
-             "dots: particles, area proportional to weight\n"
+    w = np.asarray(table["weight"], dtype=float)
+    if w.size and np.allclose(w, w[0]):  # e.g. the shipped set's posterior sample (gvlmodel reproduce)
+        sample_note = f"posterior sample: {w.size} equally weighted draws\ndots: draws\n"
+    else:
+        sample_note = (f"weighted ABC population: {w.size} particles, ESS {_ess(w):.0f}\n"
+                       "dots: particles, area proportional to weight\n")
+    fig.text(0.45, 0.97, f"Posterior of {gp.variant_label(variant)}\n" + sample_note +
              "+ and dotted lines: posterior medians\naxes span the prior ranges",
              ha="left", va="top", fontsize=gp.FONT_SIZE, linespacing=1.4)
     return gp.save_figure(fig, out, NAME_CORNER)

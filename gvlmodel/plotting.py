@@ -85,7 +85,12 @@ STATE_COLORS = {
     "imatinib": "#B8A600",  # darker yellow: readable as text and arrows
     "observed": OKABE_ITO["black"],
     "prior": OKABE_ITO["grey"],
+    "resistant": "#5C2E00",  # dark brown: the imatinib-resistant subclone, next to the vermillion clone
 }
+
+#: leukemic stem-cell pools of model v2 (trajectory column, label, line style)
+LSC_POOLS = (("Q", "quiescent LSCs Q", (0, (4, 1.5))), ("Y0", "cycling LSCs Y0", "-"),
+             ("R0", "resistant LSCs R0", (0, (1, 1))))
 
 #: identifiability verdict thresholds on the posterior/prior 90 % width ratio
 IDENTIFIABILITY_THRESHOLDS = {"pinned": 0.5, "partly": 0.8}
@@ -346,6 +351,38 @@ def plot_effectors(ax, t, z, color: str | None = None, label: str | None = "effe
     ax.plot(np.asarray(t, dtype=float), np.where(z > 0, z, np.nan), color=color, lw=1.2, label=label)
     ax.set_yscale("log")
     ax.set_ylabel("Effectors Z (cells)")
+    return ax
+
+
+def lsc_pool_style(name: str) -> dict:
+    """Line style of one leukemic stem-cell pool (``Q``, ``Y0``, ``R0``; :data:`LSC_POOLS`)."""
+    for col, label, ls in LSC_POOLS:
+        if col == name:
+            color = STATE_COLORS["resistant"] if col == "R0" else STATE_COLORS["leukemic"]
+            return {"color": color, "ls": ls, "lw": 1.0, "label": label}
+    raise KeyError(f"unknown stem-cell pool {name!r}; expected one of {[c for c, _, _ in LSC_POOLS]}")
+
+
+def plot_stem_cells(ax, t, pools: Mapping[str, Sequence[float]], labels: bool = True):
+    """Leukemic stem-cell pools over time (log y axis, cells): quiescent ``Q``, cycling ``Y0``, resistant ``R0``.
+
+    ``pools`` maps pool names to cell counts; a pool that never reaches one cell
+    (e.g. no resistant subclone) is not drawn, nor are counts below one cell after
+    extinction (0).
+    """
+    t = np.asarray(t, dtype=float)
+    for col, _, _ in LSC_POOLS:
+        if col not in pools:
+            continue
+        y = np.asarray(pools[col], dtype=float)
+        if not np.any(y >= 1.0):
+            continue
+        style = lsc_pool_style(col)
+        if not labels:
+            style["label"] = None
+        ax.plot(t, np.where(y > 0, y, np.nan), zorder=2, **style)
+    ax.set_yscale("log")
+    ax.set_ylabel("Cells")
     return ax
 
 

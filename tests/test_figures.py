@@ -1,8 +1,9 @@
 """Every manuscript figure script draws from the small committed fixture results.
 
 The fixtures under ``tests/fixtures/results/`` are truncated copies of real
-outputs (few patients, thinned trajectories, 30 posterior particles, 12
-predictive draws per hypothesis, a trimmed ``report.json``).
+model-v2 outputs (few patients, thinned trajectories, 30 posterior particles, 12
+predictive draws per hypothesis, a trimmed ``report.json``), rebuilt by
+``tests/fixtures/make_fixtures.py`` (its docstring has the commands).
 """
 from __future__ import annotations
 
@@ -94,7 +95,24 @@ def test_fig2_picks_one_patient_per_outcome():
     mod = load_script("fig2_patients")
     patients = gp.read_table(FIXTURES / "hess2005" / "patients.csv", "x")
     picks = mod.pick_patients(patients, patients["patient_id"], 3)
-    assert [c for _, c in picks] == ["durable", "lost", "continued"]
+    # the v2 hess2005 cohort (seed 2005) has no durable stopper: the fixture holds patients 0, 19 and 1
+    assert picks == [(0, "lost"), (19, "never_cmr"), (1, "continued")]
+
+
+def test_fig2_pick_order_covers_every_outcome():
+    """One patient per class in the order durable, lost, lost without CMR, never in CMR, continued; then again."""
+    mod = load_script("fig2_patients")
+    # id: (reached_cmr, stopped, lost_cmr)
+    cases = {7: (True, False, False), 3: (False, False, False), 5: (False, True, True), 4: (True, True, True),
+             9: (True, True, False), 2: (True, True, False), 8: (True, True, True)}
+    ids = sorted(cases)
+    patients = {"patient_id": np.array(ids, dtype=float),
+                **{k: np.array([str(cases[i][j]).lower() for i in ids]) for j, k in
+                   enumerate(("reached_cmr", "stopped", "lost_cmr"))}}
+    picks = mod.pick_patients(patients, ids, 7)
+    assert picks == [(2, "durable"), (4, "lost"), (5, "lost_never_cmr"), (3, "never_cmr"), (7, "continued"),
+                     (9, "durable"), (8, "lost")]
+    assert mod.pick_patients(patients, [3, 7, 9], 2) == [(9, "durable"), (3, "never_cmr")]
 
 
 def test_save_figure_atomic_and_replaces(tmp_path):
@@ -160,6 +178,12 @@ def test_plot_helpers_return_their_axes(tmp_path):
         assert gp.interval_bar(axes[1], 1.0, 0.5, 0.2, 0.8, "k") is axes[1]
         assert gp.shade_dose(axes[2], [0, 1, 2, 3], [400, 400, 0, 600]) is axes[2]
         assert gp.response_levels(axes[2]) is axes[2]
+        n_lines = len(axes[0].lines)
+        # a pool that never reaches one cell (no resistant subclone) is not drawn
+        assert gp.plot_stem_cells(axes[0], [0, 1, 2], {"Q": [10.0, 5.0, 0.0], "Y0": [3.0, 2.0, 1.0],
+                                                       "R0": [0.0, 0.5, 0.0]}) is axes[0]
+        assert [ln.get_label() for ln in axes[0].lines[n_lines:]] == ["quiescent LSCs Q", "cycling LSCs Y0"]
+        assert axes[0].get_yscale() == "log"
         paths = gp.save_figure(fig, tmp_path, "helpers")
     assert all(p.stat().st_size > 0 for p in paths)
 
