@@ -17,17 +17,20 @@ Likelihood (per sample ``j`` of patient ``i``, log10 scale, noise SD ``sigma``):
 * observations above 99 % are set to 99 % (Michor's BCR-ABL/BCR can exceed
   100 % at diagnosis; the model's ratio cannot).
 
-Between-patient variation: each fitted quantity ``theta_k`` (log10 of a table
-parameter, or the starting ratio) is normal across patients with mean
-``mu_k`` and SD ``omega_k``.  The fit alternates (an empirical-Bayes /
-two-stage EM scheme, Steimer et al. 1984; Davidian & Giltinan 1995):
+Between-patient variation: the fitted quantities ``theta`` (log10 of table
+parameters, and the starting ratio) are multivariate normal across patients
+with mean ``mu`` and a full covariance ``Omega`` (per-patient estimates of
+``im_kill_lsc`` and ``q_in`` are strongly anti-correlated, so independent
+spreads would make virtual patients no fitted patient resembles).  The fit
+alternates (an empirical-Bayes / two-stage EM scheme, Steimer et al. 1984;
+Davidian & Giltinan 1995):
 
 1. each patient's maximum a posteriori ``theta_i`` under the current prior,
    by SciPy's trust-region least squares on the stacked residuals (data, censored
-   terms as ``sqrt(-2 log Phi)``, prior ``(theta - mu)/omega``);
-2. ``mu`` = mean of the ``theta_i``; ``omega^2`` = their variance plus the mean
-   Laplace posterior variance (diagonal of ``(J^T J)^-1``); ``sigma`` = the RMS
-   of the quantified residuals.
+   terms as ``sqrt(-2 log Phi)``, prior ``L^-1 (theta - mu)`` with ``Omega = L L^T``);
+2. ``mu`` = mean of the ``theta_i``; ``Omega`` = their covariance plus the mean
+   Laplace posterior covariance ``(J^T J)^-1``; ``sigma`` = the RMS of the
+   quantified residuals.
 
 The result is a population estimate (``mu``, ``omega``, ``sigma``) and
 per-patient posteriors (MAP and Laplace SD), from which :func:`ship_set`
@@ -211,8 +214,35 @@ def standardized_residuals(ratio, theta, series, mu, omega, sigma) -> np.ndarray
     r[~cens] = (lo[~cens] - lm[~cens]) / sigma
     if cens.any():
         r[cens] = np.sqrt(-2.0 * log_ndtr((lo[cens] - lm[cens]) / sigma))
-    prior = (np.asarray(theta) - mu) / omega
-    return np.concatenate((r, prior))
+    return np.concatenate((r, prior_residuals(theta, mu, omega)))
+
+
+def prior_residuals(theta, mu, omega) -> np.ndarray:
+    """Whitened prior terms: ``(theta - mu) / omega`` for SDs ``omega`` (1-d), ``L^-1 (theta - mu)``
+    for a covariance ``omega = L L^T`` (2-d); half their sum of squares is ``-log`` prior + const."""
+    from scipy.linalg import solve_triangular
+
+    d = np.asarray(theta, dtype=float) - mu
+    omega = np.asarray(omega, dtype=float)
+    if omega.ndim == 1:
+        return d / omega
+    return solve_triangular(np.linalg.cholesky(omega), d, lower=True)
+
+
+def population_covariance(thetas, post_covs, sd_bounds=(0.02, 2.0)) -> np.ndarray:
+    """EM update of ``Omega``: covariance of the per-patient MAPs plus their mean posterior
+    covariance; SDs kept in ``sd_bounds`` (log10) and the matrix positive definite."""
+    th = np.asarray(thetas, dtype=float)
+    om = np.cov(th.T, ddof=0).reshape(th.shape[1], th.shape[1]) + np.mean(post_covs, axis=0)
+    om = 0.5 * (om + om.T)
+    sd = np.sqrt(np.clip(np.diag(om), 1e-12, None))
+    corr = om / np.outer(sd, sd)
+    w, v = np.linalg.eigh(corr)
+    corr = (v * np.clip(w, 1e-3, None)) @ v.T  # keep it a positive definite correlation matrix
+    d = np.sqrt(np.diag(corr))
+    corr = corr / np.outer(d, d)
+    sd = np.clip(sd, *sd_bounds)
+    return corr * np.outer(sd, sd)
 
 
 def fit_patient(series, fitted, base, cfg, mu, omega, sigma, x0, *, schedule=None, start_bounds=START_BOUNDS):
@@ -294,20 +324,49 @@ def calibrate(cfg: CalibrationConfig, *, log=print, progress: bool = False) -> d
         if not ok:
             raise InputError("calibrate: every patient's fit failed; see the per-patient status")
         th = np.array([f["theta"] for f in ok])
-        psd = np.array([np.nan_to_num(f["post_sd"], nan=0.0) for f in ok])
+        pcov = np.array([_finite_cov(f) for f in ok])
         mu = th.mean(axis=0)
-        omega = np.sqrt(th.var(axis=0) + (psd ** 2).mean(axis=0))
-        omega = np.clip(omega, 0.02, 2.0)
+        omega = population_covariance(th, pcov)
         q = np.concatenate([f["quantified_residuals"] for f in ok])
         sigma = float(max(np.sqrt(np.mean(q ** 2)), 0.05))
         x_prev = [f["theta"] for f in fits]
-        history.append({"iteration": it + 1, "mu_log10": mu.tolist(), "omega_log10": omega.tolist(),
+        history.append({"iteration": it + 1, "mu_log10": mu.tolist(), "omega_log10": population_sd(omega).tolist(),
                         "noise_sd_log10": sigma, "failed": len(fits) - len(ok),
                         "seconds": time.perf_counter() - t0})
         log(f"calibrate: iteration {it + 1}/{cfg.iterations}: noise SD {sigma:.3f} log10, "
             f"{len(fits) - len(ok)} failed, {time.perf_counter() - t0:.1f} s")
     return {"series": series, "fits": fits, "fitted": fitted, "mu": mu, "omega": omega, "sigma": sigma,
             "history": history, "base": base}
+
+
+def _finite_cov(fit: dict) -> np.ndarray:
+    """A patient's Laplace posterior covariance, its variances capped at 4 log10^2 (as ``post_sd``)."""
+    c = np.nan_to_num(np.asarray(fit["cov"], dtype=float), nan=0.0)
+    sd = np.sqrt(np.clip(np.diag(c), 0.0, None))
+    capped = np.minimum(sd, 2.0)
+    scale = np.divide(capped, sd, out=np.ones_like(sd), where=sd > 0)
+    return c * np.outer(scale, scale)
+
+
+def population_sd(omega) -> np.ndarray:
+    """log10 SDs of a population covariance (or the SDs themselves)."""
+    omega = np.asarray(omega, dtype=float)
+    return np.sqrt(np.diag(omega)) if omega.ndim == 2 else omega
+
+
+def population_correlation(result: dict) -> dict:
+    """Correlations between the fitted table parameters' log values, ``{a: {b: r}}`` (each pair once)."""
+    om = np.asarray(result["omega"], dtype=float)
+    if om.ndim != 2:
+        return {}
+    sd = np.sqrt(np.diag(om))
+    names = list(result["fitted"])
+    keep = [i for i, n in enumerate(names) if n != START]
+    out: dict = {}
+    for a_i, i in enumerate(keep):
+        for j in keep[a_i + 1:]:
+            out.setdefault(names[i], {})[names[j]] = float(om[i, j] / (sd[i] * sd[j]))
+    return out
 
 
 def population_parameters(result: dict) -> dict:
@@ -322,7 +381,8 @@ def population_parameters(result: dict) -> dict:
 
 def population_sd_ln(result: dict) -> dict:
     """Between-patient spreads as natural-log SDs of the fitted table parameters."""
-    return {name: float(o * math.log(10.0)) for name, o in zip(result["fitted"], result["omega"]) if name != START}
+    return {name: float(o * math.log(10.0)) for name, o in zip(result["fitted"], population_sd(result["omega"]))
+            if name != START}
 
 
 # --------------------------------------------------------------------------
@@ -340,7 +400,8 @@ def median_course_slopes(params: dict, variant: str, start: float = 60.0) -> dic
 
 
 def stim_check(params: dict, sd_ln: dict, variant: str, *, size: int = 2000, seed: int = 2010,
-               max_years_to_stop: float = 10.0, follow_up_months: float = 60.0, threads=None) -> dict:
+               max_years_to_stop: float = 10.0, follow_up_months: float = 60.0, threads=None,
+               correlation: dict | None = None) -> dict:
     """A STIM1-like trial of the calibrated population: non-transplanted patients from diagnosis on
     400 mg/day, stopping after >= 3 years of imatinib and >= 2 years undetectable (checked at monthly
     visits); molecular-relapse-free share at 6 / 12 / 60 months after the stop (relapse as STIM1
@@ -361,7 +422,7 @@ def stim_check(params: dict, sd_ln: dict, variant: str, *, size: int = 2000, see
                            "undetectable_days": float(stim["eligibility"]["min_undetectable_days"])},
                      escalate=False, follow_up_days=follow, visit_interval_days=30.0, restart=False,
                      loss_rule="stim1")
-    pop = Population(sd_log=sd_ln, medians={}, bounds="truncate")
+    pop = Population(sd_log=sd_ln, medians={}, bounds="truncate", correlation=correlation)
     res = simulate_cohort(CohortSpec(size=size, seed=seed, transplant=False, start="diagnosis"), proto,
                           params, variant=variant, population=pop, progress=False, threads=threads)
     c = res.columns
@@ -438,7 +499,7 @@ def summary(result: dict, cfg: CalibrationConfig, *, stim: dict | None = None) -
                       "share_residual_sd_le_0_5": float(np.mean(sd <= 0.5)) if sd.size else float("nan")}
     params = population_parameters(result)
     pop = {n: {"median": float(10.0 ** m), "sd_log10": float(o)}
-           for n, m, o in zip(result["fitted"], result["mu"], result["omega"])}
+           for n, m, o in zip(result["fitted"], result["mu"], population_sd(result["omega"]))}
     out = {"name": cfg.name, "variant": cfg.variant, "datasets": list(cfg.datasets), "population": pop,
            "noise_sd_log10": result["sigma"], "per_dataset": per_ds, "history": result["history"],
            "michor_slopes": median_course_slopes(params, cfg.variant)}
@@ -492,6 +553,10 @@ def ship_set_toml(result: dict, cfg: CalibrationConfig, summary_: dict) -> str:
     lines += [f"{k} = {_toml_value(v)}" for k, v in params.items()]
     lines += ["", "# between-patient spreads (natural-log SD) of the fitted parameters", "[population]"]
     lines += [f"{k} = {_toml_value(v)}" for k, v in sd.items()]
+    corr = population_correlation(result)
+    if corr:
+        lines += ["", "# correlations of the fitted parameters' log values between patients", "[correlation]"]
+        lines += [f"{a}.{b} = {_toml_value(r)}" for a, row in corr.items() for b, r in row.items()]
     lines += ["", "[calibration_fit]", f"noise_sd_log10 = {_toml_value(summary_['noise_sd_log10'])}"]
     for ds, v in summary_["per_dataset"].items():
         lines.append(f"{ds}_residual_sd_log10_median = {_toml_value(v['residual_sd_log10_median'])}")
@@ -501,22 +566,24 @@ def ship_set_toml(result: dict, cfg: CalibrationConfig, summary_: dict) -> str:
 def run_calibrate(cfg: CalibrationConfig, out: Path, *, ship: bool = False, stim_size: int = 2000,
                   log=print, progress: bool = False) -> dict:
     """``gvlmodel calibrate``: fit, write the tables and report, optionally ship the set."""
-    from .provenance import atomic_write_json, atomic_write_text, begin_outputs, provenance
+    from .provenance import atomic_write_json, atomic_write_text, begin_outputs, finish_outputs, provenance
 
     out.mkdir(parents=True, exist_ok=True)
     begin_outputs(out)
     result = calibrate(cfg, log=log, progress=progress)
     params = population_parameters(result)
-    stim = stim_check(params, population_sd_ln(result), cfg.variant, size=stim_size, seed=cfg.seed) if stim_size else None
+    stim = (stim_check(params, population_sd_ln(result), cfg.variant, size=stim_size, seed=cfg.seed,
+                       correlation=population_correlation(result) or None) if stim_size else None)
     s = summary(result, cfg, stim=stim)
     atomic_write_text(out / "patients.csv", patients_table(result))
     atomic_write_text(out / "fitted_curves.csv", fitted_curves_table(result))
     atomic_write_json(out / "population.json", {"population": s["population"], "noise_sd_log10": s["noise_sd_log10"],
-                                                 "parameters": params, "sd_ln": population_sd_ln(result)})
+                                                 "parameters": params, "sd_ln": population_sd_ln(result),
+                                                 "correlation": population_correlation(result)})
     atomic_write_json(out / "report.json", s)
     atomic_write_text(out / "report.md", report_markdown(s))
     if ship:
         atomic_write_text(PARAMETER_SET_DIR / f"{cfg.name}.toml", ship_set_toml(result, cfg, s))
         log(f"calibrate: shipped parameter set {cfg.name} ({PARAMETER_SET_DIR / (cfg.name + '.toml')})")
-    atomic_write_json(out / "provenance.json", provenance(cfg.raw, cfg.seed))
+    finish_outputs(out, provenance(cfg.raw, cfg.seed))
     return s

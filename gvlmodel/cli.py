@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, SolverError, output_folder, read_toml, real
-from .provenance import atomic_write_json, atomic_write_text, begin_outputs, provenance
+from .provenance import atomic_write_json, atomic_write_text, begin_outputs, finish_outputs, lock_outputs, provenance
 
 EXAMPLE_KEYS = {"variant", "transplant", "bcr_abl", "schedule", "days", "interval_days", "parameters", "rtol"}
 
@@ -84,7 +84,7 @@ def run_example(config: str | None, out: Path):
                "final_bcr_abl_percent": final if np.isfinite(final) else None,
                "days_reached": float(res.t[np.all(np.isfinite(res.y), axis=1)][-1])}
     atomic_write_json(out / "summary.json", summary)
-    atomic_write_json(out / "provenance.json", provenance(cfg, seed=None))
+    finish_outputs(out, provenance(cfg, seed=None))
     return out, res
 
 
@@ -98,6 +98,7 @@ def run_simulate(scenario_path: str, out: Path, threads: int | None, progress: b
     from .scenario import load_scenario, write_results
 
     scenario = load_scenario(scenario_path)
+    lock_outputs(out)  # validated: hold the folder for the whole run, not only while writing
     result = scenario.run(threads=threads, progress=progress)
     files = write_results(scenario, result, out)
     s = result.summary()

@@ -262,12 +262,18 @@ class Population:
     so a wide spread piles patients on the bound) or ``"truncate"`` (the
     log-normal truncated to the bounds, drawn from the same random numbers by
     the inverse CDF: no pile-up).  ``medians`` optionally replaces the
-    parameter set's value as the population median.
+    parameter set's value as the population median.  ``correlation`` optionally
+    correlates the log-scale draws: ``{a: {b: r_ab}}`` (each pair once, either
+    order, names among ``sd_log``); the standard normals are then
+    ``z = L e`` with ``L L^T`` the correlation matrix (a Gaussian copula; with
+    ``"truncate"`` each marginal is truncated as above).  Without it the draws
+    are independent, exactly as before.
     """
 
     sd_log: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_POPULATION_SD))
     medians: Mapping[str, float] = field(default_factory=dict)
     bounds: str = "clip"
+    correlation: Mapping[str, Mapping[str, float]] | None = None
 
     def __post_init__(self):
         population_bounds("population.bounds", self.bounds)
@@ -281,10 +287,59 @@ class Population:
         object.__setattr__(self, "sd_log", dict(sorted(sd.items())))
         resolve_parameters(dict(self.medians))  # names, types and ranges
         object.__setattr__(self, "medians", {k: float(v) for k, v in self.medians.items()})
+        if self.correlation is not None:
+            object.__setattr__(self, "correlation", correlation_pairs(self.correlation, self.names))
+        self.correlation_matrix()  # validates positive definiteness
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(self.sd_log)
+
+    def correlation_matrix(self) -> np.ndarray | None:
+        """The correlation matrix over :attr:`names` (``None`` without correlations)."""
+        if not self.correlation:
+            return None
+        return correlation_matrix(self.correlation, self.names)
+
+
+def correlation_pairs(corr, names) -> dict[str, dict[str, float]]:
+    """``{a: {b: r}}`` validated: names among ``names``, ``a != b``, ``-1 < r < 1``, each pair once."""
+    if not isinstance(corr, Mapping):
+        _fail("population.correlation", f"expected a table {{a = {{b = r}}}}, got {corr!r}")
+    out: dict[str, dict[str, float]] = {}
+    seen = set()
+    for a, row in corr.items():
+        if not isinstance(row, Mapping):
+            _fail(f"population.correlation.{a}", f"expected a table of name = correlation, got {row!r}")
+        for b, r in row.items():
+            for n in (a, b):
+                if n not in names:
+                    _fail(f"population.correlation.{a}.{b}", f"{n!r} does not vary between patients; "
+                          f"allowed: {', '.join(names)}")
+            if a == b:
+                _fail(f"population.correlation.{a}.{b}", "a parameter's correlation with itself is 1 by definition")
+            pair = frozenset((a, b))
+            if pair in seen:
+                _fail(f"population.correlation.{a}.{b}", "this pair is given twice")
+            seen.add(pair)
+            out.setdefault(a, {})[b] = _real(f"population.correlation.{a}.{b}", r, lo=-1.0, hi=1.0)
+            if abs(out[a][b]) >= 1.0:
+                _fail(f"population.correlation.{a}.{b}", f"must lie strictly between -1 and 1, got {r}")
+    return out
+
+
+def correlation_matrix(pairs, names) -> np.ndarray:
+    """The matrix over ``names`` from validated ``pairs``; it must be positive definite."""
+    idx = {n: i for i, n in enumerate(names)}
+    R = np.eye(len(names))
+    for a, row in pairs.items():
+        for b, r in row.items():
+            R[idx[a], idx[b]] = R[idx[b], idx[a]] = r
+    try:
+        np.linalg.cholesky(R)
+    except np.linalg.LinAlgError:
+        _fail("population.correlation", "the correlations do not form a positive definite matrix")
+    return R
 
 
 # --------------------------------------------------------------------------
@@ -418,12 +473,13 @@ def prepare_cohort(cohort: CohortSpec, protocol: Protocol, base: Mapping[str, fl
                    max_steps: int) -> CohortInputs:
     """Draw the patients (parameters, starting burden, PCR noise) and build the engine's arrays."""
     return prepare_replicates(cohort, protocol, [base], [population.sd_log], [protocol.stop_uptake], variant,
-                              population.names, rtol, atol, extinction_threshold, max_steps, bounds=population.bounds)
+                              population.names, rtol, atol, extinction_threshold, max_steps, bounds=population.bounds,
+                              correlation=population.correlation_matrix())
 
 
 def prepare_replicates(cohort: CohortSpec, protocol: Protocol, bases, sds, uptakes, variant: Variant,
                        names: tuple[str, ...], rtol: float, atol: float, extinction_threshold: float,
-                       max_steps: int, bounds: str = "clip") -> CohortInputs:
+                       max_steps: int, bounds: str = "clip", correlation: np.ndarray | None = None) -> CohortInputs:
     """The same cohort (same patients' random numbers) under ``R`` parameterisations, stacked.
 
     Replicate ``r`` uses population medians ``bases[r]`` (complete, validated
@@ -432,7 +488,8 @@ def prepare_replicates(cohort: CohortSpec, protocol: Protocol, bases, sds, uptak
     share every random number with the other replicates (common random numbers:
     a sensitivity study then compares parameterisations, not noise).  With one
     replicate this is exactly the cohort of :func:`simulate_cohort`.
-    ``bounds``: how draws are kept in the table bounds (:class:`Population`).
+    ``bounds``: how draws are kept in the table bounds (:class:`Population`);
+    ``correlation``: the correlation matrix of the log-scale draws over ``names`` (or ``None``).
     """
     population_bounds("population.bounds", bounds)
     n1 = cohort.size
@@ -440,6 +497,8 @@ def prepare_replicates(cohort: CohortSpec, protocol: Protocol, bases, sds, uptak
     n = n1 * n_rep
     n_samples = protocol.n_visits + 1
     z1, u1, e1, v1 = _draws(cohort.seed, n1, len(names), n_samples)
+    if correlation is not None:
+        z1 = z1 @ np.linalg.cholesky(np.asarray(correlation, dtype=float)).T
     z = np.tile(z1, (n_rep, 1))
     eps, uu = (e1, v1) if n_rep == 1 else (np.tile(e1, (n_rep, 1)), np.tile(v1, (n_rep, 1)))
 

@@ -155,8 +155,8 @@ from .measurement import bcr_abl_percent
 from .model import im_effect, rhs
 from .parameters import (PARAMETER_NAMES, PARAMETER_TABLE, available_parameter_sets, kernel_parameters,
                          parameter_set_info, parse_variant, resolve_parameters)
-from .provenance import (atomic_write_bytes, atomic_write_json, atomic_write_text, begin_outputs, provenance,
-                         prune_outputs)
+from .provenance import (atomic_write_bytes, atomic_write_json, atomic_write_text, begin_outputs, finish_outputs,
+                         provenance, prune_outputs)
 from .scenario import table_csv
 from .simulate import MAX_DAYS, MAX_DOSE_MG, initial_state, simulate
 
@@ -1408,7 +1408,7 @@ def run_dynamics(config, out, log=print, quick: bool | None = None) -> dict:
     prov = provenance(opts["config"], seed=None)
     prov["resolved"] = _json_safe({k: v for k, v in opts.items() if k != "config"})
     prov["timings_s"] = timings
-    atomic_write_json(out / "provenance.json", prov)  # last: the folder is complete
+    finish_outputs(out, prov)  # last: the folder is complete
     files.append("provenance.json")
     log(f"dynamics: wrote {', '.join(files)} to {out} in {timings['total']:.1f} s")
     return {"out": str(out), "files": files, "timings_s": timings, "summary": _json_safe(summary)}

@@ -40,7 +40,7 @@ import numpy as np
 from .errors import InputError, check_tables, output_folder, read_toml, real
 from .errors import integer as _int
 from .parameters import Variant, parse_variant
-from .provenance import atomic_write_json, atomic_write_text, begin_outputs, provenance_of
+from .provenance import atomic_write_json, atomic_write_text, begin_outputs, finish_outputs, lock_outputs, provenance_of
 from .simulate import MAX_DAYS
 from .trial import (DIAGNOSTICS, STATISTICS, UNDEFINED, FitParameter, TrialDesign, diagnostics,
                     fit_parameter, model_inputs, observed, outcome_groups, run_trial, statistics)
@@ -100,6 +100,15 @@ class FitConfig:
     def digest(self) -> str:
         """Hash of the whole config and the quick switch: a resumed fit must have the same one."""
         return hashlib.sha256(json.dumps(self.raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def base_set_digest(name: str) -> str:
+    """Hash of a parameter set's values and the package version: a resumed fit must see the same."""
+    from . import __version__
+    from .parameters import parameter_set
+
+    text = json.dumps({"version": __version__, "parameters": parameter_set(name)}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def default_scales(data: dict) -> dict[str, float]:
@@ -628,16 +637,21 @@ def _write_tables(out: Path, cfg: FitConfig, pred_rows: list[dict], post: dict) 
 def run_fit(cfg: FitConfig, out: Path, *, ship: bool = False, log=print) -> dict:
     """Run every stage (resuming what exists in ``out``) and write the report; returns the report dict."""
     out = output_folder(out)
-    out.mkdir(parents=True, exist_ok=True)
+    lock_outputs(out)  # before fit_state.json: two fits into one folder would corrupt the ABC database
     state_path = out / "fit_state.json"
+    base_digest = base_set_digest(cfg.design.base_set)
     if state_path.is_file():
         state = json.loads(state_path.read_text())
         if state.get("digest") != cfg.digest:
             raise InputError(f"--out {out}: holds a fit of a different config (or quick setting); "
                              "choose an empty folder")
+        if state.get("base_set_digest") != base_digest:
+            raise InputError(f"--out {out}: holds a fit made on other values of the base set "
+                             f"{cfg.design.base_set!r} (recalibrated since, or from an older version); "
+                             "choose an empty folder")
         log(f"resuming the fit in {out}")
     else:
-        atomic_write_json(state_path, {"digest": cfg.digest, "config": cfg.raw})
+        atomic_write_json(state_path, {"digest": cfg.digest, "base_set_digest": base_digest, "config": cfg.raw})
     begin_outputs(out)
 
     fits = {}
@@ -706,7 +720,7 @@ def run_fit(cfg: FitConfig, out: Path, *, ship: bool = False, log=print) -> dict
     from .report import fit_report_markdown
 
     atomic_write_text(out / "report.md", fit_report_markdown(report))
-    atomic_write_json(out / "provenance.json", provenance_of(cfg, seed=cfg.seed))  # last: the folder is complete
+    finish_outputs(out, provenance_of(cfg, seed=cfg.seed))  # last: the folder is complete
     return report
 
 
@@ -803,5 +817,5 @@ def run_from_shipped(cfg: FitConfig, out: Path, *, log=print) -> dict:
     from .report import fit_report_markdown
 
     atomic_write_text(out / "report.md", fit_report_markdown(report))
-    atomic_write_json(out / "provenance.json", provenance_of(cfg, seed=cfg.seed))  # last: the folder is complete
+    finish_outputs(out, provenance_of(cfg, seed=cfg.seed))  # last: the folder is complete
     return report

@@ -95,7 +95,7 @@ class FitSettings:
 
 @dataclass(frozen=True)
 class Prior:
-    """The population prior of a parameter set: log10 medians ``mu``, SDs ``omega`` of ``fitted``."""
+    """The population prior of a parameter set: log10 medians ``mu`` and covariance ``omega`` of ``fitted``."""
 
     set_name: str
     variant: str
@@ -174,7 +174,8 @@ def _text(v) -> str:
 
 def population_prior(set_name: str) -> Prior:
     """The mixed-effects prior a set carries: its ``[population]`` rows (log-scale table parameters)
-    around the set's values, SDs converted from natural log to log10."""
+    around the set's values, SDs converted from natural log to log10, correlated as the set's
+    ``[correlation]`` says (independent without one)."""
     info = parameter_set_info(set_name)
     spreads = info["population"] or {}
     fitted = [n for n in spreads if n in PARAMETER_TABLE and PARAMETER_TABLE[n].scale == "log"]
@@ -183,7 +184,12 @@ def population_prior(set_name: str) -> Prior:
                          "use a calibrated set (gvlmodel parameters --sets)")
     base = info["parameters"]
     mu = np.array([math.log10(base[n]) for n in fitted])
-    omega = np.maximum(np.array([float(spreads[n]) / math.log(10.0) for n in fitted]), PRIOR_SD_FLOOR_LOG10)
+    sd = np.maximum(np.array([float(spreads[n]) / math.log(10.0) for n in fitted]), PRIOR_SD_FLOOR_LOG10)
+    from .cohort import correlation_matrix, correlation_pairs
+
+    corr = info.get("correlation")
+    R = correlation_matrix(correlation_pairs(corr, fitted), fitted) if corr else np.eye(len(fitted))
+    omega = R * np.outer(sd, sd)
     noise = _noise_sd(set_name)
     return Prior(set_name=set_name, variant=parse_variant(info["variant"] or "H2").value, base=base,
                  fitted=tuple(fitted), mu=mu, omega=omega, noise_sd_log10=noise)
@@ -209,11 +215,20 @@ def _start_prior(series: PatientSeries) -> float:
     return math.log10(min(float(series.bcr_abl_percent[0]), START_BOUNDS[1]))
 
 
+def _with_start(omega) -> np.ndarray:
+    """The prior covariance with the starting ratio (independent of the rest) in front."""
+    k = omega.shape[0]
+    out = np.zeros((k + 1, k + 1))
+    out[0, 0] = START_PRIOR_SD_LOG10 ** 2
+    out[1:, 1:] = omega
+    return out
+
+
 def fit_history(h: History, prior: Prior, settings: FitSettings) -> dict:
     """The patient's MAP and Laplace posterior under ``prior`` (see :func:`gvlmodel.calibrate.fit_patient`)."""
     fitted = (START, *prior.fitted)
     mu = np.concatenate(([_start_prior(h.series)], prior.mu))
-    omega = np.concatenate(([START_PRIOR_SD_LOG10], prior.omega))
+    omega = _with_start(prior.omega)
     f = fit_patient(h.series, fitted, prior.base, settings, mu, omega, prior.noise_sd_log10, mu.copy(),
                     schedule=list(h.schedule), start_bounds=START_BOUNDS)
     f["fitted"] = fitted
@@ -286,7 +301,7 @@ def predict_patient(h: History, prior: Prior, settings: FitSettings, *, horizon_
     post = t_out > stop
     at_stop = int(np.searchsorted(t_out, stop))
     lo, hi = bounds_log10(fit["fitted"], START_BOUNDS)
-    mu, omega = fit["mu"], np.concatenate(([START_PRIOR_SD_LOG10], prior.omega))
+    mu, omega = fit["mu"], _with_start(prior.omega)
     failures: list[str] = []
 
     def log_prob(theta):
@@ -480,7 +495,7 @@ def run_predict_stop(history_path, out: Path, *, horizon_days: float = 365.0, dr
     ``predictions.csv``, ``fits.csv``, ``bands.csv``, ``figures/<patient>.png`` and
     ``provenance.json`` (last)."""
     from .plotting import new_figure, save_figure, use_style
-    from .provenance import atomic_write_json, atomic_write_text, begin_outputs, provenance
+    from .provenance import atomic_write_json, atomic_write_text, begin_outputs, finish_outputs, provenance
 
     horizon_days = real("--horizon-days", horizon_days, lo=1.0, hi=36525.0)
     draws = integer("--draws", draws, lo=20, hi=100_000)
@@ -525,7 +540,7 @@ def run_predict_stop(history_path, out: Path, *, horizon_days: float = 365.0, dr
               "threshold_percent": threshold_percent, "parameter_sets": {str(k): v.set_name for k, v in priors.items()},
               "rtol": rtol, "max_nfev": max_nfev,
               "history_csv": Path(history_path).read_text(encoding="utf-8")}
-    atomic_write_json(out / "provenance.json", provenance(config, seed))
+    finish_outputs(out, provenance(config, seed))
     return preds
 
 

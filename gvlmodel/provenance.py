@@ -78,8 +78,74 @@ def atomic_write_json(path: Path, data) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
+#: the lock file every command holds in its output folder while it writes there
+LOCK_NAME = ".gvlmodel.lock"
+_HELD: dict[str, int] = {}  # resolved folder -> the open, locked file descriptor (this process)
+
+
+def lock_outputs(out: Path) -> None:
+    """Take the exclusive lock on output folder ``out`` (created if needed) for this process.
+
+    An advisory ``flock`` on ``out/.gvlmodel.lock``: a second gvlmodel process writing into the same
+    folder gets an :class:`~gvlmodel.errors.InputError` (exit 2) naming the holder, before it writes
+    anything there.  The kernel drops the lock when its process ends, however it ends, so a lock left
+    by a killed run is recovered by the next one (its lock file stays until then).  Re-entrant within
+    a process; released, and the lock file removed, by :func:`finish_outputs` (or dropped at exit).
+    """
+    import fcntl
+    import socket
+
+    from .errors import InputError
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    key = str(out.resolve())
+    if key in _HELD:
+        return
+    path = out / LOCK_NAME
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown process"
+            finally:
+                os.close(fd)
+            raise InputError(f"--out {out}: another gvlmodel run ({holder}) is writing to this folder; "
+                             "wait for it to finish or choose another folder") from None
+        try:  # the file we locked must still be the one at the path (a releasing run unlinks it)
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
+                  f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}\n".encode(), 0)
+    _HELD[key] = fd
+
+
+def release_outputs(out: Path) -> None:
+    """Release this process's lock on ``out`` (if held) and remove the lock file."""
+    fd = _HELD.pop(str(Path(out).resolve()), None)
+    if fd is not None:
+        try:
+            (Path(out) / LOCK_NAME).unlink(missing_ok=True)  # while still locked: no one else holds this file
+        finally:
+            os.close(fd)  # closing the descriptor drops the flock
+
+
+def finish_outputs(out: Path, record: dict) -> None:
+    """Write ``out/provenance.json`` (last: the folder is complete) and release the folder's lock."""
+    atomic_write_json(Path(out) / "provenance.json", record)
+    release_outputs(out)
+
+
 def begin_outputs(out: Path) -> None:
-    """Mark ``out`` incomplete before a run's first write: remove its ``provenance.json``.
+    """Lock ``out`` (:func:`lock_outputs`) and mark it incomplete before a run's first write:
+    remove its ``provenance.json``.
 
     Each command writes ``provenance.json`` last, so its presence means every
     file of the run beside it was written.  A run interrupted after its first
@@ -87,6 +153,7 @@ def begin_outputs(out: Path) -> None:
     not one whose provenance describes an earlier run's config beside a mix of
     old and new files.
     """
+    lock_outputs(out)
     (Path(out) / "provenance.json").unlink(missing_ok=True)
 
 

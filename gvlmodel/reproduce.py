@@ -179,6 +179,9 @@ def reproduce(root: Path = Path("."), results: Path | None = None, figures_out: 
     figures_out = Path(figures_out) if figures_out is not None else root / "figures" / (
         "output/quick" if quick else "output")
     steps, figs = plan(root, results, figures_out)
+    from .provenance import lock_outputs, release_outputs
+
+    lock_outputs(results)  # one reproduce per results folder (each step also locks its own)
     pkg = package_digest()
     report, digests = {}, {}
     n_total = len(steps) + len(figs) + 1
@@ -230,5 +233,6 @@ def reproduce(root: Path = Path("."), results: Path | None = None, figures_out: 
         "steps": report, "total_wall_s": total, "quick": quick, "refit": refit,
         "provenance": provenance({"command": "reproduce", "quick": quick, "refit": refit, "force": force,
                                   "step_digests": digests}, seed=None)})
+    release_outputs(results)
     log(f"reproduce: {total:.0f} s in all; results in {results}, figures in {figures_out}")
     return report

@@ -16,7 +16,8 @@ A scenario is a TOML file with these tables (every key optional unless marked)::
                     and overrides by parameter name (name = value).  A fitted set also brings
                     its variant, population spreads and stop_uptake unless the config sets them.
     [population]    parameter name = natural-log SD of its between-patient variation
-                    (replaces the default population; {} = identical patients)
+                    (replaces the default population and the set's correlations; {} = identical
+                    patients)
     [measurement]   detection_limit = 1e-5, noise_sd_log = 0.45
     [solver]        rtol = 1e-6, atol = 1e-6, extinction_threshold = 1.0, max_steps = 200000
     [output]        trajectories = "none" | "all" | N (the first N patients) | [ids], time_step_days = 7 (>= 0.1)
@@ -37,7 +38,8 @@ from .cohort import (DEFAULT_POPULATION_SD, CohortResult, CohortSpec, Population
                      simulate_cohort)
 from .errors import InputError, check_tables, read_toml
 from .parameters import PARAMETER_NAMES, available_parameter_sets, parameter_set_info, parse_variant, resolve_parameters
-from .provenance import atomic_write_json, atomic_write_text, begin_outputs, provenance, prune_outputs, resolved_config
+from .provenance import (atomic_write_json, atomic_write_text, begin_outputs, finish_outputs, provenance, prune_outputs,
+                         resolved_config)
 
 TABLES = {
     "cohort": {"size", "seed", "transplant", "start", "relapse_mix", "relapse_ranges", "diagnosis_range"},
@@ -125,8 +127,10 @@ def parse_scenario(cfg: dict) -> Scenario:
     # a fitted set brings its variant, population spreads and stop uptake; the config can override each
     if "stop_uptake" not in tr and info["stop_uptake"] is not None:
         tr = {**tr, "stop_uptake": info["stop_uptake"]}
+    corr = None
     if po is None and info["population"] is not None:
         po = info["population"]
+        corr = info.get("correlation")  # the set's correlations come with the set's spreads only
     protocol = Protocol(**tr, **me)
     try:
         variant = parse_variant(pa.pop("variant", info["variant"] or "H2")).value
@@ -136,7 +140,7 @@ def parse_scenario(cfg: dict) -> Scenario:
         raise InputError(f"[parameters] {exc}") from None
     try:
         population = Population(sd_log=DEFAULT_POPULATION_SD if po is None else po,
-                                bounds=info["population_bounds"])
+                                bounds=info["population_bounds"], correlation=corr)
     except InputError as exc:
         raise InputError(f"[population] {exc}") from None
     solver = {}
@@ -184,13 +188,31 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def format_column(values) -> list[str]:
+    """One table column as text, vectorised by type: booleans ``true``/``false``, integers as such,
+    floats ``%.10g`` with non-finite values empty, anything else by :func:`_fmt` (mixed lists)."""
+    a = np.asarray(values)
+    if a.dtype == bool:
+        return np.where(a, "true", "false").tolist()
+    if a.dtype.kind in "iu":
+        return list(map(str, a.tolist()))
+    if a.dtype.kind == "f":
+        ok = np.isfinite(a)
+        if ok.all():
+            return [f"{x:.10g}" for x in a.tolist()]
+        return [f"{x:.10g}" if good else "" for x, good in zip(a.tolist(), ok.tolist())]
+    return [_fmt(v) for v in values]
+
+
 def table_csv(columns: dict[str, np.ndarray]) -> str:
-    buf = io.StringIO()
+    """Columns (equal lengths) as CSV text: a header row and one row per entry (see :func:`format_column`)."""
     names = list(columns)
-    buf.write(",".join(names) + "\n")
-    for row in zip(*(columns[k] for k in names)):
-        buf.write(",".join(_fmt(v) for v in row) + "\n")
-    return buf.getvalue()
+    cols = [format_column(columns[k]) for k in names]
+    lengths = {len(c) for c in cols}
+    if len(lengths) > 1:
+        raise ValueError(f"table_csv: columns of unequal length {sorted(lengths)}")
+    body = "\n".join(map(",".join, zip(*cols)))
+    return ",".join(names) + "\n" + (body + "\n" if cols and cols[0] else "")
 
 
 #: every file :func:`write_results` can write
@@ -234,6 +256,6 @@ def write_results(scenario: Scenario, result: CohortResult, out: Path) -> list[s
                         "cohort": resolved_config(scenario.cohort), "population": resolved_config(scenario.population),
                         "protocol": resolved_config(scenario.protocol),
                         "solver": result.solver_options, "threads": result.threads}
-    atomic_write_json(out / "provenance.json", prov)
+    finish_outputs(out, prov)
     files.append("provenance.json")
     return files

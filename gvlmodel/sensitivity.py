@@ -78,7 +78,8 @@ from .errors import integer as _int
 from .errors import real as _num
 from .indices import RF, RI
 from .parameters import parameter_set_info, parse_variant
-from .provenance import atomic_write_bytes, atomic_write_json, atomic_write_text, begin_outputs, provenance_of
+from .provenance import (atomic_write_bytes, atomic_write_json, atomic_write_text, begin_outputs, finish_outputs,
+                         provenance_of)
 from .simulate import MAX_DAYS
 from .trial import FitParameter, TrialDesign, fit_parameter, model_inputs
 
@@ -863,7 +864,7 @@ def _run_study(cfg: StudyConfig, out: Path, scheduler, progress: bool, log) -> d
     results["timings"] = timings
     atomic_write_json(out / "indices.json", results)
     atomic_write_text(out / "summary.md", summary_markdown(results))
-    atomic_write_json(out / "provenance.json", provenance_of(cfg, seed=cfg.seed))  # last: the folder is complete
+    finish_outputs(out, provenance_of(cfg, seed=cfg.seed))  # last: the folder is complete
     for w in results["warnings"]:
         log(f"warning: {w}")
     return results

@@ -127,3 +127,32 @@ def test_population_median_course_has_michors_two_phases(full_calibration):
     assert -0.06 < m["first_slope_per_day"] < -0.04
     assert -0.016 < m["second_slope_per_day"] < -0.004 * 0.9
     assert m["first_slope_per_day"] < 5 * m["second_slope_per_day"]  # two distinct phases
+
+
+def test_prior_residuals_whiten_a_full_covariance():
+    from scipy.stats import multivariate_normal
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((3, 3))
+    om = a @ a.T + 0.1 * np.eye(3)
+    mu = np.array([0.1, -0.2, 0.3])
+    x1, x2 = rng.standard_normal(3), rng.standard_normal(3)
+    r1, r2 = cal.prior_residuals(x1, mu, om), cal.prior_residuals(x2, mu, om)
+    # half the squared norm is -log N(x; mu, om) up to one constant
+    d = -0.5 * (r1 @ r1 - r2 @ r2)
+    assert math.isclose(d, multivariate_normal(mu, om).logpdf(x1) - multivariate_normal(mu, om).logpdf(x2),
+                        rel_tol=1e-10)
+    np.testing.assert_allclose(cal.prior_residuals(x1, mu, np.sqrt(np.diag(om))),
+                               (x1 - mu) / np.sqrt(np.diag(om)), rtol=1e-14)
+
+
+def test_population_covariance_is_the_em_update_and_stays_positive_definite():
+    rng = np.random.default_rng(1)
+    th = rng.standard_normal((50, 3)) @ np.array([[0.3, 0, 0], [0.2, 0.2, 0], [0, 0, 0.1]])
+    pc = np.array([np.diag([0.01, 0.02, 0.005])] * 50)
+    om = cal.population_covariance(th, pc)
+    np.testing.assert_allclose(om, np.cov(th.T, ddof=0) + pc.mean(axis=0), rtol=1e-2, atol=1e-4)
+    # perfectly collinear MAPs and no posterior spread: still positive definite, SDs floored
+    line = np.outer(np.linspace(-1, 1, 20), [1.0, -1.0, 0.0])
+    om = cal.population_covariance(line, np.zeros((20, 3, 3)))
+    assert np.all(np.linalg.eigvalsh(om) > 0) and np.sqrt(om[2, 2]) >= 0.02 - 1e-12

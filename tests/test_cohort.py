@@ -159,3 +159,59 @@ def test_population_bounds_is_validated():
                            bounds="reflect")
     with pytest.raises(InputError, match="TrialDesign.population_bounds"):
         TrialDesign(population_bounds="reflect")
+
+
+def _varied(population, size=4000, seed=3):
+    from gvlmodel.cohort import _resolve_base, prepare_cohort
+    from gvlmodel.parameters import parse_variant
+
+    inp = prepare_cohort(CohortSpec(size=size, seed=seed), Protocol(follow_up_days=60.0), _resolve_base(None),
+                         parse_variant("H2"), population, 1e-6, 1e-6, 1.0, 1000)
+    return inp.varied
+
+
+def test_correlated_population_draws_have_the_requested_correlation_and_marginals():
+    sd = {"q_out": 0.4, "im_kill_lsc": 0.5, "q_in": 0.3}
+    corr = {"q_out": {"im_kill_lsc": -0.6}, "q_in": {"q_out": 0.3}}
+    ind = _varied(Population(sd_log=sd))
+    cor = _varied(Population(sd_log=sd, correlation=corr))
+    lo = {k: np.log(v) for k, v in cor.items() if k in sd}
+    r = np.corrcoef([lo["q_out"], lo["im_kill_lsc"], lo["q_in"]])
+    se = 1.0 / np.sqrt(4000)
+    assert abs(r[0, 1] + 0.6) < 4 * se and abs(r[0, 2] - 0.3) < 4 * se and abs(r[1, 2]) < 4 * se
+    for k, s in sd.items():  # the marginal spreads are kept
+        assert abs(np.std(lo[k]) - s) < 0.05 * s
+    # no correlation table (or an empty one): exactly the independent draws
+    same = _varied(Population(sd_log=sd, correlation={}))
+    for k in sd:
+        np.testing.assert_array_equal(same[k], ind[k])
+    # the first parameter in name order is drawn from the same normals either way (L is lower triangular)
+    first = sorted(sd)[0]
+    np.testing.assert_array_equal(cor[first], ind[first])
+
+
+@pytest.mark.parametrize("corr, field", [
+    ({"q_out": {"z_half": 0.2}}, "does not vary between patients"),
+    ({"q_out": {"q_out": 0.2}}, "itself"),
+    ({"q_out": {"q_in": 1.0}}, "strictly between -1 and 1"),
+    ({"q_out": {"q_in": 0.2}, "q_in": {"q_out": 0.2}}, "given twice"),
+    ({"q_out": {"q_in": 0.9, "im_kill_lsc": 0.9}, "q_in": {"im_kill_lsc": -0.9}}, "positive definite"),
+    ({"q_out": 0.3}, "expected a table"),
+])
+def test_bad_correlations_name_the_field(corr, field):
+    with pytest.raises(InputError, match=field):
+        Population(sd_log={"q_out": 0.4, "q_in": 0.3, "im_kill_lsc": 0.5}, correlation=corr)
+
+
+def test_a_set_with_correlations_brings_them_to_a_scenario_unless_the_config_sets_the_population():
+    from gvlmodel.parameters import parameter_set_info
+    from gvlmodel.scenario import parse_scenario
+
+    info = parameter_set_info("patients")
+    assert info["correlation"], "the calibrated set carries correlations"
+    base = {"cohort": {"size": 10, "seed": 1, "transplant": False, "start": "diagnosis"},
+            "parameters": {"set": "patients"}}
+    sc = parse_scenario(base)
+    assert sc.population.correlation and sc.population.correlation_matrix().shape == (len(info["population"]),) * 2
+    sc = parse_scenario({**base, "population": {"q_out": 0.3}})
+    assert sc.population.correlation is None

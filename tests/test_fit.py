@@ -111,6 +111,15 @@ def test_resume_refuses_a_different_config(tmp_path):
         run_fit(other, tmp_path, log=lambda m: None)
 
 
+def test_resume_refuses_a_fit_made_on_other_base_set_values(tmp_path):
+    """A folder from before a recalibration of the base set must not be resumed as if current."""
+    cfg = small_config(["H0"], {"H0": ["stop_uptake"]}, pop=20, gens=1)
+    state = {"digest": cfg.digest, "base_set_digest": "0" * 16, "config": cfg.raw}
+    (tmp_path / "fit_state.json").write_text(json.dumps(state))
+    with pytest.raises(InputError, match="other values of the base set"):
+        run_fit(cfg, tmp_path, log=lambda m: None)
+
+
 @pytest.mark.parametrize("cfg, match", [
     ({"fit": {"seed": 1}, "fited": {}}, "unknown table"),
     ({"fit": {"seed": 1, "popsize": 3}}, r"unknown key\(s\) \['popsize'\]"),

@@ -104,7 +104,7 @@ def test_population_prior_of_the_patients_set():
     assert "q_out" in pr.fitted and pr.variant == "H2"
     i = pr.fitted.index("q_out")
     assert math.isclose(10.0 ** pr.mu[i], p["q_out"], rel_tol=1e-12)
-    assert np.all(pr.omega > 0) and 0.05 < pr.noise_sd_log10 < 1.0
+    assert np.all(np.linalg.eigvalsh(pr.omega) > 0) and 0.05 < pr.noise_sd_log10 < 1.0
     with pytest.raises(InputError, match="no between-patient spreads"):
         population_prior("default")
 

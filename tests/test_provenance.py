@@ -60,3 +60,36 @@ def test_seedless_record_says_the_run_is_deterministic():
     assert provenance({}, seed=None)["seed_note"].startswith("deterministic")
     rec = provenance({}, seed=0)
     assert rec["seed"] == 0 and "seed_note" not in rec
+
+
+def test_a_second_writer_into_a_locked_folder_exits_2_and_a_killed_holder_releases_it(tmp_path):
+    """Two runs into one --out must not mix files: the second is refused before it writes; the lock
+    of a killed run is recovered by the next one (the kernel drops an flock with its process)."""
+    import subprocess
+    import sys
+
+    from gvlmodel.cli import main
+    from gvlmodel.errors import InputError
+    from gvlmodel.provenance import LOCK_NAME, lock_outputs, release_outputs
+
+    out = tmp_path / "out"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from gvlmodel.provenance import lock_outputs; "
+         f"lock_outputs({str(out)!r}); print('locked', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(InputError, match=f"another gvlmodel run \\(pid {holder.pid} "):
+            lock_outputs(out)
+        scenario = tmp_path / "s.toml"
+        scenario.write_text('[cohort]\nsize = 2\nseed = 1\n[treatment]\nfollow_up_days = 60\n')
+        assert main(["simulate", str(scenario), "--out", str(out), "--no-progress"]) == 2
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]  # nothing written
+    finally:
+        holder.kill()
+        holder.wait()
+    lock_outputs(out)  # recovered
+    lock_outputs(out)  # re-entrant in one process
+    release_outputs(out)
+    assert main(["simulate", str(scenario), "--out", str(out), "--no-progress"]) == 0
+    assert (out / "provenance.json").is_file() and not (out / LOCK_NAME).exists()  # released and removed

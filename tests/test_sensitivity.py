@@ -132,7 +132,8 @@ def test_stacked_samples_equal_one_at_a_time_and_the_cohort_engine():
     params, pop, _ = model_inputs(values, cfg.factors, cfg.set_name, population_sd=info["population"])
     hess, _ = cfg.design.protocols(1.0)
     r = simulate_cohort(CohortSpec(size=cfg.design.size, seed=cfg.cohort_seed, relapse_mix=cfg.design.relapse_mix),
-                        hess, params, variant=cfg.variant, population=Population(sd_log=pop.sd_log), progress=False)
+                        hess, params, variant=cfg.variant, progress=False,
+                        population=Population(sd_log=pop.sd_log, bounds=info["population_bounds"]))
     c = r.columns
     assert Y[1, ev.output_names.index("p_cmr")] == pytest.approx(float((c["reached_cmr"] & ~r.failed).mean()))
 
