@@ -98,6 +98,7 @@ def run_simulate(scenario_path: str, out: Path, threads: int | None, progress: b
     from .scenario import load_scenario, write_results
 
     scenario = load_scenario(scenario_path)
+    scenario.check_resources()  # a run that cannot fit in memory is refused before it starts
     lock_outputs(out)  # validated: hold the folder for the whole run, not only while writing
     result = scenario.run(threads=threads, progress=progress)
     files = write_results(scenario, result, out)

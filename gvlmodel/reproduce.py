@@ -134,6 +134,7 @@ def run_step(step: Step, *, quick: bool, refit: bool, threads: int | None, log) 
         from .scenario import load_scenario, write_results
 
         scenario = load_scenario(step.config)
+        scenario.check_resources()
         result = scenario.run(threads=threads, progress=False)
         write_results(scenario, result, step.out)
     elif step.kind == "example":

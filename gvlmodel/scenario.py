@@ -62,6 +62,29 @@ PATIENT_COLUMNS = ("patient_id", "transplant", "start", "relapse_type", "bcr_abl
                    "solver_message", "n_steps")
 
 
+#: memory of one table cell while its text is built (a Python str in a column list, then the joined text)
+TEXT_CELL_BYTES = 70.0
+#: columns of trajectories.csv (cohort.patient_trajectory)
+TRAJECTORY_COLUMNS = 14
+
+
+def available_memory() -> float:
+    """Bytes of memory available now (``MemAvailable`` of /proc/meminfo; else physical memory; 0 = unknown)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024.0
+    except OSError:
+        pass
+    try:
+        import os
+
+        return float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 0.0
+
+
 @dataclass(frozen=True)
 class Scenario:
     cohort: CohortSpec
@@ -78,6 +101,34 @@ class Scenario:
     def run(self, threads: int | None = None, progress: bool | None = None) -> CohortResult:
         return simulate_cohort(self.cohort, self.protocol, self.parameters, variant=self.variant,
                                population=self.population, threads=threads, progress=progress, **self.solver)
+
+    def memory_estimate(self) -> dict[str, float]:
+        """Rough peak memory of the run, bytes: the engine's per-visit arrays and the text tables
+        (``patients.csv``, ``trajectories.csv``) as built in memory before their atomic write."""
+        n = self.cohort.size
+        visits = self.protocol.n_visits + 1
+        engine = n * (visits * 3 + 256) * 8.0  # measured, PCR noise and detection draws; states, parameters
+        patients = n * (len(PATIENT_COLUMNS) + len(self.population.names)) * TEXT_CELL_BYTES
+        grid = self.protocol.n_visits * self.protocol.visit_interval_days / self.time_step_days + visits
+        traj = self.trajectory_ids().size * grid * TRAJECTORY_COLUMNS * (8.0 + TEXT_CELL_BYTES)
+        return {"engine": engine, "patients_table": patients, "trajectories": traj,
+                "total": engine + patients + traj}
+
+    def check_resources(self, available: float | None = None) -> None:
+        """Refuse (``InputError``, before anything runs or is written) a run whose
+        :meth:`memory_estimate` exceeds 80 % of the memory available now."""
+        est = self.memory_estimate()
+        avail = available_memory() if available is None else float(available)
+        if avail and est["total"] > 0.8 * avail:
+            gib = 2.0 ** 30
+            big = max(("engine", "patients_table", "trajectories"), key=lambda k: est[k])
+            hint = {"engine": "[cohort] size or [treatment] follow_up_days / visit_interval_days",
+                    "patients_table": "[cohort] size",
+                    "trajectories": "[output] trajectories (fewer patients) or a larger time_step_days"}[big]
+            raise InputError(f"this run needs about {est['total'] / gib:.1f} GiB of memory (engine "
+                             f"{est['engine'] / gib:.1f}, patients.csv {est['patients_table'] / gib:.1f}, "
+                             f"trajectories.csv {est['trajectories'] / gib:.1f} GiB), more than 80 % of the "
+                             f"{avail / gib:.1f} GiB available; reduce {hint}, or split the cohort by seed")
 
     def trajectory_ids(self) -> np.ndarray:
         n = self.cohort.size

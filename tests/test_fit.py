@@ -58,7 +58,7 @@ def test_recovers_known_hyperparameters(tmp_path):
             assert (q95 - q05) / (hi - lo) < 0.5
 
 
-@pytest.mark.parametrize("generating", ["H0", "H2"])
+@pytest.mark.parametrize("generating", [pytest.param("H0", marks=pytest.mark.slow), "H2"])
 def test_model_comparison_picks_generating_variant(tmp_path, generating):
     """Joint ABC-SMC over H0 and H2 on a synthetic Hess-sized trial: the generating variant wins."""
     fitted = {"H0": ["stop_uptake", "im_kill_lsc"], "H2": ["stop_uptake", "im_kill_lsc", "z_expand_allo"]}

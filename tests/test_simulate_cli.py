@@ -134,3 +134,25 @@ def test_interrupted_write_leaves_no_provenance_of_an_earlier_run(tmp_path, monk
     with pytest.raises(KeyboardInterrupt):
         sc.write_results(s, s.run(threads=1, progress=False), out)
     assert (out / "patients.csv").is_file() and not (out / "provenance.json").exists()
+
+
+def test_a_run_too_big_for_memory_exits_2_before_running_or_writing(tmp_path, capsys):
+    """100,000 patients with every trajectory at 0.1-day steps (~TBs of text) is refused at once,
+    with the estimate and what to reduce; an ordinary run's estimate is small."""
+    from gvlmodel.cli import main
+    from gvlmodel.scenario import load_scenario
+
+    big = tmp_path / "big.toml"
+    big.write_text('[cohort]\nsize = 100000\nseed = 1\n[output]\ntrajectories = "all"\ntime_step_days = 0.1\n')
+    out = tmp_path / "out"
+    assert main(["simulate", str(big), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "GiB of memory" in err and "[output] trajectories" in err
+    assert not out.exists()
+    small = tmp_path / "small.toml"
+    small.write_text('[cohort]\nsize = 1000\nseed = 1\n')
+    sc = load_scenario(small)
+    assert sc.memory_estimate()["total"] < 2 ** 30
+    sc.check_resources(available=64 * 2 ** 30)
+    with pytest.raises(Exception, match="GiB of memory"):
+        sc.check_resources(available=2 ** 20)
