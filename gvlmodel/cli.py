@@ -144,7 +144,8 @@ def _path(text: str) -> Path:
     return Path(text)
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser (the docs' CLI reference is generated from it)."""
     from . import __version__
 
     parser = argparse.ArgumentParser(
@@ -219,6 +220,11 @@ def main(argv=None) -> int:
     rp.add_argument("--figures", type=_path, default=None,
                     help="figure output folder (default figures/output/ or figures/output/quick/)")
     rp.add_argument("--threads", type=int, default=None, help="numba threads for the scenarios (default: all)")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if getattr(args, "threads", None) is not None:
