@@ -77,6 +77,15 @@ def _configure_cache() -> None:
 _configure_cache()
 
 
+def cache_is_cold() -> bool:
+    """True when no compiled kernel is cached for this source yet (the next run compiles, ~1 min)."""
+    folder = Path(numba.config.CACHE_DIR) if numba.config.CACHE_DIR else None
+    try:
+        return folder is None or not any(folder.rglob("*.nbi"))
+    except OSError:
+        return True
+
+
 def jit(func=None, **overrides):
     """``numba.njit`` with the package's options (``cache=True``)."""
     options = {**NUMBA_OPTIONS, **overrides}

@@ -225,6 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
+    if sys.stderr.isatty():
+        from ._jit import cache_is_cold
+
+        if cache_is_cold():  # the kernels compile on first use: say so instead of a silent minute
+            print("gvlmodel: first run of this version: compiling the model kernels (about a minute, cached "
+                  "afterwards)", file=sys.stderr, flush=True)
     args = parser.parse_args(argv)
     try:
         if getattr(args, "threads", None) is not None:

@@ -29,6 +29,12 @@ def median(values) -> dict:
     return {"n": int(v.size), "median": float(q[1]), "iqr": [float(q[0]), float(q[2])]}
 
 
+#: residual control at the end of follow-up: BCR-ABL at most this (%) with LSCs left (issue targets:
+#: at least CONTROL_MIN_LSC of them)
+CONTROL_MAX_BCR_ABL_PERCENT = 0.01
+CONTROL_MIN_LSC = 100.0
+
+
 def cohort_summary(result) -> dict:
     c = result.columns
     ok = c["solver_status"] == 0
@@ -38,6 +44,9 @@ def cohort_summary(result) -> dict:
     lost = c["lost_cmr"] & stopped
     durable = stopped & ~c["lost_cmr"]
     erad = c["eradicated"] & ok
+    # residual immune control at the end of follow-up: leukemic stem cells left at a low ratio
+    low = ok & (np.asarray(c["final_bcr_abl_percent"], dtype=float) <= CONTROL_MAX_BCR_ABL_PERCENT)
+    lsc = np.asarray(c["final_lsc"], dtype=float)
     out = {
         "n_patients": int(result.n),
         "n_solver_failures": int((~ok).sum()),
@@ -53,6 +62,8 @@ def cohort_summary(result) -> dict:
             "lost_cmr_after_stop": rate(lost.sum(), stopped.sum()),
             "eradicated": rate(erad.sum(), n_ok),
             "eradicated_among_durable": rate((durable & c["eradicated"]).sum(), durable.sum()),
+            "controlled_at_end": rate((low & (lsc >= 1.0)).sum(), n_ok),
+            "controlled_at_end_100_lsc": rate((low & (lsc >= CONTROL_MIN_LSC)).sum(), n_ok),
         },
         "medians_days": {
             "days_to_cmr": median(c["days_to_cmr"][cmr]),

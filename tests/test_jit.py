@@ -27,3 +27,15 @@ def test_digest_changes_with_any_source_file(tmp_path, monkeypatch):
     solver = copy / "solver.py"
     solver.write_text(solver.read_text() + "\n# an edit\n")
     assert _jit.source_digest() != before
+
+
+def test_cache_is_cold_until_a_kernel_is_cached(tmp_path, monkeypatch):
+    import numba
+
+    from gvlmodel._jit import cache_is_cold
+
+    monkeypatch.setattr(numba.config, "CACHE_DIR", str(tmp_path))
+    assert cache_is_cold()
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "model.rhs-1.py311.nbi").write_bytes(b"")
+    assert not cache_is_cold()
