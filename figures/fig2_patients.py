@@ -197,8 +197,9 @@ def draw(results: Path = Path("results"), out: Path = Path("figures/output"), n_
                 ax.set_ylim(1e-5, 300.0)
                 if row == 0:
                     first_axes[setting] = ax
-            head = "After allogeneic SCT" if setting == "transplanted" else "Non-transplanted"
-            first_axes[setting].annotate(f"{head} ({d['folder'].name})", xy=(0.5, 1.0), xycoords="axes fraction",
+            head = ("After allogeneic SCT: Hess 2005 protocol" if setting == "transplanted"
+                    else "Non-transplanted: one year of imatinib from diagnosis")
+            first_axes[setting].annotate(head, xy=(0.5, 1.0), xycoords="axes fraction",
                                          xytext=(0, 16), textcoords="offset points", ha="center", va="bottom",
                                          fontsize=gp.FONT_SIZE + 1, fontweight="bold", color=color)
         # one legend for the figure

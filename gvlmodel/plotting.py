@@ -292,7 +292,8 @@ def dose_legend_handles(doses: Iterable[float]):
 
 def response_levels(ax, detection_limit_percent: float = 100.0 * DEFAULT_DETECTION_LIMIT,
                     levels: Mapping[str, float] | None = None, label_x: float = 1.0, show_labels: bool = True):
-    """Dashed lines at MMR/MR4/MR4.5/MR5 and a solid line at the PCR detection limit, labelled at the right.
+    """Dashed lines at MMR/MR4/MR4.5/MR5 and a solid line at the nominal PCR detection limit, labelled at the
+    right (detection is probabilistic near it, so positive samples can lie below the line).
 
     Levels that coincide with the detection limit (MR5 at 0.001 % with the
     default limit) are drawn once with a combined label.
@@ -304,7 +305,8 @@ def response_levels(ax, detection_limit_percent: float = 100.0 * DEFAULT_DETECTI
             continue
         merged.append((name, value, "--"))
     same = [n for n, v in levels.items() if math.isclose(v, detection_limit_percent, rel_tol=1e-6)]
-    dl_name = "PCR limit" + (" = " + "/".join(same) if same else "")
+    # detection is probabilistic near the limit (Poisson), so a positive sample can lie below this line
+    dl_name = "nominal PCR limit" + (" = " + "/".join(same) if same else "")
     merged.append((dl_name, detection_limit_percent, "-"))
     trans = ax.get_yaxis_transform()
     for name, value, ls in merged:
