@@ -61,6 +61,8 @@ START = "start_bcr_abl"
 START_BOUNDS = (5.0, 99.0)  # percent
 START_PRIOR = (math.log10(60.0), 0.3)  # log10 mean, SD: chronic phase at the start of imatinib
 OBS_CAP = 99.0
+#: a direction the data leave open keeps at most this posterior SD (log10) in the Laplace approximation
+POSTERIOR_SD_CAP_LOG10 = 2.0
 SERIES_DATASETS = ("michor2005", "hahnel2020")
 CONFIG_KEYS = {"calibrate", "fitted", "quick"}
 CALIBRATE_KEYS = {"name", "seed", "datasets", "variant", "base_set", "iterations", "noise_sd_log10",
@@ -250,7 +252,7 @@ def fit_patient(series, fitted, base, cfg, mu, omega, sigma, x0, *, schedule=Non
 
     Returns a dict: ``theta`` (MAP, log10), ``cov`` (Gauss-Newton posterior covariance
     ``(J^T J)^-1`` of the stacked, already standardised residuals), ``post_sd`` (its diagonal's
-    square root, capped at 2 log10), the model ``ratio`` at the sample days, ``status``
+    square root, capped at ``POSTERIOR_SD_CAP_LOG10``), the model ``ratio`` at the sample days, ``status``
     ("success", "solver: ..." or "failed: ..."), optimiser message and counts, and the residual SD.
     """
     lo, hi = bounds_log10(fitted, start_bounds)
@@ -264,7 +266,7 @@ def fit_patient(series, fitted, base, cfg, mu, omega, sigma, x0, *, schedule=Non
         J = sol.jac
         try:
             cov = np.linalg.pinv(J.T @ J)
-            post_sd = np.sqrt(np.clip(np.diag(cov), 0.0, 4.0))
+            post_sd = np.minimum(np.sqrt(np.clip(np.diag(cov), 0.0, None)), POSTERIOR_SD_CAP_LOG10)
         except np.linalg.LinAlgError:
             cov = np.full((theta.size, theta.size), np.nan)
             post_sd = np.full(theta.size, np.nan)
@@ -340,10 +342,10 @@ def calibrate(cfg: CalibrationConfig, *, log=print, progress: bool = False) -> d
 
 
 def _finite_cov(fit: dict) -> np.ndarray:
-    """A patient's Laplace posterior covariance, its variances capped at 4 log10^2 (as ``post_sd``)."""
+    """A patient's Laplace posterior covariance, its SDs capped at ``POSTERIOR_SD_CAP_LOG10`` (as ``post_sd``)."""
     c = np.nan_to_num(np.asarray(fit["cov"], dtype=float), nan=0.0)
     sd = np.sqrt(np.clip(np.diag(c), 0.0, None))
-    capped = np.minimum(sd, 2.0)
+    capped = np.minimum(sd, POSTERIOR_SD_CAP_LOG10)
     scale = np.divide(capped, sd, out=np.ones_like(sd), where=sd > 0)
     return c * np.outer(scale, scale)
 

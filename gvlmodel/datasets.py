@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, read_toml
+from .errors import InputError, parse_number, read_toml
 
 DATA_DIR = Path(__file__).resolve().with_name("data")
 
@@ -155,12 +155,7 @@ def _field(path, line, name, kind, text):
         if text.lower() not in ("true", "false", "1", "0"):
             raise InputError(f"{where}: expected true or false (or 1 / 0), got {text!r}")
         return text.lower() in ("true", "1")
-    try:
-        v = float(text)
-    except ValueError:
-        raise InputError(f"{where}: expected a number, got {text!r}") from None
-    if not math.isfinite(v):
-        raise InputError(f"{where}: expected a finite number, got {text!r}")
+    v = parse_number(where, text)
     if kind == "positive" and v <= 0:
         raise InputError(f"{where}: must be > 0, got {text}")
     if kind == "nonnegative" and v < 0:

@@ -84,6 +84,17 @@ def real(field: str, v, lo=None, hi=None, lo_open: bool = False) -> float:
     return v
 
 
+def parse_number(field: str, text: str) -> float:
+    """A finite number from text (a CSV cell, a command-line value); the error names ``field``."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise InputError(f"{field}: expected a number, got {text!r}") from None
+    if not math.isfinite(v):
+        raise InputError(f"{field}: expected a finite number, got {text!r}")
+    return v
+
+
 def real_array(field: str, v, what: str = "numbers") -> np.ndarray:
     """``v`` (a number, sequence or array of numbers) as a new float array.
 

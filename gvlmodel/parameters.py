@@ -197,10 +197,11 @@ def parameter_set(name: str = "default") -> dict[str, float]:
 def parameter_set_info(name: str = "default") -> dict:
     """A set's parameters plus what a fitted set also carries (``None`` where absent):
     ``variant``, ``population`` (natural-log SDs), ``correlation`` (between the population's log
-    values, ``{a: {b: r}}``), ``stop_uptake`` and the ``posterior`` sample."""
+    values, ``{a: {b: r}}``), ``calibration_fit`` (a calibrated set's noise and residual SDs),
+    ``stop_uptake`` and the ``posterior`` sample."""
     params = parameter_set(name)
     info = {"parameters": params, "variant": None, "population": None, "stop_uptake": None, "posterior": None,
-            "predictive": None, "population_bounds": "clip", "correlation": None}
+            "predictive": None, "population_bounds": "clip", "correlation": None, "calibration_fit": None}
     if name != "default":
         with open(PARAMETER_SET_DIR / f"{name}.toml", "rb") as fh:
             data = tomllib.load(fh)
@@ -208,6 +209,7 @@ def parameter_set_info(name: str = "default") -> dict:
         info["population"] = data.get("population")
         info["population_bounds"] = data.get("population_bounds", "clip")
         info["correlation"] = data.get("correlation")
+        info["calibration_fit"] = data.get("calibration_fit")
         info["stop_uptake"] = data.get("treatment", {}).get("stop_uptake")
         info["posterior"] = data.get("posterior")
         info["predictive"] = data.get("predictive")

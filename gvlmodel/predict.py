@@ -48,6 +48,7 @@ from .calibrate import START, fit_patient, bounds_log10
 from .datasets import PatientSeries, _group, _read_csv
 from .errors import InputError, integer, real
 from .parameters import PARAMETER_TABLE, parameter_set, parameter_set_info, parse_variant
+from .scenario import _fmt, table_csv
 from .simulate import MAX_DOSE_MG, initial_state, simulate
 
 #: the MMR level (% IS): recurrence = loss of MMR after the stop
@@ -64,10 +65,9 @@ START_PRIOR_SD_LOG10 = 1.0
 PRIOR_SD_FLOOR_LOG10 = 0.02
 #: a fallback when a set records no noise estimate of its own (the 'patients' calibration's)
 NOISE_SET = "patients"
-#: emcee settings: walkers (at least 2 x dimensions + 2), burn-in steps, samples re-simulated for the bands
+#: emcee settings: walkers (at least 2 x dimensions + 2), burn-in steps
 WALKERS = 16
 BURN_IN_STEPS = 150
-BAND_SAMPLES = 200
 #: below this effective sample size the status says so (the interval is then wide)
 MIN_EFFECTIVE_DRAWS = 20
 
@@ -195,18 +195,12 @@ def population_prior(set_name: str) -> Prior:
 
 
 def _noise_sd(set_name: str) -> float:
-    import tomllib
-
-    from .parameters import PARAMETER_SET_DIR
-
+    """The set's own log10 noise SD, else the 'patients' calibration's (a fitted Hess set has none)."""
     for name in (set_name, NOISE_SET):
-        if name == "default":
-            continue
-        with open(PARAMETER_SET_DIR / f"{name}.toml", "rb") as fh:
-            v = tomllib.load(fh).get("calibration_fit", {}).get("noise_sd_log10")
-        if v is not None:
-            return float(v)
-    return 0.2
+        fit = parameter_set_info(name)["calibration_fit"] or {}
+        if "noise_sd_log10" in fit:
+            return float(fit["noise_sd_log10"])
+    raise InputError(f"--set {set_name!r}: no measurement-noise estimate in it or in {NOISE_SET!r}")
 
 
 def _start_prior(series: PatientSeries) -> float:
@@ -303,17 +297,20 @@ def predict_patient(h: History, prior: Prior, settings: FitSettings, *, horizon_
     mu, omega = fit["mu"], _with_start(prior.omega)
     failures: list[str] = []
 
+    nothing = np.full(t_out.size, np.nan)
+
     def log_prob(theta):
         if np.any(theta < lo) or np.any(theta > hi):
-            return -np.inf, False, np.nan
+            return -np.inf, False, np.nan, nothing
         res = _solve(theta, fit, prior, h, t_out, settings)
         if not res.success or not np.all(np.isfinite(res.bcr_abl)):
             failures.append(res.message)
-            return -np.inf, False, np.nan
+            return -np.inf, False, np.nan, nothing
         r = standardized_residuals(res.bcr_abl[at_sample], theta, h.series, mu, omega, prior.noise_sd_log10)
         above = res.bcr_abl[post] > threshold_percent
         hit = bool(above.any())
-        return -0.5 * float(r @ r), hit, float(t_out[post][np.argmax(above)] - stop) if hit else np.nan
+        return (-0.5 * float(r @ r), hit, float(t_out[post][np.argmax(above)] - stop) if hit else np.nan,
+                res.bcr_abl)  # the trajectory rides along as a blob: the bands need no second solve
 
     ref = _solve(fit["theta"], fit, prior, h, t_out, settings)
     map_ratio = ref.bcr_abl if ref.success else np.full(t_out.size, np.nan)
@@ -322,11 +319,10 @@ def predict_patient(h: History, prior: Prior, settings: FitSettings, *, horizon_
     walkers = max(int(walkers), 2 * ndim + 2)
     keep = max(1, math.ceil(draws / walkers))
     sampler = emcee.EnsembleSampler(walkers, ndim, log_prob,
-                                    blobs_dtype=[("hit", bool), ("first_day", float)])
+                                    blobs_dtype=[("hit", bool), ("first_day", float), ("ratio", float, (t_out.size,))])
     sampler.random_state = np.random.RandomState(int(rng.integers(2 ** 31))).get_state()
     sampler.run_mcmc(_start_ball(fit, walkers, rng, lo, hi), burn_in + keep, progress=False)
-    chain = sampler.get_chain(discard=burn_in)                 # (keep, walkers, ndim)
-    blobs = sampler.get_blobs(discard=burn_in)
+    blobs = sampler.get_blobs(discard=burn_in)                 # (keep, walkers) records
     lp = sampler.get_log_prob(discard=burn_in)
     finite = np.isfinite(lp).reshape(-1)
     hit = blobs["hit"].reshape(-1)[finite]
@@ -348,16 +344,8 @@ def predict_patient(h: History, prior: Prior, settings: FitSettings, *, horizon_
     n_eff = float(min(n, n / max(tau, 1.0)))
     p_rec = float(np.mean(hit))
     lo_ci, hi_ci = jeffreys_interval(p_rec * n_eff, n_eff)
-    # bands from (at most) BAND_SAMPLES kept samples, evenly spaced through the chain
-    flat = chain.reshape(-1, ndim)[finite]
-    pick = np.unique(np.linspace(0, n - 1, min(n, BAND_SAMPLES)).astype(int))
-    traj = []
-    for th in flat[pick]:
-        res = _solve(th, fit, prior, h, t_out, settings)
-        if res.success:
-            traj.append(res.bcr_abl)
-    traj = np.array(traj) if traj else np.full((1, t_out.size), np.nan)
-    q05, q50, q95 = np.nanquantile(traj, [0.05, 0.5, 0.95], axis=0)
+    traj = blobs["ratio"].reshape(-1, t_out.size)[finite]  # every kept sample's course
+    q05, q50, q95 = np.quantile(traj, [0.05, 0.5, 0.95], axis=0)
     notes = []
     if failures:
         notes.append(f"{len(failures)} proposal(s) failed to solve (weight 0): " + "; ".join(failures[:2]))
@@ -399,47 +387,33 @@ PREDICTION_COLUMNS = ("patient_id", "p_recurrence", "p_recurrence_lower", "p_rec
                       "status", "message")
 
 
-def _csv_field(v) -> str:
-    if isinstance(v, (bool, np.bool_)):
-        return "true" if v else "false"
-    if isinstance(v, (float, np.floating)):
-        return f"{v:.6g}" if math.isfinite(v) else ""
-    s = str(v)
-    return '"' + s.replace('"', '""') + '"' if any(c in s for c in ',"\n') else s
-
-
 def predictions_table(preds: list[dict], threshold_percent: float) -> str:
-    lines = [",".join(PREDICTION_COLUMNS)]
-    for p in preds:
-        row = {**p, "threshold_percent": threshold_percent, "residual_sd_log10": p["fit"]["residual_sd_log10"]}
-        lines.append(",".join(_csv_field(row.get(c, float("nan"))) for c in PREDICTION_COLUMNS))
-    return "\n".join(lines) + "\n"
+    rows = [{**p, "threshold_percent": threshold_percent, "residual_sd_log10": p["fit"]["residual_sd_log10"]}
+            for p in preds]
+    return table_csv({c: [r.get(c) for r in rows] for c in PREDICTION_COLUMNS})
 
 
 def fits_table(preds: list[dict]) -> str:
     names = sorted({n for p in preds for n in p["fit"]["fitted"]}, key=lambda n: (n != START, n))
-    head = ["patient_id", "parameter_set", *names, *[f"sd_log10_{n}" for n in names], "residual_sd_log10",
-            "status", "nfev"]
-    lines = [",".join(head)]
-    for p in preds:
-        f = p["fit"]
-        val = dict(zip(f["fitted"], f["theta"]))
-        sd = dict(zip(f["fitted"], f["post_sd"]))
-        row = [p["patient_id"], p["parameter_set"], *[10.0 ** val[n] if n in val else float("nan") for n in names],
-               *[float(sd[n]) if n in sd else float("nan") for n in names], f["residual_sd_log10"], f["status"],
-               f["nfev"]]
-        lines.append(",".join(_csv_field(v) for v in row))
-    return "\n".join(lines) + "\n"
+    cols: dict[str, list] = {"patient_id": [p["patient_id"] for p in preds],
+                             "parameter_set": [p["parameter_set"] for p in preds]}
+    fits = [p["fit"] for p in preds]
+    for n in names:
+        cols[n] = [10.0 ** dict(zip(f["fitted"], f["theta"]))[n] if n in f["fitted"] else None for f in fits]
+    for n in names:
+        cols[f"sd_log10_{n}"] = [float(dict(zip(f["fitted"], f["post_sd"]))[n]) if n in f["fitted"] else None
+                                 for f in fits]
+    for key in ("residual_sd_log10", "status", "nfev"):
+        cols[key] = [f[key] for f in fits]
+    return table_csv(cols)
 
 
 def bands_table(preds: list[dict]) -> str:
-    lines = ["patient_id,day,map_percent,q05_percent,q50_percent,q95_percent"]
-    for p in preds:
-        if "t" not in p:
-            continue
-        for row in zip(p["t"], p["map_ratio"], p["q05"], p["q50"], p["q95"]):
-            lines.append(",".join([_csv_field(p["patient_id"])] + [_csv_field(float(x)) for x in row]))
-    return "\n".join(lines) + "\n"
+    done = [p for p in preds if "t" in p]
+    keys = {"day": "t", "map_percent": "map_ratio", "q05_percent": "q05", "q50_percent": "q50", "q95_percent": "q95"}
+    cols = {"patient_id": [p["patient_id"] for p in done for _ in p["t"]]}
+    cols.update({name: np.concatenate([p[k] for p in done]) if done else np.array([]) for name, k in keys.items()})
+    return table_csv(cols)
 
 
 def plot_prediction(ax, h: History, pred: dict, threshold_percent: float = MMR_PERCENT):
@@ -558,11 +532,10 @@ def history_csv(series: list[PatientSeries]) -> str:
     """Patient series as ``HISTORY.csv`` text; the stop day is each series' ``stop_day`` (or its last
     sample, whichever is later: digitised cessation months can fall a day before the last sample)."""
     lines = [",".join(HISTORY_COLUMNS)]
-    for s in series:
+    for s in series:  # repr: the days and ratios round-trip exactly
         stop = float(np.nanmax([s.stop_day, s.day[-1]]))
         for d, v, c in zip(s.day, s.bcr_abl_percent, s.censored):
-            lines.append(f"{_csv_field(s.patient_id)},{float(d)!r},{float(v)!r},{int(c)},{stop!r},"
-                         f"{_csv_field(s.transplant)}")
+            lines.append(f"{_fmt(s.patient_id)},{float(d)!r},{float(v)!r},{int(c)},{stop!r},{_fmt(s.transplant)}")
     return "\n".join(lines) + "\n"
 
 

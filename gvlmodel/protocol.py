@@ -68,6 +68,19 @@ def reset_protocol_state(ps):
 
 
 @jit
+def _confirmed(ps, run, run_start, qualifies, t):
+    """A qualifying sample confirmed by the next one: count the run in ``ps[run]`` (its first day in
+    ``ps[run_start]``; a non-qualifying sample resets it); ``(True, first day)`` at the second."""
+    if not qualifies:
+        ps[run] = 0.0
+        return False, np.nan
+    ps[run] += 1.0
+    if ps[run] == 1.0:
+        ps[run_start] = t
+    return ps[run] >= 2.0, ps[run_start]
+
+
+@jit
 def visit_rules(ps, t, measured, pp):
     """Update protocol state ``ps`` with the sample ``measured`` (%, 0 = negative) taken on day ``t``.
 
@@ -101,24 +114,11 @@ def visit_rules(ps, t, measured, pp):
             if measured > pp[PP.MMR_LEVEL]:
                 lost = True
                 t_loss = t
-            elif positive and t > ps[PS.T_FIRST_POS] and measured >= 10.0 * ps[PS.FIRST_POS_VALUE]:
-                ps[PS.RISE_RUN] += 1.0
-                if ps[PS.RISE_RUN] == 1.0:
-                    ps[PS.T_RISE_START] = t
-                if ps[PS.RISE_RUN] >= 2.0:
-                    lost = True
-                    t_loss = ps[PS.T_RISE_START]
             else:
-                ps[PS.RISE_RUN] = 0.0
-        elif positive:
-            ps[PS.POS_RUN] += 1.0
-            if ps[PS.POS_RUN] == 1.0:
-                ps[PS.T_FIRST_POS] = t
-            if ps[PS.POS_RUN] >= 2.0:
-                lost = True
-                t_loss = ps[PS.T_FIRST_POS]
+                rise = positive and t > ps[PS.T_FIRST_POS] and measured >= 10.0 * ps[PS.FIRST_POS_VALUE]
+                lost, t_loss = _confirmed(ps, PS.RISE_RUN, PS.T_RISE_START, rise, t)
         else:
-            ps[PS.POS_RUN] = 0.0
+            lost, t_loss = _confirmed(ps, PS.POS_RUN, PS.T_FIRST_POS, positive, t)
         if lost:
             ps[PS.LOST_CMR] = 1.0
             ps[PS.T_LOSS] = t_loss

@@ -543,13 +543,9 @@ def add_arguments(parser) -> None:
 
 
 def _number(option: str, text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise InputError(f"{option}: expected a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise InputError(f"{option}: expected a finite number, got {text!r}")
-    return value
+    from .errors import parse_number
+
+    return parse_number(option, text)
 
 
 def _schedule_option(text: str) -> list[tuple[float, float]]:

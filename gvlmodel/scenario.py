@@ -236,12 +236,16 @@ def _fmt(v) -> str:
         return str(int(v))
     if isinstance(v, (float, np.floating)):
         return "" if not np.isfinite(v) else f"{float(v):.10g}"
-    return str(v)
+    text = str(v)
+    if any(c in text for c in ',"\n\r'):  # a message with a comma stays one CSV field (RFC 4180 quoting)
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 def format_column(values) -> list[str]:
     """One table column as text, vectorised by type: booleans ``true``/``false``, integers as such,
-    floats ``%.10g`` with non-finite values empty, anything else by :func:`_fmt` (mixed lists)."""
+    floats ``%.10g`` with non-finite values empty, anything else by :func:`_fmt` (mixed lists; ``None`` is
+    empty, text quoted when it holds a comma, quote or line break)."""
     a = np.asarray(values)
     if a.dtype == bool:
         return np.where(a, "true", "false").tolist()

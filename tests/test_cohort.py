@@ -215,3 +215,15 @@ def test_a_set_with_correlations_brings_them_to_a_scenario_unless_the_config_set
     assert sc.population.correlation and sc.population.correlation_matrix().shape == (len(info["population"]),) * 2
     sc = parse_scenario({**base, "population": {"q_out": 0.3}})
     assert sc.population.correlation is None
+
+
+def test_table_csv_quotes_text_that_holds_a_comma_so_every_row_keeps_its_fields():
+    import csv
+    import io
+
+    text = table_csv({"patient_id": np.arange(3), "solver_message": ["ok", 'step size 1e-12, at t=3.5', 'a "quote"'],
+                      "rate": np.array([0.5, np.nan, 1.0])})
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0] == ["patient_id", "solver_message", "rate"]
+    assert rows[2] == ["1", "step size 1e-12, at t=3.5", ""] and rows[3] == ["2", 'a "quote"', "1"]
+    assert text.splitlines()[1] == "0,ok,0.5"  # plain text unquoted, as before
