@@ -1,13 +1,14 @@
 """Figure 1: model schematic (drawn with matplotlib patches; needs no results).
 
 Model v2: normal hierarchy X0 -> X1 -> X2 -> X3 under niche feedback phi and
-leukemic hierarchy Q <-> Y0 -> Y1 -> Y2 -> Y3 growing logistically (crowding g
-of all leukemic stem cells), regulated separately; an imatinib-resistant
+leukemic hierarchy D <-> Q <-> Y0 -> Y1 -> Y2 -> Y3 (deeply dormant, quiescent and
+cycling LSCs) growing logistically (crowding g of all leukemic stem cells),
+regulated separately; an imatinib-resistant
 subclone R0 -> R1 feeding Y2; imatinib kills cycling LSCs and proliferating
-progenitors (no output block) and spares Q and the resistant subclone;
+progenitors (no output block) and spares D, Q and the resistant subclone;
 effectors Z with influx, death, expansion inside an immune window of mature
 leukemic cells Y3 (scaled down by immunosuppression) and killing of every
-leukemic compartment (quiescent LSCs with relative susceptibility kappa_Q).
+leukemic compartment (quiescent and dormant LSCs with relative susceptibility kappa_Q).
 Equations: ``gvlmodel/model.py``.
 
 Run: ``python figures/fig1_schematic.py [--out figures/output]``
@@ -34,6 +35,7 @@ BOX_W, BOX_H = 8.6, 5.0
 Y_NORMAL, Y_LEUK, Y_Z = 41.0, 25.0, 9.5
 X_COL = {"Q": 5.2, "0": 18.5, "1": 31.5, "2": 44.5, "3": 57.5}
 X_Z = 31.5
+Y_D = 16.6  # deeply dormant LSCs, below Q
 
 C_N = gp.STATE_COLORS["normal"]
 C_L = gp.STATE_COLORS["leukemic"]
@@ -84,7 +86,7 @@ def _schematic(ax):
     ax.axis("off")
 
     # ---------------- stem-cell regulation (separate pools) -----------------
-    ax.text(0.8, Y_Z + 2.9, "leukemic stem-cell crowding\n" r"$g = 1 - (Q + Y_0 + R_0)/K_L$", ha="left",
+    ax.text(0.8, 3.2, "leukemic stem-cell crowding\n" r"$g = 1 - (D + Q + Y_0 + R_0)/K_L$", ha="left",
             va="bottom", fontsize=FS_S, color=C_L, linespacing=1.25)
 
     # ---------------- normal hierarchy --------------------------------------
@@ -100,6 +102,15 @@ def _schematic(ax):
 
     # ---------------- leukemic hierarchy ------------------------------------
     _box(ax, X_COL["Q"], Y_LEUK, "$Q$", C_L, sub="quiescent", fill_alpha=0.06, ls=(0, (3, 1.5)))
+    # deeply dormant LSCs below Q, exchanging with it only
+    y_d, w_d, h_d = Y_D, 6.4, 4.0
+    _box(ax, X_COL["Q"], y_d, "$D$", C_L, w=w_d, h=h_d, sub="dormant", fill_alpha=0.03, ls=(0, (1.5, 1.5)))
+    yq_lo, yd_hi = Y_LEUK - BOX_H / 2, y_d + h_d / 2
+    _arrow(ax, (X_COL["Q"] - 1.4, yq_lo), (X_COL["Q"] - 1.4, yd_hi), color=C_L)
+    _arrow(ax, (X_COL["Q"] + 1.4, yd_hi), (X_COL["Q"] + 1.4, yq_lo), color=C_L)
+    ax.text(X_COL["Q"] - 1.8, (yq_lo + yd_hi) / 2, r"$\delta_{in}$", ha="right", va="center", fontsize=FS_S, color=C_L)
+    ax.text(X_COL["Q"] + 1.8, (yq_lo + yd_hi) / 2 - 0.4, r"$\delta_{out}$", ha="left", va="center", fontsize=FS_S,
+            color=C_L)
     for k, sub in zip(names, ["cycling LSC", "progenitor", "differentiated", "mature"]):
         _box(ax, X_COL[k], Y_LEUK, f"$Y_{k}$", C_L, sub=sub)
     xq, x0 = X_COL["Q"] + BOX_W / 2, X_COL["0"] - BOX_W / 2
@@ -140,7 +151,7 @@ def _schematic(ax):
     _inhibit(ax, (xi - 4.0, yi - 1.6), (X_COL["0"] + BOX_W / 2 - 1.0, Y_LEUK + BOX_H / 2 + 0.2), C_IM, lw=1.2)
     _inhibit(ax, (xi + 0.5, yi - 1.6), (X_COL["1"], Y_LEUK + BOX_H / 2 + 0.2), C_IM, lw=1.2)
     ax.text(xi + 6.6, yi, r"kills cycling LSCs ($k_{IM}\,e\,Y_0$)" "\n"
-            r"and progenitors ($k_{IM,P}\,e\,Y_1$)" "\n" r"spares quiescent $Q$ and $R_0$, $R_1$",
+            r"and progenitors ($k_{IM,P}\,e\,Y_1$)" "\n" r"spares $D$, $Q$ and $R_0$, $R_1$",
             ha="left", va="center", fontsize=FS_S, color="0.2", linespacing=1.3)
 
     # ---------------- effectors ---------------------------------------------
@@ -171,7 +182,9 @@ def _schematic(ax):
         q = k == "Q"
         _inhibit(ax, (X_Z + dx, top), (X_COL[k], Y_LEUK - BOX_H / 2 - 0.3), C_Z, lw=0.7 if q else 1.0,
                  ls=(0, (2, 1.5)) if q else "-", width=1.8)
-    ax.text(9.0, 16.6, r"$\kappa_Q\,k\,Q$", ha="center", va="center", fontsize=FS_S, color=C_Z)
+    _inhibit(ax, (X_Z - 5.2, top - 0.3), (X_COL["Q"] + 3.2 + 0.3, Y_D - 0.6), C_Z, lw=0.7, ls=(0, (2, 1.5)),
+             width=1.8)
+    ax.text(13.2, 13.6, r"$\kappa_Q\,k\,(Q, D)$", ha="center", va="center", fontsize=FS_S, color=C_Z)
     ax.text(X_Z + 0.6, 17.2, "kill $k\\,Y_i$, $k\\,R_i$\n$k = z_{kill} Z$", ha="left", va="center", fontsize=FS_S,
             color=C_Z, linespacing=1.25)
 

@@ -4,8 +4,8 @@ Per patient: BCR-ABL (%) over time on a log axis (true ratio as a line, PCR
 samples as dots, undetectable samples as open triangles at the detection
 limit), imatinib dose as shaded background bands, the PCR detection limit and
 the response levels MMR / MR4 / MR4.5 / MR5; below it, in cells, the effectors
-Z and the leukemic stem-cell pools of model v2 (quiescent Q, cycling Y0 and the
-imatinib-resistant subclone R0, drawn where it reaches one cell).  Columns: transplanted (``results/hess2005``) and non-transplanted
+Z and the leukemic stem-cell pools (deeply dormant D, quiescent Q, cycling Y0
+and the imatinib-resistant subclone R0, each drawn where it reaches one cell).  Columns: transplanted (``results/hess2005``) and non-transplanted
 (``results/nontransplanted_short``).  Patients are picked from those with a
 saved trajectory, one per outcome class in the order: durable CMR off
 imatinib, CMR lost after stopping, never in CMR, CMR on continuous imatinib

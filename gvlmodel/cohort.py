@@ -741,7 +741,7 @@ def patient_trajectory(result: CohortResult, i: int, time_step_days: float) -> d
     dose = doses[np.searchsorted(starts, grid, side="right") - 1]
     out = {"time_days": grid, "patient_id": np.full(grid.size, i), "bcr_abl_percent": res.bcr_abl,
            "measured_percent": measured, "dose_mg": dose}
-    for s in (State.Q, State.Y0, State.Y1, State.Y2, State.Y3, State.R0, State.R1, State.Z):
+    for s in (State.D, State.Q, State.Y0, State.Y1, State.Y2, State.Y3, State.R0, State.R1, State.Z):
         out[s.name] = res.y[:, s]
     out["solver_status"] = np.full(grid.size, res.status)
     return out

@@ -13,16 +13,18 @@ How equilibria are found
 The normal hierarchy is regulated by its own niche (``phi`` depends on ``X0`` only), so
 at every equilibrium it sits at homeostasis (``X0 = x0_eq``; ``X0 = 0`` equilibria are
 unstable, ``r_x > d0``, and not enumerated).  A clone at equilibrium is either the
-imatinib-sensitive one (``R0 = R1 = 0``) or the resistant one (``Q = Y0 = Y1 = 0``):
+imatinib-sensitive one (``R0 = R1 = 0``) or the resistant one (``D = Q = Y0 = Y1 = 0``):
 both together would need ``kappa_Q k = 0``.  Each clone family is parametrised by its
-stem-cell count ``S`` (``Q + Y0`` or ``R0``), with ``k = z_kill Z`` the per-cell
+stem-cell count ``S`` (``D + Q + Y0`` or ``R0``), with ``k = z_kill Z`` the per-cell
 immune kill rate:
 
 * crowding ``g = 1 - S/K_L`` and the stem-cell balance fix ``k(S)`` in closed form
-  (sensitive: ``(G - k) + q_out q_in / (q_out + kappa_Q k) = 0`` with
-  ``G = r_y g - d0 - k_IM e - q_in``, a quadratic with one root ``k >= 0``;
-  resistant: ``k = r_y g - d0``), so ``Z = k/z_kill``; ``Q = Y0 q_in/(q_out + kappa_Q k)``
-  and the progeny follow by production / loss;
+  (sensitive: ``(G - k) + q_out q_in / a(k) = 0`` with
+  ``G = r_y g - d0 - k_IM e - q_in`` and the quiescent cells' equilibrium loss
+  ``a(k) = q_out + kappa_Q k + delta_in kappa_Q k / (delta_out + kappa_Q k)``, one root
+  ``k >= 0`` found by Brent's method; resistant: ``k = r_y g - d0``), so ``Z = k/z_kill``;
+  ``Q = Y0 q_in/a(k)``, ``D = Q delta_in/(delta_out + kappa_Q k)`` and the progeny follow by
+  production / loss;
 * the effector balance ``b_z - d_z Z + (1-s) rho 2u/(1+u^2) Z = 0`` (``u = Y3/K_z``) is
   then one scalar equation in ``S``; its roots are bracketed on a log grid of ``S``
   (and of ``S_max - S``) and solved by Brent's method.
@@ -49,17 +51,17 @@ of the sympy Jacobian (:func:`gvlmodel.symbolic.jacobian_numeric`).  ``stable`` 
 stability for a patient without resistant cells (the invariant ``R0 = R1 = 0``
 subspace at a sensitive or leukemia-free equilibrium: the ``R0``, ``R1`` directions
 decouple, and their eigenvalue ``r_y g - d0 - k`` is reported as
-``resistant_invasion_rate``); ``stable_full`` uses all 12 eigenvalues.  A resistant
+``resistant_invasion_rate``); ``stable_full`` uses all 13 eigenvalues.  A resistant
 clone never enters quiescence, so with ``kappa_Q k > 0`` it out-grows the sensitive one
-off imatinib (invasion rate ``q_in kappa_Q k / (q_out + kappa_Q k) > 0``).  Long
+off imatinib (invasion rate ``q_in (a(k) - q_out) / a(k) > 0``).  Long
 simulations of the full model from perturbed states confirm each verdict
 (``simulation_check``).
 
 The reduced plane and the basins
 --------------------------------
-State ``(N, Z)`` with ``N = Q + Y0`` (sensitive LSCs); :func:`reduced_state` builds a
-full state from it at IM effect ``e``: the Q/Y0 split of the leading eigenvector of the
-(Q, Y0) block (the shape a clone takes under that treatment; at an equilibrium it is the
+State ``(N, Z)`` with ``N = D + Q + Y0`` (sensitive LSCs); :func:`reduced_state` builds a
+full state from it at IM effect ``e``: the D/Q/Y0 split of the leading eigenvector of the
+(D, Q, Y0) block (the shape a clone takes under that treatment; at an equilibrium it is the
 equilibrium split), the progeny at production/loss balance behind ``Y0`` under ``e``
 and ``k = z_kill Z``, normal hierarchy at homeostasis, no resistant cells.  Field on the
 plane: ``growth_lsc`` = that leading eigenvalue (the stem pool's per-capita growth, 1/day)
@@ -169,6 +171,16 @@ RESIDUAL_TOL = 1e-9
 #: smallest stem-cell count of the enumeration (equilibria below one LSC are reported, flagged)
 S_MIN = 1e-6
 SENSITIVE_SUBSPACE = [s for s in State if s not in (State.R0, State.R1)]
+
+
+def _sensitive_lsc(y) -> float:
+    """Imatinib-sensitive leukemic stem cells ``D + Q + Y0`` of a state."""
+    return float(y[State.D] + y[State.Q] + y[State.Y0])
+
+
+def _lsc(y) -> float:
+    """All leukemic stem cells ``D + Q + Y0 + R0`` of a state (the extinction variable)."""
+    return float(y[State.D] + y[State.Q] + y[State.Y0] + y[State.R0])
 
 # --------------------------------------------------------------------------
 # configuration
@@ -424,17 +436,45 @@ def _stim(load, kp):
     return (1.0 - kp[KP.ZSUPP]) * kp[KP.ZRHO] * 2.0 * u / (1.0 + u * u)
 
 
+def _quiescent_exit_load(k, kp):
+    """``a(k)``: the per-capita loss of quiescent LSCs at equilibrium with kill ``k`` (``Q = q_in Y0 / a(k)``).
+
+    Quiescent cells leave to cycling (``q_out``), die by effectors (``kappa k``) and enter
+    dormancy (``delta_in``), from which the fraction ``delta_out / (delta_out + kappa k)``
+    returns: ``a = q_out + kappa k + delta_in kappa k / (delta_out + kappa k)``.
+    """
+    kq = kp[KP.ZQREL] * k
+    di, do = kp[KP.DIN], kp[KP.DOUT]
+    back = di if do + kq == 0.0 else di * kq / (do + kq)
+    return kp[KP.QOUT] + kq + back
+
+
+def _dormant_per_quiescent(k, kp) -> float:
+    """``D/Q`` at equilibrium with kill ``k``: ``delta_in / (delta_out + kappa k)`` (0 without dormancy)."""
+    den = kp[KP.DOUT] + kp[KP.ZQREL] * k
+    return 0.0 if kp[KP.DIN] == 0.0 else (kp[KP.DIN] / den if den > 0 else math.inf)
+
+
 def _k_sensitive(G, kp):
-    """``k >= 0`` with ``(G - k) + q_out q_in / (q_out + kappa k) = 0``, or None (no such k)."""
+    """``k >= 0`` with ``(G - k) + q_out q_in / a(k) = 0`` (:func:`_quiescent_exit_load`), or None.
+
+    The left side falls with ``k`` from ``G + q_in`` at ``k = 0`` and is ``<= 0`` at
+    ``k = G + q_in`` (``a >= q_out``), so the root is unique and bracketed; without
+    immune kill of quiescent cells it is ``G + q_in``.
+    """
     qi, qo, kap = kp[KP.QIN], kp[KP.QOUT], kp[KP.ZQREL]
     c = G + qi
     if c < 0.0:
         return None
-    if kap == 0.0:
+    if kap == 0.0 or c == 0.0:
         return c
-    b = kap * G - qo
-    sq = math.sqrt(b * b + 4.0 * kap * qo * c)
-    return (b + sq) / (2.0 * kap) if b >= 0 else 2.0 * qo * c / (sq - b)
+
+    def h(k):
+        return G - k + qo * qi / _quiescent_exit_load(k, kp)
+
+    if h(c) >= 0.0:
+        return c
+    return brentq(h, 0.0, c, xtol=1e-300, rtol=8.9e-16, maxiter=500)
 
 
 def kill_for_stem_cells(S, kp, e, clone="sensitive"):
@@ -456,9 +496,10 @@ def clone_state(S, k, kp, e, clone="sensitive", z=None) -> np.ndarray:
     """Full state: normal homeostasis, a clone of ``S`` stem cells slaved at kill rate ``k``, effectors ``z``."""
     y = healthy_equilibrium(kp, e)
     if clone == "sensitive":
-        c = kp[KP.QIN] / (kp[KP.QOUT] + kp[KP.ZQREL] * k)
-        y0 = S / (1.0 + c)
-        y[State.Y0], y[State.Q] = y0, c * y0
+        c = kp[KP.QIN] / _quiescent_exit_load(k, kp)
+        dq = _dormant_per_quiescent(k, kp)
+        y0 = S / (1.0 + c * (1.0 + dq))
+        y[State.Y0], y[State.Q], y[State.D] = y0, c * y0, dq * c * y0
         y[State.Y1] = kp[KP.AY] * y0 / (kp[KP.D1] + kp[KP.IMKILLP] * e + k)
         y[State.Y2] = kp[KP.BY] * y[State.Y1] / (kp[KP.D2] + k)
     else:
@@ -528,10 +569,12 @@ def _balance_numerator_sympy():
     hs = symbolic.healthy_steady_state_sympy()
     sub = {y[s]: hs[y[s]] for s in (State.X0, State.X1, State.X2, State.X3)}
     sub.update({y[State.R0]: 0, y[State.R1]: 0})
-    qs = sp.solve(f[State.Q].subs(sub), y[State.Q], simplify=False)[0]  # Q(Y0, Z)
-    bal = sp.numer(sp.together(sp.expand(f[State.Y0].subs({**sub, y[State.Q]: qs}) / y[State.Y0])))
+    ds = sp.solve(f[State.D].subs(sub), y[State.D], simplify=False)[0]  # D(Q, Z)
+    qs = sp.solve(f[State.Q].subs({**sub, y[State.D]: ds}), y[State.Q], simplify=False)[0]  # Q(Y0, Z)
+    ds = ds.subs(y[State.Q], qs)  # D(Y0, Z)
+    bal = sp.numer(sp.together(sp.expand(f[State.Y0].subs({**sub, y[State.Q]: qs, y[State.D]: ds}) / y[State.Y0])))
     (y0s,) = sp.solve(bal, y[State.Y0], simplify=False)  # logistic crowding: linear in Y0
-    sub.update({y[State.Y0]: y0s, y[State.Q]: qs.subs(y[State.Y0], y0s)})
+    sub.update({y[State.Y0]: y0s, y[State.Q]: qs.subs(y[State.Y0], y0s), y[State.D]: ds.subs(y[State.Y0], y0s)})
     for s_ in (State.Y1, State.Y2, State.Y3):  # production / loss
         expr = f[s_].subs(sub)
         sub[y[s_]] = sp.together(-expr.subs(y[s_], 0) / sp.diff(expr, y[s_]))
@@ -569,6 +612,7 @@ def _turnover(kp):
     t[State.X2] = t[State.Y2] = kp[KP.D2]
     t[State.X3] = t[State.Y3] = kp[KP.D3]
     t[State.Q] = kp[KP.QOUT]
+    t[State.D] = kp[KP.DOUT]
     t[State.Z] = kp[KP.ZD]
     return np.maximum(t, 1e-12)
 
@@ -631,7 +675,7 @@ def polish(y, kp, e, tol: float = 1e-13):
 
 
 def _clone_of(y) -> str:
-    if y[State.Q] + y[State.Y0] > 0:
+    if _sensitive_lsc(y) > 0:
         return "sensitive"
     if y[State.R0] > 0:
         return "resistant"
@@ -656,7 +700,7 @@ def describe(y, kp, e, found_by=("enumeration",), extinction_threshold: float = 
         invasion = float(J[State.R0, State.R0])
     maxre = float(sub_ev.real[0])
     scale = 1e-10 * max(1e-3, float(np.max(np.abs(ev))))
-    lsc = float(y[State.Q] + y[State.Y0] + y[State.R0])
+    lsc = _lsc(y)
     f = np.empty(N_STATES)
     rhs(y, kp, e, f)
     fs = symbolic.rhs_numeric(y, kp, e)
@@ -664,6 +708,7 @@ def describe(y, kp, e, found_by=("enumeration",), extinction_threshold: float = 
         "branch": None, "clone": clone, "found_by": sorted(set(found_by)),
         "state": {s.name: float(y[s]) for s in State}, "lsc": lsc,
         "quiescent_fraction": float(y[State.Q] / lsc) if lsc > 0 else None,
+        "dormant_fraction": float(y[State.D] / lsc) if lsc > 0 else None,
         "load": float(y[State.Y3]), "bcr_abl_percent": float(bcr_abl_percent(y)),
         "effectors": float(y[State.Z]), "kill_rate": float(kp[KP.ZKILL] * y[State.Z]),
         "eigenvalues_real": [float(v) for v in ev.real], "eigenvalues_imag": [float(v) for v in ev.imag],
@@ -793,12 +838,13 @@ def stability_check(eq, kp, params, variant, transplant, dose, e, solver, pertur
             seed = reduced_state(1e-3, ys[State.Z], kp, e)
             ys = ys.copy()
             ys[State.Q:State.Y3 + 1] = seed[State.Q:State.Y3 + 1]
+            ys[State.D] = seed[State.D]
         r = _sim(params, variant, transplant, ys, [0.0, days], dose, solver)
         d0 = _log_distance(ys[pos], y[pos], floor=0.0)
         d1 = _log_distance(r.y[-1][pos], y[pos], floor=0.0) if r.success else math.inf
         growth = {}
         if seeded and r.success:
-            growth["lsc"] = float((r.y[-1, State.Q] + r.y[-1, State.Y0]) / 1e-3)
+            growth["lsc"] = _sensitive_lsc(r.y[-1]) / 1e-3
         back = (d1 <= 0.1 * d0 or d1 < 1e-8) and all(g < 0.1 for g in growth.values())
         away = d1 > 10.0 * d0 or any(g > 10.0 for g in growth.values())
         report.append({"start_deviation": d0, "end_deviation": d1, "seed_growth": growth,
@@ -813,21 +859,30 @@ def stability_check(eq, kp, params, variant, transplant, dose, e, solver, pertur
 # the reduced plane
 # --------------------------------------------------------------------------
 def _stem_block_growth(lsc, k, kp, e):
-    """Leading eigenvalue of the (Q, Y0) block at crowding ``g(N)`` and kill ``k``, and its ``Q/Y0`` ratio."""
+    """Leading eigenvalue of the (D, Q, Y0) block at crowding ``g(N)`` and kill ``k``, and its shape.
+
+    The block is a Metzler matrix (non-negative exchange rates off the diagonal), so its
+    leading eigenvalue is real with a non-negative eigenvector; returns ``(lambda, (D/Y0, Q/Y0))``.
+    """
     g = 1.0 - lsc / kp[KP.KL]
-    a = -(kp[KP.QOUT] + kp[KP.ZQREL] * k)
-    d = kp[KP.RY] * g - kp[KP.D0] - kp[KP.IMKILL] * e - k - kp[KP.QIN]
-    lam = 0.5 * (a + d) + math.sqrt(0.25 * (a - d) ** 2 + kp[KP.QIN] * kp[KP.QOUT])
-    return lam, kp[KP.QIN] / (lam - a)
+    kq = kp[KP.ZQREL] * k
+    di, do, qi, qo = kp[KP.DIN], kp[KP.DOUT], kp[KP.QIN], kp[KP.QOUT]
+    m = np.array([[-(do + kq), di, 0.0],
+                  [do, -(qo + di + kq), qi],
+                  [0.0, qo, kp[KP.RY] * g - kp[KP.D0] - kp[KP.IMKILL] * e - k - qi]])
+    w, v = np.linalg.eig(m)
+    i = int(np.argmax(w.real))
+    vec = np.abs(np.real(v[:, i]))
+    return float(w[i].real), (float(vec[0] / vec[2]), float(vec[1] / vec[2]))
 
 
 def reduced_state(lsc: float, z: float, kp, e: float = 0.0) -> np.ndarray:
-    """Full state of the reduced plane at ``(N = Q + Y0, Z)`` and IM effect ``e``; see the module docstring."""
+    """Full state of the reduced plane at ``(N = D + Q + Y0, Z)`` and IM effect ``e``; see the module docstring."""
     k = kp[KP.ZKILL] * z
-    _, ratio = _stem_block_growth(lsc, k, kp, e)
+    _, (dr, qr) = _stem_block_growth(lsc, k, kp, e)
     y = clone_state(0.0, k, kp, e, "sensitive", z=z)
-    y0 = lsc / (1.0 + ratio)
-    y[State.Y0], y[State.Q] = y0, ratio * y0
+    y0 = lsc / (1.0 + qr + dr)
+    y[State.Y0], y[State.Q], y[State.D] = y0, qr * y0, dr * y0
     y[State.Y1] = kp[KP.AY] * y0 / (kp[KP.D1] + kp[KP.IMKILLP] * e + k)
     y[State.Y2] = kp[KP.BY] * y[State.Y1] / (kp[KP.D2] + k)
     y[State.Y3] = kp[KP.CY] * y[State.Y2] / (kp[KP.D3] + k)
@@ -859,7 +914,7 @@ def classify_end(r, stable_eqs) -> int:
     if not r.success:
         return BASIN_CODES["unresolved"]
     end = r.y[-1]
-    lsc = end[State.Q] + end[State.Y0] + end[State.R0]
+    lsc = _lsc(end)
     if lsc <= 0:
         return BASIN_CODES["eradicated"]
     best, dist = None, math.inf
@@ -936,7 +991,7 @@ def steady_states(opts, log=print) -> dict:
                "normal hematopoiesis is at homeostasis at every equilibrium (its niche is regulated by X0 alone)",
                "leukemia_free has zero LSCs; the simulations' extinction event (fewer than "
                f"{solver['extinction_threshold']:g} LSCs) makes it absorbing in practice even where it is unstable",
-               "stable: no resistant cells (R0 = R1 = 0 subspace); stable_full: all 12 eigenvalues",
+               "stable: no resistant cells (R0 = R1 = 0 subspace); stable_full: all 13 eigenvalues",
                "simulation_check: long full-model simulations without extinction event from perturbed states"],
            "settings": {}}
     for setting in opts["run"]["settings"]:
@@ -952,7 +1007,7 @@ def steady_states(opts, log=print) -> dict:
                 y0 = reduced_state(lsc0, max(z0, 1e-9), kp, e)
                 sims.append((y0, _sim(params, variant, tr, y0, [0.0, so["horizon_days"]], dose, solver)))
             guesses = [(r.y[-1], "long_simulation") for _, r in sims
-                       if r.success and r.y[-1, State.Q] + r.y[-1, State.Y0] > 1e-3]
+                       if r.success and _sensitive_lsc(r.y[-1]) > 1e-3]
             eqs = equilibria(kp, e, extinction_threshold=solver["extinction_threshold"], extra_guesses=guesses)
             for q in eqs:
                 if q["branch"] == "high_burden":
@@ -967,9 +1022,9 @@ def steady_states(opts, log=print) -> dict:
             for y0, r in sims:
                 end = r.y[-1]
                 near = min(eqs, key=lambda q: _log_distance(end, q["_y"], floor=1e-6))
-                sim_report.append({"start_lsc": float(y0[State.Q] + y0[State.Y0]),
+                sim_report.append({"start_lsc": _sensitive_lsc(y0),
                                    "start_effectors": float(_start(y0, variant)[State.Z]),
-                                   "days": so["horizon_days"], "end_lsc": float(end[State.Q] + end[State.Y0]),
+                                   "days": so["horizon_days"], "end_lsc": _sensitive_lsc(end),
                                    "end_effectors": float(end[State.Z]), "nearest_equilibrium": near["branch"],
                                    "distance": _log_distance(end, near["_y"], floor=1e-6)})
             entry["doses"][f"{dose:g}"] = {"dose_mg": dose, "im_effect": e, "equilibria": [_public(q) for q in eqs],
@@ -1057,7 +1112,7 @@ def bifurcation(opts, log=print):
                         if match:
                             n_ok += 1
                             match[0]["found_by"] = sorted(set(match[0]["found_by"]) | {"continuation"})
-                        elif ys[State.Q] + ys[State.Y0] > 0:  # a root the enumeration missed: keep, flagged
+                        elif _sensitive_lsc(ys) > 0:  # a root the enumeration missed: keep, flagged
                             n_new += 1
                             eqs.append(describe(ys, kp, e, ["continuation"], thr))
                             _assign_branches(eqs, kp)
@@ -1180,7 +1235,7 @@ def _after_stop(params, variant, tr, y_stop, mo, solver, stable):
     tw = np.arange(0.0, mo["window_days"] + 0.5 * mo["check_interval_days"], mo["check_interval_days"])
     tw[-1] = min(tw[-1], mo["window_days"])
     t = np.unique(np.concatenate([tw, [mo["followup_days"]]]))
-    lsc0 = y_stop[State.Q] + y_stop[State.Y0] + y_stop[State.R0]
+    lsc0 = _lsc(y_stop)
     if lsc0 <= 0:
         return {"pcr": True, "durable": True, "outcome": "eradicated", "end": y_stop}
     r = simulate(params, y0=y_stop, t_out=t, **common)
@@ -1253,9 +1308,9 @@ def min_im_duration(params, variant, transplant, start_bcr_abl, mo, solver) -> d
         return out
     t_min, o, y_stop = refine(i_d, "durable")
     out.update(t_min_days=t_min, outcome_at_t_min=o["outcome"],
-               lsc_at_stop=float(y_stop[State.Q] + y_stop[State.Y0] + y_stop[State.R0]),
+               lsc_at_stop=_lsc(y_stop),
                effectors_at_stop=float(y_stop[State.Z]), bcr_abl_at_stop_percent=float(bcr_abl_percent(y_stop)),
-               end_lsc=float(o["end"][State.Q] + o["end"][State.Y0] + o["end"][State.R0]),
+               end_lsc=_lsc(o["end"]),
                end_bcr_abl_percent=float(bcr_abl_percent(o["end"])))
     return out
 

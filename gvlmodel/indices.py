@@ -24,14 +24,15 @@ class State(IntEnum):
     R0 = 9  # imatinib-resistant leukemic stem cells (a resistant subclone, cycling)
     R1 = 10  # progenitors of the resistant subclone (feed Y2, Y3 like sensitive progenitors)
     Z = 11  # anti-leukemia effector cells (donor GVL or autologous T cells)
+    D = 12  # deeply dormant leukemic stem cells (exchange with Q only; imatinib-insensitive)
 
 
 N_STATES = len(State)
 
 NORMAL_STATES = (State.X0, State.X1, State.X2, State.X3)
-LEUKEMIC_STATES = (State.Q, State.Y0, State.Y1, State.Y2, State.Y3, State.R0, State.R1)
+LEUKEMIC_STATES = (State.D, State.Q, State.Y0, State.Y1, State.Y2, State.Y3, State.R0, State.R1)
 #: leukemic stem cells of both subclones: the clone is extinct when their sum is below one cell
-LEUKEMIC_STEM_STATES = (State.Q, State.Y0, State.R0)
+LEUKEMIC_STEM_STATES = (State.D, State.Q, State.Y0, State.R0)
 RESISTANT_STATES = (State.R0, State.R1)
 EFFECTOR_STATES = (State.Z,)
 STATE_GROUPS = {
@@ -53,6 +54,7 @@ STATE_DESCRIPTIONS = {
     State.R0: "imatinib-resistant leukemic stem cells",
     State.R1: "imatinib-resistant leukemic progenitors",
     State.Z: "effector cells",
+    State.D: "deeply dormant leukemic stem cells",
 }
 
 
@@ -89,6 +91,8 @@ class KP(IntEnum):
     ZKILL = 22  # kill rate per effector cell /cell/day (0 in H0)
     ZQREL = 23  # relative susceptibility of quiescent LSC to effectors
     ZSUPP = 24  # immunosuppression factor, 0 (none) .. 1 (complete)
+    DIN = 25  # quiescent -> deeply dormant LSC /day
+    DOUT = 26  # deeply dormant -> quiescent LSC /day
 
 
 N_KP = len(KP)

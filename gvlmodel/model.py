@@ -1,12 +1,12 @@
 r"""The model's equations, written once, as named fluxes in compiled kernels.
 
 State (cells): normal (donor) hierarchy ``X0..X3``; quiescent LSCs ``Q``;
-cycling LSCs ``Y0``; leukemic progenitors, differentiated and mature cells
-``Y1..Y3``; an imatinib-resistant subclone's stem cells ``R0`` and progenitors
-``R1``; effector cells ``Z``.  With the imatinib effect ``e`` (dimensionless,
+cycling LSCs ``Y0``; deeply dormant LSCs ``D``; leukemic progenitors,
+differentiated and mature cells ``Y1..Y3``; an imatinib-resistant subclone's
+stem cells ``R0`` and progenitors ``R1``; effector cells ``Z``.  With the imatinib effect ``e`` (dimensionless,
 1 at 400 mg/day, 0 off drug; :func:`im_effect`), normal niche feedback
 ``phi = 1 / (1 + X0 / K_N)``, leukemic stem-cell crowding
-``g = 1 - (Q + Y0 + R0) / K_L``, per-cell immune kill rate ``k = z_kill Z`` and
+``g = 1 - (D + Q + Y0 + R0) / K_L``, per-cell immune kill rate ``k = z_kill Z`` and
 the effector stimulus ``u = Y3 / K_z`` (leukemic mature cells, the cells the
 BCR-ABL ratio counts):
 
@@ -16,7 +16,8 @@ BCR-ABL ratio counts):
     \dot X_1 &= a_x X_0 - d_1 X_1 \\
     \dot X_2 &= b_x X_1 - d_2 X_2 \\
     \dot X_3 &= c_x X_2 - d_3 X_3 \\
-    \dot Q   &= q_{in} Y_0 - q_{out} Q - \kappa_Q k Q \\
+    \dot D   &= \delta_{in} Q - \delta_{out} D - \kappa_Q k D \\
+    \dot Q   &= q_{in} Y_0 - q_{out} Q - \delta_{in} Q + \delta_{out} D - \kappa_Q k Q \\
     \dot Y_0 &= (r_y g - d_0 - k_{IM} e - k - q_{in}) Y_0 + q_{out} Q \\
     \dot Y_1 &= a_y Y_0 - (d_1 + k_{IM,P} e + k) Y_1 \\
     \dot Y_2 &= b_y (Y_1 + R_1) - (d_2 + k) Y_2 \\
@@ -37,6 +38,15 @@ Mechanisms and sources (details and values in :mod:`gvlmodel.parameters`):
   quiescent pool that neither divides, differentiates nor responds to imatinib;
   ``q_in / q_out`` about 6 keeps ~85 % of LSCs quiescent in an untreated clone
   (Stein et al., Clin Cancer Res 2011);
+* **deep dormancy**: quiescent LSCs also exchange, slowly, with a deeply
+  dormant pool ``D`` (rates ``delta_in``, ``delta_out``) that imatinib cannot
+  reach and effectors kill only at the quiescent susceptibility.  Under
+  continued imatinib the BCR-ABL decline then has a third, slowest phase set by
+  ``delta_out`` (triphasic decline on long-term imatinib: Tang et al., Blood
+  2011), and patients with undetectable BCR-ABL for years still carry LSCs
+  (Chomel et al., Blood 2011 and Oncotarget 2016), which regrow after a stop
+  unless effectors hold them.  Dormant, label-retaining stem cells that divide
+  several-fold less often than their active siblings: Wilson et al., Cell 2008;
 * **differentiation**: cycling LSCs produce progenitors, which live weeks
   (``d1``, ``d2`` about 0.05/day: Stein 2011, Michor 2005), and mature cells;
 * **drug kill**: imatinib (Emax on steady-state exposure) kills cycling LSCs
@@ -61,7 +71,7 @@ Mechanisms and sources (details and values in :mod:`gvlmodel.parameters`):
   hematopoiesis), so the window sits where the immune-window literature puts it
   in BCR-ABL terms.
 
-Extinction (fewer than one LSC, ``Q + Y0 + R0``) is an event of the
+Extinction (fewer than one LSC, ``D + Q + Y0 + R0``) is an event of the
 integrator, not a term here.  The variants H0/H1/H2 differ only in the kernel
 parameter vector (:func:`gvlmodel.parameters.kernel_parameters`).
 """
@@ -113,19 +123,21 @@ def niche_feedback(stem, kn):
 
 @jit(inline="always")
 def crowding(lsc, kl):
-    """Logistic crowding ``1 - (Q + Y0 + R0)/K_L`` of leukemic stem-cell self-renewal."""
+    """Logistic crowding ``1 - (D + Q + Y0 + R0)/K_L`` of leukemic stem-cell self-renewal."""
     return 1.0 - lsc / kl
 
 
 @jit(inline="always")
 def lsc_count(y, yb, st, lane):
-    """Leukemic stem cells of both subclones, ``Q + Y0 + R0`` (the extinction variable)."""
-    return y[yb + State.Q * st + lane] + y[yb + State.Y0 * st + lane] + y[yb + State.R0 * st + lane]
+    """Leukemic stem cells of both subclones, ``D + Q + Y0 + R0`` (the extinction variable)."""
+    return (y[yb + State.D * st + lane] + y[yb + State.Q * st + lane] + y[yb + State.Y0 * st + lane]
+            + y[yb + State.R0 * st + lane])
 
 
 @jit(inline="always")
 def zero_lsc(y, yb, st, lane):
-    """Remove the clone's stem cells (extinction): ``Q = Y0 = R0 = 0``."""
+    """Remove the clone's stem cells (extinction): ``D = Q = Y0 = R0 = 0``."""
+    y[yb + State.D * st + lane] = 0.0
     y[yb + State.Q * st + lane] = 0.0
     y[yb + State.Y0 * st + lane] = 0.0
     y[yb + State.R0 * st + lane] = 0.0
@@ -162,6 +174,7 @@ def rhs_strided(y, yb, p, pb, e, out, ob, st, lane):
     r0 = y[yb + State.R0 * st + lane]
     r1 = y[yb + State.R1 * st + lane]
     z = y[yb + State.Z * st + lane]
+    dd = y[yb + State.D * st + lane]
     d0 = p[pb + KP.D0 * st + lane]
     d1 = p[pb + KP.D1 * st + lane]
     d2 = p[pb + KP.D2 * st + lane]
@@ -169,7 +182,7 @@ def rhs_strided(y, yb, p, pb, e, out, ob, st, lane):
     ay = p[pb + KP.AY * st + lane]
 
     phi = niche_feedback(x0, p[pb + KP.KN * st + lane])
-    growth_y = p[pb + KP.RY * st + lane] * crowding(q + y0 + r0, p[pb + KP.KL * st + lane])
+    growth_y = p[pb + KP.RY * st + lane] * crowding(dd + q + y0 + r0, p[pb + KP.KL * st + lane])
     immune_kill = p[pb + KP.ZKILL * st + lane] * z  # per leukemic cell per day
 
     # self-renewal and death of stem cells
@@ -182,6 +195,9 @@ def rhs_strided(y, yb, p, pb, e, out, ob, st, lane):
     # quiescence exchange
     to_quiescence = p[pb + KP.QIN * st + lane] * y0
     from_quiescence = p[pb + KP.QOUT * st + lane] * q
+    # deep dormancy exchange (quiescent <-> dormant)
+    to_dormancy = p[pb + KP.DIN * st + lane] * q
+    from_dormancy = p[pb + KP.DOUT * st + lane] * dd
     # differentiation (production of the next compartment)
     diff_x1 = p[pb + KP.AX * st + lane] * x0
     diff_x2 = p[pb + KP.BX * st + lane] * x1
@@ -195,6 +211,7 @@ def rhs_strided(y, yb, p, pb, e, out, ob, st, lane):
     drug_kill_y1 = p[pb + KP.IMKILLP * st + lane] * e * y1
     # immune kill
     immune_kill_q = p[pb + KP.ZQREL * st + lane] * immune_kill * q
+    immune_kill_d = p[pb + KP.ZQREL * st + lane] * immune_kill * dd
     immune_kill_y0 = immune_kill * y0
     immune_kill_y1 = immune_kill * y1
     immune_kill_y2 = immune_kill * y2
@@ -211,7 +228,9 @@ def rhs_strided(y, yb, p, pb, e, out, ob, st, lane):
     out[ob + State.X1 * st + lane] = diff_x1 - d1 * x1
     out[ob + State.X2 * st + lane] = diff_x2 - d2 * x2
     out[ob + State.X3 * st + lane] = diff_x3 - d3 * x3
-    out[ob + State.Q * st + lane] = to_quiescence - from_quiescence - immune_kill_q
+    out[ob + State.Q * st + lane] = (to_quiescence - from_quiescence - to_dormancy + from_dormancy
+                                     - immune_kill_q)
+    out[ob + State.D * st + lane] = to_dormancy - from_dormancy - immune_kill_d
     out[ob + State.Y0 * st + lane] = (renewal_y - death_y0 - drug_kill_y0 - immune_kill_y0 - to_quiescence
                                       + from_quiescence)
     out[ob + State.Y1 * st + lane] = diff_y1 - d1 * y1 - drug_kill_y1 - immune_kill_y1

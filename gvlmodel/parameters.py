@@ -100,6 +100,16 @@ _TABLE = (
     P("q_out", 0.004, "1/day", 4.0e-4, 0.03, "log",
       STEIN + " (order 0.004/day); sets the second slope of the imatinib response (" + MICHOR + ")",
       "exit of quiescent LSCs into cycling", "leukemic"),
+    P("dormancy_in", 1.0e-5, "1/day", 1.0e-6, 1.0e-3, "log",
+      "fitted per patient by gvlmodel calibrate (the long-term series of " + HAHNEL + "); starting value "
+      "assumed: a dormant minority of LSCs (dormant/quiescent = dormancy_in/dormancy_out untreated), as dormant, "
+      "label-retaining stem cells are a minority of the stem-cell pool (Wilson et al., Cell 2008)",
+      "entry of quiescent LSCs into deep dormancy", "leukemic"),
+    P("dormancy_out", 3.0e-4, "1/day", 3.0e-5, 3.0e-3, "log",
+      "assumed, an order below q_out: the third, slowest phase of the BCR-ABL decline on long-term imatinib "
+      "(Tang et al., Blood 2011); LSCs persist in patients with years of undetectable BCR-ABL "
+      "(Chomel et al., Blood 2011; Oncotarget 2016)",
+      "exit of deeply dormant LSCs into quiescence", "leukemic"),
     # --- imatinib: dose -> steady-state exposure -> Emax effect ---
     P("im_css_400", 979.0, "ng/mL", 500.0, 2000.0, "log",
       "Larson et al., Blood 2008 (IRIS trough at 400 mg/day, about 1 ug/mL); dose-linear exposure 400-800 mg/day assumed",
@@ -130,7 +140,7 @@ _TABLE = (
       "Moore & Li, J Theor Biol 2004", "leukemic-cell kill rate per effector cell", "effector"),
     P("z_quiescent_kill", 0.02, "1", 0.0, 1.0, "linear",
       "assumed (quiescent LSCs largely escape immune killing)",
-      "susceptibility of quiescent LSCs to effectors, relative to cycling cells", "effector"),
+      "susceptibility of quiescent and dormant LSCs to effectors, relative to cycling cells", "effector"),
     P("immunosuppression", 0.0, "1", 0.0, 1.0, "linear",
       "Hess et al., J Clin Oncol 2005 (immunosuppression tapered before enrolment)",
       "fraction by which immunosuppressive drugs scale effector expansion down", "effector"),
@@ -316,6 +326,7 @@ def _fill_kernel(p, variant: Variant, transplant: bool, k: np.ndarray) -> None:
     k[..., KP.RY], k[..., KP.AY], k[..., KP.BY], k[..., KP.CY] = p["r_y"], p["a_y"], p["b_y"], p["c_y"]
     k[..., KP.KL] = p["lsc_capacity"]
     k[..., KP.QIN], k[..., KP.QOUT] = p["q_in"], p["q_out"]
+    k[..., KP.DIN], k[..., KP.DOUT] = p["dormancy_in"], p["dormancy_out"]
     k[..., KP.IMKILL], k[..., KP.IMKILLP] = p["im_kill_lsc"], p["im_kill_progenitor"]
     k[..., KP.ZIN] = p[f"z_influx_{setting}"]
     k[..., KP.ZD] = p["z_death"]

@@ -89,8 +89,8 @@ STATE_COLORS = {
 }
 
 #: leukemic stem-cell pools of model v2 (trajectory column, label, line style)
-LSC_POOLS = (("Q", "quiescent LSCs Q", (0, (4, 1.5))), ("Y0", "cycling LSCs Y0", "-"),
-             ("R0", "resistant LSCs R0", (0, (1, 1))))
+LSC_POOLS = (("D", "dormant LSCs D", (0, (6, 1.5, 1, 1.5))), ("Q", "quiescent LSCs Q", (0, (4, 1.5))),
+             ("Y0", "cycling LSCs Y0", "-"), ("R0", "resistant LSCs R0", (0, (1, 1))))
 
 #: identifiability verdict thresholds on the posterior/prior 90 % width ratio
 IDENTIFIABILITY_THRESHOLDS = {"pinned": 0.5, "partly": 0.8}
@@ -357,7 +357,7 @@ def plot_effectors(ax, t, z, color: str | None = None, label: str | None = "effe
 
 
 def lsc_pool_style(name: str) -> dict:
-    """Line style of one leukemic stem-cell pool (``Q``, ``Y0``, ``R0``; :data:`LSC_POOLS`)."""
+    """Line style of one leukemic stem-cell pool (``D``, ``Q``, ``Y0``, ``R0``; :data:`LSC_POOLS`)."""
     for col, label, ls in LSC_POOLS:
         if col == name:
             color = STATE_COLORS["resistant"] if col == "R0" else STATE_COLORS["leukemic"]
@@ -366,7 +366,8 @@ def lsc_pool_style(name: str) -> dict:
 
 
 def plot_stem_cells(ax, t, pools: Mapping[str, Sequence[float]], labels: bool = True):
-    """Leukemic stem-cell pools over time (log y axis, cells): quiescent ``Q``, cycling ``Y0``, resistant ``R0``.
+    """Leukemic stem-cell pools over time (log y axis, cells): dormant ``D``, quiescent ``Q``, cycling ``Y0``,
+    resistant ``R0``.
 
     ``pools`` maps pool names to cell counts; a pool that never reaches one cell
     (e.g. no resistant subclone) is not drawn, nor are counts below one cell after

@@ -7,8 +7,8 @@ Version 2 (python-libsbml; optional extra ``gvlmodel[sbml]``).
 Layout of the exported model (it expresses exactly what the compiled kernel
 :func:`gvlmodel.model.rhs` computes):
 
-* one compartment ``patient`` (size 1); twelve species ``X0..X3, Q, Y0..Y3,
-  R0, R1, Z`` (:class:`gvlmodel.indices.State`) in cells
+* one compartment ``patient`` (size 1); thirteen species ``X0..X3, Q, Y0..Y3,
+  R0, R1, Z, D`` (:class:`gvlmodel.indices.State`) in cells
   (``hasOnlySubstanceUnits``: amounts, not concentrations), initial amounts
   from :func:`gvlmodel.simulate.initial_state`;
 * every row of the parameter table :data:`gvlmodel.parameters.PARAMETER_TABLE`
@@ -32,12 +32,12 @@ Layout of the exported model (it expresses exactly what the compiled kernel
   auxiliary quantities (``phi``, ``lsc_total``, ``lsc_occupancy``,
   ``immune_kill``, ``stimulus_ratio``, ``effector_stimulation``,
   ``bcr_abl_percent``) assignment rules.  The one flux that can change sign,
-  logistic LSC self-renewal ``r_y (1 - (Q + Y0 + R0)/K_L) Y0`` (and the same for
+  logistic LSC self-renewal ``r_y (1 - (D + Q + Y0 + R0)/K_L) Y0`` (and the same for
   ``R0``), is written as two irreversible reactions with non-negative rates:
-  renewal ``r_y Y0`` and crowding loss ``r_y (Q + Y0 + R0)/K_L Y0``;
+  renewal ``r_y Y0`` and crowding loss ``r_y (D + Q + Y0 + R0)/K_L Y0``;
 * dose changes after day 0 are SBML events ``dose_step_<i>`` (trigger
-  ``time >= day``); an optional extinction event (``Q + Y0 + R0 < threshold``
-  sets all three to 0, as the integrator's event does) is added only when asked for.
+  ``time >= day``); an optional extinction event (``D + Q + Y0 + R0 < threshold``
+  sets all four to 0, as the integrator's event does) is added only when asked for.
 
 libsbml and roadrunner are imported lazily: the rest of the package works
 without them.
@@ -78,7 +78,7 @@ KERNEL_PARAMETER_IDS = {
     KP.D0: "d0", KP.D1: "d1", KP.D2: "d2", KP.D3: "d3",
     KP.RX: "r_x", KP.AX: "a_x", KP.BX: "b_x", KP.CX: "c_x", KP.KN: "K_N",
     KP.RY: "r_y", KP.KL: "lsc_capacity", KP.AY: "a_y", KP.BY: "b_y", KP.CY: "c_y",
-    KP.QIN: "q_in", KP.QOUT: "q_out",
+    KP.QIN: "q_in", KP.QOUT: "q_out", KP.DIN: "dormancy_in", KP.DOUT: "dormancy_out",
     KP.IMKILL: "im_kill_lsc", KP.IMKILLP: "im_kill_progenitor",
     KP.ZIN: "z_influx", KP.ZD: "z_death", KP.ZRHO: "z_expand", KP.ZK: "K_z",
     KP.ZKILL: "z_kill_active", KP.ZQREL: "z_quiescent_kill", KP.ZSUPP: "immunosuppression",
@@ -249,9 +249,12 @@ REACTIONS = (
     ("v_to_quiescence", "cycling LSC entering quiescence", "q_in * Y0", ("Y0",), ("Q",), ()),
     ("v_from_quiescence", "quiescent LSC resuming cycling", "q_out * Q", ("Q",), ("Y0",), ()),
     ("v_q_immune_kill", "immune kill of quiescent LSCs", "z_quiescent_kill * immune_kill * Q", ("Q",), (), ("Z",)),
+    ("v_to_dormancy", "quiescent LSC entering deep dormancy", "dormancy_in * Q", ("Q",), ("D",), ()),
+    ("v_from_dormancy", "dormant LSC returning to quiescence", "dormancy_out * D", ("D",), ("Q",), ()),
+    ("v_d_immune_kill", "immune kill of dormant LSCs", "z_quiescent_kill * immune_kill * D", ("D",), (), ("Z",)),
     ("v_y0_renewal", "cycling LSC self-renewal at low density", "r_y * Y0", (), ("Y0",), ("Y0",)),
     ("v_y0_crowding", "cycling LSC self-renewal lost to crowding (logistic)", "r_y * lsc_occupancy * Y0",
-     ("Y0",), (), ("Q", "R0")),
+     ("Y0",), (), ("D", "Q", "R0")),
     ("v_y0_death", "cycling LSC death", "d0 * Y0", ("Y0",), (), ()),
     ("v_y0_drug_kill", "imatinib kill of cycling LSCs", "im_kill_lsc * im_effect * Y0", ("Y0",), (), ()),
     ("v_y0_immune_kill", "immune kill of cycling LSCs", "immune_kill * Y0", ("Y0",), (), ("Z",)),
@@ -269,7 +272,7 @@ REACTIONS = (
     ("v_y3_immune_kill", "immune kill of leukemic mature cells", "immune_kill * Y3", ("Y3",), (), ("Z",)),
     ("v_r0_renewal", "resistant LSC self-renewal at low density", "r_y * R0", (), ("R0",), ("R0",)),
     ("v_r0_crowding", "resistant LSC self-renewal lost to crowding (logistic)", "r_y * lsc_occupancy * R0",
-     ("R0",), (), ("Q", "Y0")),
+     ("R0",), (), ("D", "Q", "Y0")),
     ("v_r0_death", "resistant LSC death", "d0 * R0", ("R0",), (), ()),
     ("v_r0_immune_kill", "immune kill of resistant LSCs", "immune_kill * R0", ("R0",), (), ("Z",)),
     ("v_r1_production", "resistant progenitor production", "a_y * R0", (), ("R1",), ("R0",)),
@@ -299,7 +302,7 @@ def build_document(params: Mapping[str, float] | None = None, *, variant="H2", t
     ``transplant``: as in :func:`gvlmodel.simulate`; ``bcr_abl``: initial
     BCR-ABL % (:func:`gvlmodel.simulate.initial_state`); ``schedule``:
     ``[(day, dose_mg), ...]`` starting at day 0 (later steps become events);
-    ``extinction_threshold``: LSCs (``Q + Y0 + R0``) below which ``Q``,
+    ``extinction_threshold``: LSCs (``D + Q + Y0 + R0``) below which ``Q``,
     ``Y0`` and ``R0`` are set to 0 by an event (0: no event, the default);
     ``parameter_set_name``: recorded in the annotation.
     """
@@ -330,7 +333,7 @@ def build_document(params: Mapping[str, float] | None = None, *, variant="H2", t
         f"{VARIANT_NOTES[variant]}; patient {setting_words}.\n"
         f"Parameter set: {parameter_set_name or 'custom'}; initial BCR-ABL {bcr_abl:g} %.\n"
         f"Imatinib schedule (day: mg/day): " + ", ".join(f"{d:g}: {m:g}" for d, m in steps) + ".\n"
-        + ("Extinction event at Q + Y0 + R0 < " + f"{extinction_threshold:g} cells." if extinction_threshold > 0
+        + ("Extinction event at D + Q + Y0 + R0 < " + f"{extinction_threshold:g} cells." if extinction_threshold > 0
            else "No extinction event (the clone is never set to zero).")
         + "\nTime in days, cells as amounts (compartment size 1).")), "model notes")
     _check(model.setAnnotation(_annotation("export", {
@@ -410,11 +413,11 @@ def build_document(params: Mapping[str, float] | None = None, *, variant="H2", t
     # --- auxiliary quantities of the fluxes ---
     _assignment(model, "phi", "dimensionless", "1 dimensionless / (1 dimensionless + X0 / K_N)",
                 "niche feedback on normal stem-cell self-renewal", "phi = 1 / (1 + X0 / K_N).")
-    _assignment(model, "lsc_total", "cell", "Q + Y0 + R0", "leukemic stem cells of both subclones",
-                "Q + Y0 + R0: the crowding variable and the extinction variable.")
+    _assignment(model, "lsc_total", "cell", "D + Q + Y0 + R0", "leukemic stem cells of both subclones",
+                "D + Q + Y0 + R0: the crowding variable and the extinction variable.")
     _assignment(model, "lsc_occupancy", "dimensionless", "lsc_total / lsc_capacity",
                 "occupancy of the leukemic stem-cell carrying capacity",
-                "(Q + Y0 + R0) / K_L; the crowding factor of LSC self-renewal is 1 - lsc_occupancy.")
+                "(D + Q + Y0 + R0) / K_L; the crowding factor of LSC self-renewal is 1 - lsc_occupancy.")
     _assignment(model, "immune_kill", "per_day", "z_kill_active * Z", "immune kill rate per leukemic cell")
     _assignment(model, "stimulus_ratio", "dimensionless", "Y3 / K_z", "effector stimulus u = Y3 / K_z")
     _assignment(model, "effector_stimulation", "per_day",
@@ -435,9 +438,9 @@ def build_document(params: Mapping[str, float] | None = None, *, variant="H2", t
     if extinction_threshold > 0:
         _parameter(model, "extinction_threshold", extinction_threshold, "cell", constant=True,
                    name="extinction threshold (LSCs)",
-                   notes="Fewer leukemic stem cells (Q + Y0 + R0) than this: clone extinct.")
+                   notes="Fewer leukemic stem cells (D + Q + Y0 + R0) than this: clone extinct.")
         _event(model, "extinction", "lsc_total < extinction_threshold",
-               {"Q": "0 cell", "Y0": "0 cell", "R0": "0 cell"}, "leukemic stem-cell clone extinct (both subclones)")
+               {"D": "0 cell", "Q": "0 cell", "Y0": "0 cell", "R0": "0 cell"}, "leukemic stem-cell clone extinct (both subclones)")
     return doc
 
 
@@ -537,7 +540,7 @@ def add_arguments(parser) -> None:
                         help="imatinib schedule from day 0, e.g. 0:400,365:0,545:400 (later steps become SBML "
                              "events; default 0:400)")
     parser.add_argument("--extinction-threshold", default="0", metavar="CELLS",
-                        help="add an event setting Q, Y0 and R0 to 0 below this many LSCs, Q + Y0 + R0 "
+                        help="add an event setting D, Q, Y0 and R0 to 0 below this many LSCs, D + Q + Y0 + R0 "
                              "(default 0: no event)")
     parser.add_argument("--out", required=True, type=Path, help="output SBML file")
 

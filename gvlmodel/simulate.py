@@ -125,7 +125,8 @@ def initial_state(params: Mapping[str, float] | None = None, *, bcr_abl: float =
 
     Normal cells at homeostasis; leukemic compartments in the proportions of an
     untreated clone (each compartment at quasi-steady state with its source,
-    quiescent LSCs at ``q_in/q_out`` of cycling ones, a resistant subclone of
+    quiescent LSCs at ``q_in/q_out`` of cycling ones and dormant ones at
+    ``dormancy_in/dormancy_out`` of quiescent ones, a resistant subclone of
     ``resistant_fraction`` of the LSCs if that is at least one cell); effectors at their
     baseline ``influx/death`` (none in H0).  Starting states by clinical relapse
     type are built on this in the clinical layer.
@@ -147,8 +148,9 @@ def fill_start_state(p, bcr_abl, kp, y) -> None:
     for cohorts: normal hierarchy at homeostasis; leukemic compartments at
     quasi-steady state behind the cycling stem cells, with ``Y3`` set by the
     ratio ``bcr_abl = 100 Y3 / (Y3 + 2 X3)``; quiescent LSCs at ``q_in/q_out``
-    of cycling ones (the exchange balance of an untreated clone: ~85 % quiescent
-    at the table's rates); a share ``resistant_fraction`` of all LSCs in the
+    of cycling ones and dormant LSCs at ``dormancy_in/dormancy_out`` of quiescent
+    ones (the exchange balances of an untreated clone: ~85 % quiescent or
+    dormant at the table's rates); a share ``resistant_fraction`` of all LSCs in the
     resistant subclone ``R0`` (cycling), or none if that is below one cell;
     effectors at ``influx / death`` read from the kernel vector(s) ``kp``.
     """
@@ -160,9 +162,10 @@ def fill_start_state(p, bcr_abl, kp, y) -> None:
     amplification = (p["a_y"] / p["d1"]) * (p["b_y"] / p["d2"]) * (p["c_y"] / p["d3"])
     cycling = y3 / amplification  # cycling stem cells of both subclones behind Y3
     qr = np.asarray(p["q_in"] / p["q_out"], dtype=float)
+    dr = np.asarray(p["dormancy_in"] / p["dormancy_out"], dtype=float)
     f = np.asarray(p["resistant_fraction"], dtype=float)
-    # R0 = f/(1-f) (Q + Y0) and Y0 + R0 = cycling, Q = qr Y0
-    share = f / (1.0 - f) * (1.0 + qr)
+    # R0 = f/(1-f) (D + Q + Y0) and Y0 + R0 = cycling, Q = qr Y0, D = dr Q
+    share = f / (1.0 - f) * (1.0 + qr * (1.0 + dr))
     y0 = cycling / (1.0 + share)
     r0 = share * y0
     none = r0 < 1.0
@@ -170,6 +173,7 @@ def fill_start_state(p, bcr_abl, kp, y) -> None:
     r0 = np.where(none, 0.0, r0)
     y[..., State.Y0] = y0
     y[..., State.Q] = y0 * qr
+    y[..., State.D] = y0 * qr * dr
     y[..., State.Y1] = p["a_y"] * y0 / p["d1"]
     y[..., State.R0] = r0
     y[..., State.R1] = p["a_y"] * r0 / p["d1"]
@@ -214,7 +218,7 @@ class SimulationResult:
 
         ``False`` both for a clone that survived and for a course that started
         with no leukemic stem cell at all (no clone to go extinct; ``t_extinct``
-        is ``nan`` in both cases): check the initial ``Q + Y0 + R0`` to tell them apart.
+        is ``nan`` in both cases): check the initial ``D + Q + Y0 + R0`` to tell them apart.
         """
         return bool(np.isfinite(self.t_extinct))
 
@@ -225,8 +229,8 @@ class SimulationResult:
 
     @property
     def leukemic_stem_cells(self) -> np.ndarray:
-        """``Q + Y0 + R0``: leukemic stem cells of both subclones."""
-        return self.y[:, State.Q] + self.y[:, State.Y0] + self.y[:, State.R0]
+        """``D + Q + Y0 + R0``: leukemic stem cells of both subclones."""
+        return self.y[:, State.D] + self.y[:, State.Q] + self.y[:, State.Y0] + self.y[:, State.R0]
 
     def state(self, which) -> np.ndarray:
         return self.y[:, _state_index(which)]

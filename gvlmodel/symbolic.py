@@ -30,10 +30,10 @@ def symbols():
 def rhs_sympy() -> sp.Matrix:
     """The right-hand side as a sympy column vector (order of :class:`State`)."""
     y, p, e = symbols()
-    X0, X1, X2, X3, Q, Y0, Y1, Y2, Y3, R0, R1, Z = (y[s] for s in State)
+    X0, X1, X2, X3, Q, Y0, Y1, Y2, Y3, R0, R1, Z, D = (y[s] for s in State)
     P = {k: p[k] for k in KP}
     phi = 1 / (1 + X0 / P[KP.KN])
-    growth = P[KP.RY] * (1 - (Q + Y0 + R0) / P[KP.KL])
+    growth = P[KP.RY] * (1 - (D + Q + Y0 + R0) / P[KP.KL])
     k = P[KP.ZKILL] * Z
     u = Y3 / P[KP.ZK]
     stim = (1 - P[KP.ZSUPP]) * P[KP.ZRHO] * 2 * u / (1 + u**2)
@@ -42,7 +42,9 @@ def rhs_sympy() -> sp.Matrix:
     f[State.X1] = P[KP.AX] * X0 - P[KP.D1] * X1
     f[State.X2] = P[KP.BX] * X1 - P[KP.D2] * X2
     f[State.X3] = P[KP.CX] * X2 - P[KP.D3] * X3
-    f[State.Q] = P[KP.QIN] * Y0 - P[KP.QOUT] * Q - P[KP.ZQREL] * k * Q
+    f[State.Q] = (P[KP.QIN] * Y0 - P[KP.QOUT] * Q - P[KP.DIN] * Q + P[KP.DOUT] * D
+                  - P[KP.ZQREL] * k * Q)
+    f[State.D] = P[KP.DIN] * Q - P[KP.DOUT] * D - P[KP.ZQREL] * k * D
     f[State.Y0] = (growth - P[KP.D0] - P[KP.IMKILL] * e - k - P[KP.QIN]) * Y0 + P[KP.QOUT] * Q
     f[State.Y1] = P[KP.AY] * Y0 - (P[KP.D1] + P[KP.IMKILLP] * e + k) * Y1
     f[State.Y2] = P[KP.BY] * (Y1 + R1) - (P[KP.D2] + k) * Y2
@@ -120,7 +122,7 @@ def healthy_steady_state_sympy() -> dict:
     """Leukemia-free equilibrium: normal hierarchy at homeostasis, Z = influx/death."""
     y, p, e = symbols()
     f = rhs_sympy()
-    leuk = {y[s]: 0 for s in (State.Q, State.Y0, State.Y1, State.Y2, State.Y3, State.R0, State.R1)}
+    leuk = {y[s]: 0 for s in (State.D, State.Q, State.Y0, State.Y1, State.Y2, State.Y3, State.R0, State.R1)}
     X0s = sp.solve(sp.Eq(f[State.X0].subs(leuk) / y[State.X0], 0), y[State.X0])[0]
     sol = {y[State.X0]: X0s}
     for s in (State.X1, State.X2, State.X3):
@@ -136,7 +138,8 @@ def leukemic_steady_state_sympy() -> dict:
 
     The expansion term is dropped (variants H0/H1, and the limit of a load far
     outside the immune window), so ``Z = influx/death``; no resistant subclone
-    (``R0 = R1 = 0``).  Quiescence balance gives ``Q`` in terms of ``Y0``, the
+    (``R0 = R1 = 0``).  Dormancy balance gives ``D`` in terms of ``Q`` and
+    quiescence balance ``Q`` in terms of ``Y0``, the
     per-capita balance of cycling LSCs is then linear in ``Y0`` (logistic
     crowding), and the progeny follow by production / loss.  With expansion,
     ``Z`` solves a polynomial in the load; :mod:`gvlmodel.dynamics` finds those
@@ -151,12 +154,14 @@ def leukemic_steady_state_sympy() -> dict:
     sub[y[State.R1]] = 0
     Zs = sp.solve(f[State.Z].subs(sub), y[State.Z], simplify=False)[0]
     sub_z = {**sub, y[State.Z]: Zs}
-    Qs = sp.solve(f[State.Q].subs(sub_z), y[State.Q], simplify=False)[0]  # Q in terms of Y0
-    sub_q = {**sub_z, y[State.Q]: Qs}
+    Ds = sp.solve(f[State.D].subs(sub_z), y[State.D], simplify=False)[0]  # D in terms of Q
+    Qs = sp.solve(f[State.Q].subs({**sub_z, y[State.D]: Ds}), y[State.Q], simplify=False)[0]  # Q in terms of Y0
+    sub_q = {**sub_z, y[State.Q]: Qs, y[State.D]: Ds.subs(y[State.Q], Qs)}
     balance = sp.numer(sp.together(sp.expand(f[State.Y0].subs(sub_q) / y[State.Y0])))
     (Y0s,) = sp.solve(balance, y[State.Y0], simplify=False)
     out = {k: v for k, v in sub.items() if k != p[KP.ZRHO]}
-    out.update({y[State.Z]: Zs, y[State.Y0]: Y0s, y[State.Q]: Qs.subs(y[State.Y0], Y0s)})
+    out.update({y[State.Z]: Zs, y[State.Y0]: Y0s, y[State.Q]: Qs.subs(y[State.Y0], Y0s),
+                y[State.D]: Ds.subs(y[State.Q], Qs).subs(y[State.Y0], Y0s)})
     for s_ in (State.Y1, State.Y2, State.Y3):  # linear: production / loss
         expr = f[s_].subs(out)
         out[y[s_]] = -expr.subs(y[s_], 0) / sp.diff(expr, y[s_])

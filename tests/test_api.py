@@ -59,7 +59,8 @@ def test_named_access_and_bcr_abl_ratio():
     d = res.as_dict()
     assert set(d) == {"time_days", "dose_mg", "bcr_abl_percent", *State.__members__}
     np.testing.assert_array_equal(d["Y0"], res.y[:, State.Y0])
-    np.testing.assert_array_equal(res.leukemic_stem_cells, res.y[:, State.Q] + res.y[:, State.Y0])
+    np.testing.assert_array_equal(res.leukemic_stem_cells, res.y[:, State.D] + res.y[:, State.Q] + res.y[:, State.Y0]
+                                  + res.y[:, State.R0])
 
 
 @pytest.mark.parametrize("transplant", [True, False])

@@ -29,7 +29,7 @@ def test_healthy_steady_state_is_a_fixed_point_and_attracts(rng):
         rhs(ys, kp, 0.0, f)
         assert np.all(np.abs(f) <= 1e-12 * np.abs(ys) * kp[:KP.KN].max() + 1e-12)
         # perturb the normal hierarchy: a long simulation returns to the closed form
-        y0 = ys * np.array([1.3, 0.7, 1.2, 0.8, 1, 1, 1, 1, 1, 1, 1, 1.5])
+        y0 = ys * np.array([1.3, 0.7, 1.2, 0.8, 1, 1, 1, 1, 1, 1, 1, 1.5, 1])
         lam = kp[KP.D0] * (1.0 - kp[KP.D0] / kp[KP.RX])  # slowest relaxation: the niche feedback of X0
         end = run_kernel(y0, kp, 0.0, max(40_000.0, 25.0 / lam))[-1]
         np.testing.assert_allclose(end, ys, rtol=1e-6)

@@ -12,9 +12,9 @@ from conftest import draw_parameters
 def reference_terms(y, p, e):
     """Plain-NumPy transcription of the system in gvlmodel.model's docstring, one list of
     signed terms per equation (so a test can scale its tolerance to each equation's fluxes)."""
-    X0, X1, X2, X3, Q, Y0, Y1, Y2, Y3, R0, R1, Z = y
+    X0, X1, X2, X3, Q, Y0, Y1, Y2, Y3, R0, R1, Z, D = y
     phi = 1.0 / (1.0 + X0 / p[KP.KN])
-    grow = p[KP.RY] * (1.0 - (Q + Y0 + R0) / p[KP.KL])
+    grow = p[KP.RY] * (1.0 - (D + Q + Y0 + R0) / p[KP.KL])
     k = p[KP.ZKILL] * Z
     u = Y3 / p[KP.ZK]
     return [
@@ -22,7 +22,7 @@ def reference_terms(y, p, e):
         [p[KP.AX] * X0, -p[KP.D1] * X1],
         [p[KP.BX] * X1, -p[KP.D2] * X2],
         [p[KP.CX] * X2, -p[KP.D3] * X3],
-        [p[KP.QIN] * Y0, -p[KP.QOUT] * Q, -p[KP.ZQREL] * k * Q],
+        [p[KP.QIN] * Y0, -p[KP.QOUT] * Q, -p[KP.DIN] * Q, p[KP.DOUT] * D, -p[KP.ZQREL] * k * Q],
         [grow * Y0, -p[KP.D0] * Y0, -p[KP.IMKILL] * e * Y0, -k * Y0, -p[KP.QIN] * Y0, p[KP.QOUT] * Q],
         [p[KP.AY] * Y0, -p[KP.D1] * Y1, -p[KP.IMKILLP] * e * Y1, -k * Y1],
         [p[KP.BY] * Y1, p[KP.BY] * R1, -p[KP.D2] * Y2, -k * Y2],
@@ -30,6 +30,7 @@ def reference_terms(y, p, e):
         [grow * R0, -p[KP.D0] * R0, -k * R0],
         [p[KP.AY] * R0, -p[KP.D1] * R1, -k * R1],
         [p[KP.ZIN], -p[KP.ZD] * Z, (1 - p[KP.ZSUPP]) * p[KP.ZRHO] * 2 * u / (1 + u * u) * Z],
+        [p[KP.DIN] * Q, -p[KP.DOUT] * D, -p[KP.ZQREL] * k * D],
     ]
 
 
