@@ -247,8 +247,28 @@ def population_covariance(thetas, post_covs, sd_bounds=(0.02, 2.0)) -> np.ndarra
     return corr * np.outer(sd, sd)
 
 
+#: a fit whose residual SD exceeds this multiple of the noise SD is restarted from RESTART_SIGNS
+RESTART_RESIDUAL_FACTOR = 2.0
+#: restart directions, in prior SDs from the first start (deterministic: no random draws)
+RESTART_SIGNS = (1.0, -1.0, "alternate")
+
+
+def _restart_points(x0, omega, lo, hi) -> list[np.ndarray]:
+    """Deterministic further starts: ``x0`` moved one prior SD along all-plus, all-minus and alternating signs."""
+    sd = np.sqrt(np.diag(omega)) if np.ndim(omega) == 2 else np.asarray(omega, dtype=float)
+    out = []
+    for sign in RESTART_SIGNS:
+        v = np.where(np.arange(x0.size) % 2 == 0, 1.0, -1.0) if sign == "alternate" else np.full(x0.size, sign)
+        out.append(np.clip(x0 + v * sd, lo + 1e-9, hi - 1e-9))
+    return out
+
+
 def fit_patient(series, fitted, base, cfg, mu, omega, sigma, x0, *, schedule=None, start_bounds=START_BOUNDS):
     """One patient's MAP under the prior ``N(mu, omega^2)`` (log10) and its Laplace posterior.
+
+    The optimiser (SciPy's trust-region least squares) starts at ``x0``; a fit whose residual SD
+    exceeds ``RESTART_RESIDUAL_FACTOR`` noise SDs (a local optimum: window models have rugged
+    likelihoods) is repeated from :func:`_restart_points` and the lowest objective kept.
 
     Returns a dict: ``theta`` (MAP, log10), ``cov`` (Gauss-Newton posterior covariance
     ``(J^T J)^-1`` of the stacked, already standardised residuals), ``post_sd`` (its diagonal's
@@ -259,9 +279,18 @@ def fit_patient(series, fitted, base, cfg, mu, omega, sigma, x0, *, schedule=Non
     x0 = np.clip(x0, lo + 1e-9, hi - 1e-9)
     t0 = time.perf_counter()
     try:
-        sol = least_squares(residuals, x0, bounds=(lo, hi),
-                            args=(fitted, base, series, cfg, mu, omega, sigma, schedule),
-                            method="trf", x_scale=1.0, diff_step=1e-4, max_nfev=cfg.max_nfev)
+        def solve(start):
+            return least_squares(residuals, start, bounds=(lo, hi),
+                                 args=(fitted, base, series, cfg, mu, omega, sigma, schedule),
+                                 method="trf", x_scale=1.0, diff_step=1e-4, max_nfev=cfg.max_nfev)
+
+        sol = solve(x0)
+        if _residual_sd(series, patient_model(sol.x, fitted, base, series, cfg, schedule)[0]) > \
+                RESTART_RESIDUAL_FACTOR * sigma:
+            for start in _restart_points(x0, omega, lo, hi):
+                alt = solve(start)
+                if alt.cost < sol.cost:
+                    sol = alt
         theta = sol.x
         J = sol.jac
         try:
@@ -280,17 +309,27 @@ def fit_patient(series, fitted, base, cfg, mu, omega, sigma, x0, *, schedule=Non
         post_sd = np.full(x0.size, np.nan)
         ratio = np.full(len(series.day), np.nan)
         status, optimizer, nfev = f"failed: {type(exc).__name__}: {exc}", "", 0
-    cens = np.asarray(series.censored, dtype=bool)
-    obs = np.log10(np.minimum(np.asarray(series.bcr_abl_percent, dtype=float), OBS_CAP))
-    lm = np.log10(np.maximum(ratio, 1e-12))
-    resid = obs[~cens] - lm[~cens]
-    # a censored sample the model predicts above its limit counts as a residual of that excess
-    excess = np.maximum(lm[cens] - obs[cens], 0.0)
-    all_resid = np.concatenate((resid, excess))
+    resid, all_resid = _log_residuals(series, ratio)
     return {"theta": theta, "cov": cov, "post_sd": post_sd, "ratio": ratio, "status": status, "optimizer": optimizer,
             "nfev": nfev, "seconds": time.perf_counter() - t0,
             "residual_sd_log10": float(np.sqrt(np.mean(all_resid ** 2))) if all_resid.size else float("nan"),
             "quantified_residuals": resid}
+
+
+def _log_residuals(series, ratio):
+    """``(quantified, all)`` log10 residuals: data minus model at quantified samples; for a censored sample
+    the model's excess over its limit (0 when the model is below it)."""
+    cens = np.asarray(series.censored, dtype=bool)
+    obs = np.log10(np.minimum(np.asarray(series.bcr_abl_percent, dtype=float), OBS_CAP))
+    lm = np.log10(np.maximum(ratio, 1e-12))
+    resid = obs[~cens] - lm[~cens]
+    excess = np.maximum(lm[cens] - obs[cens], 0.0)
+    return resid, np.concatenate((resid, excess))
+
+
+def _residual_sd(series, ratio) -> float:
+    _, all_resid = _log_residuals(series, ratio)
+    return float(np.sqrt(np.mean(all_resid ** 2))) if all_resid.size else 0.0
 
 
 # --------------------------------------------------------------------------

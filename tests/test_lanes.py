@@ -129,8 +129,9 @@ def test_rare_paths_equal_scalar_engine():
     cohort, protocol = SCENARIOS["hess2005"]
     inp = _inputs(dataclasses.replace(cohort, size=40), protocol, max_steps=3000)
     y0 = inp.y0.copy()
+    y0[::7, State.D] = 0.1
     y0[::7, State.Q] = 0.2
-    y0[::7, State.Y0] = 0.3
+    y0[::7, State.Y0] = 0.2
     below = dataclasses.replace(inp, y0=y0)
     _assert_identical(_run(run_cohort, below), _run(run_cohort_lanes, below, None, 16))
     assert (_run(run_cohort_lanes, below, None, 16)[1][::7, RF.T_ERADICATED] == 0.0).all()

@@ -39,10 +39,10 @@ def test_extinct_clone_stays_extinct(rng):
     for _ in range(N_DRAWS):
         p = draw_parameters(rng)
         y0 = initial_state(p, bcr_abl=1.0)
-        y0[State.Q] = y0[State.Y0] = y0[State.R0] = 0.0  # clone already gone (downstream cells still present)
+        y0[State.D] = y0[State.Q] = y0[State.Y0] = y0[State.R0] = 0.0  # clone gone (downstream cells still present)
         res = simulate(p, y0=y0, t_out=T_OUT, schedule=SCHEDULE)
         assert res.success
-        assert np.all(res["Q"] == 0.0) and np.all(res["Y0"] == 0.0) and np.all(res["R0"] == 0.0)
+        assert all(np.all(res[s] == 0.0) for s in ("D", "Q", "Y0", "R0"))
         # no relapse without leukemia: the leftover progeny only die out
         assert np.all(np.diff(res["Y3"][1:]) <= 1e-9 * res["Y3"][1] + 1e-12)
         # and once extinct during a course, it never returns
@@ -137,12 +137,14 @@ def test_h0_has_no_effectors_at_all(rng):
 def test_extinction_event_misses_no_dip_below_one_lsc():
     """The event looks at step ends; a course whose LSCs dip below one and recover
     within a step would escape it.  Every patient that is not extinct must stay at
-    or above one LSC on a quarter-day grid (solved without the event).  Measured: no
-    miss in 4,000 patients; ~4 % of them come within [1, 2) LSCs, so the check is
-    exercised near the threshold."""
+    or above one LSC on a quarter-day grid (solved without the event); some come
+    within [1, 2) LSCs, so the check is exercised near the threshold."""
     from gvlmodel.cohort import CohortSpec, Protocol, simulate_cohort
 
-    res = simulate_cohort(CohortSpec(size=200, seed=7), Protocol(), "hess2005_H2", progress=False)
+    # without the dormant pool and with fast exit from quiescence, so that imatinib exhausts clones within the
+    # course and some pass close to the threshold (measured: 54 of 200 eradicated, 20 others within [1, 2) LSCs)
+    params = {**gvl_parameter_set("hess2005_H2"), "dormancy_in": 0.0, "q_out": 0.02}
+    res = simulate_cohort(CohortSpec(size=200, seed=7), Protocol(), params, progress=False)
     near = 0
     for i in np.flatnonzero(~res.columns["eradicated"]):
         grid = np.arange(0.0, float(res.columns["last_day_reached"][i]) + 1e-9, 0.25)

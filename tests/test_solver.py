@@ -103,10 +103,11 @@ def test_error_shrinks_with_tolerance():
 
 
 def test_extinction_event_located_like_solve_ivp_terminal_event():
-    """Time of LSC < 1 agrees with solve_ivp's event location; LSCs are then exactly 0."""
-    p = default_parameters()
+    """Time of LSC < 1 agrees with solve_ivp's event location; LSCs are then exactly 0 (no dormant pool, so
+    imatinib exhausts the clone within the horizon)."""
+    p = {**default_parameters(), "dormancy_in": 0.0}
     kp = kernel_parameters(p, "H2", True)
-    y0 = initial_state(bcr_abl=0.01)
+    y0 = initial_state(p, bcr_abl=0.01)
     e = im_effect(400.0, p["im_css_400"], p["im_ec50"])
     buf = np.empty(y0.size)
 
@@ -115,26 +116,26 @@ def test_extinction_event_located_like_solve_ivp_terminal_event():
         return buf.copy()
 
     def lsc_below_one(t, u):
-        return u[State.Q] + u[State.Y0] + u[State.R0] - 1.0
+        return u[State.D] + u[State.Q] + u[State.Y0] + u[State.R0] - 1.0
 
     lsc_below_one.terminal = True
     lsc_below_one.direction = -1
     ref = solve_ivp(f, (0, 1500), y0, method="Radau", rtol=1e-10, atol=1e-10, events=lsc_below_one)
     t_ref = ref.t_events[0][0]
-    res = simulate(y0=y0, t_out=np.linspace(0, 1500, 51), schedule=[(0, 400)])
+    res = simulate(p, y0=y0, t_out=np.linspace(0, 1500, 51), schedule=[(0, 400)])
     assert res.extinct
     assert res.t_extinct == pytest.approx(t_ref, rel=1e-5)
     after = res.t > res.t_extinct
-    assert np.all(res["Q"][after] == 0.0) and np.all(res["Y0"][after] == 0.0)
+    assert np.all(res["Q"][after] == 0.0) and np.all(res["Y0"][after] == 0.0) and np.all(res["D"][after] == 0.0)
 
 
 def test_clone_below_one_lsc_at_the_start_is_extinct_at_once():
     """0.5 LSC at day 0, off drug: extinct at the start and never back (without the event it persists)."""
     y0 = initial_state(bcr_abl=0.01)
-    y0[State.Q], y0[State.Y0] = 0.2, 0.3
+    y0[State.D], y0[State.Q], y0[State.Y0] = 0.1, 0.2, 0.2
     res = simulate(y0=y0, t_out=np.linspace(0, 720, 25), schedule=[(0, 0)])
     assert res.success and res.extinct and res.t_extinct == 0.0
-    assert np.all(res["Q"] == 0.0) and np.all(res["Y0"] == 0.0)
+    assert np.all(res["Q"] == 0.0) and np.all(res["Y0"] == 0.0) and np.all(res["D"] == 0.0)
     grows = simulate(y0=y0, t_out=np.linspace(0, 720, 25), schedule=[(0, 0)], extinction_threshold=0.0)
     assert np.all(grows["Q"] + grows["Y0"] > 0.25)
 
