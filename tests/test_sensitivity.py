@@ -281,8 +281,8 @@ def test_bad_config_names_the_field(table, key, value, match):
 
 def test_factor_not_fitted_in_the_set_has_no_posterior_range():
     """ranges = "posterior" takes each factor's range from the fitted set's posterior sample (needs the
-    shipped hess2005 fit, H2: z_influx_allo is fitted only for H1)."""
-    cfg = small_config(parameters={"set": "hess2005", "ranges": "posterior", "factors": ["z_influx_allo"]})
+    shipped H2 fit: z_influx_allo is fitted only for H1)."""
+    cfg = small_config(parameters={"set": "hess2005_H2", "ranges": "posterior", "factors": ["z_influx_allo"]})
     with pytest.raises(InputError, match=r"\[parameters\] factors: 'log10_z_influx_allo' was not fitted in set"):
         sens.parse_config(cfg, source="test")
 
