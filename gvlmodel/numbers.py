@@ -26,6 +26,8 @@ from __future__ import annotations
 import json
 import math
 import re
+
+import numpy as np
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -234,6 +236,7 @@ def _fit(c: _Collector, r: dict) -> None:
                    f"{a.get('variant')}: {what}")
         window = a.get("tfr_window_days")
         for setting, rows in (a.get("tfr_by_im_days") or {}).items():
+            _safe_stop(c, a.get("variant"), setting, rows, window)
             for row in rows:
                 d = int(round(row["stop_after_days"]))
                 c.band(("answers", "tfr", setting, f"d{d}"), ("TFR", setting, d, "days"), row, "probability",
@@ -249,6 +252,27 @@ def _fit(c: _Collector, r: dict) -> None:
             c.add(("identifiability", v, p["key"]), ("WidthRatio", p["key"], v), p.get("width_ratio"), "ratio",
                   f"{v}: posterior 90 % width over prior width of {p['key']} (verdict: {p.get('verdict')}; "
                   "< 0.5 pinned, >= 0.8 not identified)")
+
+
+#: P(staying PCR-negative after a fixed course) at which a stop is called safe (figure 5's level)
+SAFE_STOP_LEVEL = 0.5
+SAFE_STOP_BAND = ("course lengths at which the 95th and the 5th percentile curves (pointwise over posterior "
+                  "draws) reach the level")
+
+
+def _safe_stop(c: _Collector, variant, setting: str, rows: list, window) -> None:
+    from .summary import first_crossing
+
+    days = [r["stop_after_days"] for r in rows]
+    curve = {k: [np.nan if r.get(k) is None else r[k] for r in rows] for k in ("median", "q05", "q95")}
+    t = first_crossing(days, curve["median"], SAFE_STOP_LEVEL)
+    value = round(t, 1) if t is not None else f"> {max(days):g}"
+    early, late = first_crossing(days, curve["q95"], SAFE_STOP_LEVEL), first_crossing(days, curve["q05"], SAFE_STOP_LEVEL)
+    c.add(("answers", "safe_stop_days", setting), ("SafeStop", setting, "days"), value, "days",
+          f"{variant}, {_SETTINGS.get(setting, setting)}: shortest fixed imatinib course after which the posterior "
+          f"median probability of staying PCR-negative for {window:g} days reaches {100 * SAFE_STOP_LEVEL:.0f} % "
+          "(linear interpolation between the simulated courses; '> N' if not reached)",
+          early, late, SAFE_STOP_BAND)
 
 
 _SCENARIO_RATES = {

@@ -175,3 +175,24 @@ def test_a_macro_collision_is_refused():
 def test_no_results_gives_no_numbers(tmp_path):
     assert gn.collect(tmp_path / "missing") == []
     assert "| name | macro |" in gn.markdown_table([])
+
+
+def test_first_crossing():
+    from gvlmodel.summary import first_crossing
+
+    assert first_crossing([90, 180, 365], [0.2, 0.4, 0.6], 0.5) == pytest.approx(180 + 0.5 * 185)
+    assert first_crossing([90, 180], [0.6, 0.7], 0.5) == 90
+    assert first_crossing([90, 180], [0.1, 0.2], 0.5) is None
+    assert first_crossing([180, 90, 365], [0.4, float("nan"), 0.6], 0.5) == pytest.approx(272.5)
+
+
+def test_safe_stop_is_where_the_median_reaches_the_level(nums, results):
+    from gvlmodel.summary import first_crossing
+
+    rep = json.loads((results / "fit_hess2005" / "report.json").read_text())
+    for setting, rows in rep["answers"]["result"]["tfr_by_im_days"].items():
+        n = nums[f"fit_hess2005.answers.safe_stop_days.{setting}"]
+        days = [r["stop_after_days"] for r in rows]
+        t = first_crossing(days, [r["median"] for r in rows], gn.SAFE_STOP_LEVEL)
+        assert n.value == (f"> {max(days):g}" if t is None else pytest.approx(t, abs=0.05))
+        assert n.unit == "days"
