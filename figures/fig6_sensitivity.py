@@ -570,8 +570,6 @@ def _main_figure(out, d, names, outputs, order, styles) -> list[Path]:
         morris_scatter(axes_b[k], names, res, styles, OUTPUTS.get(o, ("", "", "output units"))[2])
         axes_b[k].set_title(OUTPUTS.get(o, ("", o))[1], fontsize=gp.FONT_SIZE)
     axes_b[0].set_ylabel("σ (unit of μ*)")
-    sub_b.suptitle(f"labels: the {N_TOP} factors of largest μ* per output",
-                   fontsize=gp.SMALL_FONT_SIZE, color="0.35", x=0.99, ha="right", y=1.0)
     gp.panel_label(axes_b[0], "b", x=-0.35, y=1.04)
     # (c) time-resolved, (d) convergence
     conv_all = d["sobol"].get("convergence", {})
@@ -595,7 +593,8 @@ def _main_figure(out, d, names, outputs, order, styles) -> list[Path]:
     else:
         not_analysed(ax_list[1], "no convergence study", 20)
     _factor_legend(fig, order, styles)
-    fig.suptitle(_note(d), fontsize=gp.SMALL_FONT_SIZE, color="0.25", x=0.01, ha="left")
+    fig.suptitle(_note(d) + f"\n(b) labels the {N_TOP} factors of largest μ* per output; the others by marker and "
+                 "colour (legend).", fontsize=gp.SMALL_FONT_SIZE, color="0.25", x=0.01, ha="left")
     # labels in (b) need the final layout: lay out, freeze it, then place them
     fig.canvas.draw()
     fig.set_layout_engine("none")

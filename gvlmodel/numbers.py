@@ -44,7 +44,8 @@ ABBREVIATIONS = {"cmr": "CMR", "mmr": "MMR", "im": "IM", "tfr": "TFR", "lsc": "L
                  "tx": "Tx", "transplanted": "Tx", "nontx": "NonTx", "nontransplanted": "NonTx",
                  "median": "Med", "frac": "Frac", "sd": "SD", "st": "ST", "stim": "STIM", "pcr": "PCR",
                  "obs": "Obs", "observed": "Obs", "percent": "Pct", "log10": "Log", "le": "Le",
-                 "bf": "BF", "vs": "Vs", "mu": "Mu", "rho": "Rho", "ic": "IC"}
+                 "bf": "BF", "vs": "Vs", "mu": "Mu", "rho": "Rho", "ic": "IC",
+                 "michor2005": "Michor", "hahnel2020": "Hahnel", "hess2005": "Hess", "stim1": "STIM"}
 
 _ONES = ("Zero One Two Three Four Five Six Seven Eight Nine Ten Eleven Twelve Thirteen Fourteen Fifteen Sixteen "
          "Seventeen Eighteen Nineteen").split()
@@ -450,23 +451,23 @@ def _calibration(c: _Collector, r: dict) -> None:
               f"natural-log slope of the population-median course on 400 mg/day: {what}")
     st = r.get("stim1")
     if st:
-        c.add(("stim1", "stopped"), ("STIMOne", "Stopped"), st.get("stopped_in_window"), "patients",
+        c.add(("stim1", "stopped"), ("STIM", "Stopped"), st.get("stopped_in_window"), "patients",
               "STIM1-like check: virtual patients who stopped within the window")
         for k, v in (st.get("simulated") or {}).items():
             months = re.search(r"(\d+)_months", k)
             mw = int(months.group(1)) if months else k
-            c.add(("stim1", "simulated", k), ("STIMOne", "Sim", "RelapseFree", mw, "Months"), v, "fraction",
+            c.add(("stim1", "simulated", k), ("STIM", "Sim", "RelapseFree", mw, "Months"), v, "fraction",
                   f"STIM1-like check: simulated share free of molecular relapse at {mw} months")
-            c.add(("stim1", "observed", k), ("STIMOne", "Obs", "RelapseFree", mw, "Months"),
+            c.add(("stim1", "observed", k), ("STIM", "Obs", "RelapseFree", mw, "Months"),
                   (st.get("observed") or {}).get(k), "fraction",
                   f"STIM1 (Mahon et al. 2010; Etienne et al. 2017): observed share free of molecular relapse at "
                   f"{mw} months")
-        c.add(("stim1", "median_months_to_relapse"), ("STIMOne", "MedMonthsToRelapse"),
+        c.add(("stim1", "median_months_to_relapse"), ("STIM", "MedMonthsToRelapse"),
               st.get("median_months_to_relapse"), "months", "STIM1-like check: median months from stop to relapse")
-        c.add(("stim1", "lasting_tfr_share_eradicated"), ("STIMOne", "LastingShareEradicated"),
+        c.add(("stim1", "lasting_tfr_share_eradicated"), ("STIM", "LastingShareEradicated"),
               st.get("lasting_tfr_share_eradicated"), "fraction",
               "STIM1-like check: share of lasting remissions that are eradication")
-        c.add(("stim1", "lasting_tfr_share_with_100_lsc"), ("STIMOne", "LastingShareHundredLSC"),
+        c.add(("stim1", "lasting_tfr_share_with_100_lsc"), ("STIM", "LastingShareHundredLSC"),
               st.get("lasting_tfr_share_with_100_lsc"), "fraction",
               "STIM1-like check: share of lasting remissions with at least 100 LSCs left")
 
