@@ -3,7 +3,9 @@
 Written into ``docs/generated/`` (git-ignored), each from one source: the parameter table
 (``gvlmodel.parameters.table_markdown``), the equations (the ``.. math::`` block of the
 ``gvlmodel.model`` docstring), the data provenance (``gvlmodel/data/README.md``), the CLI
-reference (``gvlmodel.cli.build_parser``) and the figure gallery (``figures/gallery/*.png``).
+reference (``gvlmodel.cli.build_parser``), the figure gallery (``figures/gallery/*.png``) and the
+manuscript numbers (``results/numbers.md`` if ``gvlmodel reproduce`` has written it, else how to
+generate it and the macro naming scheme of ``gvlmodel.numbers``: the build never runs experiments).
 """
 from __future__ import annotations
 
@@ -60,6 +62,25 @@ def _gallery() -> str:
     return "\n".join(out)
 
 
+def _numbers() -> str:
+    made = ROOT / "results" / "numbers.md"
+    if made.is_file():
+        return made.read_text(encoding="utf-8")
+    from gvlmodel.numbers import SCHEME
+
+    return "\n".join([
+        "# Manuscript numbers", "",
+        "Every number a manuscript quotes is generated from the saved results, never typed by hand. "
+        "`gvlmodel reproduce` writes them, after the experiments and figures, as `results/numbers.json`, "
+        "LaTeX macros `results/numbers.tex` (`\\input{numbers.tex}`, then `\\gvlFitProbHTwo` in the text) "
+        "and a table `results/numbers.md`: per number its name, macro, value, unit, interval (with its "
+        "kind: credible, posterior predictive, exact binomial, Monte Carlo, bootstrap or interquartile), "
+        "description and the result file it was read from. From existing results alone:", "",
+        "```bash", "python -c \"from gvlmodel.numbers import write_numbers; write_numbers('results')\"", "```", "",
+        "This page shows that table when the documentation is built in a checkout where "
+        "`results/numbers.md` exists; this build found none.", "", "## Macro names", "", SCHEME])
+
+
 def on_pre_build(config, **kwargs):
     from gvlmodel.parameters import table_markdown
 
@@ -73,3 +94,4 @@ def on_pre_build(config, **kwargs):
     _write("data.md", data.replace("# Calibration data shipped with gvlmodel", "# Data and provenance", 1))
     _write("cli.md", _cli())
     _write("gallery.md", _gallery())
+    _write("numbers.md", _numbers())

@@ -6,7 +6,8 @@
 relapse off IM (full model, clone shaped by IM 400 mg/day at the stop); nullclines of the
 reduced plane off IM (LSC solid, effector dashed), full-model trajectories off IM, one
 treated course (IM part in dark yellow, stop = diamond), and the equilibria off IM
-(filled = stable, open = unstable).
+(filled = stable, open = unstable).  The legend lists only the outcome classes that occur in
+the drawn grids ("unresolved" only if a start state could not be classified).
 (c) bifurcation in the peak effector expansion rate rho (``z_expand_allo`` /
 ``z_expand_auto``): equilibrium LSC count (stable solid, unstable dashed) per setting;
 marked: the window threshold (1-s) rho = d_z, the onset of the controlled branch (with at
@@ -90,6 +91,15 @@ def _edges(c) -> np.ndarray:
         return np.array([c[0] - 0.5, c[0] + 0.5])
     mid = 0.5 * (c[1:] + c[:-1])
     return np.concatenate([[2 * c[0] - mid[0]], mid, [2 * c[-1] - mid[-1]]])
+
+
+def basin_classes_present(pp, settings) -> list[int]:
+    """Basin codes that occur in the drawn phase planes, in :data:`BASIN_STYLE` order (the legend lists
+    only these: a class no start state reaches is left out)."""
+    seen = set()
+    for s in settings:
+        seen.update(int(v) for v in np.unique(pp[f"{s}_basin"]))
+    return [c for c in BASIN_STYLE if c in seen]
 
 
 def _settings_present(pp) -> list[str]:
@@ -238,6 +248,9 @@ def plot_window(ax, window, bif, bif_meta, settings):
         ax.plot(bif["value"][sel][o], bif["bcr_abl_percent"][sel][o], color=col, lw=1.4)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    from matplotlib.ticker import NullFormatter
+
+    ax.xaxis.set_minor_formatter(NullFormatter())  # a narrow range would label minor ticks on top of each other
     ax.set_xlabel(SWEEP_LABELS["z_expand"])
     ax.set_ylabel("BCR-ABL (%)")
     ax.text(0.03, 0.97, "grey band: immune window\n(effectors expand)\nlines: controlled equilibrium",
@@ -307,7 +320,8 @@ def _main_figure(out, d) -> list[Path]:
     for ax, s in zip(axes, settings):
         phase_plane(ax, pp, meta, s, show_labels=True)
         gp.panel_label(ax, next(letters))
-    handles = [Patch(facecolor=_basin_color(c), edgecolor="0.5", label=BASIN_STYLE[c][0]) for c in (0, 1, 2)]
+    handles = [Patch(facecolor=_basin_color(c), edgecolor="0.5", label=BASIN_STYLE[c][0])
+               for c in basin_classes_present(pp, settings)]
     handles += [Line2D([], [], color=gp.STATE_COLORS["leukemic"], label="LSC nullcline"),
                 Line2D([], [], color=gp.STATE_COLORS["effector"], ls="--", label="effector nullcline"),
                 Line2D([], [], color="0.3", lw=0.7, label="trajectory off IM"),
@@ -319,6 +333,7 @@ def _main_figure(out, d) -> list[Path]:
     bx = bottom.subplots(1, 3)
     plot_bifurcation(bx[0], d["bif"], d["bif_meta"], "z_expand", settings, thr)
     plot_window(bx[1], d["window"], d["bif"], d["bif_meta"], settings)
+    bx[1].set_xlim(bx[0].get_xlim())  # the same rho axis as (c)
     plot_min_im(bx[2], d["min_im"], settings, _max_days(d))
     for ax in bx:
         gp.panel_label(ax, next(letters))

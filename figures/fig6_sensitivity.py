@@ -13,9 +13,12 @@ time-resolved S1; (c) the step study of the local coefficients (top three
 factors per output; dotted: the selected step).
 
 Factors keep one colour and marker throughout (a spread ``sd_<name>`` shares
-its parameter's colour, open marker, dashed line); factor keys are shown as
-``z_kill (log10)`` (sampled on the log10 scale) and ``im_kill_lsc (SD)`` (the
-between-patient spread of ln im_kill_lsc).
+its parameter's colour, open marker, dashed line); they are written with the
+symbols of the equations (``gvlmodel.plotting.PARAMETER_SYMBOLS``): ``log10 z_kill``
+(sampled on the log10 scale), ``SD k_IM`` (the between-patient SD of ln im_kill_lsc);
+the legend gives each symbol's description from the parameter table.  In (b)
+the three factors of largest mu* per output are labelled (leader lines where the
+label sits away from its point); the others are identified by marker and colour.
 
 Outputs whose indices could not be computed (status other than ``ok``: the
 output is undefined for some samples, or constant) are shown as "not
@@ -87,12 +90,9 @@ def base_name(key: str) -> str:
 
 
 def factor_label(key: str) -> str:
-    """Readable factor label: ``z_kill (log$_{10}$)``, ``im_kill_lsc (SD)`` (spread of ln over patients)."""
-    if key.startswith("log10_"):
-        return f"{key[len('log10_'):]} (log$_{{10}}$)"
-    if key.startswith("sd_"):
-        return f"{key[len('sd_'):]} (SD)"
-    return key
+    """Factor in the figures' notation (:func:`gvlmodel.plotting.factor_label`): ``log$_{10}$ $z_{kill}$``,
+    ``SD $k_{IM}$`` (between-patient SD of ln k_IM)."""
+    return gp.factor_label(key)
 
 
 def factor_styles(names) -> dict[str, dict]:
@@ -116,8 +116,8 @@ def factor_styles(names) -> dict[str, dict]:
 
 
 def short_label(key: str) -> str:
-    """Compact label for crowded panels: ``z_kill``, ``SD im_kill_lsc``."""
-    return f"SD {key[3:]}" if key.startswith("sd_") else base_name(key)
+    """Compact label for crowded panels: the symbol, ``SD`` before a spread (``$z_{kill}$``, ``SD $k_{IM}$``)."""
+    return ("SD " if key.startswith("sd_") else "") + gp.parameter_symbol(base_name(key))
 
 
 def _arr(values, n: int) -> np.ndarray:
@@ -190,8 +190,8 @@ def sobol_bars(ax, names, order, res: dict, styles, xlim=(-0.3, 1.3), show_label
 def _place_labels(ax, points, labels, colors, renderer, others=(), fontsize=gp.SMALL_FONT_SIZE):
     """Greedy label placement: per point (in the given order) the first candidate offset, near ones first,
     whose text box stays inside the axes and overlaps no placed label and no marker (``points`` and
-    ``others``); far placements get a thin leader line; a point with no free place stays unlabelled.
-    Returns the texts."""
+    ``others``); far placements get a thin leader line; a point with no free place gets the first place
+    inside the axes clear of other labels (or the farthest candidate).  Returns the texts."""
     from matplotlib.text import Text
     from matplotlib.transforms import Bbox
 
@@ -202,13 +202,14 @@ def _place_labels(ax, points, labels, colors, renderer, others=(), fontsize=gp.S
     marker_boxes = [Bbox.from_extents(x - r, y - r, x + r, y + r) for x, y in disp_all]
     placed, texts = [], []
     candidates = []
-    for dist in (5.0, 11.0, 18.0):
+    for dist in (5.0, 11.0, 18.0, 26.0, 34.0):
         for ang in (35, -35, 145, -145, 90, -90, 0, 180):
             dx, dy = dist * math.cos(math.radians(ang)), dist * math.sin(math.radians(ang))
             ha = "left" if dx > 1 else ("right" if dx < -1 else "center")
             va = "bottom" if dy > 1 else ("top" if dy < -1 else "center")
             candidates.append((dx, dy, ha, va, dist > 6.0))
     for k, ((x, y), lab, col) in enumerate(zip(points, labels, colors)):
+        fallback = None  # a place inside the axes that overlaps only markers, else the nearest leader place
         for dx, dy, ha, va, leader in candidates:
             t = ax.annotate(lab, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
                             fontsize=fontsize, color=col, zorder=7, annotation_clip=False,
@@ -224,7 +225,20 @@ def _place_labels(ax, points, labels, colors, renderer, others=(), fontsize=gp.S
                 placed.append(bb)
                 texts.append(t)
                 break
+            if fallback is None and inside and not any(bb.overlaps(o) for o in placed):
+                fallback = (dx, dy, ha, va, leader, bb)
             t.remove()
+        else:  # no free place: never leave the point unlabelled
+            dx, dy, ha, va, leader, bb = fallback or (*candidates[-1][:5], None)
+            t = ax.annotate(lab, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
+                            fontsize=fontsize, color=col, zorder=7, annotation_clip=False,
+                            bbox=dict(boxstyle="square,pad=0.05", fc="white", ec="none", alpha=0.75),
+                            arrowprops=dict(arrowstyle="-", color=col, lw=0.5, shrinkA=0, shrinkB=3.5)
+                            if leader else None)
+            t.set_in_layout(False)
+            if bb is not None:
+                placed.append(bb)
+            texts.append(t)
     return texts
 
 
@@ -260,17 +274,15 @@ def morris_scatter(ax, names, res: dict, styles, unit: str):
     return ax
 
 
-def morris_labels(ax, names, res: dict, styles, renderer, fraction: float = 0.08):
-    """Label the Morris points with mu* or sigma above ``fraction`` of the panel's maximum, largest mu*
-    first, where a label fits without overlapping (needs the final layout's ``renderer``).  Returns ``ax``."""
+def morris_labels(ax, names, res: dict, styles, renderer, top: int = N_TOP):
+    """Label the ``top`` Morris points of largest mu* (needs the final layout's ``renderer``); each gets a
+    label, with a leader line when it has to sit away from its point.  Returns ``ax``."""
     if res.get("status") != "ok":
         return ax
     n = len(names)
     mu_star, sigma = _arr(res.get("mu_star"), n), _arr(res.get("sigma"), n)
     ok = np.isfinite(mu_star) & np.isfinite(sigma)
-    top = max(float(np.nanmax(np.r_[mu_star[ok], sigma[ok], 0.0])), 1e-12)
-    big = [j for j in np.argsort(-np.nan_to_num(mu_star, nan=-1.0))
-           if ok[j] and max(mu_star[j], sigma[j]) >= fraction * top]
+    big = [j for j in np.argsort(-np.nan_to_num(mu_star, nan=-1.0), kind="stable") if ok[j]][:top]
     _place_labels(ax, [(mu_star[j], sigma[j]) for j in big], [short_label(names[j]) for j in big],
                   [styles[names[j]]["color"] for j in big], renderer,
                   others=[(mu_star[j], sigma[j]) for j in range(n) if ok[j]])
@@ -487,11 +499,12 @@ def _note(d: dict) -> str:
     return note
 
 
-def _factor_legend(fig, names, styles, ncol=4, extra=()):
+def _factor_legend(fig, names, styles, ncol=2, extra=()):
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=styles[k]["color"], ls=styles[k]["ls"], lw=1.1, marker=styles[k]["marker"],
-                      ms=4, mfc=styles[k]["mfc"], mec=styles[k]["color"], mew=0.9, label=factor_label(k))
+                      ms=4, mfc=styles[k]["mfc"], mec=styles[k]["color"], mew=0.9,
+                      label=gp.factor_label(k, describe=True))
                for k in names] + list(extra)
     return fig.legend(handles=handles, loc="outside lower center", ncol=ncol, frameon=False, columnspacing=1.4,
                       handlelength=2.2)
@@ -580,7 +593,8 @@ def _main_figure(out, d, names, outputs, order, styles) -> list[Path]:
     else:
         not_analysed(ax_list[1], "no convergence study", 20)
     _factor_legend(fig, order, styles)
-    fig.suptitle(_note(d), fontsize=gp.SMALL_FONT_SIZE, color="0.25", x=0.01, ha="left")
+    fig.suptitle(_note(d) + f"\n(b) labels the {N_TOP} factors of largest μ* per output; the others by marker and "
+                 "colour (legend).", fontsize=gp.SMALL_FONT_SIZE, color="0.25", x=0.01, ha="left")
     # labels in (b) need the final layout: lay out, freeze it, then place them
     fig.canvas.draw()
     fig.set_layout_engine("none")
@@ -639,7 +653,7 @@ def _detail_figure(out, d, names, outputs, order, styles) -> list[Path]:
     gp.panel_label(axes_c[0], "c", x=-0.38, y=1.04)
     from matplotlib.lines import Line2D
 
-    _factor_legend(fig, order, styles, ncol=5, extra=[Line2D([], [], color="0.45", lw=0.7, ls=":",
+    _factor_legend(fig, order, styles, extra=[Line2D([], [], color="0.45", lw=0.7, ls=":",
                                                      label="selected step (c)")])
     fig.suptitle(_note(d), fontsize=gp.SMALL_FONT_SIZE, color="0.25", x=0.01, ha="left")
     return gp.save_figure(fig, out, NAME_DETAIL)

@@ -18,6 +18,7 @@ digests older than a day are removed.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -25,6 +26,7 @@ import time
 from pathlib import Path
 
 import numba
+import numba.core.event
 
 NUMBA_OPTIONS = {"cache": True, "nogil": True, "fastmath": False, "error_model": "numpy"}
 
@@ -86,9 +88,62 @@ def cache_is_cold() -> bool:
         return True
 
 
+#: every function the package compiles on its own, ``"module.name" -> dispatcher``, in definition order
+#: (functions with ``inline="always"`` are left out: they are compiled into their callers)
+KERNELS: dict = {}
+
+
+def kernel_name(func) -> str:
+    return f"{func.__module__}.{func.__qualname__}"
+
+
+def _register(dispatcher, options):
+    if options.get("inline") != "always":
+        KERNELS[kernel_name(dispatcher.py_func)] = dispatcher
+    return dispatcher
+
+
 def jit(func=None, **overrides):
-    """``numba.njit`` with the package's options (``cache=True``)."""
+    """``numba.njit`` with the package's options (``cache=True``); the function joins :data:`KERNELS`."""
     options = {**NUMBA_OPTIONS, **overrides}
     if func is None:
-        return lambda f: numba.njit(**options)(f)
-    return numba.njit(**options)(func)
+        return lambda f: _register(numba.njit(**options)(f), options)
+    return _register(numba.njit(**options)(func), options)
+
+
+def is_cached(dispatcher) -> bool:
+    """Whether ``dispatcher`` has compiled code in the on-disk cache (for some signature)."""
+    try:
+        return Path(dispatcher._cache._cache_file._index_path).is_file()
+    except (AttributeError, OSError):  # numba internals moved: judge by the whole cache
+        return not cache_is_cold()
+
+
+def uncached_kernels() -> list[str]:
+    """Names of the :data:`KERNELS` not in the on-disk cache yet (they compile on first use)."""
+    return [name for name, d in KERNELS.items() if not is_cached(d)]
+
+
+class CompileListener(numba.core.event.Listener):
+    """Calls ``on_compiled(name)`` when numba finishes compiling one of the :data:`KERNELS` (a cache
+    miss; loading from the cache is not a compile)."""
+
+    def __init__(self, on_compiled):
+        self.on_compiled = on_compiled
+
+    def on_start(self, event):
+        pass
+
+    def on_end(self, event):
+        dispatcher = (event.data or {}).get("dispatcher")
+        func = getattr(dispatcher, "py_func", None)
+        if func is not None and kernel_name(func) in KERNELS:
+            self.on_compiled(kernel_name(func))
+
+
+@contextlib.contextmanager
+def record_compiles():
+    """Context manager yielding the list of kernel names compiled inside it, in order."""
+    names: list[str] = []
+    with numba.core.event.install_listener("numba:compile", CompileListener(names.append)):
+        yield names

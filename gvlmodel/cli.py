@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, SolverError, output_folder, read_toml, real
+from .progress import wanted
 from .provenance import atomic_write_json, atomic_write_text, begin_outputs, finish_outputs, lock_outputs, provenance
 
 EXAMPLE_KEYS = {"variant", "transplant", "bcr_abl", "schedule", "days", "interval_days", "parameters", "rtol"}
@@ -129,7 +130,7 @@ def run_sensitivity_cli(args) -> None:
 
     cfg = load_config(args.config, quick=args.quick)
     t0 = time.perf_counter()
-    r = run_study(cfg, args.out, scheduler=args.scheduler, progress=not args.no_progress and sys.stderr.isatty(),
+    r = run_study(cfg, args.out, scheduler=args.scheduler, progress=wanted(args.no_progress),
                   log=lambda m: print(m, flush=True))
     for o, order in r.get("sobol", {}).get("ranking", {}).items():
         if order:
@@ -157,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("example", help="simulate the documented example patient (molecular relapse after SCT)")
     ex.add_argument("config", nargs="?", help="optional TOML overriding the example (keys: " + ", ".join(sorted(EXAMPLE_KEYS)) + ")")
     ex.add_argument("--out", required=True, type=_path, help="output folder")
+    ex.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     pa = sub.add_parser("parameters", help="print the parameter table (Markdown)")
     pa.add_argument("--sets", action="store_true", help="list the named parameter sets instead (fitted ones too)")
     from .sbml import add_arguments as _sbml_arguments
@@ -173,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     fi.add_argument("--quick", action="store_true", help="use the config's [quick] settings (tests, first look)")
     fi.add_argument("--ship", action="store_true",
                     help="also install the fitted parameter sets into gvlmodel/parameter_sets/")
+    fi.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     ca = sub.add_parser("calibrate", help="fit the individual BCR-ABL series (Michor 2005, Hähnel 2020) with a "
                         "population prior (mixed effects); write per-patient fits, the population estimate, a report")
     ca.add_argument("config", help="calibration config (see experiments/calibrate_patients.toml)")
@@ -210,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     dy.add_argument("config", help="dynamics config (see experiments/dynamics.toml)")
     dy.add_argument("--out", required=True, type=_path, help="output folder")
     dy.add_argument("--quick", action="store_true", help="small grids (tests, first look)")
+    dy.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     rp = sub.add_parser("reproduce", help="the main job: every experiment from the shipped fits, every figure, "
                         "and the numbers file (skips steps whose inputs are unchanged)")
     rp.add_argument("--quick", action="store_true", help="small version of every step (into results/quick)")
@@ -220,18 +224,18 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--figures", type=_path, default=None,
                     help="figure output folder (default figures/output/ or figures/output/quick/)")
     rp.add_argument("--threads", type=int, default=None, help="numba threads for the scenarios (default: all)")
+    rp.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     return parser
+
+
+#: commands that run the model (their kernels are compiled up front, with a bar, on a terminal)
+MODEL_COMMANDS = {"example", "simulate", "fit", "calibrate", "predict-stop", "sensitivity", "dynamics", "reproduce"}
 
 
 def main(argv=None) -> int:
     parser = build_parser()
-    if sys.stderr.isatty():
-        from ._jit import cache_is_cold
-
-        if cache_is_cold():  # the kernels compile on first use: say so instead of a silent minute
-            print("gvlmodel: first run of this version: compiling the model kernels (about a minute, cached "
-                  "afterwards)", file=sys.stderr, flush=True)
     args = parser.parse_args(argv)
+    progress = wanted(getattr(args, "no_progress", False))  # bars on a terminal, unless --no-progress
     try:
         if getattr(args, "threads", None) is not None:
             from .cohort import check_threads
@@ -241,6 +245,11 @@ def main(argv=None) -> int:
             for name in ("out", "results", "figures"):
                 if getattr(args, name, None) is not None:
                     output_folder(getattr(args, name), f"--{name}")
+        if args.command in MODEL_COMMANDS and progress:
+            from .warmup import compile_kernels, kernels_to_compile
+
+            if kernels_to_compile():  # first run of this version: compile every kernel now, with a bar
+                compile_kernels(progress=True)
         if args.command == "example":
             out, res = run_example(args.config, args.out)
             print(f"wrote {out}/trajectory.csv, summary.json, provenance.json")
@@ -250,7 +259,7 @@ def main(argv=None) -> int:
                 return 1
         elif args.command == "simulate":
             status = run_simulate(args.scenario, args.out, args.threads,
-                                  progress=False if args.no_progress or not sys.stderr.isatty() else None)
+                                  progress=None if progress else False)
             if status:
                 return status
         elif args.command == "fit":
@@ -258,7 +267,7 @@ def main(argv=None) -> int:
 
             cfg = load_config(args.config, quick=args.quick)
             t0 = time.perf_counter()
-            rep = run_fit(cfg, args.out, ship=args.ship, log=lambda m: print(m, flush=True))
+            rep = run_fit(cfg, args.out, ship=args.ship, log=lambda m: print(m, flush=True), progress=progress)
             c = rep["comparison"]["result"] if rep["comparison"] else None
             if c:
                 print("model probabilities: " + ", ".join(f"{v} {p:.3f} ± {c['se'][v]:.3f}"
@@ -273,8 +282,7 @@ def main(argv=None) -> int:
                 raise InputError(f"--stim-size: expected a number of patients >= 0, got {args.stim_size}")
             t0 = time.perf_counter()
             s = run_calibrate(cfg, args.out, ship=args.ship, stim_size=args.stim_size,
-                              log=lambda m: print(m, flush=True),
-                              progress=not args.no_progress and sys.stderr.isatty())
+                              log=lambda m: print(m, flush=True), progress=progress)
             for ds, v in s["per_dataset"].items():
                 print(f"{ds}: {v['patients']} patients, residual SD log10 median {v['residual_sd_log10_median']:.3f}, "
                       f"max {v['residual_sd_log10_max']:.3f}, failed {v['failed']}")
@@ -286,8 +294,7 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             preds = run_predict_stop(args.history, args.out, horizon_days=args.horizon_days, draws=args.draws,
                                      seed=args.seed, set_name=args.set_name, threshold_percent=args.threshold_percent,
-                                     log=lambda m: print(m, flush=True),
-                                     progress=not args.no_progress and sys.stderr.isatty())
+                                     log=lambda m: print(m, flush=True), progress=progress)
             bad = [p["patient_id"] for p in preds if not p["status"].startswith("success")]
             print(f"predict-stop: {len(preds)} patient(s), {time.perf_counter() - t0:.0f} s; wrote "
                   f"{args.out}/predictions.csv, fits.csv, bands.csv, figures/")
@@ -299,14 +306,15 @@ def main(argv=None) -> int:
             from .reproduce import reproduce
 
             reproduce(args.root, args.results, args.figures, quick=args.quick, refit=args.refit, force=args.force,
-                      threads=args.threads, log=lambda m: print(m, flush=True))
+                      threads=args.threads, log=lambda m: print(m, flush=True), progress=progress)
         elif args.command == "sensitivity":
             run_sensitivity_cli(args)
         elif args.command == "dynamics":
             from .dynamics import run_dynamics
 
             t0 = time.perf_counter()
-            run_dynamics(args.config, args.out, log=lambda m: print(m, flush=True), quick=args.quick or None)
+            run_dynamics(args.config, args.out, log=lambda m: print(m, flush=True), quick=args.quick or None,
+                         progress=progress)
             print(f"dynamics: {time.perf_counter() - t0:.0f} s; wrote {args.out}")
         elif args.command == "parameters":
             from .parameters import available_parameter_sets, parameter_set_info, table_markdown

@@ -157,6 +157,7 @@ from .measurement import bcr_abl_percent
 from .model import im_effect, rhs
 from .parameters import (PARAMETER_NAMES, PARAMETER_TABLE, available_parameter_sets, kernel_parameters,
                          parameter_set_info, parse_variant, resolve_parameters)
+from .progress import bar
 from .provenance import (atomic_write_bytes, atomic_write_json, atomic_write_text, begin_outputs, finish_outputs,
                          provenance, prune_outputs)
 from .scenario import table_csv
@@ -935,10 +936,12 @@ def stable_off_im(kp, extinction_threshold=1.0) -> list[dict]:
             if q["stable"] and q["clone"] == "sensitive"]
 
 
-def classify_basins(params, variant, transplant, lscs, zs, horizon_days, solver, stop_effect=1.0, stable_eqs=None):
+def classify_basins(params, variant, transplant, lscs, zs, horizon_days, solver, stop_effect=1.0, stable_eqs=None,
+                    progress: bool = False):
     """Basins off IM with the full model from ``reduced_state(N, Z, stop_effect)`` of each grid point.
 
-    Returns ``(code[n_z, n_lsc], end_lsc, end_z, end_bcr_abl, t_extinct)``.
+    Returns ``(code[n_z, n_lsc], end_lsc, end_z, end_bcr_abl, t_extinct)``; ``progress`` shows a bar
+    over the grid's rows.
     """
     kp = kernel_parameters(params, variant, transplant)
     if stable_eqs is None:
@@ -947,7 +950,8 @@ def classify_basins(params, variant, transplant, lscs, zs, horizon_days, solver,
     code = np.empty(shape, dtype=np.int8)
     end_l, end_z, end_b = np.empty(shape), np.empty(shape), np.empty(shape)
     t_ext = np.full(shape, np.nan)
-    for j, z in enumerate(zs):
+    for j, z in enumerate(bar(zs, enabled=progress, desc=f"basins {'after SCT' if transplant else 'non-transplanted'}",
+                              unit="row")):
         for i, n in enumerate(lscs):
             y0 = _start(reduced_state(float(n), float(z), kp, stop_effect), variant)
             r = simulate(params, y0=y0, t_out=[0.0, horizon_days], schedule=((0.0, 0.0),), variant=variant,
@@ -1078,7 +1082,7 @@ def controlled_intervals(params, variant, transplant, pname, values, flags, exti
     return out
 
 
-def bifurcation(opts, log=print):
+def bifurcation(opts, log=print, progress: bool = False):
     params, variant, solver = opts["parameters"], opts["variant"], opts["solver"]
     bo, thr = opts["bifurcation"], solver["extinction_threshold"]
     rows, wrows = [], []
@@ -1097,7 +1101,8 @@ def bifurcation(opts, log=print):
                 e = float(im_effect(dose, params["im_css_400"], params["im_ec50"]))
                 prev: list[np.ndarray] = []
                 n_cont = n_ok = n_lost = n_new = 0
-                for v in values:
+                for v in bar(values, enabled=progress, desc=f"bifurcation {setting} {pname} IM {dose:g} mg",
+                             unit="value"):
                     p = {**params, pname: float(v)}
                     kp = kernel_parameters(p, variant, tr)
                     eqs = equilibria(kp, e, extinction_threshold=thr, resistant=False)
@@ -1149,7 +1154,7 @@ def bifurcation(opts, log=print):
 # --------------------------------------------------------------------------
 # section 3: phase plane and basins
 # --------------------------------------------------------------------------
-def phase_plane(opts, log=print):
+def phase_plane(opts, log=print, progress: bool = False):
     params, variant, solver = opts["parameters"], opts["variant"], opts["solver"]
     po, mo = opts["phase_plane"], opts["min_im"]
     e_stop = float(im_effect(po["stop_dose_mg"], params["im_css_400"], params["im_ec50"]))
@@ -1188,7 +1193,7 @@ def phase_plane(opts, log=print):
                                  "effectors": q["effectors"], "bcr_abl_percent": q["bcr_abl_percent"]} for q in eqs],
                  "window": window(kp)}
         code, end_l, end_z, end_b, t_ext = classify_basins(params, variant, tr, lscs, zs, po["horizon_days"], solver,
-                                                           e_stop, stable)
+                                                           e_stop, stable, progress=progress)
         arrays[pre + "basin"], arrays[pre + "basin_end_lsc"], arrays[pre + "basin_end_z"] = code, end_l, end_z
         arrays[pre + "basin_end_bcr_abl"], arrays[pre + "basin_t_extinct"] = end_b, t_ext
         smeta["basin_counts"] = {k: int(np.sum(code == v)) for k, v in BASIN_CODES.items()}
@@ -1320,7 +1325,7 @@ MIN_IM_COLUMNS = ("t_min_days", "censored", "t_min_grid_days", "monotone_on_grid
                   "effectors_at_stop", "bcr_abl_at_stop_percent", "end_lsc", "end_bcr_abl_percent")
 
 
-def min_im_table(opts, log=print):
+def min_im_table(opts, log=print, progress: bool = False):
     params, variant, solver, mo = opts["parameters"], opts["variant"], opts["solver"], opts["min_im"]
     rows, details = [], []
     for setting in opts["run"]["settings"]:
@@ -1331,7 +1336,7 @@ def min_im_table(opts, log=print):
             p_base = resolve_parameters({**params, **ov})
             values = sorted(set(sweep_values(pname, mo["n_points"]).tolist()) | {p_base[pname]})
             t_list = []
-            for v in values:
+            for v in bar(values, enabled=progress, desc=f"minimal IM {setting}/{prof}", unit="value"):
                 res = min_im_duration({**p_base, pname: float(v)}, variant, tr, b0, mo, solver)
                 row = {"setting": setting, "profile": prof, "parameter": pname, "value": float(v),
                        "is_set_value": bool(np.isclose(v, p_base[pname], rtol=1e-12)), "start_bcr_abl_percent": b0,
@@ -1387,7 +1392,7 @@ SECTION_FILES = {"steady_states": ("steady_states.json",),
                  "min_im": ("min_im_duration.csv", "min_im_duration.json")}
 
 
-def run_dynamics(config, out, log=print, quick: bool | None = None) -> dict:
+def run_dynamics(config, out, log=print, quick: bool | None = None, progress: bool = False) -> dict:
     """Run the dynamics analysis of a config (path, or parsed dict) into folder ``out``.
 
     The config is validated completely before anything is computed or written
@@ -1421,7 +1426,7 @@ def run_dynamics(config, out, log=print, quick: bool | None = None) -> dict:
                                         for d, v in ent["doses"].items()} for s, ent in ss["settings"].items()}
     if "bifurcation" in sections:
         t0 = time.perf_counter()
-        rows, wrows, meta = bifurcation(opts, log)
+        rows, wrows, meta = bifurcation(opts, log, progress)
         atomic_write_text(out / "bifurcation.csv", rows_csv(rows))
         atomic_write_text(out / "bifurcation_window.csv", rows_csv(wrows))
         atomic_write_json(out / "bifurcation.json", _json_safe(meta))
@@ -1432,7 +1437,7 @@ def run_dynamics(config, out, log=print, quick: bool | None = None) -> dict:
                                            for s, v in meta["settings"].items()}
     if "phase_plane" in sections:
         t0 = time.perf_counter()
-        arrays, meta = phase_plane(opts, log)
+        arrays, meta = phase_plane(opts, log, progress)
         atomic_write_npz(out / "phase_plane.npz", arrays)
         atomic_write_json(out / "phase_plane.json", _json_safe(meta))
         files += ["phase_plane.npz", "phase_plane.json"]
@@ -1440,7 +1445,7 @@ def run_dynamics(config, out, log=print, quick: bool | None = None) -> dict:
         summary["basin_counts"] = {s: v["basin_counts"] for s, v in meta["settings"].items()}
     if "min_im" in sections:
         t0 = time.perf_counter()
-        rows, details = min_im_table(opts, log)
+        rows, details = min_im_table(opts, log, progress)
         atomic_write_text(out / "min_im_duration.csv", rows_csv(rows))
         mo = opts["min_im"]
         atomic_write_json(out / "min_im_duration.json", _json_safe({

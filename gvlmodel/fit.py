@@ -271,11 +271,14 @@ class TrialModel:
     def __init__(self, variant: str, fitted: tuple[FitParameter, ...], design: TrialDesign, threads=None):
         self.variant, self.fitted, self.design, self.threads = variant, fitted, design, threads
         self.__name__ = variant
+        self.tick = None  # called after every virtual trial (progress)
 
     def __call__(self, par) -> dict:
         seed = int(np.random.randint(0, 2**31 - 1))
         values = {p.key: float(par[p.key]) for p in self.fitted}
         main, comp = run_trial(values, self.fitted, self.variant, self.design, seed, threads=self.threads)
+        if self.tick is not None:
+            self.tick(1)
         return statistics(main, comp, self.design)
 
 
@@ -293,8 +296,11 @@ def _quiet_pyabc():
 
 
 def run_abc(db: Path, variants: list[str], cfg: FitConfig, population_size: int, generations: int, run_index: int,
-            log=print):
-    """Run (or resume) ABC-SMC over ``variants`` into SQLite ``db``; one generation per seeded call."""
+            log=print, progress: bool = False):
+    """Run (or resume) ABC-SMC over ``variants`` into SQLite ``db``; one generation per seeded call
+    (with ``progress``, a bar counts each generation's virtual trials: pyabc stops once
+    ``population_size`` are accepted, so the total is not known in advance)."""
+    from .progress import bar
     import pyabc
 
     _quiet_pyabc()
@@ -318,7 +324,13 @@ def run_abc(db: Path, variants: list[str], cfg: FitConfig, population_size: int,
             ss = np.random.SeedSequence(cfg.seed, spawn_key=(run_index, t))
             np.random.seed(ss.generate_state(4))
             t0 = time.perf_counter()
-            h = abc.run(max_nr_populations=1)
+            with bar(enabled=progress, desc=f"ABC {'/'.join(variants)} generation {t + 1}/{generations}",
+                     unit="trial") as b:
+                for m in models:
+                    m.tick = b.update
+                h = abc.run(max_nr_populations=1)
+            for m in models:
+                m.tick = None
             pop = h.get_all_populations().iloc[-1]
             log(f"  [{'/'.join(variants)}] generation {t + 1}/{generations}: eps {pop['epsilon']:.3g}, "
                 f"{int(pop['samples'])} simulations, {time.perf_counter() - t0:.1f} s")
@@ -353,12 +365,14 @@ def weighted_quantiles(x: np.ndarray, w: np.ndarray, qs) -> np.ndarray:
     return np.array([x[order][min(np.searchsorted(cw, q), len(x) - 1)] for q in qs])
 
 
-def predictive(cfg: FitConfig, variant: str, draws: np.ndarray, seed: int) -> list[dict]:
+def predictive(cfg: FitConfig, variant: str, draws: np.ndarray, seed: int, progress: bool = False) -> list[dict]:
     """One virtual trial per posterior draw (rows of ``draws``), seeds from ``SeedSequence(seed)``."""
+    from .progress import bar
+
     fitted = cfg.fitted[variant]
     seeds = np.random.SeedSequence(seed).generate_state(len(draws))
     rows = []
-    for j, x in enumerate(draws):
+    for j, x in enumerate(bar(draws, enabled=progress, desc=f"predictive checks {variant}", unit="trial")):
         values = dict(zip([p.key for p in fitted], map(float, x)))
         main, comp = run_trial(values, fitted, variant, cfg.design, int(seeds[j]), threads=cfg.threads)
         st = statistics(main, comp, cfg.design)
@@ -404,7 +418,8 @@ def pooled_diagnostics(rows: list[dict]) -> dict:
 # --------------------------------------------------------------------------
 # mechanistic answers and identifiability
 # --------------------------------------------------------------------------
-def mechanistic_answers(cfg: FitConfig, variant: str, draws: np.ndarray, seed: int, log=print) -> dict:
+def mechanistic_answers(cfg: FitConfig, variant: str, draws: np.ndarray, seed: int, log=print,
+                        progress: bool = False) -> dict:
     """BRIEF §4 / issue point 4 from posterior draws of ``variant``.
 
     * Hess protocol, a cohort of ``answer_cohort_size`` per draw: median IM
@@ -416,12 +431,13 @@ def mechanistic_answers(cfg: FitConfig, variant: str, draws: np.ndarray, seed: i
     Intervals are over posterior draws (5-95 %).
     """
     from .cohort import CohortSpec, Protocol, simulate_cohort
+    from .progress import bar
 
     fitted = cfg.fitted[variant]
     d = cfg.design
     seeds = np.random.SeedSequence(seed).generate_state(2 * len(draws))
     hess_rows = []
-    for j, x in enumerate(draws):
+    for j, x in enumerate(bar(draws, enabled=progress, desc=f"answers {variant}: Hess protocol", unit="draw")):
         values = dict(zip([p.key for p in fitted], map(float, x)))
         main, _ = run_trial(values, fitted, variant, d, int(seeds[j]), size=cfg.answer_cohort_size,
                             comparator_size=0, threads=cfg.threads)
@@ -454,7 +470,8 @@ def mechanistic_answers(cfg: FitConfig, variant: str, draws: np.ndarray, seed: i
                            population_bounds=d.population_bounds)[:2] for x in draws]
     for setting, transplant in (("transplanted", True), ("non_transplanted", False)):
         rows = []
-        for T in cfg.stop_days:
+        for T in bar(cfg.stop_days, enabled=progress, desc=f"answers {variant}: durable-CMR curve, {setting}",
+                     unit="course"):
             probs = []
             for j, (params, population) in enumerate(inputs):
                 proto = Protocol(escalated_dose_mg=d.escalated_dose_mg, stop={"after_days": T}, restart=False,
@@ -634,7 +651,7 @@ def _write_tables(out: Path, cfg: FitConfig, pred_rows: list[dict], post: dict) 
             ",".join(repr(float(a)) for a in row) + f",{float(wt)!r}\n" for row, wt in zip(x, w)))
 
 
-def run_fit(cfg: FitConfig, out: Path, *, ship: bool = False, log=print) -> dict:
+def run_fit(cfg: FitConfig, out: Path, *, ship: bool = False, log=print, progress: bool = False) -> dict:
     """Run every stage (resuming what exists in ``out``) and write the report; returns the report dict."""
     out = output_folder(out)
     lock_outputs(out)  # before fit_state.json: two fits into one folder would corrupt the ABC database
@@ -659,7 +676,8 @@ def run_fit(cfg: FitConfig, out: Path, *, ship: bool = False, log=print) -> dict
         def compute(i=i, v=v):
             log(f"fitting {v} ({len(cfg.fitted[v])} quantities, population {cfg.population_size}, "
                 f"{cfg.generations} generations)")
-            h = run_abc(out / f"abc_{v}.db", [v], cfg, cfg.population_size, cfg.generations, run_index=i, log=log)
+            h = run_abc(out / f"abc_{v}.db", [v], cfg, cfg.population_size, cfg.generations, run_index=i, log=log,
+                        progress=progress)
             pops = h.get_all_populations()
             return {"total_simulations": int(h.total_nr_simulations), "generations": int(h.max_t + 1),
                     "sampling_wall_s": float(pops["wall_time"].sum()),
@@ -673,7 +691,7 @@ def run_fit(cfg: FitConfig, out: Path, *, ship: bool = False, log=print) -> dict
             log(f"model comparison {', '.join(cfg.variants)} (population {cfg.comparison_population_size}, "
                 f"{cfg.comparison_generations} generations)")
             h = run_abc(out / "abc_comparison.db", list(cfg.variants), cfg, cfg.comparison_population_size,
-                        cfg.comparison_generations, run_index=len(cfg.variants), log=log)
+                        cfg.comparison_generations, run_index=len(cfg.variants), log=log, progress=progress)
             r = _model_comparison(h, list(cfg.variants))
             r["total_simulations"] = int(h.total_nr_simulations)
             r["sampling_wall_s"] = float(h.get_all_populations()["wall_time"].sum())
@@ -687,7 +705,7 @@ def run_fit(cfg: FitConfig, out: Path, *, ship: bool = False, log=print) -> dict
 
     post = {v: posterior(pyabc.History(f"sqlite:///{out / f'abc_{v}.db'}"), 0, cfg.fitted[v])
             for v in cfg.variants}
-    pred, diag, ident, answers = _posterior_checks(cfg, out, post, best, log)
+    pred, diag, ident, answers = _posterior_checks(cfg, out, post, best, log, progress)
 
     # parameter sets
     sets = {}
@@ -748,7 +766,7 @@ def shipped_sets(cfg: FitConfig) -> dict:
     return sets
 
 
-def _posterior_checks(cfg: FitConfig, out: Path, post: dict, best: str, log=print):
+def _posterior_checks(cfg: FitConfig, out: Path, post: dict, best: str, log=print, progress: bool = False):
     """From posteriors ``post[v] = (particles, weights)``: posterior-predictive trials and
     identifiability per variant, the mechanistic answers of ``best`` (each a cached stage in
     ``out``), and the figure tables.  Returns ``(predictive tables, diagnostics, identifiability,
@@ -758,7 +776,7 @@ def _posterior_checks(cfg: FitConfig, out: Path, post: dict, best: str, log=prin
         x, w = post[v]
         draws = resample(x, w, cfg.predictive_draws, cfg.seed + 1000 + i)
         name, seed = f"predictive_{v}", cfg.seed + 2000 + i
-        rows = _stage(out, name, lambda v=v, draws=draws, seed=seed: predictive(cfg, v, draws, seed),
+        rows = _stage(out, name, lambda v=v, draws=draws, seed=seed: predictive(cfg, v, draws, seed, progress),
                       key=_stage_key(cfg, name, draws, seed))["result"]
         pred_rows += rows
         pred[v] = predictive_table(rows, cfg.observed)
@@ -768,13 +786,14 @@ def _posterior_checks(cfg: FitConfig, out: Path, post: dict, best: str, log=prin
     x, w = post[best]
     draws = resample(x, w, cfg.answer_draws, cfg.seed + 3000)
     name = f"answers_{best}"
-    answers = _stage(out, name, lambda: mechanistic_answers(cfg, best, draws, cfg.seed + 4000, log=log),
+    answers = _stage(out, name, lambda: mechanistic_answers(cfg, best, draws, cfg.seed + 4000, log=log,
+                                                            progress=progress),
                      key=_stage_key(cfg, name, draws, cfg.seed + 4000))
     _write_tables(out, cfg, pred_rows, post)
     return pred, diag, ident, answers
 
 
-def run_from_shipped(cfg: FitConfig, out: Path, *, log=print) -> dict:
+def run_from_shipped(cfg: FitConfig, out: Path, *, log=print, progress: bool = False) -> dict:
     """Predictive checks, mechanistic answers, identifiability and the report from the shipped
     sets' posterior samples (equally weighted), in the same files and schema as :func:`run_fit`.
 
@@ -797,7 +816,7 @@ def run_from_shipped(cfg: FitConfig, out: Path, *, log=print) -> dict:
     for v in cfg.variants:
         x = np.asarray(sets[v]["posterior"]["sample"], dtype=float)
         post[v] = (x, np.full(x.shape[0], 1.0 / x.shape[0]))
-    pred, diag, ident, answers = _posterior_checks(cfg, out, post, best, log)
+    pred, diag, ident, answers = _posterior_checks(cfg, out, post, best, log, progress)
     comparison = None
     if len(known) > 1:
         bf = {f"{best}:{v}": (known[best] / p if p > 0 else "inf") for v, p in known.items() if v != best}

@@ -107,6 +107,46 @@ SMALL_FONT_SIZE = 7.0
 
 DAYS_PER_MONTH = 365.25 / 12.0
 
+#: one notation for the parameters in every figure: the symbols of the equations (``gvlmodel.model``'s
+#: docstring); every row of :data:`gvlmodel.parameters.PARAMETER_TABLE` has one
+PARAMETER_SYMBOLS = {
+    "d0": r"$d_0$", "d1": r"$d_1$", "d2": r"$d_2$", "d3": r"$d_3$", "r_x": r"$r_x$", "x0_eq": r"$X_0^*$",
+    "a_x": r"$a_x$", "b_x": r"$b_x$", "c_x": r"$c_x$", "r_y": r"$r_y$", "lsc_capacity": r"$K_L$",
+    "a_y": r"$a_y$", "b_y": r"$b_y$", "c_y": r"$c_y$", "q_in": r"$q_{in}$", "q_out": r"$q_{out}$",
+    "dormancy_in": r"$\delta_{in}$", "dormancy_out": r"$\delta_{out}$",
+    "im_css_400": r"$C_{400}$", "im_ec50": r"$EC_{50}$", "im_kill_lsc": r"$k_{IM}$",
+    "im_kill_progenitor": r"$k_{IM,P}$", "resistant_fraction": r"$f_R$", "z_death": r"$d_z$",
+    "z_half": r"$z_{half}$", "z_kill": r"$z_{kill}$", "z_quiescent_kill": r"$\kappa_Q$",
+    "immunosuppression": r"$s$", "z_influx_allo": r"$b_z^{allo}$", "z_expand_allo": r"$\rho_{allo}$",
+    "z_influx_auto": r"$b_z^{auto}$", "z_expand_auto": r"$\rho_{auto}$",
+}
+
+
+def parameter_symbol(name: str) -> str:
+    """The equations' symbol of a table parameter (``z_expand_allo`` -> ``$\\rho_{allo}$``); other names as is."""
+    return PARAMETER_SYMBOLS.get(name, name)
+
+
+def factor_label(key: str, describe: bool = False) -> str:
+    """A fitted or sampled quantity in the figures' notation: ``log10_z_kill`` -> ``log$_{10}$ $z_{kill}$``,
+    ``sd_im_kill_lsc`` -> ``SD $k_{IM}$`` (between-patient SD of its ln); with ``describe`` the parameter
+    table's description (up to its first comma or bracket) follows (``$k_{IM}$: imatinib kill rate of
+    cycling LSCs at 400 mg/day``)."""
+    from .parameters import PARAMETER_TABLE
+
+    base, prefix = key, ""
+    if key.startswith("log10_"):
+        base, prefix = key[len("log10_"):], "log$_{10}$ "
+    elif key.startswith("sd_"):
+        base, prefix = key[len("sd_"):], "SD "
+    label = prefix + parameter_symbol(base)
+    if describe and key.startswith("sd_"):
+        label += ": between-patient SD of ln " + parameter_symbol(base)
+    elif describe and base in PARAMETER_TABLE:
+        # the description up to its first aside (a comma or bracket), to fit a legend
+        label += ": " + re.split(r",| \(", PARAMETER_TABLE[base].description)[0]
+    return label
+
 
 def variant_color(variant: str) -> str:
     """Fixed colour of a hypothesis (a stable fallback for names other than H0/H1/H2)."""

@@ -572,7 +572,8 @@ def load_predict_config(path, *, quick: bool = False) -> dict:
     return out
 
 
-def run_predict_experiment(config_path, out: Path, *, quick: bool = False, log=print) -> list[dict]:
+def run_predict_experiment(config_path, out: Path, *, quick: bool = False, log=print,
+                           progress: bool = False) -> list[dict]:
     """Write ``out/history.csv`` (from the data set, or a copy of the file) and run
     :func:`run_predict_stop` on it into ``out``."""
     from .datasets import DATASETS
@@ -589,4 +590,4 @@ def run_predict_experiment(config_path, out: Path, *, quick: bool = False, log=p
     atomic_write_text(out / "history.csv", text)
     return run_predict_stop(out / "history.csv", out, horizon_days=cfg["horizon_days"], draws=cfg["draws"],
                             seed=cfg["seed"], set_name=cfg["set"], threshold_percent=cfg["threshold_percent"],
-                            log=log)
+                            log=log, progress=progress)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,36 +105,36 @@ def _done(out: Path, digest: str) -> bool:
         return False
 
 
-def run_step(step: Step, *, quick: bool, refit: bool, threads: int | None, log) -> None:
-    """Run one experiment into ``step.out``."""
+def run_step(step: Step, *, quick: bool, refit: bool, threads: int | None, log, progress: bool = False) -> None:
+    """Run one experiment into ``step.out`` (``progress``: the step's own progress bars)."""
     if step.kind == "calibrate":
         from .calibrate import load_config as load_calibration, run_calibrate
 
         # the patient-level calibration is cheap (about a minute): always run; --refit also re-ships its set
         run_calibrate(load_calibration(step.config, quick=quick), step.out, ship=refit and not quick,
-                      stim_size=200 if quick else 2000, log=log)
+                      stim_size=200 if quick else 2000, log=log, progress=progress)
     elif step.kind == "predict-stop":
         from .predict import run_predict_experiment
 
-        run_predict_experiment(step.config, step.out, quick=quick, log=log)
+        run_predict_experiment(step.config, step.out, quick=quick, log=log, progress=progress)
     elif step.kind == "fit":
         from .fit import load_config, run_fit, run_from_shipped
 
         cfg = load_config(step.config, quick=quick)
         if refit:
-            run_fit(cfg, step.out, ship=not quick, log=log)
+            run_fit(cfg, step.out, ship=not quick, log=log, progress=progress)
         else:
             state = step.out / "fit_state.json"
             if state.is_file():
                 raise InputError(f"{step.out}: holds an ABC fit; `gvlmodel reproduce` without --refit writes the "
                                  "report from the shipped sets there. Move the fit elsewhere or use --refit")
-            run_from_shipped(cfg, step.out, log=log)
+            run_from_shipped(cfg, step.out, log=log, progress=progress)
     elif step.kind == "simulate":
         from .scenario import load_scenario, write_results
 
         scenario = load_scenario(step.config)
         scenario.check_resources()
-        result = scenario.run(threads=threads, progress=False)
+        result = scenario.run(threads=threads, progress=None if progress else False)
         write_results(scenario, result, step.out)
     elif step.kind == "example":
         from .cli import run_example
@@ -149,11 +148,11 @@ def run_step(step: Step, *, quick: bool, refit: bool, threads: int | None, log) 
     elif step.kind == "sensitivity":
         from .sensitivity import load_config, run_study
 
-        run_study(load_config(step.config, quick=quick), step.out, progress=sys.stderr.isatty(), log=log)
+        run_study(load_config(step.config, quick=quick), step.out, progress=progress, log=log)
     elif step.kind == "dynamics":
         from .dynamics import run_dynamics
 
-        run_dynamics(step.config, step.out, log=log, quick=quick or None)
+        run_dynamics(step.config, step.out, log=log, quick=quick or None, progress=progress)
     else:  # pragma: no cover - plan() only makes the kinds above
         raise InputError(f"unknown experiment kind {step.kind!r}")
 
@@ -169,8 +168,9 @@ def run_figure(script: Path, results: Path, out: Path) -> list[Path]:
 
 def reproduce(root: Path = Path("."), results: Path | None = None, figures_out: Path | None = None, *,
               quick: bool = False, refit: bool = False, force: bool = False, threads: int | None = None,
-              log=print) -> dict:
-    """Run every step whose inputs changed; returns ``{step: {"status", "wall_s"}}``."""
+              log=print, progress: bool = False) -> dict:
+    """Run every step whose inputs changed; returns ``{step: {"status", "wall_s"}}``.  ``progress``: each
+    step shows its progress bars (the command line: on a terminal unless ``--no-progress``)."""
     from .cohort import check_threads
 
     if threads is not None:
@@ -197,7 +197,7 @@ def reproduce(root: Path = Path("."), results: Path | None = None, figures_out: 
             continue
         log(f"{head} -> {step.out}")
         t0 = time.perf_counter()
-        run_step(step, quick=quick, refit=refit, threads=threads, log=lambda m: log(f"    {m}"))
+        run_step(step, quick=quick, refit=refit, threads=threads, log=lambda m: log(f"    {m}"), progress=progress)
         w = time.perf_counter() - t0
         atomic_write_json(step.out / ".reproduce.json", {"digest": digest, "wall_s": w, "step": step.label})
         report[step.name] = {"status": "ran", "wall_s": w}

@@ -20,6 +20,23 @@ def rate(k: int, n: int) -> dict:
     return {"k": k, "n": n, "rate": k / n, "ci95": [float(ci.low), float(ci.high)]}
 
 
+def first_crossing(x, y, level: float) -> float | None:
+    """First ``x`` at which the piecewise-linear curve ``(x, y)`` reaches ``level`` from below (linear
+    interpolation between the points around it); ``x[0]`` if it starts at or above ``level``; ``None``
+    if it never reaches it (points with a non-finite ``y`` are skipped)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    order = np.argsort(x, kind="stable")
+    x, y = x[order], y[order]
+    for i in range(x.size):
+        if y[i] >= level:
+            if i == 0:
+                return float(x[0])
+            return float(x[i - 1] + (level - y[i - 1]) * (x[i] - x[i - 1]) / (y[i] - y[i - 1]))
+    return None
+
+
 def median(values) -> dict:
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]

@@ -196,3 +196,99 @@ def test_experiment_command_follows_the_config_kind(tmp_path):
     assert command == (f"gvlmodel sensitivity experiments/sensitivity_hess2005.toml "
                        f"--out {(tmp_path / 'sensitivity_hess2005').as_posix()}")
     assert gp.experiment(tmp_path, "no_such_experiment")[1] == "gvlmodel reproduce"
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    """The figures a script saves, kept open (``gp.save_figure`` replaced for the test)."""
+    figs = {}
+
+    def keep(fig, out_dir, name, **kwargs):
+        figs[name] = fig
+        return []
+
+    monkeypatch.setattr(gp, "save_figure", keep)
+    return figs
+
+
+def _legend_texts(fig) -> list[str]:
+    """Every legend entry of a figure, its subfigures' and its axes'."""
+    out = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+    for sub in getattr(fig, "subfigs", []):
+        out += _legend_texts(sub)
+    if fig is getattr(fig, "figure", fig):
+        out += [t.get_text() for ax in fig.get_axes() if ax.get_legend() for t in ax.get_legend().get_texts()]
+    return out
+
+
+def test_fig5_hess_medians_are_two_markers_and_the_safe_stop_is_marked(tmp_path, captured):
+    import shutil
+
+    from gvlmodel.summary import first_crossing
+
+    res = tmp_path / "results"
+    shutil.copytree(FIXTURES / "fit_hess2005", res / "fit_hess2005")
+    path = res / "fit_hess2005" / "report.json"
+    report = json.loads(path.read_text())
+    rows = report["answers"]["result"]["tfr_by_im_days"]["transplanted"]
+    for r, m in zip(rows, np.linspace(0.1, 0.7, len(rows))):  # a curve that crosses 50 %
+        r["median"], r["q05"], r["q95"] = float(m), float(m) * 0.5, min(1.0, float(m) + 0.2)
+    path.write_text(json.dumps(report))
+    mod = load_script("fig5_stopping")
+    mod.draw(res, tmp_path / "out")
+    fig = captured["fig5_stopping"]
+    ax = fig.get_axes()[0]
+    assert not ax.containers  # no error bar anywhere
+    texts = _legend_texts(fig)
+    assert sum("Hess 2005 median before stop" in t for t in texts) == 2
+    assert any("151 days" in t for t in texts) and any("269 days" in t for t in texts)
+    t50 = first_crossing([r["stop_after_days"] for r in rows], [r["median"] for r in rows], 0.5)
+    assert any(f"from {t50 / gp.DAYS_PER_MONTH:.1f} months" in t for t in texts), texts
+    assert any("non-transplanted" in t and "not reached" in t for t in texts)
+    vertical = [ln for ln in ax.lines if len(set(ln.get_xdata())) == 1 and len(ln.get_xdata()) == 2]
+    assert any(np.isclose(ln.get_xdata()[0], t50 / gp.DAYS_PER_MONTH) for ln in vertical)
+
+
+def test_fig4_legend_lists_only_outcomes_that_occur(tmp_path, captured):
+    import shutil
+
+    res = tmp_path / "results"
+    shutil.copytree(FIXTURES / "dynamics", res / "dynamics")
+    npz = res / "dynamics" / "phase_plane.npz"
+    with np.load(npz) as z:
+        arrays = {k: z[k] for k in z.files}
+    for k in arrays:
+        if k.endswith("_basin"):
+            arrays[k] = np.where(arrays[k] == 1, 2, arrays[k])  # no start state ends immune-controlled
+    np.savez(npz, **arrays)
+    spec = importlib.util.spec_from_file_location("fig4", FIGURES / "fig4_immune_window.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.basin_classes_present(arrays, ["transplanted", "non_transplanted"]) == [0, 2]
+    mod.draw(res, tmp_path / "out")
+    texts = _legend_texts(captured["fig4_immune_window"])
+    assert "eradicated" in texts and "relapse" in texts
+    assert not any("controlled" in t and "immune" in t for t in texts) and not any("none" in t for t in texts)
+
+
+def test_every_table_parameter_has_a_symbol_and_fig6_shows_no_code_names(captured, tmp_path):
+    from gvlmodel.parameters import PARAMETER_TABLE
+
+    assert set(gp.PARAMETER_SYMBOLS) == set(PARAMETER_TABLE)
+    assert len(set(gp.PARAMETER_SYMBOLS.values())) == len(gp.PARAMETER_SYMBOLS)
+    assert gp.factor_label("log10_z_kill") == "log$_{10}$ $z_{kill}$"
+    assert gp.factor_label("sd_im_kill_lsc", describe=True) == "SD $k_{IM}$: between-patient SD of ln $k_{IM}$"
+    mod = load_script("fig6_sensitivity")
+    mod.draw(FIXTURES, tmp_path / "out")
+    fig = captured["fig6_sensitivity"]
+    ind = json.loads((FIXTURES / "sensitivity_hess2005" / "indices.json").read_text())
+    code_names = set(ind["problem"]["names"]) | {mod.base_name(k) for k in ind["problem"]["names"]}
+    shown = _legend_texts(fig) + [t.get_text() for ax in fig.get_axes() for t in ax.get_yticklabels()] + \
+        [t.get_text() for ax in fig.get_axes() for t in ax.texts]
+    assert not [t for t in shown if any(name in t for name in code_names)]
+    # panel (b): every one of the top three points by mu* is labelled, in every analysed output
+    morris_axes = [ax for ax in fig.get_axes() if ax.get_xlabel().startswith("μ*")]
+    assert len(morris_axes) == sum(ind["morris"][o]["status"] == "ok" for o in ind["outputs"])
+    for ax in morris_axes:
+        labels = [t for t in ax.texts if t.get_text() and t.get_text() != "b"]  # not the panel letter
+        assert len(labels) == mod.N_TOP

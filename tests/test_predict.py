@@ -175,7 +175,7 @@ def test_experiment_config_errors_name_the_key(tmp_path):
 
 def test_dataset_histories_round_trip_and_the_experiment_writes_its_summary(tmp_path):
     from gvlmodel.datasets import load_hahnel2020
-    from gvlmodel.numbers import collect_numbers
+    from gvlmodel.numbers import collect
     from gvlmodel.predict import history_csv, run_predict_experiment
 
     series = load_hahnel2020()
@@ -190,6 +190,6 @@ def test_dataset_histories_round_trip_and_the_experiment_writes_its_summary(tmp_
     res = tmp_path / "results" / "predict"
     preds = run_predict_experiment(cfg, res)
     assert len(preds) == 1 and preds[0]["status"].startswith("success")
-    nums = collect_numbers(tmp_path / "results")["predict_stop"]["predict"]
-    assert nums["patients"] == 1 and nums["failed"] == 0
-    assert math.isclose(nums["expected_share_recurring"], preds[0]["p_recurrence"])
+    nums = {n.name: n.value for n in collect(tmp_path / "results")}
+    assert nums["predict.patients"] == 1 and nums["predict.failed"] == 0
+    assert math.isclose(nums["predict.expected_share_recurring"], preds[0]["p_recurrence"])

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from gvlmodel.errors import InputError, read_toml
-from gvlmodel.numbers import latex_macros, macro_name
 from gvlmodel.reproduce import experiment_kind
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,14 +26,6 @@ def test_every_committed_experiment_has_a_kind():
     assert {kinds[k] for k in ("hess2005", "nontransplanted_short", "continuous_diagnosis")} == {"simulate"}
     with pytest.raises(InputError, match="cannot tell"):
         experiment_kind({"something": {}})
-
-
-def test_macro_names_are_letters_only_and_distinct():
-    assert macro_name(("fit", "fit_hess2005", "prob", "H2")) == "gvlFitFitHessTwoZeroZeroFiveProbHTwo"
-    tex = latex_macros({"a": {"b_1": 0.5, "c": [1, 2]}, "x": 2.5e-7})
-    names = re.findall(r"\\newcommand\{\\([^}]*)\}", tex)
-    assert all(n.isalpha() for n in names) and len(set(names)) == len(names) == 4
-    assert "\\ensuremath{2.50\\times 10^{-7}}" in tex
 
 
 @pytest.fixture(scope="module")
@@ -69,21 +60,22 @@ def test_second_run_skips_every_unchanged_step(quick_run):
 
 def test_numbers_agree_with_their_results(quick_run):
     results = quick_run[0]
-    nums = json.loads((results / "numbers.json").read_text())
+    nums = json.loads((results / "numbers.json").read_text())["numbers"]
     tex = (results / "numbers.tex").read_text()
+    assert (results / "numbers.md").is_file()
     rep = json.loads((results / "fit_hess2005" / "report.json").read_text())
-    fit = nums["fit"]["fit_hess2005"]
-    assert fit["best"] == rep["best"]
+    assert nums["fit_hess2005.best"]["value"] == rep["best"]
     for v, p in rep["comparison"]["result"]["probabilities"].items():
-        assert fit["prob"][v] == pytest.approx(p)
+        assert nums[f"fit_hess2005.prob.{v}"]["value"] == pytest.approx(p)
     for v, pred in rep["predictive"].items():
-        assert fit["predictive"][v]["frac_cmr"]["median"] == pytest.approx(pred["frac_cmr"]["median"])
+        e = nums[f"fit_hess2005.predictive.{v}.frac_cmr"]
+        assert (e["value"], e["low"], e["high"]) == pytest.approx(
+            (pred["frac_cmr"]["median"], pred["frac_cmr"]["q05"], pred["frac_cmr"]["q95"]))
     summ = json.loads((results / "hess2005" / "summary.json").read_text())
-    assert nums["scenarios"]["hess2005"]["rates"]["reached_cmr"]["k"] == summ["rates"]["reached_cmr"]["k"]
+    assert nums["hess2005.counts.reached_cmr"]["value"] == summ["rates"]["reached_cmr"]["k"]
     ind = json.loads((results / "sensitivity_hess2005" / "indices.json").read_text())
     for o, order in ind["sobol"]["ranking"].items():
         if order:
-            assert nums["sensitivity"]["sensitivity_hess2005"][o]["sobol_top"][0]["factor"] == order[0]
-    name = macro_name(("fit", "fit_hess2005", "prob", rep["best"]))
-    value = rep["comparison"]["result"]["probabilities"][rep["best"]]
-    assert f"\\newcommand{{\\{name}}}{{{value:.3g}}}" in tex
+            assert nums[f"sensitivity_hess2005.sobol.{o}.1.factor"]["value"] == order[0]
+    best = nums[f"fit_hess2005.prob.{rep['best']}"]
+    assert f"\\newcommand{{\\{best['macro']}}}{{{best['value']:.3g}}}" in tex
