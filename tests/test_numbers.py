@@ -142,7 +142,9 @@ def test_latex_values_and_interval_macros(results, nums):
     tex = (results / "numbers.tex").read_text()
     n = nums["fit_hess2005.prob.H2"]
     assert f"\\newcommand{{\\{n.macro}}}{{{n.value:.3g}}}" in tex
-    assert f"\\newcommand{{\\{n.macro}Lo}}{{" in tex and f"\\newcommand{{\\{n.macro}Hi}}{{1}}" in tex
+    assert n.has_interval
+    assert f"\\newcommand{{\\{n.macro}Lo}}{{{gn._fmt(n.low)}}}" in tex
+    assert f"\\newcommand{{\\{n.macro}Hi}}{{{gn._fmt(n.high)}}}" in tex
     assert "\\ensuremath{2.50\\times 10^{-7}}" == gn._fmt(2.5e-7)
     assert gn._fmt(True) == "yes" and gn._fmt("log10_q_out") == "log10\\_q\\_out"
 
