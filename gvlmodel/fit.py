@@ -429,9 +429,9 @@ def _batch_sampler_class():
                 need = n - n_acc
                 if from_prior or all_accepted:
                     size = need
-                else:  # enough proposals for the remaining acceptances at the rate seen so far (+20 %)
+                else:  # enough proposals for the remaining acceptances at the rate seen so far (+10 %)
                     rate = n_acc / n_eval if n_acc else self.rate_guess
-                    size = math.ceil(1.2 * need / max(rate, 0.01))
+                    size = math.ceil(1.1 * need / max(rate, 0.01))
                 size = max(1, min(size, self.max_batch))
                 proposals = []
                 for _ in range(size):
