@@ -24,6 +24,18 @@ Generation ``t`` of every ABC run seeds NumPy's global generator (which pyabc
 uses) with ``SeedSequence(seed, spawn_key=(run, t))`` just before it starts,
 so an interrupted fit resumed from its database gives the same result as an
 uninterrupted one.
+
+Batches: pyabc draws and accepts the proposals; :class:`BatchSampler` draws a
+batch of them (with their trial seeds, from the same stream in the same order
+as pyabc's SingleCoreSampler with :class:`TrialModel`), simulates all their
+virtual trials together (:func:`gvlmodel.trial.simulate_trials`: one compiled
+cohort run per batch, here or as tasks on a Dask cluster) and then accepts or
+rejects them in order.  The populations equal the one-trial-at-a-time ones bit
+for bit (``[fit] batched = false`` keeps that sampler), so batch size, thread
+count and cluster change only the wall time.  Why pyabc stays: its ABC-SMC
+(adaptive thresholds, model selection, SQLite history as checkpoint) is what
+the fit needs; the time went into simulating one trial per call, which a
+sampler can change without touching the algorithm.
 """
 from __future__ import annotations
 
