@@ -737,6 +737,44 @@ def simulate_cohort(cohort: CohortSpec, protocol: Protocol | None = None, parame
                         wall_s=wall, threads=threads)
 
 
+def simulate_replicates(cohort: CohortSpec, protocol: Protocol, parameter_sets, populations, seeds, *,
+                        variant="H2", rtol: float = 1e-6, atol: float = 1e-6, extinction_threshold: float = 1.0,
+                        max_steps: int = 200_000, threads: int | None = None):
+    """:func:`simulate_cohort` of ``cohort`` with seed ``seeds[r]``, parameters ``parameter_sets[r]`` and
+    population ``populations[r]`` for every ``r``, as one compiled cohort run.
+
+    Returns ``(columns, engine_s)``: per replicate the engine's outcome columns
+    (:func:`outcome_columns`), equal to those of the separate
+    :func:`simulate_cohort` runs; ``engine_s`` is the wall time in the engine.
+    The populations must vary the same parameters, with the same bounds and correlations.
+    """
+    variant = parse_variant(variant)
+    threads = check_threads(threads)
+    if not (len(parameter_sets) == len(populations) == len(seeds)) or not seeds:
+        _fail("simulate_replicates", "expected as many parameter sets, populations and seeds (at least one)")
+    first = populations[0]
+    for pop in populations:
+        if not isinstance(pop, Population):
+            _fail("populations", f"expected Population items, got {type(pop).__name__}")
+        if pop.names != first.names or pop.bounds != first.bounds or pop.correlation != first.correlation:
+            _fail("populations", "the replicates' populations must vary the same parameters with the same bounds "
+                  "and correlations")
+    bases = []
+    for params, pop in zip(parameter_sets, populations):
+        b = _resolve_base(params)
+        b.update(pop.medians)
+        bases.append(resolve_parameters(b))
+    inp = prepare_replicates(cohort, protocol, bases, [p.sd_log for p in populations],
+                             [protocol.stop_uptake] * len(bases), variant, first.names, rtol, atol,
+                             extinction_threshold, max_steps, bounds=first.bounds,
+                             correlation=first.correlation_matrix(), seeds=seeds)
+    with ENGINE_LOCK:
+        _, res_f, res_i, wall = run_inputs(inp, threads, progress=False)
+    cols = outcome_columns(res_f, res_i, inp.would_stop)
+    n = cohort.size
+    return [{k: v[r * n:(r + 1) * n] for k, v in cols.items()} for r in range(len(bases))], wall
+
+
 def outcome_columns(res_f: np.ndarray, res_i: np.ndarray, would_stop: np.ndarray) -> dict[str, np.ndarray]:
     """The per-patient outcome columns of :attr:`CohortResult.columns` that come from the engine's results."""
     return {

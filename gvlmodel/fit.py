@@ -308,10 +308,46 @@ class TrialModel:
         return statistics(main, comp, self.design)
 
 
-def prior(fitted: tuple[FitParameter, ...]):
+def _uniform_rv_class():
     import pyabc
 
-    return pyabc.Distribution(**{p.key: pyabc.RV("uniform", p.prior_bounds[0], p.prior_bounds[1] - p.prior_bounds[0])
+    class UniformRV(pyabc.RVBase):
+        """``pyabc.RV("uniform", loc, scale)`` without SciPy's per-call overhead (the prior is evaluated for
+        every proposal): the same draws from NumPy's global generator and the same densities, bit for bit
+        (tests/test_fit.py)."""
+
+        def __init__(self, loc: float, scale: float):
+            self.loc, self.scale = float(loc), float(scale)
+
+        def copy(self):
+            return UniformRV(self.loc, self.scale)
+
+        def rvs(self, *args, **kwargs):
+            return np.float64(np.random.uniform(0.0, 1.0) * self.scale + self.loc)  # as scipy.stats.uniform.rvs
+
+        def pdf(self, x, *args, **kwargs):
+            u = (x - self.loc) / self.scale
+            return 1.0 / self.scale if 0.0 <= u <= 1.0 else (math.nan if u != u else 0.0)
+
+        def pmf(self, x, *args, **kwargs):
+            return 0.0
+
+        def cdf(self, x, *args, **kwargs):
+            u = (x - self.loc) / self.scale
+            return min(1.0, max(0.0, u)) if u == u else math.nan
+
+        def __repr__(self):
+            return f"<UniformRV loc={self.loc}, scale={self.scale}>"
+
+    return UniformRV
+
+
+def prior(fitted: tuple[FitParameter, ...]):
+    """Uniform priors over each quantity's bounds in the sampler's space (a pyabc Distribution)."""
+    import pyabc
+
+    uniform = _uniform_rv_class()
+    return pyabc.Distribution(**{p.key: uniform(p.prior_bounds[0], p.prior_bounds[1] - p.prior_bounds[0])
                                  for p in fitted})
 
 
@@ -652,16 +688,26 @@ def mechanistic_answers(cfg: FitConfig, variant: str, draws: np.ndarray, seed: i
       transplanted (relapse mix) and non-transplanted (from diagnosis) patients.
     Intervals are over posterior draws (5-95 %).
     """
-    from .cohort import CohortSpec, Protocol, simulate_cohort
+    from dataclasses import replace
+
+    from .cohort import CohortSpec, Protocol, simulate_cohort, simulate_replicates
+    from .trial import simulate_trial_cohorts
 
     fitted = cfg.fitted[variant]
     d = cfg.design
     seeds = np.random.SeedSequence(seed).generate_state(2 * len(draws))
     hess_rows = []
-    for j, x in enumerate(draws):
-        values = dict(zip([p.key for p in fitted], map(float, x)))
-        main, _ = run_trial(values, fitted, variant, d, int(seeds[j]), size=cfg.answer_cohort_size,
-                            comparator_size=0, threads=cfg.threads)
+    keys = [p.key for p in fitted]
+    if cfg.batched:  # every draw's cohort in one compiled run (the same cohorts as run_trial's)
+        trials = [TrialSpec(variant, fitted, dict(zip(keys, map(float, x))), int(seeds[j]))
+                  for j, x in enumerate(draws)]
+        mains = [m for m, _ in simulate_trial_cohorts(trials, replace(d, size=cfg.answer_cohort_size,
+                                                                      comparator_size=0), threads=cfg.threads)[0]]
+    else:
+        mains = [run_trial(dict(zip(keys, map(float, x))), fitted, variant, d, int(seeds[j]),
+                           size=cfg.answer_cohort_size, comparator_size=0, threads=cfg.threads)[0]
+                 for j, x in enumerate(draws)]
+    for main in mains:
         c = main.columns
         g = outcome_groups(c, d)
         lost, durable = g["lost"], g["durable"]
@@ -692,18 +738,24 @@ def mechanistic_answers(cfg: FitConfig, variant: str, draws: np.ndarray, seed: i
     for setting, transplant in (("transplanted", True), ("non_transplanted", False)):
         rows = []
         for T in cfg.stop_days:
+            proto = Protocol(escalated_dose_mg=d.escalated_dose_mg, stop={"after_days": T}, restart=False,
+                             follow_up_days=T + cfg.tfr_window_days, visit_interval_days=d.visit_interval_days,
+                             detection_limit=d.detection_limit, noise_sd_log=d.noise_sd_log)
+            course_seeds = [int(seeds[len(draws) + j]) for j in range(len(inputs))]
+            specs = [(CohortSpec(size=cfg.answer_cohort_size, seed=s, transplant=True, relapse_mix=d.relapse_mix)
+                      if transplant else
+                      CohortSpec(size=cfg.answer_cohort_size, seed=s, transplant=False, start="diagnosis"))
+                     for s in course_seeds]
+            if cfg.batched:  # all draws' cohorts of this course in one compiled run (the same cohorts)
+                cols, _ = simulate_replicates(specs[0], proto, [p for p, _ in inputs], [q for _, q in inputs],
+                                              course_seeds, variant=variant, rtol=d.rtol, atol=d.atol,
+                                              threads=cfg.threads)
+            else:
+                cols = [simulate_cohort(spec, proto, params, variant=variant, population=population, rtol=d.rtol,
+                                        atol=d.atol, threads=cfg.threads, progress=False).columns
+                        for spec, (params, population) in zip(specs, inputs)]
             probs = []
-            for j, (params, population) in enumerate(inputs):
-                proto = Protocol(escalated_dose_mg=d.escalated_dose_mg, stop={"after_days": T}, restart=False,
-                                 follow_up_days=T + cfg.tfr_window_days, visit_interval_days=d.visit_interval_days,
-                                 detection_limit=d.detection_limit, noise_sd_log=d.noise_sd_log)
-                spec = (CohortSpec(size=cfg.answer_cohort_size, seed=int(seeds[len(draws) + j]), transplant=True,
-                                   relapse_mix=d.relapse_mix) if transplant else
-                        CohortSpec(size=cfg.answer_cohort_size, seed=int(seeds[len(draws) + j]), transplant=False,
-                                   start="diagnosis"))
-                r = simulate_cohort(spec, proto, params, variant=variant, population=population, rtol=d.rtol,
-                                    atol=d.atol, threads=cfg.threads, progress=False)
-                c = r.columns
+            for c in cols:
                 ok = (c["solver_status"] == 0) & c["stopped"]
                 probs.append(float((ok & ~c["lost_cmr"]).sum() / max(ok.sum(), 1)))
             rows.append({"stop_after_days": T, **band(probs)})

@@ -280,14 +280,31 @@ def simulate_trials(trials, design: TrialDesign, *, threads: int | None = None, 
 
     Each row is :func:`statistics` of the trial (and, with ``diagnostics_too``,
     ``(statistics, diagnostics)``), equal to what :func:`run_trial` gives for the
-    same values and seed: the trials' patients (each trial its own random numbers,
-    drawn from its seed exactly as there) are prepared together, vectorised over
-    patients (:func:`gvlmodel.cohort.prepare_replicates` with one seed per trial),
-    and every enrolled cohort of the batch is one compiled cohort run, every
+    same values and seed (:func:`simulate_trial_cohorts`).  Solver failures are
+    counted in each row's ``n_solver_failures``.
+    """
+    cohorts, engine_s = simulate_trial_cohorts(trials, design, threads=threads, base=base)
+    rows = []
+    for main, other in cohorts:
+        st = statistics(main, other, design)
+        rows.append((st, diagnostics(main, other, design)) if diagnostics_too else st)
+    return rows, engine_s
+
+
+def simulate_trial_cohorts(trials, design: TrialDesign, *, threads: int | None = None, base=None):
+    """The cohorts of many virtual trials at once: ``(cohorts, engine_s)``.
+
+    ``cohorts[j]`` is ``(enrolled, comparator or None)`` for ``trials[j]``, each
+    with the ``columns`` (the engine's outcome columns of
+    :func:`gvlmodel.cohort.outcome_columns`), ``n`` and ``patient_parameters`` of
+    the :func:`run_trial` cohorts of the same values and seed, equal to them: the
+    trials' patients (each trial its own random numbers, drawn from its seed
+    exactly as there) are prepared together, vectorised over patients
+    (:func:`gvlmodel.cohort.prepare_replicates` with one seed per trial), and
+    every enrolled cohort of the batch is one compiled cohort run, every
     comparator cohort another (:func:`gvlmodel.cohort.run_inputs`), whatever the
-    variants.  Solver failures are counted in each row's ``n_solver_failures``.
-    ``base``: the resolved base set (read from ``design.base_set`` when ``None``).
-    ``engine_s`` is the wall time inside the compiled engine.
+    variants.  ``base``: the resolved base set (read from ``design.base_set``
+    when ``None``).  ``engine_s`` is the wall time inside the compiled engine.
     """
     from .cohort import ENGINE_LOCK, check_threads, concat_inputs, outcome_columns, prepare_replicates, run_inputs
     from .parameters import parse_variant, resolve_parameters
@@ -343,7 +360,7 @@ def simulate_trials(trials, design: TrialDesign, *, threads: int | None = None, 
             _, res_f, res_i, wall = run_inputs(inp, threads, progress=False)
         engine_s += wall
         results.append((outcome_columns(res_f, res_i, inp.would_stop), inp.varied))
-    rows = [None] * len(trials)
+    cohorts = [None] * len(trials)
     for r, j in enumerate(order):
         v = parse_variant(trials[j].variant).value
 
@@ -353,11 +370,8 @@ def simulate_trials(trials, design: TrialDesign, *, threads: int | None = None, 
             return _View({k: c[sl] for k, c in cols.items()}, size,
                          {k: varied[k][sl] for k in names_of[v]})
 
-        main = view(results[0], n)
-        other = view(results[1], n_c) if results[1] is not None else None
-        st = statistics(main, other, design)
-        rows[j] = (st, diagnostics(main, other, design)) if diagnostics_too else st
-    return rows, engine_s
+        cohorts[j] = (view(results[0], n), view(results[1], n_c) if results[1] is not None else None)
+    return cohorts, engine_s
 
 
 def outcome_groups(c: Mapping[str, np.ndarray], design: TrialDesign) -> dict[str, np.ndarray]:

@@ -139,6 +139,27 @@ def test_batched_sampling_gives_the_one_at_a_time_populations(tmp_path):
     assert runs["batch_of_3"] == runs["single"]
 
 
+def test_uniform_prior_draws_and_densities_equal_pyabc_scipy_uniform():
+    """The fit's uniform prior (no SciPy call per proposal) takes the same numbers from NumPy's global
+    generator and gives the same densities, inside, on and outside the bounds, as pyabc.RV("uniform")."""
+    import pyabc
+
+    from gvlmodel.fit import _uniform_rv_class
+
+    uniform = _uniform_rv_class()
+    for p in [fit_parameter(n) for n in ("stop_uptake", "q_out", "sd_q_out", "z_kill")]:
+        lo, hi = p.prior_bounds
+        ours, ref = uniform(lo, hi - lo), pyabc.RV("uniform", lo, hi - lo)
+        draws = {}
+        for name, rv in (("ours", ours), ("ref", ref)):
+            np.random.seed(11)
+            draws[name] = [rv.rvs() for _ in range(40)] + [np.random.random_sample()]  # and the stream after
+        assert draws["ours"] == draws["ref"]
+        points = [lo, hi, np.nextafter(lo, -np.inf), np.nextafter(hi, np.inf), lo - 1.0, hi + 1.0, *draws["ours"]]
+        assert [ours.pdf(x) for x in points] == [ref.pdf(x) for x in points]
+        assert [ours.cdf(x) for x in points] == [ref.cdf(x) for x in points]
+
+
 def test_simulate_trials_equals_run_trial():
     """A batch of trials of several variants (one compiled run for every enrolled cohort, one for every
     comparator) gives each trial the statistics and diagnostics of run_trial with its seed."""
@@ -156,6 +177,20 @@ def test_simulate_trials_equals_run_trial():
         main, comp = run_trial(tr.values, tr.fitted, tr.variant, cfg.design, tr.seed, threads=2)
         assert st == statistics(main, comp, cfg.design)
         assert dg == diagnostics(main, comp, cfg.design)
+
+
+def test_batched_predictive_checks_and_answers_equal_the_one_at_a_time_ones():
+    """Posterior predictive trials and the mechanistic answers' cohorts, simulated together, give the
+    rows and answers of one cohort at a time."""
+    from gvlmodel.fit import mechanistic_answers, predictive
+
+    cfg = small_config(["H0", "H2"], BATCH_FITTED)
+    rng = np.random.default_rng(8)
+    draws = np.array([[rng.uniform(*p.prior_bounds) for p in cfg.fitted["H2"]] for _ in range(3)])
+    one = replace(cfg, batched=False)
+    assert predictive(cfg, "H2", draws, 17) == predictive(one, "H2", draws, 17)
+    assert mechanistic_answers(cfg, "H2", draws, 19, log=lambda m: None) == \
+        mechanistic_answers(one, "H2", draws, 19, log=lambda m: None)
 
 
 def test_a_failing_solve_in_a_batch_is_reported_not_dropped(tmp_path, monkeypatch):
