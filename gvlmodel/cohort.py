@@ -408,12 +408,12 @@ def _draws(seed: int, n: int, n_par: int, n_samples: int):
     uu = np.empty((n, n_samples))
     for b in range(-(-n // BLOCK)):
         rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(b,))))
+        lo, hi = b * BLOCK, min(n, (b + 1) * BLOCK)
+        m = hi - lo
         bz = rng.standard_normal((BLOCK, n_par))
         bu = rng.random(BLOCK)
         be = rng.standard_normal((BLOCK, n_samples))
-        bv = rng.random((BLOCK, n_samples))
-        lo, hi = b * BLOCK, min(n, (b + 1) * BLOCK)
-        m = hi - lo
+        bv = rng.random((m, n_samples))  # the last draws of the block: its first m rows are all that is used
         z[lo:hi], u_start[lo:hi], eps[lo:hi], uu[lo:hi] = bz[:m], bu[:m], be[:m], bv[:m]
     return z, u_start, eps, uu
 
@@ -481,7 +481,7 @@ def prepare_cohort(cohort: CohortSpec, protocol: Protocol, base: Mapping[str, fl
 def prepare_replicates(cohort: CohortSpec, protocol: Protocol, bases, sds, uptakes, variant: Variant,
                        names: tuple[str, ...], rtol: float, atol: float, extinction_threshold: float,
                        max_steps: int, bounds: str = "clip", correlation: np.ndarray | None = None,
-                       seeds=None) -> CohortInputs:
+                       seeds=None, threads: int = 1) -> CohortInputs:
     """The same cohort (same patients' random numbers) under ``R`` parameterisations, stacked.
 
     Replicate ``r`` uses population medians ``bases[r]`` (complete, validated
@@ -494,7 +494,8 @@ def prepare_replicates(cohort: CohortSpec, protocol: Protocol, bases, sds, uptak
     ``correlation``: the correlation matrix of the log-scale draws over ``names`` (or ``None``).
     ``seeds``: one cohort seed per replicate instead of ``cohort.seed`` for all: replicate ``r``
     is then exactly the cohort of :func:`simulate_cohort` with seed ``seeds[r]`` (independent
-    patients per replicate; a batch of virtual trials is one such stack).
+    patients per replicate; a batch of virtual trials is one such stack); their random numbers are drawn
+    on ``threads`` threads (each replicate from its own generator: the same numbers for any count).
     """
     population_bounds("population.bounds", bounds)
     n1 = cohort.size
@@ -513,7 +514,18 @@ def prepare_replicates(cohort: CohortSpec, protocol: Protocol, bases, sds, uptak
     else:
         if len(seeds) != n_rep:
             _fail("seeds", f"expected one seed per replicate ({n_rep}), got {len(seeds)}")
-        parts = [_draws(_integer("seeds", s, lo=0), n1, len(names), n_samples) for s in seeds]
+        seeds = [_integer("seeds", s, lo=0) for s in seeds]
+
+        def draw(s):
+            return _draws(s, n1, len(names), n_samples)
+
+        if threads > 1 and len(seeds) > 1:  # NumPy's generators release the GIL while they fill arrays
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(min(threads, len(seeds))) as pool:
+                parts = list(pool.map(draw, seeds))
+        else:
+            parts = [draw(s) for s in seeds]
         z = np.concatenate([p[0] if chol is None else p[0] @ chol for p in parts])
         u_start, eps, uu = (np.concatenate([p[k] for p in parts]) for k in (1, 2, 3))
         u_stop = np.concatenate([_uptake_draws(int(s), n1) for s in seeds])
@@ -767,7 +779,7 @@ def simulate_replicates(cohort: CohortSpec, protocol: Protocol, parameter_sets, 
     inp = prepare_replicates(cohort, protocol, bases, [p.sd_log for p in populations],
                              [protocol.stop_uptake] * len(bases), variant, first.names, rtol, atol,
                              extinction_threshold, max_steps, bounds=first.bounds,
-                             correlation=first.correlation_matrix(), seeds=seeds)
+                             correlation=first.correlation_matrix(), seeds=seeds, threads=threads)
     with ENGINE_LOCK:
         _, res_f, res_i, wall = run_inputs(inp, threads, progress=False)
     cols = outcome_columns(res_f, res_i, inp.would_stop)

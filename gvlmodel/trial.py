@@ -344,11 +344,12 @@ def simulate_trial_cohorts(trials, design: TrialDesign, *, threads: int | None =
         names_of[v] = names
         args = (parse_variant(v), names, design.rtol, design.atol, 1.0, MAX_STEPS)
         mains.append(prepare_replicates(CohortSpec(size=n, seed=0, transplant=True, relapse_mix=design.relapse_mix),
-                                        hess, bases, sds, ups, *args, bounds=design.population_bounds, seeds=s_main))
+                                        hess, bases, sds, ups, *args, bounds=design.population_bounds, seeds=s_main,
+                                        threads=threads))
         if n_c > 0:
             comps.append(prepare_replicates(CohortSpec(size=n_c, seed=0, transplant=False, start="diagnosis"), comp,
                                             bases, sds, [comp.stop_uptake] * len(js), *args,
-                                            bounds=design.population_bounds, seeds=s_comp))
+                                            bounds=design.population_bounds, seeds=s_comp, threads=threads))
     engine_s = 0.0
     results = []
     for parts in (mains, comps):

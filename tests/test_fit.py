@@ -171,10 +171,11 @@ def test_simulate_trials_equals_run_trial():
         fitted = cfg.fitted[v]
         trials.append(TrialSpec(v, fitted, {p.key: float(rng.uniform(*p.prior_bounds)) for p in fitted},
                                 int(rng.integers(2**31 - 1))))
-    rows, engine_s = simulate_trials(trials, cfg.design, threads=1, diagnostics_too=True)
+    rows, engine_s = simulate_trials(trials, cfg.design, threads=2, diagnostics_too=True)
     assert len(rows) == len(trials) and engine_s > 0
+    assert simulate_trials(trials, cfg.design, threads=1, diagnostics_too=True)[0] == rows
     for tr, (st, dg) in zip(trials, rows):
-        main, comp = run_trial(tr.values, tr.fitted, tr.variant, cfg.design, tr.seed, threads=2)
+        main, comp = run_trial(tr.values, tr.fitted, tr.variant, cfg.design, tr.seed, threads=1)
         assert st == statistics(main, comp, cfg.design)
         assert dg == diagnostics(main, comp, cfg.design)
 
