@@ -221,7 +221,7 @@ def test_a_failing_solve_in_a_batch_is_reported_not_dropped(tmp_path, monkeypatc
 def test_fit_on_a_dask_local_cluster_equals_local(tmp_path):
     """`gvlmodel fit --scheduler ADDRESS`: the batches run as Dask tasks; the fit's files are identical."""
     distributed = pytest.importorskip("distributed")
-    cfg = small_config(["H0", "H2"], BATCH_FITTED, pop=15, gens=2, predictive_draws=4, answer_draws=2,
+    cfg = small_config(["H0", "H2"], BATCH_FITTED, pop=15, gens=1, predictive_draws=4, answer_draws=2,
                        answer_cohort_size=10)
     import pyabc
 
