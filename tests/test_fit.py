@@ -250,6 +250,15 @@ def test_sampler_settings_do_not_change_the_digest_and_are_validated(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_cli_fit_bad_scheduler_exits_2_before_writing(tmp_path, capsys):
+    from gvlmodel.cli import main
+
+    out = tmp_path / "out"
+    assert main(["fit", str(FIT_CONFIG), "--out", str(out), "--quick", "--scheduler", " "]) == 2
+    assert "--scheduler" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_resume_refuses_a_different_config(tmp_path):
     cfg = small_config(["H0"], {"H0": ["stop_uptake"]}, pop=20, gens=1)
     run_fit(cfg, tmp_path, log=lambda m: None)
