@@ -176,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     fi.add_argument("--ship", action="store_true",
                     help="also install the fitted parameter sets into gvlmodel/parameter_sets/")
     fi.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    fi.add_argument("--scheduler", default=None,
+                    help="Dask scheduler address (tcp://HOST:8786) to simulate the ABC batches on a cluster, with "
+                    "the same result as locally (gvlmodel[distributed])")
     ca = sub.add_parser("calibrate", help="fit the individual BCR-ABL series (Michor 2005, Hähnel 2020) with a "
                         "population prior (mixed effects); write per-patient fits, the population estimate, a report")
     ca.add_argument("config", help="calibration config (see experiments/calibrate_patients.toml)")
@@ -267,7 +270,8 @@ def main(argv=None) -> int:
 
             cfg = load_config(args.config, quick=args.quick)
             t0 = time.perf_counter()
-            rep = run_fit(cfg, args.out, ship=args.ship, log=lambda m: print(m, flush=True), progress=progress)
+            rep = run_fit(cfg, args.out, ship=args.ship, log=lambda m: print(m, flush=True), scheduler=args.scheduler,
+                          progress=progress)
             c = rep["comparison"]["result"] if rep["comparison"] else None
             if c:
                 print("model probabilities: " + ", ".join(f"{v} {p:.3f} ± {c['se'][v]:.3f}"

@@ -28,6 +28,7 @@ ratio is log-uniform.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Mapping
@@ -407,12 +408,12 @@ def _draws(seed: int, n: int, n_par: int, n_samples: int):
     uu = np.empty((n, n_samples))
     for b in range(-(-n // BLOCK)):
         rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(b,))))
+        lo, hi = b * BLOCK, min(n, (b + 1) * BLOCK)
+        m = hi - lo
         bz = rng.standard_normal((BLOCK, n_par))
         bu = rng.random(BLOCK)
         be = rng.standard_normal((BLOCK, n_samples))
-        bv = rng.random((BLOCK, n_samples))
-        lo, hi = b * BLOCK, min(n, (b + 1) * BLOCK)
-        m = hi - lo
+        bv = rng.random((m, n_samples))  # the last draws of the block: its first m rows are all that is used
         z[lo:hi], u_start[lo:hi], eps[lo:hi], uu[lo:hi] = bz[:m], bu[:m], be[:m], bv[:m]
     return z, u_start, eps, uu
 
@@ -479,7 +480,8 @@ def prepare_cohort(cohort: CohortSpec, protocol: Protocol, base: Mapping[str, fl
 
 def prepare_replicates(cohort: CohortSpec, protocol: Protocol, bases, sds, uptakes, variant: Variant,
                        names: tuple[str, ...], rtol: float, atol: float, extinction_threshold: float,
-                       max_steps: int, bounds: str = "clip", correlation: np.ndarray | None = None) -> CohortInputs:
+                       max_steps: int, bounds: str = "clip", correlation: np.ndarray | None = None,
+                       seeds=None, threads: int = 1) -> CohortInputs:
     """The same cohort (same patients' random numbers) under ``R`` parameterisations, stacked.
 
     Replicate ``r`` uses population medians ``bases[r]`` (complete, validated
@@ -490,17 +492,43 @@ def prepare_replicates(cohort: CohortSpec, protocol: Protocol, bases, sds, uptak
     replicate this is exactly the cohort of :func:`simulate_cohort`.
     ``bounds``: how draws are kept in the table bounds (:class:`Population`);
     ``correlation``: the correlation matrix of the log-scale draws over ``names`` (or ``None``).
+    ``seeds``: one cohort seed per replicate instead of ``cohort.seed`` for all: replicate ``r``
+    is then exactly the cohort of :func:`simulate_cohort` with seed ``seeds[r]`` (independent
+    patients per replicate; a batch of virtual trials is one such stack); their random numbers are drawn
+    on ``threads`` threads (each replicate from its own generator: the same numbers for any count).
     """
     population_bounds("population.bounds", bounds)
     n1 = cohort.size
     n_rep = len(bases)
     n = n1 * n_rep
     n_samples = protocol.n_visits + 1
-    z1, u1, e1, v1 = _draws(cohort.seed, n1, len(names), n_samples)
-    if correlation is not None:
-        z1 = z1 @ np.linalg.cholesky(np.asarray(correlation, dtype=float)).T
-    z = np.tile(z1, (n_rep, 1))
-    eps, uu = (e1, v1) if n_rep == 1 else (np.tile(e1, (n_rep, 1)), np.tile(v1, (n_rep, 1)))
+    chol = None if correlation is None else np.linalg.cholesky(np.asarray(correlation, dtype=float)).T
+    if seeds is None:
+        z1, u1, e1, v1 = _draws(cohort.seed, n1, len(names), n_samples)
+        if chol is not None:
+            z1 = z1 @ chol
+        z = np.tile(z1, (n_rep, 1))
+        eps, uu = (e1, v1) if n_rep == 1 else (np.tile(e1, (n_rep, 1)), np.tile(v1, (n_rep, 1)))
+        u_start = np.tile(u1, n_rep)
+        u_stop = np.tile(_uptake_draws(cohort.seed, n1), n_rep)
+    else:
+        if len(seeds) != n_rep:
+            _fail("seeds", f"expected one seed per replicate ({n_rep}), got {len(seeds)}")
+        seeds = [_integer("seeds", s, lo=0) for s in seeds]
+
+        def draw(s):
+            return _draws(s, n1, len(names), n_samples)
+
+        if threads > 1 and len(seeds) > 1:  # NumPy's generators release the GIL while they fill arrays
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(min(threads, len(seeds))) as pool:
+                parts = list(pool.map(draw, seeds))
+        else:
+            parts = [draw(s) for s in seeds]
+        z = np.concatenate([p[0] if chol is None else p[0] @ chol for p in parts])
+        u_start, eps, uu = (np.concatenate([p[k] for p in parts]) for k in (1, 2, 3))
+        u_stop = np.concatenate([_uptake_draws(int(s), n1) for s in seeds])
 
     # parameters that differ between replicates become per-patient columns
     first = bases[0]
@@ -538,7 +566,11 @@ def prepare_replicates(cohort: CohortSpec, protocol: Protocol, bases, sds, uptak
         for t in RELAPSE_TYPES:
             sel = types1 == t
             lo[sel], hi[sel] = cohort.relapse_ranges[t]
-    ratio0 = np.tile(np.exp(np.log(lo) + u1 * (np.log(hi) - np.log(lo))), n_rep)
+    if seeds is None:
+        ratio0 = np.tile(np.exp(np.log(lo) + u_start[:n1] * (np.log(hi) - np.log(lo))), n_rep)
+    else:
+        lo, hi = np.tile(lo, n_rep), np.tile(hi, n_rep)
+        ratio0 = np.exp(np.log(lo) + u_start * (np.log(hi) - np.log(lo)))
     y0 = np.empty((n, N_STATES))
     fill_start_state(p_all, ratio0, kp, y0)
 
@@ -550,9 +582,30 @@ def prepare_replicates(cohort: CohortSpec, protocol: Protocol, bases, sds, uptak
     im_effects(protocol.escalated_dose_mg, css, ec50, effects[:, Dose.ESCALATED])
 
     pp = protocol.kernel_vector(rtol, atol, extinction_threshold, max_steps)
-    would_stop = np.tile(_uptake_draws(cohort.seed, n1), n_rep) < np.repeat(np.asarray(uptakes, dtype=float), n1)
+    would_stop = u_stop < np.repeat(np.asarray(uptakes, dtype=float), n1)
     return CohortInputs(kp=kp, y0=y0, effects=effects, eps=eps, uu=uu, pp=pp, varied=varied,
                         relapse_types=np.tile(types1, n_rep), bcr_abl_start=ratio0, would_stop=would_stop)
+
+
+#: one compiled cohort run at a time per process (numba's parallel layer is not re-entrant from several threads,
+#: and Dask may run several tasks in threads of one worker)
+ENGINE_LOCK = threading.Lock()
+
+
+def concat_inputs(parts: list[CohortInputs]) -> CohortInputs:
+    """Prepared cohorts run under one protocol vector, stacked into one (rows in the order given)."""
+    pp = parts[0].pp
+    if any(not np.array_equal(p.pp, pp) for p in parts[1:]):
+        _fail("concat_inputs", "the cohorts' protocol vectors differ")
+    if len(parts) == 1:
+        return parts[0]
+    cat = {k: np.concatenate([getattr(p, k) for p in parts]) for k in
+           ("kp", "y0", "effects", "eps", "uu", "relapse_types", "bcr_abl_start", "would_stop")}
+    names = set().union(*[p.varied for p in parts])
+    n = [p.kp.shape[0] for p in parts]
+    varied = {k: np.concatenate([p.varied[k] if k in p.varied else np.full(m, np.nan) for p, m in zip(parts, n)])
+              for k in sorted(names)}
+    return CohortInputs(pp=pp, varied=varied, **cat)
 
 
 #: patients per lock-step engine (one ``prange`` task); measured: 64 gave the best 2-thread throughput
@@ -682,11 +735,66 @@ def simulate_cohort(cohort: CohortSpec, protocol: Protocol | None = None, parame
         "start": np.full(n, cohort.start, dtype=object),
         "relapse_type": inp.relapse_types,
         "bcr_abl_start_percent": inp.bcr_abl_start,
+        **outcome_columns(res_f, res_i, inp.would_stop),
+        "solver_message": np.array([STATUS_MESSAGES.get(int(s), f"status {int(s)}") for s in status], dtype=object),
+        "n_steps": res_i[:, RI.N_STEPS],
+        "n_rhs": res_i[:, RI.N_RHS],
+    }
+    visit_days = np.arange(protocol.n_visits + 1) * protocol.visit_interval_days
+    return CohortResult(columns=columns, measured=measured, visit_days=visit_days,
+                        patient_parameters=inp.varied, y0=y0, cohort=cohort,
+                        protocol=protocol, variant=variant, base_parameters=base,
+                        solver_options={"rtol": rtol, "atol": atol, "extinction_threshold": extinction_threshold,
+                                        "max_steps": max_steps},
+                        wall_s=wall, threads=threads)
+
+
+def simulate_replicates(cohort: CohortSpec, protocol: Protocol, parameter_sets, populations, seeds, *,
+                        variant="H2", rtol: float = 1e-6, atol: float = 1e-6, extinction_threshold: float = 1.0,
+                        max_steps: int = 200_000, threads: int | None = None):
+    """:func:`simulate_cohort` of ``cohort`` with seed ``seeds[r]``, parameters ``parameter_sets[r]`` and
+    population ``populations[r]`` for every ``r``, as one compiled cohort run.
+
+    Returns ``(columns, engine_s)``: per replicate the engine's outcome columns
+    (:func:`outcome_columns`), equal to those of the separate
+    :func:`simulate_cohort` runs; ``engine_s`` is the wall time in the engine.
+    The populations must vary the same parameters, with the same bounds and correlations.
+    """
+    variant = parse_variant(variant)
+    threads = check_threads(threads)
+    if not (len(parameter_sets) == len(populations) == len(seeds)) or not seeds:
+        _fail("simulate_replicates", "expected as many parameter sets, populations and seeds (at least one)")
+    first = populations[0]
+    for pop in populations:
+        if not isinstance(pop, Population):
+            _fail("populations", f"expected Population items, got {type(pop).__name__}")
+        if pop.names != first.names or pop.bounds != first.bounds or pop.correlation != first.correlation:
+            _fail("populations", "the replicates' populations must vary the same parameters with the same bounds "
+                  "and correlations")
+    bases = []
+    for params, pop in zip(parameter_sets, populations):
+        b = _resolve_base(params)
+        b.update(pop.medians)
+        bases.append(resolve_parameters(b))
+    inp = prepare_replicates(cohort, protocol, bases, [p.sd_log for p in populations],
+                             [protocol.stop_uptake] * len(bases), variant, first.names, rtol, atol,
+                             extinction_threshold, max_steps, bounds=first.bounds,
+                             correlation=first.correlation_matrix(), seeds=seeds, threads=threads)
+    with ENGINE_LOCK:
+        _, res_f, res_i, wall = run_inputs(inp, threads, progress=False)
+    cols = outcome_columns(res_f, res_i, inp.would_stop)
+    n = cohort.size
+    return [{k: v[r * n:(r + 1) * n] for k, v in cols.items()} for r in range(len(bases))], wall
+
+
+def outcome_columns(res_f: np.ndarray, res_i: np.ndarray, would_stop: np.ndarray) -> dict[str, np.ndarray]:
+    """The per-patient outcome columns of :attr:`CohortResult.columns` that come from the engine's results."""
+    return {
         "reached_cmr": res_i[:, RI.REACHED_CMR].astype(bool),
         "days_to_cmr": res_f[:, RF.DAYS_TO_CMR],
         "escalated": res_i[:, RI.ESCALATED].astype(bool),
         "days_to_escalation": res_f[:, RF.T_ESCALATE],
-        "would_stop": inp.would_stop,
+        "would_stop": would_stop,
         "stopped": res_i[:, RI.STOPPED].astype(bool),
         "stop_day": res_f[:, RF.T_STOP],
         "days_on_im_at_stop": res_f[:, RF.DAYS_ON_IM_AT_STOP],
@@ -700,18 +808,8 @@ def simulate_cohort(cohort: CohortSpec, protocol: Protocol | None = None, parame
         "final_lsc": res_f[:, RF.FINAL_LSC],
         "final_effectors": res_f[:, RF.FINAL_EFFECTORS],
         "last_day_reached": res_f[:, RF.T_REACHED],
-        "solver_status": status,
-        "solver_message": np.array([STATUS_MESSAGES.get(int(s), f"status {int(s)}") for s in status], dtype=object),
-        "n_steps": res_i[:, RI.N_STEPS],
-        "n_rhs": res_i[:, RI.N_RHS],
+        "solver_status": res_i[:, RI.STATUS],
     }
-    visit_days = np.arange(protocol.n_visits + 1) * protocol.visit_interval_days
-    return CohortResult(columns=columns, measured=measured, visit_days=visit_days,
-                        patient_parameters=inp.varied, y0=y0, cohort=cohort,
-                        protocol=protocol, variant=variant, base_parameters=base,
-                        solver_options={"rtol": rtol, "atol": atol, "extinction_threshold": extinction_threshold,
-                                        "max_steps": max_steps},
-                        wall_s=wall, threads=threads)
 
 
 def patient_trajectory(result: CohortResult, i: int, time_step_days: float) -> dict[str, np.ndarray]:

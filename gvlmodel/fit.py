@@ -24,6 +24,18 @@ Generation ``t`` of every ABC run seeds NumPy's global generator (which pyabc
 uses) with ``SeedSequence(seed, spawn_key=(run, t))`` just before it starts,
 so an interrupted fit resumed from its database gives the same result as an
 uninterrupted one.
+
+Batches: pyabc draws and accepts the proposals; :class:`BatchSampler` draws a
+batch of them (with their trial seeds, from the same stream in the same order
+as pyabc's SingleCoreSampler with :class:`TrialModel`), simulates all their
+virtual trials together (:func:`gvlmodel.trial.simulate_trials`: one compiled
+cohort run per batch, here or as tasks on a Dask cluster) and then accepts or
+rejects them in order.  The populations equal the one-trial-at-a-time ones bit
+for bit (``[fit] batched = false`` keeps that sampler), so batch size, thread
+count and cluster change only the wall time.  Why pyabc stays: its ABC-SMC
+(adaptive thresholds, model selection, SQLite history as checkpoint) is what
+the fit needs; the time went into simulating one trial per call, which a
+sampler can change without touching the algorithm.
 """
 from __future__ import annotations
 
@@ -37,13 +49,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, check_tables, output_folder, read_toml, real
+from .errors import InputError, boolean, check_tables, output_folder, read_toml, real
 from .errors import integer as _int
 from .parameters import Variant, parse_variant
 from .provenance import atomic_write_json, atomic_write_text, begin_outputs, finish_outputs, lock_outputs, provenance_of
 from .simulate import MAX_DAYS
-from .trial import (DIAGNOSTICS, STATISTICS, UNDEFINED, FitParameter, TrialDesign, diagnostics,
-                    fit_parameter, model_inputs, observed, outcome_groups, run_trial, statistics)
+from .trial import (DIAGNOSTICS, STATISTICS, UNDEFINED, FitParameter, TrialDesign, TrialSpec, diagnostics,
+                    fit_parameter, model_inputs, observed, outcome_groups, run_trial, simulate_trials, statistics)
 
 UNDEFINED_PENALTY = 3.0
 STAT_LABELS = {
@@ -57,7 +69,7 @@ STAT_LABELS = {
 CONFIG_TABLES = {
     "fit": {"name", "data", "seed", "variants", "population_size", "generations", "comparison_population_size",
             "comparison_generations", "predictive_draws", "answer_draws", "answer_cohort_size", "threads",
-            "min_acceptance_rate"},
+            "min_acceptance_rate", "batched", "batch_size"},
     # every TrialDesign field but the solver tolerances (the fit keeps the design's defaults)
     "trial": {f.name for f in fields(TrialDesign)} - {"rtol", "atol"},
     "fitted": {v.value for v in Variant},
@@ -94,12 +106,24 @@ class FitConfig:
     stop_days: tuple[float, ...] = (90.0, 180.0, 270.0, 365.0, 540.0, 730.0, 1095.0)
     tfr_window_days: float = 730.0
     threads: int | None = None
+    #: simulate proposals in batches (:class:`BatchSampler`); ``False``: one trial at a time (pyabc's
+    #: SingleCoreSampler).  Both give the same particles, so neither key enters the digest.
+    batched: bool = True
+    #: most proposals simulated together in one batch
+    batch_size: int = 512
     raw: dict = field(default_factory=dict)
 
     @property
     def digest(self) -> str:
-        """Hash of the whole config and the quick switch: a resumed fit must have the same one."""
-        return hashlib.sha256(json.dumps(self.raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        """Hash of the whole config and the quick switch: a resumed fit must have the same one.
+
+        The sampler settings ``batched`` and ``batch_size`` are left out: the
+        fit's result does not depend on them (tests/test_fit.py).
+        """
+        raw = json.loads(json.dumps(self.raw, default=str))
+        for key in SAMPLER_KEYS:
+            raw.get("config", {}).get("fit", {}).pop(key, None)
+        return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def base_set_digest(name: str) -> str:
@@ -126,6 +150,7 @@ def default_scales(data: dict) -> dict[str, float]:
             "median_im_days_lost": 60.0, "nontx_frac_relapse": math.sqrt(p_nt * (1 - p_nt) / nt["n_assumed"])}
 
 
+SAMPLER_KEYS = ("batched", "batch_size")
 SIZE_KEYS = ("population_size", "generations", "comparison_population_size", "comparison_generations",
              "predictive_draws", "answer_draws", "answer_cohort_size")
 
@@ -167,6 +192,10 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> F
     if "min_acceptance_rate" in f:
         kw["min_acceptance_rate"] = real("[fit] min_acceptance_rate", f["min_acceptance_rate"], 0.0, 1.0,
                                          lo_open=True)
+    if "batched" in f:
+        kw["batched"] = boolean("[fit] batched", f["batched"])
+    if "batch_size" in f:
+        kw["batch_size"] = _int("[fit] batch_size", f["batch_size"], 1, 100_000)
     if "threads" in f:
         import numba
 
@@ -271,21 +300,54 @@ class TrialModel:
     def __init__(self, variant: str, fitted: tuple[FitParameter, ...], design: TrialDesign, threads=None):
         self.variant, self.fitted, self.design, self.threads = variant, fitted, design, threads
         self.__name__ = variant
-        self.tick = None  # called after every virtual trial (progress)
 
     def __call__(self, par) -> dict:
         seed = int(np.random.randint(0, 2**31 - 1))
         values = {p.key: float(par[p.key]) for p in self.fitted}
         main, comp = run_trial(values, self.fitted, self.variant, self.design, seed, threads=self.threads)
-        if self.tick is not None:
-            self.tick(1)
         return statistics(main, comp, self.design)
 
 
-def prior(fitted: tuple[FitParameter, ...]):
+def _uniform_rv_class():
     import pyabc
 
-    return pyabc.Distribution(**{p.key: pyabc.RV("uniform", p.prior_bounds[0], p.prior_bounds[1] - p.prior_bounds[0])
+    class UniformRV(pyabc.RVBase):
+        """``pyabc.RV("uniform", loc, scale)`` without SciPy's per-call overhead (the prior is evaluated for
+        every proposal): the same draws from NumPy's global generator and the same densities, bit for bit
+        (tests/test_fit.py)."""
+
+        def __init__(self, loc: float, scale: float):
+            self.loc, self.scale = float(loc), float(scale)
+
+        def copy(self):
+            return UniformRV(self.loc, self.scale)
+
+        def rvs(self, *args, **kwargs):
+            return np.float64(np.random.uniform(0.0, 1.0) * self.scale + self.loc)  # as scipy.stats.uniform.rvs
+
+        def pdf(self, x, *args, **kwargs):
+            u = (x - self.loc) / self.scale
+            return 1.0 / self.scale if 0.0 <= u <= 1.0 else (math.nan if u != u else 0.0)
+
+        def pmf(self, x, *args, **kwargs):
+            return 0.0
+
+        def cdf(self, x, *args, **kwargs):
+            u = (x - self.loc) / self.scale
+            return min(1.0, max(0.0, u)) if u == u else math.nan
+
+        def __repr__(self):
+            return f"<UniformRV loc={self.loc}, scale={self.scale}>"
+
+    return UniformRV
+
+
+def prior(fitted: tuple[FitParameter, ...]):
+    """Uniform priors over each quantity's bounds in the sampler's space (a pyabc Distribution)."""
+    import pyabc
+
+    uniform = _uniform_rv_class()
+    return pyabc.Distribution(**{p.key: uniform(p.prior_bounds[0], p.prior_bounds[1] - p.prior_bounds[0])
                                  for p in fitted})
 
 
@@ -295,26 +357,211 @@ def _quiet_pyabc():
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def run_abc(db: Path, variants: list[str], cfg: FitConfig, population_size: int, generations: int, run_index: int,
-            log=print, progress: bool = False):
-    """Run (or resume) ABC-SMC over ``variants`` into SQLite ``db``; one generation per seeded call
-    (with ``progress``, a bar counts each generation's virtual trials: pyabc stops once
-    ``population_size`` are accepted, so the total is not known in advance)."""
-    from .progress import bar
+# --------------------------------------------------------------------------
+# batched sampling: many proposals, one compiled cohort run
+# --------------------------------------------------------------------------
+class TrialBatch:
+    """Statistics of many proposals at once: ``(rows, engine_s)`` for ``[(model index, values, seed), ...]``.
+
+    Picklable and self-contained (a Dask worker receives it once per ABC run);
+    a row depends only on its own proposal and seed
+    (:func:`gvlmodel.trial.simulate_trials`), so how proposals are grouped
+    into batches and tasks changes nothing.
+    """
+
+    def __init__(self, variants, fitted: dict, design: TrialDesign, threads=None):
+        from .parameters import parameter_set
+
+        self.variants, self.fitted, self.design, self.threads = list(variants), dict(fitted), design, threads
+        self.base = parameter_set(design.base_set)  # read once, not per trial
+
+    def __call__(self, proposals) -> tuple[list[dict], float]:
+        trials = [TrialSpec(self.variants[m], self.fitted[self.variants[m]], values, seed)
+                  for m, values, seed in proposals]
+        return simulate_trials(trials, self.design, threads=self.threads, base=self.base)
+
+
+def _call_batch(batch, proposals):
+    return batch(proposals)
+
+
+def _precomputed_model(name: str):
+    """A pyabc model whose next ``sample`` returns the statistics the sampler computed for that proposal."""
     import pyabc
 
+    class Precomputed(pyabc.Model):
+        def __init__(self):
+            super().__init__(name)
+            self.pending = None
+
+        def sample(self, pars):
+            out, self.pending = self.pending, None
+            if out is None:
+                raise RuntimeError(f"model {name}: no simulated result for this proposal (use BatchSampler)")
+            return out
+
+    return Precomputed()
+
+
+def _batch_sampler_class():
+    import functools
+
+    import pyabc
+    from pyabc.inference_util.inference_util import (_simulate_one, _simulate_one_from_prior, evaluate_proposal,
+                                                     generate_valid_proposal)
+
+    class BatchSampler(pyabc.sampler.Sampler):
+        """pyabc's ABC-SMC with the proposals of a generation simulated in batches.
+
+        pyabc hands a sampler ``simulate_one`` (propose, simulate, accept).  This
+        sampler runs its two halves with pyabc's own functions: it draws a batch
+        of proposals (``generate_valid_proposal``, or the prior for the
+        calibration sample), each followed by its trial seed from NumPy's global
+        generator exactly as :class:`TrialModel` draws it, simulates the batch in
+        one call of ``batch`` (locally, or split into tasks on a Dask client),
+        then accepts or rejects the proposals in order (``evaluate_proposal``)
+        until ``n`` are accepted.  Proposals and seeds come from the same
+        stream in the same order as with pyabc's SingleCoreSampler, and the
+        count of evaluations stops at the ``n``-th acceptance as there, so the
+        populations are the same whatever the batch size, thread count or
+        cluster; simulations of a batch past the ``n``-th acceptance are
+        discarded (counted in ``n_discarded``).
+        """
+
+        def __init__(self, batch: TrialBatch, max_batch: int, client=None, batch_future=None, rate_guess=0.5):
+            super().__init__()
+            self.batch, self.max_batch, self.client, self.batch_future = batch, max_batch, client, batch_future
+            self.rate_guess = rate_guess
+            self.n_simulated = self.n_discarded = self.n_failed_trials = self.n_failed_patients = 0
+            self.engine_s = self.simulate_s = 0.0
+
+        def _simulate(self, proposals) -> list[dict]:
+            t0 = time.perf_counter()
+            args = [(m, {k: float(v) for k, v in theta.items()}, seed) for m, theta, seed in proposals]
+            if self.client is None:
+                rows, engine_s = self.batch(args)
+            else:
+                n_tasks = max(1, 2 * len(self.client.nthreads()))
+                size = -(-len(args) // n_tasks)
+                futures = [self.client.submit(_call_batch, self.batch_future, args[i:i + size], pure=False)
+                           for i in range(0, len(args), size)]
+                rows, engine_s = [], 0.0
+                for fut in futures:  # in submission order: the rows stay in proposal order
+                    r, e = fut.result()
+                    rows += r
+                    engine_s += e
+            if len(rows) != len(proposals):  # never drop a proposal silently
+                raise RuntimeError(f"batch of {len(proposals)} proposals returned {len(rows)} results")
+            self.engine_s += engine_s
+            self.simulate_s += time.perf_counter() - t0
+            self.n_simulated += len(rows)
+            failed = [r["n_solver_failures"] for r in rows if r["n_solver_failures"] > 0]
+            self.n_failed_trials += len(failed)
+            self.n_failed_patients += int(sum(failed))
+            return rows
+
+        def sample_until_n_accepted(self, n, simulate_one, t, *, max_eval=np.inf, all_accepted=False,
+                                    ana_vars=None):
+            known = (_simulate_one, _simulate_one_from_prior)
+            if not isinstance(simulate_one, functools.partial) or simulate_one.func not in known:
+                raise RuntimeError("BatchSampler needs pyabc's simulate_one (a partial of _simulate_one or "
+                                   f"_simulate_one_from_prior, as in pyabc 0.13); got {simulate_one!r}")
+            kw = simulate_one.keywords
+            from_prior = simulate_one.func is _simulate_one_from_prior
+            if not from_prior and not kw["evaluate"]:
+                raise RuntimeError("BatchSampler does not do look-ahead sampling (evaluate=False)")
+            models = kw["models"]
+            sample = self._create_empty_sample()
+            n_eval = n_acc = 0
+            while n_acc < n:
+                need = n - n_acc
+                if from_prior or all_accepted:
+                    size = need
+                else:  # enough proposals for the remaining acceptances at the rate seen so far (+10 %)
+                    rate = n_acc / n_eval if n_acc else self.rate_guess
+                    size = math.ceil(1.1 * need / max(rate, 0.01))
+                size = max(1, min(size, self.max_batch))
+                proposals = []
+                for _ in range(size):
+                    if from_prior:
+                        m = int(kw["model_prior"].rvs())
+                        theta = kw["parameter_priors"][m].rvs()
+                    else:
+                        m, theta = generate_valid_proposal(
+                            t=kw["t"], m=kw["m"], p=kw["p"], model_prior=kw["model_prior"],
+                            parameter_priors=kw["parameter_priors"],
+                            model_perturbation_kernel=kw["model_perturbation_kernel"], transitions=kw["transitions"])
+                    proposals.append((m, theta, int(np.random.randint(0, 2**31 - 1))))  # as TrialModel draws it
+                rows = self._simulate(proposals)
+                for k, ((m, theta, _), row) in enumerate(zip(proposals, rows)):
+                    models[m].pending = row
+                    if from_prior:
+                        result = models[m].summary_statistics(0, theta, kw["summary_statistics"])
+                        particle = pyabc.population.Particle(
+                            m=m, parameter=theta, weight=1.0, sum_stat=result.sum_stat, distance=np.inf,
+                            accepted=True, proposal_id=0, preliminary=False)
+                    else:
+                        particle = evaluate_proposal(
+                            m, theta, t=kw["t"], models=models, summary_statistics=kw["summary_statistics"],
+                            distance_function=kw["distance_function"], eps=kw["eps"], acceptor=kw["acceptor"],
+                            x_0=kw["x_0"], weight_function=kw["weight_function"], proposal_id=kw["proposal_id"])
+                    sample.append(particle)
+                    n_eval += 1
+                    n_acc += bool(particle.accepted)
+                    if n_acc == n:
+                        self.n_discarded += len(proposals) - k - 1
+                        break
+            self.nr_evaluations_ = n_eval
+            return sample
+
+    return BatchSampler
+
+
+def run_abc(db: Path, variants: list[str], cfg: FitConfig, population_size: int, generations: int, run_index: int,
+            log=print, scheduler=None, stats: dict | None = None, progress: bool = False):
+    """Run (or resume) ABC-SMC over ``variants`` into SQLite ``db``; one generation per seeded call
+    (``progress``: a bar over the generations).
+
+    ``cfg.batched``: proposals simulated in batches (:class:`BatchSampler`,
+    locally or on the Dask ``scheduler``, a ``distributed.Client``); otherwise
+    one trial at a time.  Both give the same populations.  ``stats`` (a dict)
+    receives counts and times of the batched sampling.
+    """
+    import pyabc
+
+    from .progress import bar
+
     _quiet_pyabc()
-    models = [TrialModel(v, cfg.fitted[v], cfg.design, cfg.threads) for v in variants]
     priors = [prior(cfg.fitted[v]) for v in variants]
     scales, weights = cfg.scales, cfg.weights
 
     def dist(x, x0):
         return distance(x, x0, scales, weights)
 
+    batch = batch_future = None
+    if cfg.batched:
+        batch = TrialBatch(variants, {v: cfg.fitted[v] for v in variants}, cfg.design, cfg.threads)
+        models = [_precomputed_model(v) for v in variants]
+        sampler_class = _batch_sampler_class()
+        if scheduler is not None:
+            # hash=False: a fresh key per run (see gvlmodel.sensitivity.evaluate)
+            batch_future = scheduler.scatter(batch, broadcast=True, hash=False)
+    else:
+        models = [TrialModel(v, cfg.fitted[v], cfg.design, cfg.threads) for v in variants]
+    stats = {} if stats is None else stats
+    for key in ("simulated", "discarded", "failed_trials", "failed_patients"):
+        stats.setdefault(key, 0)
+    stats.setdefault("engine_s", 0.0)
+    stats.setdefault("simulate_s", 0.0)
+
     url = f"sqlite:///{db}"
-    for t in range(generations):
-        abc = pyabc.ABCSMC(models, priors, dist, population_size=population_size,
-                           sampler=pyabc.sampler.SingleCoreSampler(check_max_eval=False),
+    rate = 0.5
+    for t in bar(range(generations), enabled=progress, desc=f"ABC {'/'.join(variants)}", unit="generation"):
+        if cfg.batched:
+            sampler = sampler_class(batch, cfg.batch_size, scheduler, batch_future, rate_guess=rate)
+        else:
+            sampler = pyabc.sampler.SingleCoreSampler(check_max_eval=False)
+        abc = pyabc.ABCSMC(models, priors, dist, population_size=population_size, sampler=sampler,
                            eps=pyabc.QuantileEpsilon(alpha=0.5))
         if db.exists():
             h = abc.load(url, 1)
@@ -324,22 +571,30 @@ def run_abc(db: Path, variants: list[str], cfg: FitConfig, population_size: int,
             ss = np.random.SeedSequence(cfg.seed, spawn_key=(run_index, t))
             np.random.seed(ss.generate_state(4))
             t0 = time.perf_counter()
-            with bar(enabled=progress, desc=f"ABC {'/'.join(variants)} generation {t + 1}/{generations}",
-                     unit="trial") as b:
-                for m in models:
-                    m.tick = b.update
-                h = abc.run(max_nr_populations=1)
-            for m in models:
-                m.tick = None
+            h = abc.run(max_nr_populations=1)
             pop = h.get_all_populations().iloc[-1]
+            extra = ""
+            if cfg.batched:
+                extra = f" ({sampler.n_simulated} simulated in batches)"
+                for key, value in (("simulated", sampler.n_simulated), ("discarded", sampler.n_discarded),
+                                   ("failed_trials", sampler.n_failed_trials),
+                                   ("failed_patients", sampler.n_failed_patients),
+                                   ("engine_s", sampler.engine_s), ("simulate_s", sampler.simulate_s)):
+                    stats[key] += value
+                if sampler.n_failed_trials:
+                    log(f"  [{'/'.join(variants)}] generation {t + 1}: {sampler.n_failed_patients} patients' solves "
+                        f"failed in {sampler.n_failed_trials} virtual trials (counted as not reaching CMR, "
+                        "n_solver_failures in their statistics)")
             log(f"  [{'/'.join(variants)}] generation {t + 1}/{generations}: eps {pop['epsilon']:.3g}, "
-                f"{int(pop['samples'])} simulations, {time.perf_counter() - t0:.1f} s")
+                f"{int(pop['samples'])} simulations{extra}, {time.perf_counter() - t0:.1f} s")
         pop = h.get_all_populations().set_index("t").loc[t]
         rate = population_size / pop["samples"]
         if rate < cfg.min_acceptance_rate:  # checked the same way when resuming
             log(f"  [{'/'.join(variants)}] acceptance rate {rate:.3f} < {cfg.min_acceptance_rate:g}: "
                 f"the run ends after {t + 1} generations")
             break
+    if batch_future is not None:
+        batch_future.release()
     return pyabc.History(url)
 
 
@@ -366,11 +621,22 @@ def weighted_quantiles(x: np.ndarray, w: np.ndarray, qs) -> np.ndarray:
 
 
 def predictive(cfg: FitConfig, variant: str, draws: np.ndarray, seed: int, progress: bool = False) -> list[dict]:
-    """One virtual trial per posterior draw (rows of ``draws``), seeds from ``SeedSequence(seed)``."""
+    """One virtual trial per posterior draw (rows of ``draws``), seeds from ``SeedSequence(seed)``
+    (``progress``: a bar over the batches, or the trials one at a time)."""
     from .progress import bar
 
     fitted = cfg.fitted[variant]
     seeds = np.random.SeedSequence(seed).generate_state(len(draws))
+    keys = [p.key for p in fitted]
+    if cfg.batched:  # the same trials, simulated together (trial.simulate_trials equals run_trial)
+        trials = [TrialSpec(variant, fitted, dict(zip(keys, map(float, x))), int(seeds[j])) for j, x in enumerate(draws)]
+        rows = []
+        for lo in bar(range(0, len(trials), cfg.batch_size), enabled=progress, desc=f"predictive checks {variant}",
+                      unit="batch"):
+            out, _ = simulate_trials(trials[lo:lo + cfg.batch_size], cfg.design, threads=cfg.threads,
+                                     diagnostics_too=True)
+            rows += [{"variant": variant, "draw": lo + j, **st, "diagnostics": dg} for j, (st, dg) in enumerate(out)]
+        return rows
     rows = []
     for j, x in enumerate(bar(draws, enabled=progress, desc=f"predictive checks {variant}", unit="trial")):
         values = dict(zip([p.key for p in fitted], map(float, x)))
@@ -430,17 +696,27 @@ def mechanistic_answers(cfg: FitConfig, variant: str, draws: np.ndarray, seed: i
       transplanted (relapse mix) and non-transplanted (from diagnosis) patients.
     Intervals are over posterior draws (5-95 %).
     """
-    from .cohort import CohortSpec, Protocol, simulate_cohort
+    from dataclasses import replace
+
+    from .cohort import CohortSpec, Protocol, simulate_cohort, simulate_replicates
     from .progress import bar
+    from .trial import simulate_trial_cohorts
 
     fitted = cfg.fitted[variant]
     d = cfg.design
     seeds = np.random.SeedSequence(seed).generate_state(2 * len(draws))
     hess_rows = []
-    for j, x in enumerate(bar(draws, enabled=progress, desc=f"answers {variant}: Hess protocol", unit="draw")):
-        values = dict(zip([p.key for p in fitted], map(float, x)))
-        main, _ = run_trial(values, fitted, variant, d, int(seeds[j]), size=cfg.answer_cohort_size,
-                            comparator_size=0, threads=cfg.threads)
+    keys = [p.key for p in fitted]
+    if cfg.batched:  # every draw's cohort in one compiled run (the same cohorts as run_trial's)
+        trials = [TrialSpec(variant, fitted, dict(zip(keys, map(float, x))), int(seeds[j]))
+                  for j, x in enumerate(draws)]
+        mains = [m for m, _ in simulate_trial_cohorts(trials, replace(d, size=cfg.answer_cohort_size,
+                                                                      comparator_size=0), threads=cfg.threads)[0]]
+    else:
+        mains = [run_trial(dict(zip(keys, map(float, x))), fitted, variant, d, int(seeds[j]),
+                           size=cfg.answer_cohort_size, comparator_size=0, threads=cfg.threads)[0]
+                 for j, x in enumerate(draws)]
+    for main in mains:
         c = main.columns
         g = outcome_groups(c, d)
         lost, durable = g["lost"], g["durable"]
@@ -472,18 +748,24 @@ def mechanistic_answers(cfg: FitConfig, variant: str, draws: np.ndarray, seed: i
         rows = []
         for T in bar(cfg.stop_days, enabled=progress, desc=f"answers {variant}: durable-CMR curve, {setting}",
                      unit="course"):
+            proto = Protocol(escalated_dose_mg=d.escalated_dose_mg, stop={"after_days": T}, restart=False,
+                             follow_up_days=T + cfg.tfr_window_days, visit_interval_days=d.visit_interval_days,
+                             detection_limit=d.detection_limit, noise_sd_log=d.noise_sd_log)
+            course_seeds = [int(seeds[len(draws) + j]) for j in range(len(inputs))]
+            specs = [(CohortSpec(size=cfg.answer_cohort_size, seed=s, transplant=True, relapse_mix=d.relapse_mix)
+                      if transplant else
+                      CohortSpec(size=cfg.answer_cohort_size, seed=s, transplant=False, start="diagnosis"))
+                     for s in course_seeds]
+            if cfg.batched:  # all draws' cohorts of this course in one compiled run (the same cohorts)
+                cols, _ = simulate_replicates(specs[0], proto, [p for p, _ in inputs], [q for _, q in inputs],
+                                              course_seeds, variant=variant, rtol=d.rtol, atol=d.atol,
+                                              threads=cfg.threads)
+            else:
+                cols = [simulate_cohort(spec, proto, params, variant=variant, population=population, rtol=d.rtol,
+                                        atol=d.atol, threads=cfg.threads, progress=False).columns
+                        for spec, (params, population) in zip(specs, inputs)]
             probs = []
-            for j, (params, population) in enumerate(inputs):
-                proto = Protocol(escalated_dose_mg=d.escalated_dose_mg, stop={"after_days": T}, restart=False,
-                                 follow_up_days=T + cfg.tfr_window_days, visit_interval_days=d.visit_interval_days,
-                                 detection_limit=d.detection_limit, noise_sd_log=d.noise_sd_log)
-                spec = (CohortSpec(size=cfg.answer_cohort_size, seed=int(seeds[len(draws) + j]), transplant=True,
-                                   relapse_mix=d.relapse_mix) if transplant else
-                        CohortSpec(size=cfg.answer_cohort_size, seed=int(seeds[len(draws) + j]), transplant=False,
-                                   start="diagnosis"))
-                r = simulate_cohort(spec, proto, params, variant=variant, population=population, rtol=d.rtol,
-                                    atol=d.atol, threads=cfg.threads, progress=False)
-                c = r.columns
+            for c in cols:
                 ok = (c["solver_status"] == 0) & c["stopped"]
                 probs.append(float((ok & ~c["lost_cmr"]).sum() / max(ok.sum(), 1)))
             rows.append({"stop_after_days": T, **band(probs)})
@@ -651,8 +933,40 @@ def _write_tables(out: Path, cfg: FitConfig, pred_rows: list[dict], post: dict) 
             ",".join(repr(float(a)) for a in row) + f",{float(wt)!r}\n" for row, wt in zip(x, w)))
 
 
-def run_fit(cfg: FitConfig, out: Path, *, ship: bool = False, log=print, progress: bool = False) -> dict:
-    """Run every stage (resuming what exists in ``out``) and write the report; returns the report dict."""
+def run_fit(cfg: FitConfig, out: Path, *, ship: bool = False, log=print, scheduler=None,
+            progress: bool = False) -> dict:
+    """Run every stage (resuming what exists in ``out``) and write the report; returns the report dict
+    (``progress``: bars over ABC generations, predictive checks and answers).
+
+    ``scheduler``: ``None`` (this machine), a Dask scheduler address (connected
+    before anything is written, closed at the end) or a ``distributed.Client``:
+    the ABC runs' batches are simulated there, with the same result.
+    """
+    if scheduler is not None and not cfg.batched:
+        raise InputError("--scheduler: runs batches of proposals on a cluster; the config sets [fit] batched = false")
+    if not isinstance(scheduler, str):
+        return _run_fit(cfg, out, ship, log, scheduler, progress)
+    from .sensitivity import connect
+
+    output_folder(out)
+    client = connect(scheduler)
+    try:
+        return _run_fit(cfg, out, ship, log, client, progress)
+    finally:
+        client.close()
+
+
+def _sampling(stats: dict) -> dict:
+    """How the batched sampling went (empty for the one-trial-at-a-time sampler)."""
+    if not stats or not stats.get("simulated"):
+        return {}
+    return {"simulated": int(stats["simulated"]), "discarded_past_last_acceptance": int(stats["discarded"]),
+            "trials_with_solver_failures": int(stats["failed_trials"]),
+            "patients_with_solver_failures": int(stats["failed_patients"]),
+            "engine_s": float(stats["engine_s"]), "simulate_s": float(stats["simulate_s"])}
+
+
+def _run_fit(cfg: FitConfig, out: Path, ship: bool, log, scheduler, progress: bool = False) -> dict:
     out = output_folder(out)
     lock_outputs(out)  # before fit_state.json: two fits into one folder would corrupt the ABC database
     state_path = out / "fit_state.json"
@@ -676,12 +990,13 @@ def run_fit(cfg: FitConfig, out: Path, *, ship: bool = False, log=print, progres
         def compute(i=i, v=v):
             log(f"fitting {v} ({len(cfg.fitted[v])} quantities, population {cfg.population_size}, "
                 f"{cfg.generations} generations)")
+            stats = {}
             h = run_abc(out / f"abc_{v}.db", [v], cfg, cfg.population_size, cfg.generations, run_index=i, log=log,
-                        progress=progress)
+                        scheduler=scheduler, stats=stats, progress=progress)
             pops = h.get_all_populations()
             return {"total_simulations": int(h.total_nr_simulations), "generations": int(h.max_t + 1),
                     "sampling_wall_s": float(pops["wall_time"].sum()),
-                    "final_epsilon": float(h.get_all_populations()["epsilon"].iloc[-1])}
+                    "final_epsilon": float(h.get_all_populations()["epsilon"].iloc[-1]), **_sampling(stats)}
         fits[v] = _stage(out, f"fit_{v}", compute)
         log(f"fit {v}: {fits[v]['result']['total_simulations']} simulations, {fits[v]['wall_s']:.0f} s")
 
@@ -690,11 +1005,14 @@ def run_fit(cfg: FitConfig, out: Path, *, ship: bool = False, log=print, progres
         def compute_cmp():
             log(f"model comparison {', '.join(cfg.variants)} (population {cfg.comparison_population_size}, "
                 f"{cfg.comparison_generations} generations)")
+            stats = {}
             h = run_abc(out / "abc_comparison.db", list(cfg.variants), cfg, cfg.comparison_population_size,
-                        cfg.comparison_generations, run_index=len(cfg.variants), log=log, progress=progress)
+                        cfg.comparison_generations, run_index=len(cfg.variants), log=log, scheduler=scheduler,
+                        stats=stats, progress=progress)
             r = _model_comparison(h, list(cfg.variants))
             r["total_simulations"] = int(h.total_nr_simulations)
             r["sampling_wall_s"] = float(h.get_all_populations()["wall_time"].sum())
+            r.update(_sampling(stats))
             return r
         comparison = _stage(out, "comparison", compute_cmp)
         best = comparison["result"]["best"]

@@ -63,7 +63,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -71,7 +70,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cohort import CohortSpec, Protocol, prepare_replicates, run_inputs
+from .cohort import ENGINE_LOCK, CohortSpec, Protocol, prepare_replicates, run_inputs
 from .errors import InputError, check_tables, fail, output_folder, read_toml
 from .errors import boolean as _bool
 from .errors import integer as _int
@@ -371,9 +370,8 @@ def load_config(path, *, quick: bool = False) -> StudyConfig:
 # --------------------------------------------------------------------------
 # evaluators: picklable callables X (samples x factors) -> Y (samples x outputs)
 # --------------------------------------------------------------------------
-#: one compiled parallel region at a time per process (numba's workqueue layer is not re-entrant,
-#: and Dask may run several tasks in threads of one worker)
-_ENGINE_LOCK = threading.Lock()
+#: one compiled parallel region at a time per process (shared with the fit's batches)
+_ENGINE_LOCK = ENGINE_LOCK
 
 
 class IshigamiEvaluator:

@@ -242,14 +242,137 @@ def run_trial(values: Mapping[str, float], fitted: tuple[FitParameter, ...], var
     n = design.size if size is None else size
     main = simulate_cohort(CohortSpec(size=n, seed=s_main, transplant=True, relapse_mix=design.relapse_mix),
                            hess, params, variant=variant, population=population, rtol=design.rtol, atol=design.atol,
-                           threads=threads, progress=False)
+                           max_steps=MAX_STEPS, threads=threads, progress=False)
     n_c = design.comparator_size if comparator_size is None else comparator_size
     other = None
     if n_c > 0:
         other = simulate_cohort(CohortSpec(size=n_c, seed=s_comp, transplant=False, start="diagnosis"), comp,
                                 params, variant=variant, population=population, rtol=design.rtol, atol=design.atol,
-                                threads=threads, progress=False)
+                                max_steps=MAX_STEPS, threads=threads, progress=False)
     return main, other
+
+
+#: the solver's step limit per patient in a virtual trial (:func:`simulate_cohort`'s default)
+MAX_STEPS = 200_000
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """One virtual trial of a batch: ``variant``, its ``fitted`` quantities, their sampler-space ``values``
+    and the trial ``seed`` (the arguments of :func:`run_trial`)."""
+
+    variant: str
+    fitted: tuple[FitParameter, ...]
+    values: Mapping[str, float]
+    seed: int
+
+
+class _View:
+    """One trial's rows of a batch, with the attributes :func:`statistics` and :func:`diagnostics` read."""
+
+    def __init__(self, columns, n, patient_parameters):
+        self.columns, self.n, self.patient_parameters = columns, n, patient_parameters
+
+
+def simulate_trials(trials, design: TrialDesign, *, threads: int | None = None, diagnostics_too: bool = False,
+                    base=None):
+    """Many virtual trials at once: ``(rows, engine_s)``, one row per :class:`TrialSpec` in order.
+
+    Each row is :func:`statistics` of the trial (and, with ``diagnostics_too``,
+    ``(statistics, diagnostics)``), equal to what :func:`run_trial` gives for the
+    same values and seed (:func:`simulate_trial_cohorts`).  Solver failures are
+    counted in each row's ``n_solver_failures``.
+    """
+    cohorts, engine_s = simulate_trial_cohorts(trials, design, threads=threads, base=base)
+    rows = []
+    for main, other in cohorts:
+        st = statistics(main, other, design)
+        rows.append((st, diagnostics(main, other, design)) if diagnostics_too else st)
+    return rows, engine_s
+
+
+def simulate_trial_cohorts(trials, design: TrialDesign, *, threads: int | None = None, base=None):
+    """The cohorts of many virtual trials at once: ``(cohorts, engine_s)``.
+
+    ``cohorts[j]`` is ``(enrolled, comparator or None)`` for ``trials[j]``, each
+    with the ``columns`` (the engine's outcome columns of
+    :func:`gvlmodel.cohort.outcome_columns`), ``n`` and ``patient_parameters`` of
+    the :func:`run_trial` cohorts of the same values and seed, equal to them: the
+    trials' patients (each trial its own random numbers, drawn from its seed
+    exactly as there) are prepared together, vectorised over patients
+    (:func:`gvlmodel.cohort.prepare_replicates` with one seed per trial), and
+    every enrolled cohort of the batch is one compiled cohort run, every
+    comparator cohort another (:func:`gvlmodel.cohort.run_inputs`), whatever the
+    variants.  ``base``: the resolved base set (read from ``design.base_set``
+    when ``None``).  ``engine_s`` is the wall time inside the compiled engine.
+    """
+    from .cohort import ENGINE_LOCK, check_threads, concat_inputs, outcome_columns, prepare_replicates, run_inputs
+    from .parameters import parse_variant, resolve_parameters
+
+    if not isinstance(design, TrialDesign):
+        fail("simulate_trials design", f"expected a TrialDesign, got {type(design).__name__}")
+    trials = list(trials)
+    if not trials:
+        return [], 0.0
+    threads = check_threads(threads)
+    base = parameter_set(design.base_set) if base is None else base
+    hess, comp = design.protocols(1.0)  # stop uptake acts through each patient's stop decision
+    n, n_c = design.size, design.comparator_size
+    groups: dict[str, list[int]] = {}
+    for j, tr in enumerate(trials):
+        if not isinstance(tr, TrialSpec):
+            fail("simulate_trials trials", f"expected TrialSpec items, got {type(tr).__name__}")
+        groups.setdefault(parse_variant(tr.variant).value, []).append(j)
+    order = [j for js in groups.values() for j in js]  # rows of the stacked cohorts, group by group
+    mains, comps, names_of = [], [], {}
+    for v, js in groups.items():
+        bases, sds, ups, s_main, s_comp = [], [], [], [], []
+        for j in js:
+            tr = trials[j]
+            params, population, uptake = model_inputs(tr.values, tr.fitted, base,
+                                                      population_bounds=design.population_bounds)
+            bases.append(resolve_parameters(params))
+            sds.append(population.sd_log)
+            ups.append(uptake)
+            ss = np.random.SeedSequence(integer("simulate_trials seed", tr.seed, 0))
+            a, b = (int(x.generate_state(1)[0]) for x in ss.spawn(2))
+            s_main.append(a)
+            s_comp.append(b)
+        names = tuple(sds[0])
+        if any(tuple(sd) != names for sd in sds):
+            fail("simulate_trials trials", f"trials of variant {v} vary different parameters between patients")
+        names_of[v] = names
+        args = (parse_variant(v), names, design.rtol, design.atol, 1.0, MAX_STEPS)
+        mains.append(prepare_replicates(CohortSpec(size=n, seed=0, transplant=True, relapse_mix=design.relapse_mix),
+                                        hess, bases, sds, ups, *args, bounds=design.population_bounds, seeds=s_main,
+                                        threads=threads))
+        if n_c > 0:
+            comps.append(prepare_replicates(CohortSpec(size=n_c, seed=0, transplant=False, start="diagnosis"), comp,
+                                            bases, sds, [comp.stop_uptake] * len(js), *args,
+                                            bounds=design.population_bounds, seeds=s_comp, threads=threads))
+    engine_s = 0.0
+    results = []
+    for parts in (mains, comps):
+        if not parts:
+            results.append(None)
+            continue
+        inp = concat_inputs(parts)
+        with ENGINE_LOCK:
+            _, res_f, res_i, wall = run_inputs(inp, threads, progress=False)
+        engine_s += wall
+        results.append((outcome_columns(res_f, res_i, inp.would_stop), inp.varied))
+    cohorts = [None] * len(trials)
+    for r, j in enumerate(order):
+        v = parse_variant(trials[j].variant).value
+
+        def view(res, size):
+            cols, varied = res
+            sl = slice(r * size, (r + 1) * size)
+            return _View({k: c[sl] for k, c in cols.items()}, size,
+                         {k: varied[k][sl] for k in names_of[v]})
+
+        cohorts[j] = (view(results[0], n), view(results[1], n_c) if results[1] is not None else None)
+    return cohorts, engine_s
 
 
 def outcome_groups(c: Mapping[str, np.ndarray], design: TrialDesign) -> dict[str, np.ndarray]:

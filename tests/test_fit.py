@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 
 from gvlmodel.errors import InputError
-from gvlmodel.fit import TrialModel, load_config, parse_config, posterior, run_abc, run_fit, weighted_quantiles
+from gvlmodel.fit import (TrialBatch, TrialModel, load_config, parse_config, posterior, run_abc, run_fit,
+                          weighted_quantiles)
 from gvlmodel.parameters import PARAMETER_SET_DIR, parameter_set_info
-from gvlmodel.trial import STATISTICS, TrialDesign, fit_parameter, model_inputs, run_trial, statistics
+from gvlmodel.trial import (STATISTICS, TrialDesign, TrialSpec, diagnostics, fit_parameter, model_inputs, run_trial,
+                            simulate_trials, statistics)
 
 REPO = Path(__file__).resolve().parents[1]
 FIT_CONFIG = REPO / "experiments" / "fit_hess2005.toml"
@@ -73,24 +75,28 @@ def test_model_comparison_picks_generating_variant(tmp_path, generating):
     assert p_true > 0.5, (generating, probs.to_dict())
 
 
-def test_resume_after_interruption_matches_uninterrupted(tmp_path, monkeypatch):
-    cfg = small_config(["H0"], {"H0": ["stop_uptake", "im_kill_lsc"]}, pop=40, gens=3)
+@pytest.mark.parametrize("batched", [True, pytest.param(False, marks=pytest.mark.slow)],
+                         ids=["batched", "one_at_a_time"])
+def test_resume_after_interruption_matches_uninterrupted(tmp_path, monkeypatch, batched):
+    cfg = small_config(["H0"], {"H0": ["stop_uptake", "im_kill_lsc"]}, pop=40, gens=3, batched=batched)
     run_fit(cfg, tmp_path / "whole", log=lambda m: None)
 
-    # interrupted in the middle of generation 2, then resumed by re-running the same fit
+    # interrupted in the middle of the ABC run (a trial of generation 2, or the third batch), then resumed
+    # by re-running the same fit
     calls = {"n": 0}
-    original = TrialModel.__call__
+    cls, stop_at = (TrialBatch, 3) if batched else (TrialModel, 150)
+    original = cls.__call__
 
     def flaky(self, par):
         calls["n"] += 1
-        if calls["n"] == 150:
+        if calls["n"] == stop_at:
             raise KeyboardInterrupt
         return original(self, par)
 
-    monkeypatch.setattr(TrialModel, "__call__", flaky)
+    monkeypatch.setattr(cls, "__call__", flaky)
     with pytest.raises(KeyboardInterrupt):
         run_fit(cfg, tmp_path / "resumed", log=lambda m: None)
-    monkeypatch.setattr(TrialModel, "__call__", original)
+    monkeypatch.setattr(cls, "__call__", original)
     assert not (tmp_path / "resumed" / "report.json").exists()
     assert not (tmp_path / "resumed" / "provenance.json").exists()  # written last: an interrupted fit has none
     run_fit(cfg, tmp_path / "resumed", log=lambda m: None)
@@ -101,6 +107,156 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path, monkeypatch):
     a = json.loads((tmp_path / "whole" / "report.json").read_text())
     b = json.loads((tmp_path / "resumed" / "report.json").read_text())
     assert a["answers"]["result"] == b["answers"]["result"]
+
+
+def _populations(h, n_models):
+    """Everything a run's populations hold but wall times: per generation epsilon, simulation count,
+    model probabilities, and each model's particles, weights and summary statistics."""
+    pops = h.get_all_populations()[["t", "epsilon", "samples"]]
+    out = {"populations": pops.to_dict("list"), "probabilities": h.get_model_probabilities().to_dict()}
+    for t in range(h.max_t + 1):
+        for m in range(n_models):
+            df, w = h.get_distribution(m=m, t=t)
+            out[(t, m)] = (df.to_dict("list"), list(w))
+        out[("sum_stats", t)] = [sorted(x.items()) for x in h.get_weighted_sum_stats(t=t)[1]]
+    return out
+
+
+BATCH_FITTED = {"H0": ["stop_uptake", "im_kill_lsc"], "H2": ["stop_uptake", "im_kill_lsc", "z_expand_allo"]}
+
+
+def test_batched_sampling_gives_the_one_at_a_time_populations(tmp_path):
+    """Proposals and trial seeds come from the seeded stream in the same order and the count stops at the
+    n-th acceptance, so the batched sampler's populations equal pyabc's SingleCoreSampler's exactly,
+    whatever the batch size (model comparison over two variants: model moves included)."""
+    runs = {}
+    for name, kw in {"single": {"batched": False}, "batched": {}, "batch_of_3": {"batch_size": 3}}.items():
+        cfg = small_config(["H0", "H2"], BATCH_FITTED, pop=16, gens=2, **kw)
+        h = run_abc(tmp_path / f"{name}.db", ["H0", "H2"], cfg, 16, 2, 4, log=lambda m: None)
+        runs[name] = _populations(h, 2)
+    assert runs["single"]["populations"]["samples"][1] > 16  # some proposals were rejected
+    assert runs["batched"] == runs["single"]
+    assert runs["batch_of_3"] == runs["single"]
+
+
+def test_uniform_prior_draws_and_densities_equal_pyabc_scipy_uniform():
+    """The fit's uniform prior (no SciPy call per proposal) takes the same numbers from NumPy's global
+    generator and gives the same densities, inside, on and outside the bounds, as pyabc.RV("uniform")."""
+    import pyabc
+
+    from gvlmodel.fit import _uniform_rv_class
+
+    uniform = _uniform_rv_class()
+    for p in [fit_parameter(n) for n in ("stop_uptake", "q_out", "sd_q_out", "z_kill")]:
+        lo, hi = p.prior_bounds
+        ours, ref = uniform(lo, hi - lo), pyabc.RV("uniform", lo, hi - lo)
+        draws = {}
+        for name, rv in (("ours", ours), ("ref", ref)):
+            np.random.seed(11)
+            draws[name] = [rv.rvs() for _ in range(40)] + [np.random.random_sample()]  # and the stream after
+        assert draws["ours"] == draws["ref"]
+        points = [lo, hi, np.nextafter(lo, -np.inf), np.nextafter(hi, np.inf), lo - 1.0, hi + 1.0, *draws["ours"]]
+        assert [ours.pdf(x) for x in points] == [ref.pdf(x) for x in points]
+        assert [ours.cdf(x) for x in points] == [ref.cdf(x) for x in points]
+
+
+def test_simulate_trials_equals_run_trial():
+    """A batch of trials of several variants (one compiled run for every enrolled cohort, one for every
+    comparator) gives each trial the statistics and diagnostics of run_trial with its seed."""
+    cfg = small_config(["H0", "H2"], BATCH_FITTED)
+    rng = np.random.default_rng(5)
+    trials = []
+    for j in range(7):
+        v = ("H0", "H2")[j % 2]
+        fitted = cfg.fitted[v]
+        trials.append(TrialSpec(v, fitted, {p.key: float(rng.uniform(*p.prior_bounds)) for p in fitted},
+                                int(rng.integers(2**31 - 1))))
+    rows, engine_s = simulate_trials(trials, cfg.design, threads=2, diagnostics_too=True)
+    assert len(rows) == len(trials) and engine_s > 0
+    assert simulate_trials(trials, cfg.design, threads=1, diagnostics_too=True)[0] == rows
+    for tr, (st, dg) in zip(trials, rows):
+        main, comp = run_trial(tr.values, tr.fitted, tr.variant, cfg.design, tr.seed, threads=1)
+        assert st == statistics(main, comp, cfg.design)
+        assert dg == diagnostics(main, comp, cfg.design)
+
+
+def test_batched_predictive_checks_and_answers_equal_the_one_at_a_time_ones():
+    """Posterior predictive trials and the mechanistic answers' cohorts, simulated together, give the
+    rows and answers of one cohort at a time."""
+    from gvlmodel.fit import mechanistic_answers, predictive
+
+    cfg = small_config(["H0", "H2"], BATCH_FITTED)
+    rng = np.random.default_rng(8)
+    draws = np.array([[rng.uniform(*p.prior_bounds) for p in cfg.fitted["H2"]] for _ in range(3)])
+    one = replace(cfg, batched=False)
+    assert predictive(cfg, "H2", draws, 17) == predictive(one, "H2", draws, 17)
+    assert mechanistic_answers(cfg, "H2", draws, 19, log=lambda m: None) == \
+        mechanistic_answers(one, "H2", draws, 19, log=lambda m: None)
+
+
+def test_a_failing_solve_in_a_batch_is_reported_not_dropped(tmp_path, monkeypatch):
+    """With a step limit some patients' solves fail: every trial of the batch still gets its statistics
+    (failed patients count as not reaching CMR, as in run_trial) and the sampler reports the failures."""
+    from gvlmodel import trial
+
+    monkeypatch.setattr(trial, "MAX_STEPS", 300)
+    cfg = small_config(["H2"], {"H2": BATCH_FITTED["H2"]}, pop=10, gens=1)
+    fitted = cfg.fitted["H2"]
+    rng = np.random.default_rng(3)
+    trials = [TrialSpec("H2", fitted, {p.key: float(rng.uniform(*p.prior_bounds)) for p in fitted}, j)
+              for j in range(6)]
+    rows, _ = simulate_trials(trials, cfg.design, threads=1)
+    fails = [r["n_solver_failures"] for r in rows]
+    assert len(rows) == 6 and any(f > 0 for f in fails) and any(f == 0 for f in fails)
+    for tr, row in zip(trials, rows):
+        assert row == statistics(*run_trial(tr.values, fitted, "H2", cfg.design, tr.seed), cfg.design)
+
+    logs, stats = [], {}
+    h = run_abc(tmp_path / "abc.db", ["H2"], cfg, 10, 1, 0, log=logs.append, stats=stats)
+    assert stats["failed_patients"] > 0 and stats["failed_trials"] > 0
+    assert any(f"{stats['failed_patients']} patients' solves failed" in m for m in logs), logs
+    assert len(h.get_distribution(m=0, t=0)[0]) == 10
+
+
+def test_fit_on_a_dask_local_cluster_equals_local(tmp_path):
+    """`gvlmodel fit --scheduler ADDRESS`: the batches run as Dask tasks; the fit's files are identical."""
+    distributed = pytest.importorskip("distributed")
+    cfg = small_config(["H0", "H2"], BATCH_FITTED, pop=15, gens=1, predictive_draws=4, answer_draws=2,
+                       answer_cohort_size=10)
+    import pyabc
+
+    local = run_fit(cfg, tmp_path / "local", log=lambda m: None)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as lc:
+        remote = run_fit(cfg, tmp_path / "remote", log=lambda m: None, scheduler=lc.scheduler_address)
+    assert remote["comparison"]["result"]["simulated"] > remote["comparison"]["result"]["total_simulations"] / 2
+    for name in ("posterior_H0.csv", "posterior_H2.csv", "predictive.csv", "parameter_sets/synthetic_H2.toml"):
+        assert (tmp_path / "local" / name).read_text() == (tmp_path / "remote" / name).read_text(), name
+    assert local["comparison"]["result"]["probabilities"] == remote["comparison"]["result"]["probabilities"]
+    assert local["answers"]["result"] == remote["answers"]["result"]
+    for db in ("abc_H0.db", "abc_comparison.db"):
+        a, b = (pyabc.History(f"sqlite:///{tmp_path / where / db}") for where in ("local", "remote"))
+        n = 1 if db == "abc_H0.db" else 2
+        assert _populations(a, n) == _populations(b, n), db
+
+
+def test_sampler_settings_do_not_change_the_digest_and_are_validated(tmp_path):
+    base = _committed()
+    digests = {parse_config(_committed(fit={"batched": b, "batch_size": n})).digest
+               for b in (True, False) for n in (1, 512)}
+    assert digests == {parse_config(base).digest}
+    cfg = small_config(["H0"], {"H0": ["stop_uptake"]}, pop=5, gens=1, batched=False)
+    with pytest.raises(InputError, match="--scheduler: .*batched = false"):
+        run_fit(cfg, tmp_path / "out", scheduler="tcp://127.0.0.1:1", log=lambda m: None)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_fit_bad_scheduler_exits_2_before_writing(tmp_path, capsys):
+    from gvlmodel.cli import main
+
+    out = tmp_path / "out"
+    assert main(["fit", str(FIT_CONFIG), "--out", str(out), "--quick", "--scheduler", " "]) == 2
+    assert "--scheduler" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_resume_refuses_a_different_config(tmp_path):
@@ -217,6 +373,9 @@ BAD_FIT_CONFIGS = [  # (config mutation, expected field text)
     ({"answers": {"stop_days": [90, 90]}}, r"\[answers\] stop_days: .*distinct"),
     ({"answers": {"tfr_window_days": 36500}}, r"\[answers\] tfr_window_days: .*<= 36500"),
     ({"quick": {"generations": 0}}, r"\[quick\] generations: must be an integer in \[1, inf\]"),
+    ({"fit": {"batched": "yes"}}, r"\[fit\] batched: expected true or false"),
+    ({"fit": {"batch_size": 0}}, r"\[fit\] batch_size: must be an integer in \[1, 100000\]"),
+    ({"fit": {"batch_size": 2.5}}, r"\[fit\] batch_size: expected an integer"),
     ({"quick": {"population_size": "x"}}, r"\[quick\] population_size: expected an integer"),
 ]
 
