@@ -7,7 +7,6 @@ written to the output folder in that case.
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import time
 from pathlib import Path
@@ -17,6 +16,8 @@ import numpy as np
 from .errors import InputError, SolverError, output_folder, read_toml, real
 from .provenance import atomic_write_json, atomic_write_text, begin_outputs, finish_outputs, lock_outputs, provenance
 
+#: most rows of the example's trajectory
+MAX_EXAMPLE_ROWS = 1e6
 EXAMPLE_KEYS = {"variant", "transplant", "bcr_abl", "schedule", "days", "interval_days", "parameters", "rtol"}
 
 
@@ -41,9 +42,18 @@ def _example_config(path: str | None) -> dict:
 
     cfg["days"] = real("config key 'days'", cfg["days"], lo=0.0, hi=MAX_DAYS, lo_open=True)
     cfg["interval_days"] = real("config key 'interval_days'", cfg["interval_days"], lo=0.01, hi=cfg["days"])
-    if cfg["days"] / cfg["interval_days"] > 1e6:
-        raise InputError(f"config key 'interval_days': at most 1e6 output rows, got days / interval_days = "
-                         f"{cfg['days'] / cfg['interval_days']:.3g}")
+    if cfg["days"] / cfg["interval_days"] > MAX_EXAMPLE_ROWS:
+        raise InputError(f"config key 'interval_days': at most {MAX_EXAMPLE_ROWS:.0e} output rows, got days / "
+                         f"interval_days = {cfg['days'] / cfg['interval_days']:.3g}")
+    from . import limits
+    from .indices import N_STATES
+    from .scenario import TEXT_CELL_BYTES
+
+    cfg["rtol"] = limits.rtol("config key 'rtol'", cfg["rtol"])
+    rows = cfg["days"] / cfg["interval_days"] + 2
+    # the solution (states and derived columns) and the table's text, built in memory before its write
+    limits.check_memory({"trajectory": rows * (N_STATES + 8) * (8.0 + TEXT_CELL_BYTES)},
+                        {"trajectory": "config key 'days' or a larger 'interval_days'"}, what="this example")
     if not isinstance(cfg["parameters"], dict):
         raise InputError("config key 'parameters': expected a table of parameter name = value")
     from .parameters import resolve_parameters
@@ -70,14 +80,12 @@ def run_example(config: str | None, out: Path):
     y0 = initial_state(cfg["parameters"], bcr_abl=cfg["bcr_abl"], variant=cfg["variant"], transplant=cfg["transplant"])
     res = simulate(cfg["parameters"], y0=y0, t_out=t, schedule=[tuple(s) for s in cfg["schedule"]],
                    variant=cfg["variant"], transplant=cfg["transplant"], rtol=cfg["rtol"])
-    cols = res.as_dict()
-    buf = io.StringIO()
-    buf.write(",".join(cols) + "\n")
-    for row in zip(*cols.values()):  # rows a failed solve did not reach are left empty, not nan
-        buf.write(",".join(f"{v:.10g}" if np.isfinite(v) else "" for v in row) + "\n")
+    from .scenario import table_csv
+
+    text = table_csv(res.as_dict())  # rows a failed solve did not reach are left empty, not nan
     out.mkdir(parents=True, exist_ok=True)
     begin_outputs(out)
-    atomic_write_text(out / "trajectory.csv", buf.getvalue())
+    atomic_write_text(out / "trajectory.csv", text)
     final = float(res.bcr_abl[-1])
     summary = {"status": res.status, "message": res.message, "n_steps": res.n_steps, "n_rhs": res.n_rhs,
                "extinct": res.extinct, "t_extinct_days": res.t_extinct if res.extinct else None,

@@ -38,6 +38,8 @@ from .errors import boolean as _boolean
 from .errors import fail as _fail
 from .errors import integer as _integer
 from .errors import real as _real
+from . import limits
+from .limits import MAX_COHORT_SIZE  # noqa: F401  (its home is gvlmodel.limits)
 from .indices import N_PP, N_RF, N_RI, N_STATES, PP, RF, RI, Dose, State, StopRule
 from .model import im_effects
 from .parameters import (PARAMETER_TABLE, Variant, check_parameter_name, kernel_parameters_batch, parameter_set,
@@ -72,8 +74,6 @@ STOP_RULE_NAMES = ("hess2005", "never", "{after_days = N}", "{min_days = T, unde
 # --------------------------------------------------------------------------
 # specifications
 # --------------------------------------------------------------------------
-#: largest cohort one call accepts (results are held in memory: ~1 kB per patient)
-MAX_COHORT_SIZE = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ class CohortSpec:
     diagnosis_range: tuple[float, float] = DEFAULT_DIAGNOSIS_RANGE
 
     def __post_init__(self):
-        object.__setattr__(self, "size", _integer("cohort.size", self.size, lo=1, hi=MAX_COHORT_SIZE))
+        object.__setattr__(self, "size", limits.cohort_size("cohort.size", self.size))
         object.__setattr__(self, "seed", _integer("cohort.seed", self.seed, lo=0))
         object.__setattr__(self, "transplant", _boolean("cohort.transplant", self.transplant))
         if self.start not in STARTS:
@@ -555,6 +555,8 @@ def prepare_replicates(cohort: CohortSpec, protocol: Protocol, bases, sds, uptak
                         relapse_types=np.tile(types1, n_rep), bcr_abl_start=ratio0, would_stop=would_stop)
 
 
+#: memory of one patient's result columns (CohortResult.columns), bytes
+RESULT_BYTES_PER_PATIENT = 400.0
 #: patients per lock-step engine (one ``prange`` task); measured: 64 gave the best 2-thread throughput
 LANE_BLOCK = 64
 
@@ -572,12 +574,9 @@ def lane_block(n: int, threads: int) -> int:
 
 def check_threads(threads, field: str = "threads") -> int:
     """``threads`` as a numba thread count in ``[1, NUMBA_NUM_THREADS]`` (``None``: all of them)."""
-    import numba
-
-    n_max = numba.config.NUMBA_NUM_THREADS
     if threads is None:
-        return n_max
-    return _integer(field, threads, lo=1, hi=n_max)
+        return limits.max_threads()
+    return limits.threads(field, threads)
 
 
 def run_inputs(inp: CohortInputs, threads: int, progress: bool | None = None, chunk: int = 16384):
@@ -664,11 +663,16 @@ def simulate_cohort(cohort: CohortSpec, protocol: Protocol | None = None, parame
     base = _resolve_base(parameters)
     base.update(population.medians)
     base = resolve_parameters(base)
-    rtol = _real("solver.rtol", rtol, lo=1e-13, hi=1e-2)
-    atol = _real("solver.atol", atol, lo=0.0, hi=1e3, lo_open=True)
+    rtol = limits.rtol("solver.rtol", rtol)
+    atol = limits.atol("solver.atol", atol)
     extinction_threshold = _real("solver.extinction_threshold", extinction_threshold, lo=0.0)
     max_steps = _integer("solver.max_steps", max_steps, lo=1)
     threads = check_threads(threads)
+    # results are held in memory: refuse a cohort that cannot be before drawing it
+    limits.check_memory({"cohort": cohort.size * (limits.engine_bytes_per_patient(protocol.n_visits)
+                                                  + RESULT_BYTES_PER_PATIENT)},
+                        {"cohort": "the cohort size (or the visits: follow_up_days / visit_interval_days); "
+                                   "`gvlmodel simulate` streams large cohorts to disk"}, what="this cohort")
 
     inp = prepare_cohort(cohort, protocol, base, variant, population, rtol, atol, extinction_threshold, max_steps)
     n = cohort.size

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import limits
 from .errors import InputError, check_tables, output_folder, read_toml, real
 from .errors import integer as _int
 from .parameters import Variant, parse_variant
@@ -96,6 +97,42 @@ class FitConfig:
     threads: int | None = None
     raw: dict = field(default_factory=dict)
 
+    def _key(self, key: str) -> str:
+        """Where size ``key`` in use comes from: ``[quick] key`` when the quick table set it, else ``[fit] key``."""
+        quick = self.raw.get("quick") and key in self.raw.get("config", {}).get("quick", {})
+        return f"[{'quick' if quick else 'fit'}] {key}"
+
+    def memory_estimate(self) -> dict[str, float]:
+        """Rough peak memory (bytes) of the fit's parts: the ABC populations pyabc holds, one virtual trial,
+        the answer cohorts."""
+        hess, comp = self.design.protocols(1.0)
+        trial = (self.design.size * limits.engine_bytes_per_patient(hess.n_visits)
+                 + self.design.comparator_size * limits.engine_bytes_per_patient(comp.n_visits))
+        pop = max(self.population_size, self.comparison_population_size) * PARTICLE_BYTES
+        answers = self.answer_cohort_size * limits.engine_bytes_per_patient(hess.n_visits)
+        draws = (self.predictive_draws + self.answer_draws) * 2000.0
+        return {"ABC population": pop, "virtual trial": trial, "answer cohort": answers, "draws": draws}
+
+    def simulation_estimate(self) -> tuple[int, float]:
+        """``(patient-runs, seconds)``: a lower bound on the ABC work (every generation simulates at least
+        one population) and its rough engine time."""
+        per_trial = self.design.size + self.design.comparator_size
+        trials = (len(self.variants) * self.population_size * self.generations
+                  + (self.comparison_population_size * self.comparison_generations if len(self.variants) > 1 else 0))
+        runs = trials * per_trial
+        return runs, limits.patients_time(runs, self.threads)
+
+    def check_resources(self, available: float | None = None) -> None:
+        """Refuse a fit whose :meth:`memory_estimate` exceeds what this machine has (exit 2, before any write)."""
+        pop_key = ("population_size" if self.population_size >= self.comparison_population_size
+                   else "comparison_population_size")
+        limits.check_memory(self.memory_estimate(),
+                            {"ABC population": self._key(pop_key),
+                             "virtual trial": "[trial] size or comparator_size",
+                             "answer cohort": self._key("answer_cohort_size"),
+                             "draws": f"{self._key('predictive_draws')} or {self._key('answer_draws')}"},
+                            available, what="this fit")
+
     @property
     def digest(self) -> str:
         """Hash of the whole config and the quick switch: a resumed fit must have the same one."""
@@ -130,9 +167,21 @@ SIZE_KEYS = ("population_size", "generations", "comparison_population_size", "co
              "predictive_draws", "answer_draws", "answer_cohort_size")
 
 
+#: each run size's validator (gvlmodel.limits): generations and cohort sizes have hard caps, the
+#: population sizes and draws are bounded by the memory check (FitConfig.check_resources)
+SIZE_CHECKS = {"population_size": lambda f, v: _int(f, v, 1), "generations": limits.generations,
+               "comparison_population_size": lambda f, v: _int(f, v, 1),
+               "comparison_generations": limits.generations,
+               "predictive_draws": lambda f, v: _int(f, v, 1), "answer_draws": lambda f, v: _int(f, v, 1),
+               "answer_cohort_size": limits.cohort_size}
+#: memory of one ABC particle as pyabc holds it (parameters, statistics, weights; the current and the
+#: previous population and their data frames), bytes
+PARTICLE_BYTES = 6000.0
+
+
 def _sizes(table: dict, where: str) -> dict[str, int]:
     """The run sizes given in ``[fit]`` or ``[quick]`` (each an integer >= 1), named by their table."""
-    return {key: _int(f"[{where}] {key}", table[key], 1) for key in SIZE_KEYS if key in table}
+    return {key: SIZE_CHECKS[key](f"[{where}] {key}", table[key]) for key in SIZE_KEYS if key in table}
 
 
 def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> FitConfig:
@@ -168,9 +217,7 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> F
         kw["min_acceptance_rate"] = real("[fit] min_acceptance_rate", f["min_acceptance_rate"], 0.0, 1.0,
                                          lo_open=True)
     if "threads" in f:
-        import numba
-
-        kw["threads"] = _int("[fit] threads", f["threads"], 1, numba.config.NUMBA_NUM_THREADS)
+        kw["threads"] = limits.threads("[fit] threads", f["threads"])
 
     allowed_variants = [v.value for v in Variant]
     variants = f.get("variants", allowed_variants)
@@ -637,6 +684,10 @@ def _write_tables(out: Path, cfg: FitConfig, pred_rows: list[dict], post: dict) 
 def run_fit(cfg: FitConfig, out: Path, *, ship: bool = False, log=print) -> dict:
     """Run every stage (resuming what exists in ``out``) and write the report; returns the report dict."""
     out = output_folder(out)
+    cfg.check_resources()  # a fit that cannot fit in memory is refused before the first write
+    runs, secs = cfg.simulation_estimate()
+    log(f"at least {runs:.3g} patient simulations ({limits.duration_text(secs)} at "
+        f"{limits.PATIENTS_PER_S_PER_THREAD:g} patients/s per thread)")
     lock_outputs(out)  # before fit_state.json: two fits into one folder would corrupt the ABC database
     state_path = out / "fit_state.json"
     base_digest = base_set_digest(cfg.design.base_set)

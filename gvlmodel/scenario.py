@@ -36,7 +36,9 @@ import numpy as np
 
 from .cohort import (DEFAULT_POPULATION_SD, CohortResult, CohortSpec, Population, Protocol, _real, patient_trajectory,
                      simulate_cohort)
+from . import limits
 from .errors import InputError, check_tables, read_toml
+from .limits import available_memory  # noqa: F401  (its home is gvlmodel.limits)
 from .parameters import PARAMETER_NAMES, available_parameter_sets, parameter_set_info, parse_variant, resolve_parameters
 from .provenance import (atomic_write_json, atomic_write_text, begin_outputs, finish_outputs, provenance, prune_outputs,
                          resolved_config)
@@ -66,23 +68,6 @@ PATIENT_COLUMNS = ("patient_id", "transplant", "start", "relapse_type", "bcr_abl
 TEXT_CELL_BYTES = 70.0
 #: columns of trajectories.csv (cohort.patient_trajectory)
 TRAJECTORY_COLUMNS = 14
-
-
-def available_memory() -> float:
-    """Bytes of memory available now (``MemAvailable`` of /proc/meminfo; else physical memory; 0 = unknown)."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return float(line.split()[1]) * 1024.0
-    except OSError:
-        pass
-    try:
-        import os
-
-        return float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return 0.0
 
 
 @dataclass(frozen=True)
@@ -116,19 +101,14 @@ class Scenario:
 
     def check_resources(self, available: float | None = None) -> None:
         """Refuse (``InputError``, before anything runs or is written) a run whose
-        :meth:`memory_estimate` exceeds 80 % of the memory available now."""
+        :meth:`memory_estimate` exceeds 80 % of the memory available now (:func:`gvlmodel.limits.check_memory`)."""
         est = self.memory_estimate()
-        avail = available_memory() if available is None else float(available)
-        if avail and est["total"] > 0.8 * avail:
-            gib = 2.0 ** 30
-            big = max(("engine", "patients_table", "trajectories"), key=lambda k: est[k])
-            hint = {"engine": "[cohort] size or [treatment] follow_up_days / visit_interval_days",
-                    "patients_table": "[cohort] size",
-                    "trajectories": "[output] trajectories (fewer patients) or a larger time_step_days"}[big]
-            raise InputError(f"this run needs about {est['total'] / gib:.1f} GiB of memory (engine "
-                             f"{est['engine'] / gib:.1f}, patients.csv {est['patients_table'] / gib:.1f}, "
-                             f"trajectories.csv {est['trajectories'] / gib:.1f} GiB), more than 80 % of the "
-                             f"{avail / gib:.1f} GiB available; reduce {hint}, or split the cohort by seed")
+        limits.check_memory({"engine": est["engine"], "patients.csv": est["patients_table"],
+                             "trajectories.csv": est["trajectories"]},
+                            {"engine": "[cohort] size or [treatment] follow_up_days / visit_interval_days",
+                             "patients.csv": "[cohort] size",
+                             "trajectories.csv": "[output] trajectories (fewer patients) or a larger time_step_days"},
+                            available, what="this run")
 
     def trajectory_ids(self) -> np.ndarray:
         n = self.cohort.size
@@ -195,9 +175,12 @@ def parse_scenario(cfg: dict) -> Scenario:
     except InputError as exc:
         raise InputError(f"[population] {exc}") from None
     solver = {}
-    for key, lo, hi in (("rtol", 1e-13, 1e-2), ("atol", 1e-15, 1e3), ("extinction_threshold", 0.0, 1e6)):
+    for key, check in (("rtol", limits.rtol), ("atol", limits.atol)):
         if key in so:
-            solver[key] = _real(f"solver.{key}", so[key], lo=lo, hi=hi)
+            solver[key] = check(f"solver.{key}", so[key])
+    if "extinction_threshold" in so:
+        solver["extinction_threshold"] = _real("solver.extinction_threshold", so["extinction_threshold"], lo=0.0,
+                                               hi=1e6)
     if "max_steps" in so:
         v = so["max_steps"]
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
