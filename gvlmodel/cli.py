@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, SolverError, output_folder, read_toml, real
-from .provenance import atomic_write_json, atomic_write_text, begin_outputs, finish_outputs, lock_outputs, provenance
+from .provenance import (abandon_outputs, atomic_write_json, atomic_write_text, begin_outputs, finish_outputs,
+                         lock_outputs, provenance)
 
 #: most rows of the example's trajectory
 MAX_EXAMPLE_ROWS = 1e6
@@ -138,7 +139,7 @@ def run_sensitivity_cli(args) -> None:
     cfg = load_config(args.config, quick=args.quick)
     t0 = time.perf_counter()
     r = run_study(cfg, args.out, scheduler=args.scheduler, progress=not args.no_progress and sys.stderr.isatty(),
-                  log=lambda m: print(m, flush=True))
+                  log=_say)
     for o, order in r.get("sobol", {}).get("ranking", {}).items():
         if order:
             print(f"{o}: top factors (Sobol' ST) {', '.join(order[:3])}")
@@ -266,7 +267,7 @@ def main(argv=None) -> int:
 
             cfg = load_config(args.config, quick=args.quick)
             t0 = time.perf_counter()
-            rep = run_fit(cfg, args.out, ship=args.ship, log=lambda m: print(m, flush=True))
+            rep = run_fit(cfg, args.out, ship=args.ship, log=_say)
             c = rep["comparison"]["result"] if rep["comparison"] else None
             if c:
                 print("model probabilities: " + ", ".join(f"{v} {p:.3f} ± {c['se'][v]:.3f}"
@@ -281,7 +282,7 @@ def main(argv=None) -> int:
                 raise InputError(f"--stim-size: expected a number of patients >= 0, got {args.stim_size}")
             t0 = time.perf_counter()
             s = run_calibrate(cfg, args.out, ship=args.ship, stim_size=args.stim_size,
-                              log=lambda m: print(m, flush=True),
+                              log=_say,
                               progress=not args.no_progress and sys.stderr.isatty())
             for ds, v in s["per_dataset"].items():
                 print(f"{ds}: {v['patients']} patients, residual SD log10 median {v['residual_sd_log10_median']:.3f}, "
@@ -294,7 +295,7 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             preds = run_predict_stop(args.history, args.out, horizon_days=args.horizon_days, draws=args.draws,
                                      seed=args.seed, set_name=args.set_name, threshold_percent=args.threshold_percent,
-                                     log=lambda m: print(m, flush=True),
+                                     log=_say,
                                      progress=not args.no_progress and sys.stderr.isatty())
             bad = [p["patient_id"] for p in preds if not p["status"].startswith("success")]
             print(f"predict-stop: {len(preds)} patient(s), {time.perf_counter() - t0:.0f} s; wrote "
@@ -307,14 +308,14 @@ def main(argv=None) -> int:
             from .reproduce import reproduce
 
             reproduce(args.root, args.results, args.figures, quick=args.quick, refit=args.refit, force=args.force,
-                      threads=args.threads, log=lambda m: print(m, flush=True))
+                      threads=args.threads, log=_say)
         elif args.command == "sensitivity":
             run_sensitivity_cli(args)
         elif args.command == "dynamics":
             from .dynamics import run_dynamics
 
             t0 = time.perf_counter()
-            run_dynamics(args.config, args.out, log=lambda m: print(m, flush=True), quick=args.quick or None)
+            run_dynamics(args.config, args.out, log=_say, quick=args.quick or None)
             print(f"dynamics: {time.perf_counter() - t0:.0f} s; wrote {args.out}")
         elif args.command == "parameters":
             from .parameters import available_parameter_sets, parameter_set_info, table_markdown
@@ -332,12 +333,39 @@ def main(argv=None) -> int:
 
             run_export(args)
     except InputError as exc:
+        abandon_outputs()  # a refused run leaves no lock file and no empty folder behind
         print(f"gvlmodel: error: {exc}", file=sys.stderr)
         return 2
     except SolverError as exc:
+        abandon_outputs()
         print(f"gvlmodel: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `gvlmodel ... | head`: the reader has gone; stop quietly
+        _stdout_gone()
+        return 0
     return 0
+
+
+def _stdout_gone() -> None:
+    """Point standard output at /dev/null once its reader has closed the pipe, so that neither later
+    prints nor the interpreter's final flush raise ``BrokenPipeError`` again."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # not a real file (captured in a test)
+        sys.stdout = open(os.devnull, "w")
+    finally:
+        os.close(devnull)
+
+
+def _say(message: str) -> None:
+    """Progress line on standard output; a closed pipe (``| head``) silences it without stopping the run."""
+    try:
+        print(message, flush=True)
+    except BrokenPipeError:
+        _stdout_gone()
 
 
 if __name__ == "__main__":

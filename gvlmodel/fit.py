@@ -620,8 +620,11 @@ def _stage(out: Path, name: str, compute, key: str | None = None):
     """
     path = out / "stages" / f"{name}.json"
     if path.is_file():
-        cached = json.loads(path.read_text())
-        if key is None or cached.get("key") == key:
+        try:
+            cached = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # a damaged cache entry is recomputed (then rewritten atomically)
+            cached = None
+        if isinstance(cached, dict) and "result" in cached and (key is None or cached.get("key") == key):
             return cached
     t0 = time.perf_counter()
     value = compute()
@@ -681,6 +684,31 @@ def _write_tables(out: Path, cfg: FitConfig, pred_rows: list[dict], post: dict) 
             ",".join(repr(float(a)) for a in row) + f",{float(wt)!r}\n" for row, wt in zip(x, w)))
 
 
+def _check_fit_state(state_path: Path, cfg: FitConfig, base_digest: str) -> bool:
+    """Whether ``state_path`` (``fit_state.json``) exists and belongs to this config and base set; an
+    unreadable one, or one of another fit, is an :class:`InputError` saying how to recover (nothing in
+    the folder is changed)."""
+    if not state_path.is_file():
+        return False
+    out = state_path.parent
+    try:
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+        if not isinstance(state, dict):
+            raise ValueError(f"expected a JSON object, got {type(state).__name__}")
+    except (OSError, ValueError, RecursionError) as exc:
+        raise InputError(f"--out {out}: {state_path} is unreadable or corrupt ({exc}); it ties the fit's ABC "
+                         f"databases to their config, so nothing was changed. To start the fit afresh remove "
+                         f"{state_path} and {out}/abc_*.db (and {out}/stages/), or choose an empty folder") from None
+    if state.get("digest") != cfg.digest:
+        raise InputError(f"--out {out}: holds a fit of a different config (or quick setting); "
+                         "choose an empty folder")
+    if state.get("base_set_digest") != base_digest:
+        raise InputError(f"--out {out}: holds a fit made on other values of the base set "
+                         f"{cfg.design.base_set!r} (recalibrated since, or from an older version); "
+                         "choose an empty folder")
+    return True
+
+
 def run_fit(cfg: FitConfig, out: Path, *, ship: bool = False, log=print) -> dict:
     """Run every stage (resuming what exists in ``out``) and write the report; returns the report dict."""
     out = output_folder(out)
@@ -688,18 +716,11 @@ def run_fit(cfg: FitConfig, out: Path, *, ship: bool = False, log=print) -> dict
     runs, secs = cfg.simulation_estimate()
     log(f"at least {runs:.3g} patient simulations ({limits.duration_text(secs)} at "
         f"{limits.PATIENTS_PER_S_PER_THREAD:g} patients/s per thread)")
-    lock_outputs(out)  # before fit_state.json: two fits into one folder would corrupt the ABC database
     state_path = out / "fit_state.json"
     base_digest = base_set_digest(cfg.design.base_set)
-    if state_path.is_file():
-        state = json.loads(state_path.read_text())
-        if state.get("digest") != cfg.digest:
-            raise InputError(f"--out {out}: holds a fit of a different config (or quick setting); "
-                             "choose an empty folder")
-        if state.get("base_set_digest") != base_digest:
-            raise InputError(f"--out {out}: holds a fit made on other values of the base set "
-                             f"{cfg.design.base_set!r} (recalibrated since, or from an older version); "
-                             "choose an empty folder")
+    _check_fit_state(state_path, cfg, base_digest)  # a folder that cannot be resumed is refused before the lock
+    lock_outputs(out)  # before fit_state.json: two fits into one folder would corrupt the ABC database
+    if _check_fit_state(state_path, cfg, base_digest):  # again under the lock: another fit may have begun
         log(f"resuming the fit in {out}")
     else:
         atomic_write_json(state_path, {"digest": cfg.digest, "base_set_digest": base_digest, "config": cfg.raw})

@@ -259,8 +259,9 @@ class StudyConfig:
                             {"samples": sample_key,
                              "engine": f"{self._key('[study] chunk_samples', 'chunk_samples')} or "
                                        f"{self._key('[cohort] size', 'cohort_size')}",
-                             "bootstrap": "[sobol] bootstrap (or [sobol] n)" if sobol_boot
-                             else "[morris] bootstrap (or [morris] trajectories)"},
+                             "bootstrap": f"[sobol] bootstrap or {self._key('[sobol] n', 'sobol_n')}" if sobol_boot
+                             else "[morris] bootstrap or "
+                                  f"{self._key('[morris] trajectories', 'morris_trajectories')}"},
                             available, what="this study")
 
     def model_digest(self) -> str:
