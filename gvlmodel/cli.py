@@ -104,14 +104,12 @@ def run_simulate(scenario_path: str, out: Path, threads: int | None, progress: b
     written all the same, each failure in its row of ``patients.csv`` and in
     ``summary.json``; the rates then cover the solved patients only), else 0.
     """
-    from .scenario import load_scenario, write_results
+    from .scenario import load_scenario, run_and_write
 
     scenario = load_scenario(scenario_path)
-    scenario.check_resources()  # a run that cannot fit in memory is refused before it starts
+    scenario.check_resources(out=out)  # a run that cannot fit in memory or on disk is refused before it starts
     lock_outputs(out)  # validated: hold the folder for the whole run, not only while writing
-    result = scenario.run(threads=threads, progress=progress)
-    files = write_results(scenario, result, out)
-    s = result.summary()
+    files, s, result = run_and_write(scenario, out, threads=threads, progress=progress)
     r = s["rates"]
 
     def show(key):
@@ -126,7 +124,7 @@ def run_simulate(scenario_path: str, out: Path, threads: int | None, progress: b
     n_failed = int(s["n_solver_failures"])
     if n_failed:
         print(f"gvlmodel: {n_failed} of {result.n} patients' solves failed (solver_status and solver_message in "
-              f"{Path(out) / 'patients.csv'}); the rates above cover the {result.n - n_failed} solved patients "
+              f"{Path(out) / files[0]}); the rates above cover the {result.n - n_failed} solved patients "
               f"only", file=sys.stderr)
         return 1
     return 0

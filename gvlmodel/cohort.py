@@ -364,7 +364,8 @@ class CohortResult:
 
     @property
     def n(self) -> int:
-        return self.cohort.size
+        """Patients in this result (the whole cohort, or the part run: ``columns["patient_id"]``)."""
+        return len(self.columns["patient_id"])
 
     @property
     def failed(self) -> np.ndarray:
@@ -399,21 +400,30 @@ class CohortResult:
 # --------------------------------------------------------------------------
 # the cohort run
 # --------------------------------------------------------------------------
-def _draws(seed: int, n: int, n_par: int, n_samples: int):
-    """Per-patient random numbers, block by block (see the module docstring)."""
+def _blocks(first: int, stop: int):
+    """``(b, lo, hi)``: random-number block ``b`` and the part ``[lo, hi)`` of it (offsets within the
+    block) that patients ``first .. stop - 1`` use."""
+    for b in range(first // BLOCK, -(-stop // BLOCK)):
+        yield b, max(first, b * BLOCK) - b * BLOCK, min(stop, (b + 1) * BLOCK) - b * BLOCK
+
+
+def _draws(seed: int, n: int, n_par: int, n_samples: int, first: int = 0):
+    """Random numbers of patients ``first .. first + n - 1``, block by block (see the module docstring):
+    a patient's draws are the same whichever range they are drawn in."""
     z = np.empty((n, n_par))
     u_start = np.empty(n)
     eps = np.empty((n, n_samples))
     uu = np.empty((n, n_samples))
-    for b in range(-(-n // BLOCK)):
+    at = 0
+    for b, lo, hi in _blocks(first, first + n):
         rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(b,))))
         bz = rng.standard_normal((BLOCK, n_par))
         bu = rng.random(BLOCK)
         be = rng.standard_normal((BLOCK, n_samples))
         bv = rng.random((BLOCK, n_samples))
-        lo, hi = b * BLOCK, min(n, (b + 1) * BLOCK)
-        m = hi - lo
-        z[lo:hi], u_start[lo:hi], eps[lo:hi], uu[lo:hi] = bz[:m], bu[:m], be[:m], bv[:m]
+        to = at + hi - lo
+        z[at:to], u_start[at:to], eps[at:to], uu[at:to] = bz[lo:hi], bu[lo:hi], be[lo:hi], bv[lo:hi]
+        at = to
     return z, u_start, eps, uu
 
 
@@ -433,14 +443,15 @@ def _truncated_normal(z, med, sd, lower, upper):
     return out
 
 
-def _uptake_draws(seed: int, n: int) -> np.ndarray:
-    """One uniform per patient for the stop decision, from its own stream per block
-    (``spawn_key=(b, 1)``), so adding it left every other draw unchanged."""
+def _uptake_draws(seed: int, n: int, first: int = 0) -> np.ndarray:
+    """One uniform per patient (``first .. first + n - 1``) for the stop decision, from its own stream per
+    block (``spawn_key=(b, 1)``), so adding it left every other draw unchanged."""
     u = np.empty(n)
-    for b in range(-(-n // BLOCK)):
+    at = 0
+    for b, lo, hi in _blocks(first, first + n):
         rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(b, 1))))
-        lo, hi = b * BLOCK, min(n, (b + 1) * BLOCK)
-        u[lo:hi] = rng.random(BLOCK)[: hi - lo]
+        u[at:at + hi - lo] = rng.random(BLOCK)[lo:hi]
+        at += hi - lo
     return u
 
 
@@ -470,16 +481,18 @@ class CohortInputs:
 
 def prepare_cohort(cohort: CohortSpec, protocol: Protocol, base: Mapping[str, float], variant: Variant,
                    population: Population, rtol: float, atol: float, extinction_threshold: float,
-                   max_steps: int) -> CohortInputs:
-    """Draw the patients (parameters, starting burden, PCR noise) and build the engine's arrays."""
+                   max_steps: int, patients: range | None = None) -> CohortInputs:
+    """Draw the patients (parameters, starting burden, PCR noise) and build the engine's arrays;
+    ``patients``: only these ids of the cohort (consecutive), each drawn as in the whole cohort."""
     return prepare_replicates(cohort, protocol, [base], [population.sd_log], [protocol.stop_uptake], variant,
                               population.names, rtol, atol, extinction_threshold, max_steps, bounds=population.bounds,
-                              correlation=population.correlation_matrix())
+                              correlation=population.correlation_matrix(), patients=patients)
 
 
 def prepare_replicates(cohort: CohortSpec, protocol: Protocol, bases, sds, uptakes, variant: Variant,
                        names: tuple[str, ...], rtol: float, atol: float, extinction_threshold: float,
-                       max_steps: int, bounds: str = "clip", correlation: np.ndarray | None = None) -> CohortInputs:
+                       max_steps: int, bounds: str = "clip", correlation: np.ndarray | None = None,
+                       patients: range | None = None) -> CohortInputs:
     """The same cohort (same patients' random numbers) under ``R`` parameterisations, stacked.
 
     Replicate ``r`` uses population medians ``bases[r]`` (complete, validated
@@ -492,11 +505,15 @@ def prepare_replicates(cohort: CohortSpec, protocol: Protocol, bases, sds, uptak
     ``correlation``: the correlation matrix of the log-scale draws over ``names`` (or ``None``).
     """
     population_bounds("population.bounds", bounds)
-    n1 = cohort.size
+    patients = range(cohort.size) if patients is None else patients
+    if patients.step != 1 or not 0 <= patients.start <= patients.stop <= cohort.size:
+        _fail("patients", f"expected consecutive ids in [0, {cohort.size}), got {patients}")
+    first_id = patients.start
+    n1 = len(patients)
     n_rep = len(bases)
     n = n1 * n_rep
     n_samples = protocol.n_visits + 1
-    z1, u1, e1, v1 = _draws(cohort.seed, n1, len(names), n_samples)
+    z1, u1, e1, v1 = _draws(cohort.seed, n1, len(names), n_samples, first_id)
     if correlation is not None:
         z1 = z1 @ np.linalg.cholesky(np.asarray(correlation, dtype=float)).T
     z = np.tile(z1, (n_rep, 1))
@@ -529,7 +546,7 @@ def prepare_replicates(cohort: CohortSpec, protocol: Protocol, bases, sds, uptak
     p_all.update(varied)
 
     # starting burden
-    types1 = cohort.relapse_types()
+    types1 = cohort.relapse_types()[patients.start:patients.stop]
     lo = np.empty(n1)
     hi = np.empty(n1)
     if cohort.start == "diagnosis":
@@ -550,7 +567,7 @@ def prepare_replicates(cohort: CohortSpec, protocol: Protocol, bases, sds, uptak
     im_effects(protocol.escalated_dose_mg, css, ec50, effects[:, Dose.ESCALATED])
 
     pp = protocol.kernel_vector(rtol, atol, extinction_threshold, max_steps)
-    would_stop = np.tile(_uptake_draws(cohort.seed, n1), n_rep) < np.repeat(np.asarray(uptakes, dtype=float), n1)
+    would_stop = np.tile(_uptake_draws(cohort.seed, n1, first_id), n_rep) < np.repeat(np.asarray(uptakes, dtype=float), n1)
     return CohortInputs(kp=kp, y0=y0, effects=effects, eps=eps, uu=uu, pp=pp, varied=varied,
                         relapse_types=np.tile(types1, n_rep), bcr_abl_start=ratio0, would_stop=would_stop)
 
@@ -642,8 +659,11 @@ def run_inputs(inp: CohortInputs, threads: int, progress: bool | None = None, ch
 def simulate_cohort(cohort: CohortSpec, protocol: Protocol | None = None, parameters=None, *, variant="H2",
                     population: Population | None = None, rtol: float = 1e-6, atol: float = 1e-6,
                     extinction_threshold: float = 1.0, max_steps: int = 200_000, threads: int | None = None,
-                    progress: bool | None = None, chunk: int = 16384) -> CohortResult:
+                    progress: bool | None = None, chunk: int = 16384, patients: range | None = None) -> CohortResult:
     """Run a virtual cohort through the protocol (compiled, parallel over patients).
+
+    ``patients``: run only these (consecutive) ids of the cohort, each exactly as in the whole cohort
+    (its draws depend on the seed and its id only), so a large cohort can be run part by part.
 
     ``parameters``: a parameter-set name, a mapping of overrides of the default
     set, or ``None`` (default set).  ``threads``: numba threads (default: all).
@@ -668,20 +688,25 @@ def simulate_cohort(cohort: CohortSpec, protocol: Protocol | None = None, parame
     extinction_threshold = _real("solver.extinction_threshold", extinction_threshold, lo=0.0)
     max_steps = _integer("solver.max_steps", max_steps, lo=1)
     threads = check_threads(threads)
+    if patients is None:
+        patients = range(cohort.size)
+    if not isinstance(patients, range) or patients.step != 1 or not 0 <= patients.start <= patients.stop <= cohort.size:
+        _fail("patients", f"expected a range of consecutive patient ids in [0, {cohort.size}], got {patients!r}")
+    n = len(patients)
     # results are held in memory: refuse a cohort that cannot be before drawing it
-    limits.check_memory({"cohort": cohort.size * (limits.engine_bytes_per_patient(protocol.n_visits)
+    limits.check_memory({"cohort": n * (limits.engine_bytes_per_patient(protocol.n_visits)
                                                   + RESULT_BYTES_PER_PATIENT)},
                         {"cohort": "the cohort size (or the visits: follow_up_days / visit_interval_days); "
                                    "`gvlmodel simulate` streams large cohorts to disk"}, what="this cohort")
 
-    inp = prepare_cohort(cohort, protocol, base, variant, population, rtol, atol, extinction_threshold, max_steps)
-    n = cohort.size
+    inp = prepare_cohort(cohort, protocol, base, variant, population, rtol, atol, extinction_threshold, max_steps,
+                         patients=patients)
     y0 = inp.y0
     measured, res_f, res_i, wall = run_inputs(inp, threads, progress, chunk)
 
     status = res_i[:, RI.STATUS]
     columns = {
-        "patient_id": np.arange(n),
+        "patient_id": np.arange(patients.start, patients.stop),
         "transplant": np.full(n, cohort.transplant),
         "start": np.full(n, cohort.start, dtype=object),
         "relapse_type": inp.relapse_types,
@@ -743,7 +768,8 @@ def patient_trajectory(result: CohortResult, i: int, time_step_days: float) -> d
     starts = np.array([d for d, _ in sched])
     doses = np.array([m for _, m in sched])
     dose = doses[np.searchsorted(starts, grid, side="right") - 1]
-    out = {"time_days": grid, "patient_id": np.full(grid.size, i), "bcr_abl_percent": res.bcr_abl,
+    out = {"time_days": grid, "patient_id": np.full(grid.size, int(result.columns["patient_id"][i])),
+           "bcr_abl_percent": res.bcr_abl,
            "measured_percent": measured, "dose_mg": dose}
     for s in (State.Q, State.Y0, State.Y1, State.Y2, State.Y3, State.R0, State.R1, State.Z):
         out[s.name] = res.y[:, s]

@@ -103,6 +103,32 @@ def check_memory(parts: dict[str, float], hints: dict[str, str], available: floa
                          f"{hints.get(big, big)}")
 
 
+def free_disk(folder) -> float:
+    """Bytes free on the file system that holds ``folder`` (or would: its nearest existing parent)."""
+    import shutil
+    from pathlib import Path
+
+    p = Path(folder).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return float(shutil.disk_usage(p).free)
+    except OSError:
+        return 0.0
+
+
+def check_disk(parts: dict[str, float], hints: dict[str, str], folder, what: str = "this run") -> None:
+    """Refuse (:class:`~gvlmodel.errors.InputError`) output whose estimated size, the sum of ``parts``,
+    exceeds the free space of ``folder``'s file system (unknown = no check)."""
+    total = float(sum(parts.values()))
+    free = free_disk(folder)
+    if free and total > free:
+        big = max(parts, key=lambda k: parts[k])
+        detail = ", ".join(f"{k} {v / GIB:.3g}" for k, v in parts.items())
+        raise InputError(f"{what} would write about {total / GIB:.3g} GiB of tables ({detail} GiB), more than "
+                         f"the {free / GIB:.3g} GiB free for {folder}; reduce {hints.get(big, big)}")
+
+
 def duration_text(seconds: float) -> str:
     """``seconds`` as a rough human duration (``"about 3 h"``)."""
     for unit, s in (("years", 365.25 * 86400), ("days", 86400), ("h", 3600), ("min", 60)):
@@ -119,4 +145,5 @@ def patients_time(n_patients: float, n_threads: int | None = None) -> float:
 
 __all__ = ["RTOL_MIN", "RTOL_MAX", "ATOL_MAX", "MAX_COHORT_SIZE", "MAX_GENERATIONS", "MEMORY_SHARE",
            "rtol", "atol", "threads", "cohort_size", "generations", "available_memory", "check_memory",
+           "free_disk", "check_disk",
            "engine_bytes_per_patient", "duration_text", "patients_time", "InputError"]

@@ -69,6 +69,28 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+class AtomicFile:
+    """A file written in parts and published atomically: ``out/.name.XXXX.tmp`` while it is written,
+    renamed to ``path`` by :meth:`commit`; :meth:`discard` removes it (nothing left behind)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        self.fh = os.fdopen(fd, "wb")
+
+    def commit(self) -> None:
+        self.fh.close()
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
+        os.replace(self.tmp, self.path)
+
+    def discard(self) -> None:
+        self.fh.close()
+        if os.path.exists(self.tmp):
+            os.unlink(self.tmp)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (UTF-8)."""
     atomic_write_bytes(path, text.encode("utf-8"))
