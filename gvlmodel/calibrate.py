@@ -51,6 +51,7 @@ import numpy as np
 from scipy.optimize import least_squares
 from scipy.special import log_ndtr
 
+from . import limits
 from .datasets import DATASETS, DAYS_PER_MONTH, PatientSeries
 from .errors import InputError, integer, read_toml, real
 from .parameters import PARAMETER_TABLE, PARAMETER_SET_DIR, parameter_set, parse_variant, resolve_parameters
@@ -133,7 +134,7 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> C
         fitted[name] = real(f"[fitted] {name}", sd, lo=0.01, hi=3.0)
     return CalibrationConfig(
         name=str(c.get("name", "patients")),
-        seed=integer("[calibrate] seed", c.get("seed", 0), lo=0),
+        seed=limits.seed("[calibrate] seed", c.get("seed", 0)),
         datasets=tuple(datasets), variant=variant, base_set=base,
         iterations=integer("[calibrate] iterations", c.get("iterations", 3), lo=1, hi=50),
         noise_sd_log10=real("[calibrate] noise_sd_log10", c.get("noise_sd_log10", 0.2), lo=0.01, hi=2.0),

@@ -90,7 +90,7 @@ class CohortSpec:
 
     def __post_init__(self):
         object.__setattr__(self, "size", limits.cohort_size("cohort.size", self.size))
-        object.__setattr__(self, "seed", _integer("cohort.seed", self.seed, lo=0))
+        object.__setattr__(self, "seed", limits.seed("cohort.seed", self.seed))
         object.__setattr__(self, "transplant", _boolean("cohort.transplant", self.transplant))
         if self.start not in STARTS:
             _fail("cohort.start", f"unknown start {self.start!r}; allowed: {', '.join(STARTS)}")

@@ -123,7 +123,10 @@ class FitConfig:
         return runs, limits.patients_time(runs, self.threads)
 
     def check_resources(self, available: float | None = None) -> None:
-        """Refuse a fit whose :meth:`memory_estimate` exceeds what this machine has (exit 2, before any write)."""
+        """Refuse a fit whose :meth:`memory_estimate` exceeds what this machine has (exit 2, before any write).
+        The ``[quick]`` sizes are checked too, whichever run this is (as their values are validated)."""
+        if not self.raw.get("quick") and self.raw.get("config", {}).get("quick"):
+            parse_config(self.raw["config"], quick=True).check_resources(available)
         pop_key = ("population_size" if self.population_size >= self.comparison_population_size
                    else "comparison_population_size")
         limits.check_memory(self.memory_estimate(),
@@ -199,7 +202,7 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> F
     f = cfg.get("fit", {})
     if "seed" not in f:
         raise InputError("[fit] seed: required (an integer >= 0)")
-    seed = _int("[fit] seed", f["seed"], 0)
+    seed = limits.seed("[fit] seed", f["seed"])
     name = f.get("name", "fit")
     if not isinstance(name, str) or not name.isidentifier():
         raise InputError(f"[fit] name: expected a simple identifier, got {name!r}")

@@ -27,6 +27,8 @@ MAX_COHORT_SIZE = 10_000_000
 #: most ABC generations a fit may ask for (each is at least one population of simulations; a fit
 #: ends long before, when the acceptance rate reaches ``[fit] min_acceptance_rate``)
 MAX_GENERATIONS = 1000
+#: largest seed (TOML integers are 64-bit; NumPy's SeedSequence takes any, other readers do not)
+MAX_SEED = 2 ** 63 - 1
 #: share of the available memory a run may plan to use
 MEMORY_SHARE = 0.8
 #: engine throughput assumed for the rough time estimates (patients per second per thread)
@@ -42,6 +44,11 @@ def rtol(field: str, v) -> float:
 def atol(field: str, v) -> float:
     """An absolute tolerance in ``(0, ATOL_MAX]`` (cells)."""
     return real(field, v, lo=0.0, hi=ATOL_MAX, lo_open=True)
+
+
+def seed(field: str, v) -> int:
+    """A random seed in ``[0, MAX_SEED]``."""
+    return integer(field, v, lo=0, hi=MAX_SEED)
 
 
 def max_threads() -> int:
@@ -144,6 +151,6 @@ def patients_time(n_patients: float, n_threads: int | None = None) -> float:
 
 
 __all__ = ["RTOL_MIN", "RTOL_MAX", "ATOL_MAX", "MAX_COHORT_SIZE", "MAX_GENERATIONS", "MEMORY_SHARE",
-           "rtol", "atol", "threads", "cohort_size", "generations", "available_memory", "check_memory",
+           "rtol", "atol", "seed", "threads", "MAX_SEED", "cohort_size", "generations", "available_memory", "check_memory",
            "free_disk", "check_disk",
            "engine_bytes_per_patient", "duration_text", "patients_time", "InputError"]

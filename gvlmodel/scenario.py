@@ -298,10 +298,10 @@ def format_column(values) -> list[str]:
     if a.dtype.kind in "iu":
         return list(map(str, a.tolist()))
     if a.dtype.kind == "f":
-        ok = np.isfinite(a)
-        if ok.all():
-            return [f"{x:.10g}" for x in a.tolist()]
-        return [f"{x:.10g}" if good else "" for x, good in zip(a.tolist(), ok.tolist())]
+        text = list(map("{:.10g}".format, a.tolist()))  # the C-level loop of str.format: ~1.5x a comprehension
+        for i in np.flatnonzero(~np.isfinite(a)).tolist():
+            text[i] = ""
+        return text
     return [_fmt(v) for v in values]
 
 

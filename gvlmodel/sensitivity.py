@@ -246,7 +246,10 @@ class StudyConfig:
 
     def check_resources(self, available: float | None = None) -> None:
         """Refuse a study whose :meth:`memory_estimate` exceeds what this machine has (exit 2, before any
-        write), naming the key to reduce."""
+        write), naming the key to reduce.  The ``[quick]`` sizes are checked too, whichever run this is (as
+        their values are validated)."""
+        if not self.raw.get("quick") and self.raw.get("config", {}).get("quick"):
+            parse_config(self.raw["config"], quick=True).check_resources(available)
         rows = self._rows()
         big = max(rows, key=rows.get) if rows else "sobol"
         sample_key = (self._key("[sobol] n", "sobol_n") if big == "sobol"
@@ -300,7 +303,7 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> S
     st = cfg.get("study", {})
     if "seed" not in st:
         raise InputError("[study] seed: required (an integer >= 0)")
-    seed = _int("[study] seed", st["seed"], 0)
+    seed = limits.seed("[study] seed", st["seed"])
     name = st.get("name", "sensitivity")
     if not isinstance(name, str) or not name.isidentifier():
         raise InputError(f"[study] name: expected a simple identifier, got {name!r}")
@@ -408,7 +411,7 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> S
     return StudyConfig(
         name=name, seed=seed, methods=methods, outputs=outputs, time_resolved=time_resolved, set_name=set_name,
         variant=variant, factors=factors, bounds=tuple(bounds), ranges=ranges, design=design,
-        cohort_seed=_int("[cohort] seed", co.get("seed", seed), 0), stop_uptake=stop_uptake,
+        cohort_seed=limits.seed("[cohort] seed", co.get("seed", seed)), stop_uptake=stop_uptake,
         min_im_stop_days=stop_days, min_im_window_days=_num("[min_im] window_days", mi.get("window_days", 730), 0.0,
                                                             MAX_DAYS, lo_open=True),
         min_im_threshold=_num("[min_im] threshold", mi.get("threshold", 0.5), 0.0, 1.0, lo_open=True),

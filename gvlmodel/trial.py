@@ -230,7 +230,7 @@ def run_trial(values: Mapping[str, float], fitted: tuple[FitParameter, ...], var
     """Simulate one virtual trial; returns ``(hess CohortResult, comparator CohortResult or None)``."""
     if not isinstance(design, TrialDesign):
         fail("run_trial design", f"expected a TrialDesign, got {type(design).__name__}")
-    seed = integer("run_trial seed", seed, 0)
+    seed = limits.seed("run_trial seed", seed)
     if size is not None:
         size = limits.cohort_size("run_trial size", size)
     if comparator_size is not None:
