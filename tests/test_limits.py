@@ -233,7 +233,7 @@ def test_a_refused_run_leaves_no_lock_or_empty_folder(tmp_path, capsys, monkeypa
     """A run refused after it took the output folder (here by the cohort's own memory check) leaves nothing."""
     from gvlmodel import scenario
 
-    monkeypatch.setattr(scenario.Scenario, "check_resources", lambda self, available=None: None)
+    monkeypatch.setattr(scenario.Scenario, "check_resources", lambda self, *a, **kw: None)
     monkeypatch.setattr(limits, "available_memory", lambda: 2.0 ** 20)
     cfg = tmp_path / "s.toml"
     cfg.write_text("[cohort]\nsize = 100000\nseed = 1\n")
