@@ -140,7 +140,7 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> C
         noise_sd_log10=real("[calibrate] noise_sd_log10", c.get("noise_sd_log10", 0.2), lo=0.01, hi=2.0),
         max_patients=integer("[calibrate] max_patients", c.get("max_patients", 0), lo=0),
         dose_mg=real("[calibrate] dose_mg", c.get("dose_mg", 400.0), lo=0.0, hi=1000.0, lo_open=True),
-        rtol=real("[calibrate] rtol", c.get("rtol", 1e-6), lo=1e-10, hi=1e-3),
+        rtol=limits.rtol("[calibrate] rtol", c.get("rtol", 1e-6), hi=1e-3),
         max_nfev=integer("[calibrate] max_nfev", c.get("max_nfev", 60), lo=5, hi=10_000),
         fitted=tuple(fitted), prior_sd_log10=fitted, raw=cfg)
 

@@ -36,9 +36,10 @@ PATIENTS_PER_S_PER_THREAD = 7000.0
 GIB = 2.0 ** 30
 
 
-def rtol(field: str, v) -> float:
-    """A relative tolerance in ``[RTOL_MIN, RTOL_MAX]``."""
-    return real(field, v, lo=RTOL_MIN, hi=RTOL_MAX)
+def rtol(field: str, v, hi: float = RTOL_MAX) -> float:
+    """A relative tolerance in ``[RTOL_MIN, hi]`` (``hi``: a command whose results need more accuracy than
+    :data:`RTOL_MAX` gives, such as a likelihood or an equilibrium, passes its own, lower, ceiling)."""
+    return real(field, v, lo=RTOL_MIN, hi=min(hi, RTOL_MAX))
 
 
 def atol(field: str, v) -> float:

@@ -140,6 +140,22 @@ def test_every_path_applies_the_same_rtol_limits(tmp_path, rtol):
     assert verdicts == {k: expected for k in paths}
 
 
+@pytest.mark.parametrize("rtol", [1e-15, limits.RTOL_MIN, 1e-6])
+def test_commands_with_a_lower_rtol_ceiling_share_the_floor(rtol):
+    """calibrate and dynamics need accuracy (ceiling 1e-3), but their floor is everyone's."""
+    from gvlmodel.calibrate import parse_config as parse_calibrate
+    from gvlmodel.dynamics import parse_dynamics_config
+
+    cal = read_toml(ROOT / "experiments" / "calibrate_patients.toml")
+    cal["calibrate"]["rtol"] = rtol
+    dyn = read_toml(ROOT / "experiments" / "dynamics.toml")
+    dyn["solver"]["rtol"] = rtol
+    paths = {"calibrate": lambda: parse_calibrate(cal), "dynamics": lambda: parse_dynamics_config(dyn),
+             "limits": lambda: limits.rtol("rtol", rtol)}
+    verdicts = {k: _accepts(f) for k, f in paths.items()}
+    assert verdicts == {k: rtol >= limits.RTOL_MIN for k in paths}
+
+
 @pytest.mark.parametrize("threads", [0, 1, "max", "max+1"])
 def test_every_path_applies_the_same_thread_limits(threads):
     from gvlmodel.cohort import check_threads
