@@ -224,6 +224,14 @@ def test_a_read_only_out_exits_2_before_the_run(tmp_path, capsys):
         assert not out.exists()
 
 
+def test_export_sbml_into_a_read_only_folder_exits_2(tmp_path, capsys):
+    pytest.importorskip("libsbml")
+    out = _read_only_out(tmp_path) / "model.xml"
+    assert main(["export-sbml", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "not writable" in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize("command", ["simulate", "fit", "sensitivity", "example", "dynamics", "calibrate"])
 def test_deeply_nested_toml_exits_2_with_a_message(tmp_path, capsys, command):
     cfg = tmp_path / "deep.toml"
