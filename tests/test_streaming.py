@@ -137,3 +137,27 @@ def test_an_unknown_format_exits_2_naming_the_allowed_ones(tmp_path, capsys):
     assert main(["simulate", str(path), "--out", str(out)]) == 2
     assert "output.format" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_table_csv_writes_each_cell_as_the_cell_formatter_does():
+    """The row-format fast path (finite floats, integers) gives the text of formatting every cell alone."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from hypothesis.extra import numpy as hnp
+
+    from gvlmodel.scenario import _fmt, table_csv
+
+    floats = hnp.arrays(float, 7, elements=st.floats(allow_nan=True, allow_infinity=True))
+    finite = hnp.arrays(float, 7, elements=st.floats(allow_nan=False, allow_infinity=False))
+    ints = hnp.arrays(np.int64, 7)
+    bools = hnp.arrays(bool, 7)
+    texts = st.lists(st.one_of(st.none(), st.text(max_size=5)), min_size=7, max_size=7)
+
+    @settings(max_examples=60, deadline=None)
+    @given(floats, finite, ints, bools, texts)
+    def check(f, g, i, b, t):
+        cols = {"f": f, "g": g, "i": i, "b": b, "t": np.array(t, dtype=object)}
+        rows = [",".join(_fmt(cols[k][r]) for k in cols) for r in range(7)]
+        assert table_csv(cols) == "f,g,i,b,t\n" + "\n".join(rows) + "\n"
+
+    check()
