@@ -51,6 +51,7 @@ import numpy as np
 from scipy.optimize import least_squares
 from scipy.special import log_ndtr
 
+from . import limits
 from .datasets import DATASETS, DAYS_PER_MONTH, PatientSeries
 from .errors import InputError, integer, read_toml, real
 from .parameters import PARAMETER_TABLE, PARAMETER_SET_DIR, parameter_set, parse_variant, resolve_parameters
@@ -133,13 +134,13 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> C
         fitted[name] = real(f"[fitted] {name}", sd, lo=0.01, hi=3.0)
     return CalibrationConfig(
         name=str(c.get("name", "patients")),
-        seed=integer("[calibrate] seed", c.get("seed", 0), lo=0),
+        seed=limits.seed("[calibrate] seed", c.get("seed", 0)),
         datasets=tuple(datasets), variant=variant, base_set=base,
         iterations=integer("[calibrate] iterations", c.get("iterations", 3), lo=1, hi=50),
         noise_sd_log10=real("[calibrate] noise_sd_log10", c.get("noise_sd_log10", 0.2), lo=0.01, hi=2.0),
         max_patients=integer("[calibrate] max_patients", c.get("max_patients", 0), lo=0),
         dose_mg=real("[calibrate] dose_mg", c.get("dose_mg", 400.0), lo=0.0, hi=1000.0, lo_open=True),
-        rtol=real("[calibrate] rtol", c.get("rtol", 1e-6), lo=1e-10, hi=1e-3),
+        rtol=limits.rtol("[calibrate] rtol", c.get("rtol", 1e-6), hi=1e-3),
         max_nfev=integer("[calibrate] max_nfev", c.get("max_nfev", 60), lo=5, hi=10_000),
         fitted=tuple(fitted), prior_sd_log10=fitted, raw=cfg)
 

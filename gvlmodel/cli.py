@@ -7,7 +7,6 @@ written to the output folder in that case.
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import time
 from pathlib import Path
@@ -16,8 +15,11 @@ import numpy as np
 
 from .errors import InputError, SolverError, output_folder, read_toml, real
 from .progress import wanted
-from .provenance import atomic_write_json, atomic_write_text, begin_outputs, finish_outputs, lock_outputs, provenance
+from .provenance import (abandon_outputs, atomic_write_json, atomic_write_text, begin_outputs, finish_outputs,
+                         lock_outputs, provenance)
 
+#: most rows of the example's trajectory
+MAX_EXAMPLE_ROWS = 1e6
 EXAMPLE_KEYS = {"variant", "transplant", "bcr_abl", "schedule", "days", "interval_days", "parameters", "rtol"}
 
 
@@ -42,9 +44,18 @@ def _example_config(path: str | None) -> dict:
 
     cfg["days"] = real("config key 'days'", cfg["days"], lo=0.0, hi=MAX_DAYS, lo_open=True)
     cfg["interval_days"] = real("config key 'interval_days'", cfg["interval_days"], lo=0.01, hi=cfg["days"])
-    if cfg["days"] / cfg["interval_days"] > 1e6:
-        raise InputError(f"config key 'interval_days': at most 1e6 output rows, got days / interval_days = "
-                         f"{cfg['days'] / cfg['interval_days']:.3g}")
+    if cfg["days"] / cfg["interval_days"] > MAX_EXAMPLE_ROWS:
+        raise InputError(f"config key 'interval_days': at most {MAX_EXAMPLE_ROWS:.0e} output rows, got days / "
+                         f"interval_days = {cfg['days'] / cfg['interval_days']:.3g}")
+    from . import limits
+    from .indices import N_STATES
+    from .scenario import TEXT_CELL_BYTES
+
+    cfg["rtol"] = limits.rtol("config key 'rtol'", cfg["rtol"])
+    rows = cfg["days"] / cfg["interval_days"] + 2
+    # the solution (states and derived columns) and the table's text, built in memory before its write
+    limits.check_memory({"trajectory": rows * (N_STATES + 8) * (8.0 + TEXT_CELL_BYTES)},
+                        {"trajectory": "config key 'days' or a larger 'interval_days'"}, what="this example")
     if not isinstance(cfg["parameters"], dict):
         raise InputError("config key 'parameters': expected a table of parameter name = value")
     from .parameters import resolve_parameters
@@ -71,14 +82,12 @@ def run_example(config: str | None, out: Path):
     y0 = initial_state(cfg["parameters"], bcr_abl=cfg["bcr_abl"], variant=cfg["variant"], transplant=cfg["transplant"])
     res = simulate(cfg["parameters"], y0=y0, t_out=t, schedule=[tuple(s) for s in cfg["schedule"]],
                    variant=cfg["variant"], transplant=cfg["transplant"], rtol=cfg["rtol"])
-    cols = res.as_dict()
-    buf = io.StringIO()
-    buf.write(",".join(cols) + "\n")
-    for row in zip(*cols.values()):  # rows a failed solve did not reach are left empty, not nan
-        buf.write(",".join(f"{v:.10g}" if np.isfinite(v) else "" for v in row) + "\n")
+    from .scenario import table_csv
+
+    text = table_csv(res.as_dict())  # rows a failed solve did not reach are left empty, not nan
     out.mkdir(parents=True, exist_ok=True)
     begin_outputs(out)
-    atomic_write_text(out / "trajectory.csv", buf.getvalue())
+    atomic_write_text(out / "trajectory.csv", text)
     final = float(res.bcr_abl[-1])
     summary = {"status": res.status, "message": res.message, "n_steps": res.n_steps, "n_rhs": res.n_rhs,
                "extinct": res.extinct, "t_extinct_days": res.t_extinct if res.extinct else None,
@@ -96,14 +105,12 @@ def run_simulate(scenario_path: str, out: Path, threads: int | None, progress: b
     written all the same, each failure in its row of ``patients.csv`` and in
     ``summary.json``; the rates then cover the solved patients only), else 0.
     """
-    from .scenario import load_scenario, write_results
+    from .scenario import load_scenario, run_and_write
 
     scenario = load_scenario(scenario_path)
-    scenario.check_resources()  # a run that cannot fit in memory is refused before it starts
+    scenario.check_resources(out=out)  # a run that cannot fit in memory or on disk is refused before it starts
     lock_outputs(out)  # validated: hold the folder for the whole run, not only while writing
-    result = scenario.run(threads=threads, progress=progress)
-    files = write_results(scenario, result, out)
-    s = result.summary()
+    files, s, result = run_and_write(scenario, out, threads=threads, progress=progress)
     r = s["rates"]
 
     def show(key):
@@ -118,7 +125,7 @@ def run_simulate(scenario_path: str, out: Path, threads: int | None, progress: b
     n_failed = int(s["n_solver_failures"])
     if n_failed:
         print(f"gvlmodel: {n_failed} of {result.n} patients' solves failed (solver_status and solver_message in "
-              f"{Path(out) / 'patients.csv'}); the rates above cover the {result.n - n_failed} solved patients "
+              f"{Path(out) / files[0]}); the rates above cover the {result.n - n_failed} solved patients "
               f"only", file=sys.stderr)
         return 1
     return 0
@@ -130,8 +137,7 @@ def run_sensitivity_cli(args) -> None:
 
     cfg = load_config(args.config, quick=args.quick)
     t0 = time.perf_counter()
-    r = run_study(cfg, args.out, scheduler=args.scheduler, progress=wanted(args.no_progress),
-                  log=lambda m: print(m, flush=True))
+    r = run_study(cfg, args.out, scheduler=args.scheduler, progress=wanted(args.no_progress), log=_say)
     for o, order in r.get("sobol", {}).get("ranking", {}).items():
         if order:
             print(f"{o}: top factors (Sobol' ST) {', '.join(order[:3])}")
@@ -270,8 +276,7 @@ def main(argv=None) -> int:
 
             cfg = load_config(args.config, quick=args.quick)
             t0 = time.perf_counter()
-            rep = run_fit(cfg, args.out, ship=args.ship, log=lambda m: print(m, flush=True), scheduler=args.scheduler,
-                          progress=progress)
+            rep = run_fit(cfg, args.out, ship=args.ship, log=_say, scheduler=args.scheduler, progress=progress)
             c = rep["comparison"]["result"] if rep["comparison"] else None
             if c:
                 print("model probabilities: " + ", ".join(f"{v} {p:.3f} ± {c['se'][v]:.3f}"
@@ -286,7 +291,7 @@ def main(argv=None) -> int:
                 raise InputError(f"--stim-size: expected a number of patients >= 0, got {args.stim_size}")
             t0 = time.perf_counter()
             s = run_calibrate(cfg, args.out, ship=args.ship, stim_size=args.stim_size,
-                              log=lambda m: print(m, flush=True), progress=progress)
+                              log=_say, progress=progress)
             for ds, v in s["per_dataset"].items():
                 print(f"{ds}: {v['patients']} patients, residual SD log10 median {v['residual_sd_log10_median']:.3f}, "
                       f"max {v['residual_sd_log10_max']:.3f}, failed {v['failed']}")
@@ -298,7 +303,7 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             preds = run_predict_stop(args.history, args.out, horizon_days=args.horizon_days, draws=args.draws,
                                      seed=args.seed, set_name=args.set_name, threshold_percent=args.threshold_percent,
-                                     log=lambda m: print(m, flush=True), progress=progress)
+                                     log=_say, progress=progress)
             bad = [p["patient_id"] for p in preds if not p["status"].startswith("success")]
             print(f"predict-stop: {len(preds)} patient(s), {time.perf_counter() - t0:.0f} s; wrote "
                   f"{args.out}/predictions.csv, fits.csv, bands.csv, figures/")
@@ -310,15 +315,14 @@ def main(argv=None) -> int:
             from .reproduce import reproduce
 
             reproduce(args.root, args.results, args.figures, quick=args.quick, refit=args.refit, force=args.force,
-                      threads=args.threads, log=lambda m: print(m, flush=True), progress=progress)
+                      threads=args.threads, log=_say, progress=progress)
         elif args.command == "sensitivity":
             run_sensitivity_cli(args)
         elif args.command == "dynamics":
             from .dynamics import run_dynamics
 
             t0 = time.perf_counter()
-            run_dynamics(args.config, args.out, log=lambda m: print(m, flush=True), quick=args.quick or None,
-                         progress=progress)
+            run_dynamics(args.config, args.out, log=_say, quick=args.quick or None, progress=progress)
             print(f"dynamics: {time.perf_counter() - t0:.0f} s; wrote {args.out}")
         elif args.command == "parameters":
             from .parameters import available_parameter_sets, parameter_set_info, table_markdown
@@ -336,12 +340,39 @@ def main(argv=None) -> int:
 
             run_export(args)
     except InputError as exc:
+        abandon_outputs()  # a refused run leaves no lock file and no empty folder behind
         print(f"gvlmodel: error: {exc}", file=sys.stderr)
         return 2
     except SolverError as exc:
+        abandon_outputs()
         print(f"gvlmodel: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `gvlmodel ... | head`: the reader has gone; stop quietly
+        _stdout_gone()
+        return 0
     return 0
+
+
+def _stdout_gone() -> None:
+    """Point standard output at /dev/null once its reader has closed the pipe, so that neither later
+    prints nor the interpreter's final flush raise ``BrokenPipeError`` again."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # not a real file (captured in a test)
+        sys.stdout = open(os.devnull, "w")
+    finally:
+        os.close(devnull)
+
+
+def _say(message: str) -> None:
+    """Progress line on standard output; a closed pipe (``| head``) silences it without stopping the run."""
+    try:
+        print(message, flush=True)
+    except BrokenPipeError:
+        _stdout_gone()
 
 
 if __name__ == "__main__":

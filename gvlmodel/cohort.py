@@ -39,6 +39,8 @@ from .errors import boolean as _boolean
 from .errors import fail as _fail
 from .errors import integer as _integer
 from .errors import real as _real
+from . import limits
+from .limits import MAX_COHORT_SIZE  # noqa: F401  (its home is gvlmodel.limits)
 from .indices import N_PP, N_RF, N_RI, N_STATES, PP, RF, RI, Dose, State, StopRule
 from .model import im_effects
 from .parameters import (PARAMETER_TABLE, Variant, check_parameter_name, kernel_parameters_batch, parameter_set,
@@ -73,8 +75,6 @@ STOP_RULE_NAMES = ("hess2005", "never", "{after_days = N}", "{min_days = T, unde
 # --------------------------------------------------------------------------
 # specifications
 # --------------------------------------------------------------------------
-#: largest cohort one call accepts (results are held in memory: ~1 kB per patient)
-MAX_COHORT_SIZE = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -90,8 +90,8 @@ class CohortSpec:
     diagnosis_range: tuple[float, float] = DEFAULT_DIAGNOSIS_RANGE
 
     def __post_init__(self):
-        object.__setattr__(self, "size", _integer("cohort.size", self.size, lo=1, hi=MAX_COHORT_SIZE))
-        object.__setattr__(self, "seed", _integer("cohort.seed", self.seed, lo=0))
+        object.__setattr__(self, "size", limits.cohort_size("cohort.size", self.size))
+        object.__setattr__(self, "seed", limits.seed("cohort.seed", self.seed))
         object.__setattr__(self, "transplant", _boolean("cohort.transplant", self.transplant))
         if self.start not in STARTS:
             _fail("cohort.start", f"unknown start {self.start!r}; allowed: {', '.join(STARTS)}")
@@ -365,7 +365,8 @@ class CohortResult:
 
     @property
     def n(self) -> int:
-        return self.cohort.size
+        """Patients in this result (the whole cohort, or the part run: ``columns["patient_id"]``)."""
+        return len(self.columns["patient_id"])
 
     @property
     def failed(self) -> np.ndarray:
@@ -400,21 +401,30 @@ class CohortResult:
 # --------------------------------------------------------------------------
 # the cohort run
 # --------------------------------------------------------------------------
-def _draws(seed: int, n: int, n_par: int, n_samples: int):
-    """Per-patient random numbers, block by block (see the module docstring)."""
+def _blocks(first: int, stop: int):
+    """``(b, lo, hi)``: random-number block ``b`` and the part ``[lo, hi)`` of it (offsets within the
+    block) that patients ``first .. stop - 1`` use."""
+    for b in range(first // BLOCK, -(-stop // BLOCK)):
+        yield b, max(first, b * BLOCK) - b * BLOCK, min(stop, (b + 1) * BLOCK) - b * BLOCK
+
+
+def _draws(seed: int, n: int, n_par: int, n_samples: int, first: int = 0):
+    """Random numbers of patients ``first .. first + n - 1``, block by block (see the module docstring):
+    a patient's draws are the same whichever range they are drawn in."""
     z = np.empty((n, n_par))
     u_start = np.empty(n)
     eps = np.empty((n, n_samples))
     uu = np.empty((n, n_samples))
-    for b in range(-(-n // BLOCK)):
+    at = 0
+    for b, lo, hi in _blocks(first, first + n):
         rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(b,))))
-        lo, hi = b * BLOCK, min(n, (b + 1) * BLOCK)
-        m = hi - lo
         bz = rng.standard_normal((BLOCK, n_par))
         bu = rng.random(BLOCK)
         be = rng.standard_normal((BLOCK, n_samples))
-        bv = rng.random((m, n_samples))  # the last draws of the block: its first m rows are all that is used
-        z[lo:hi], u_start[lo:hi], eps[lo:hi], uu[lo:hi] = bz[:m], bu[:m], be[:m], bv[:m]
+        bv = rng.random((hi, n_samples))  # the block's last draws: its first hi rows are all that is used
+        to = at + hi - lo
+        z[at:to], u_start[at:to], eps[at:to], uu[at:to] = bz[lo:hi], bu[lo:hi], be[lo:hi], bv[lo:hi]
+        at = to
     return z, u_start, eps, uu
 
 
@@ -434,14 +444,15 @@ def _truncated_normal(z, med, sd, lower, upper):
     return out
 
 
-def _uptake_draws(seed: int, n: int) -> np.ndarray:
-    """One uniform per patient for the stop decision, from its own stream per block
-    (``spawn_key=(b, 1)``), so adding it left every other draw unchanged."""
+def _uptake_draws(seed: int, n: int, first: int = 0) -> np.ndarray:
+    """One uniform per patient (``first .. first + n - 1``) for the stop decision, from its own stream per
+    block (``spawn_key=(b, 1)``), so adding it left every other draw unchanged."""
     u = np.empty(n)
-    for b in range(-(-n // BLOCK)):
+    at = 0
+    for b, lo, hi in _blocks(first, first + n):
         rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(b, 1))))
-        lo, hi = b * BLOCK, min(n, (b + 1) * BLOCK)
-        u[lo:hi] = rng.random(BLOCK)[: hi - lo]
+        u[at:at + hi - lo] = rng.random(BLOCK)[lo:hi]
+        at += hi - lo
     return u
 
 
@@ -471,17 +482,18 @@ class CohortInputs:
 
 def prepare_cohort(cohort: CohortSpec, protocol: Protocol, base: Mapping[str, float], variant: Variant,
                    population: Population, rtol: float, atol: float, extinction_threshold: float,
-                   max_steps: int) -> CohortInputs:
-    """Draw the patients (parameters, starting burden, PCR noise) and build the engine's arrays."""
+                   max_steps: int, patients: range | None = None) -> CohortInputs:
+    """Draw the patients (parameters, starting burden, PCR noise) and build the engine's arrays;
+    ``patients``: only these ids of the cohort (consecutive), each drawn as in the whole cohort."""
     return prepare_replicates(cohort, protocol, [base], [population.sd_log], [protocol.stop_uptake], variant,
                               population.names, rtol, atol, extinction_threshold, max_steps, bounds=population.bounds,
-                              correlation=population.correlation_matrix())
+                              correlation=population.correlation_matrix(), patients=patients)
 
 
 def prepare_replicates(cohort: CohortSpec, protocol: Protocol, bases, sds, uptakes, variant: Variant,
                        names: tuple[str, ...], rtol: float, atol: float, extinction_threshold: float,
                        max_steps: int, bounds: str = "clip", correlation: np.ndarray | None = None,
-                       seeds=None, threads: int = 1) -> CohortInputs:
+                       seeds=None, threads: int = 1, patients: range | None = None) -> CohortInputs:
     """The same cohort (same patients' random numbers) under ``R`` parameterisations, stacked.
 
     Replicate ``r`` uses population medians ``bases[r]`` (complete, validated
@@ -496,28 +508,34 @@ def prepare_replicates(cohort: CohortSpec, protocol: Protocol, bases, sds, uptak
     is then exactly the cohort of :func:`simulate_cohort` with seed ``seeds[r]`` (independent
     patients per replicate; a batch of virtual trials is one such stack); their random numbers are drawn
     on ``threads`` threads (each replicate from its own generator: the same numbers for any count).
+    ``patients``: the consecutive patient ids to prepare (default all; a part of a streamed run): a
+    patient's random numbers depend on the seed and its id only.
     """
     population_bounds("population.bounds", bounds)
-    n1 = cohort.size
+    patients = range(cohort.size) if patients is None else patients
+    if patients.step != 1 or not 0 <= patients.start <= patients.stop <= cohort.size:
+        _fail("patients", f"expected consecutive ids in [0, {cohort.size}), got {patients}")
+    first_id = patients.start
+    n1 = len(patients)
     n_rep = len(bases)
     n = n1 * n_rep
     n_samples = protocol.n_visits + 1
     chol = None if correlation is None else np.linalg.cholesky(np.asarray(correlation, dtype=float)).T
     if seeds is None:
-        z1, u1, e1, v1 = _draws(cohort.seed, n1, len(names), n_samples)
+        z1, u1, e1, v1 = _draws(cohort.seed, n1, len(names), n_samples, first_id)
         if chol is not None:
             z1 = z1 @ chol
         z = np.tile(z1, (n_rep, 1))
         eps, uu = (e1, v1) if n_rep == 1 else (np.tile(e1, (n_rep, 1)), np.tile(v1, (n_rep, 1)))
         u_start = np.tile(u1, n_rep)
-        u_stop = np.tile(_uptake_draws(cohort.seed, n1), n_rep)
+        u_stop = np.tile(_uptake_draws(cohort.seed, n1, first_id), n_rep)
     else:
         if len(seeds) != n_rep:
             _fail("seeds", f"expected one seed per replicate ({n_rep}), got {len(seeds)}")
         seeds = [_integer("seeds", s, lo=0) for s in seeds]
 
         def draw(s):
-            return _draws(s, n1, len(names), n_samples)
+            return _draws(s, n1, len(names), n_samples, first_id)
 
         if threads > 1 and len(seeds) > 1:  # NumPy's generators release the GIL while they fill arrays
             from concurrent.futures import ThreadPoolExecutor
@@ -528,7 +546,7 @@ def prepare_replicates(cohort: CohortSpec, protocol: Protocol, bases, sds, uptak
             parts = [draw(s) for s in seeds]
         z = np.concatenate([p[0] if chol is None else p[0] @ chol for p in parts])
         u_start, eps, uu = (np.concatenate([p[k] for p in parts]) for k in (1, 2, 3))
-        u_stop = np.concatenate([_uptake_draws(int(s), n1) for s in seeds])
+        u_stop = np.concatenate([_uptake_draws(int(s), n1, first_id) for s in seeds])
 
     # parameters that differ between replicates become per-patient columns
     first = bases[0]
@@ -557,7 +575,7 @@ def prepare_replicates(cohort: CohortSpec, protocol: Protocol, bases, sds, uptak
     p_all.update(varied)
 
     # starting burden
-    types1 = cohort.relapse_types()
+    types1 = cohort.relapse_types()[patients.start:patients.stop]
     lo = np.empty(n1)
     hi = np.empty(n1)
     if cohort.start == "diagnosis":
@@ -608,6 +626,8 @@ def concat_inputs(parts: list[CohortInputs]) -> CohortInputs:
     return CohortInputs(pp=pp, varied=varied, **cat)
 
 
+#: memory of one patient's result columns (CohortResult.columns), bytes
+RESULT_BYTES_PER_PATIENT = 400.0
 #: patients per lock-step engine (one ``prange`` task); measured: 64 gave the best 2-thread throughput
 LANE_BLOCK = 64
 
@@ -625,12 +645,9 @@ def lane_block(n: int, threads: int) -> int:
 
 def check_threads(threads, field: str = "threads") -> int:
     """``threads`` as a numba thread count in ``[1, NUMBA_NUM_THREADS]`` (``None``: all of them)."""
-    import numba
-
-    n_max = numba.config.NUMBA_NUM_THREADS
     if threads is None:
-        return n_max
-    return _integer(field, threads, lo=1, hi=n_max)
+        return limits.max_threads()
+    return limits.threads(field, threads)
 
 
 def run_inputs(inp: CohortInputs, threads: int, progress: bool | None = None, chunk: int = 16384):
@@ -696,8 +713,11 @@ def run_inputs(inp: CohortInputs, threads: int, progress: bool | None = None, ch
 def simulate_cohort(cohort: CohortSpec, protocol: Protocol | None = None, parameters=None, *, variant="H2",
                     population: Population | None = None, rtol: float = 1e-6, atol: float = 1e-6,
                     extinction_threshold: float = 1.0, max_steps: int = 200_000, threads: int | None = None,
-                    progress: bool | None = None, chunk: int = 16384) -> CohortResult:
+                    progress: bool | None = None, chunk: int = 16384, patients: range | None = None) -> CohortResult:
     """Run a virtual cohort through the protocol (compiled, parallel over patients).
+
+    ``patients``: run only these (consecutive) ids of the cohort, each exactly as in the whole cohort
+    (its draws depend on the seed and its id only), so a large cohort can be run part by part.
 
     ``parameters``: a parameter-set name, a mapping of overrides of the default
     set, or ``None`` (default set).  ``threads``: numba threads (default: all).
@@ -717,20 +737,30 @@ def simulate_cohort(cohort: CohortSpec, protocol: Protocol | None = None, parame
     base = _resolve_base(parameters)
     base.update(population.medians)
     base = resolve_parameters(base)
-    rtol = _real("solver.rtol", rtol, lo=1e-13, hi=1e-2)
-    atol = _real("solver.atol", atol, lo=0.0, hi=1e3, lo_open=True)
+    rtol = limits.rtol("solver.rtol", rtol)
+    atol = limits.atol("solver.atol", atol)
     extinction_threshold = _real("solver.extinction_threshold", extinction_threshold, lo=0.0)
     max_steps = _integer("solver.max_steps", max_steps, lo=1)
     threads = check_threads(threads)
+    if patients is None:
+        patients = range(cohort.size)
+    if not isinstance(patients, range) or patients.step != 1 or not 0 <= patients.start <= patients.stop <= cohort.size:
+        _fail("patients", f"expected a range of consecutive patient ids in [0, {cohort.size}], got {patients!r}")
+    n = len(patients)
+    # results are held in memory: refuse a cohort that cannot be before drawing it
+    limits.check_memory({"cohort": n * (limits.engine_bytes_per_patient(protocol.n_visits)
+                                                  + RESULT_BYTES_PER_PATIENT)},
+                        {"cohort": "the cohort size (or the visits: follow_up_days / visit_interval_days); "
+                                   "`gvlmodel simulate` streams large cohorts to disk"}, what="this cohort")
 
-    inp = prepare_cohort(cohort, protocol, base, variant, population, rtol, atol, extinction_threshold, max_steps)
-    n = cohort.size
+    inp = prepare_cohort(cohort, protocol, base, variant, population, rtol, atol, extinction_threshold, max_steps,
+                         patients=patients)
     y0 = inp.y0
     measured, res_f, res_i, wall = run_inputs(inp, threads, progress, chunk)
 
     status = res_i[:, RI.STATUS]
     columns = {
-        "patient_id": np.arange(n),
+        "patient_id": np.arange(patients.start, patients.stop),
         "transplant": np.full(n, cohort.transplant),
         "start": np.full(n, cohort.start, dtype=object),
         "relapse_type": inp.relapse_types,
@@ -837,7 +867,8 @@ def patient_trajectory(result: CohortResult, i: int, time_step_days: float) -> d
     starts = np.array([d for d, _ in sched])
     doses = np.array([m for _, m in sched])
     dose = doses[np.searchsorted(starts, grid, side="right") - 1]
-    out = {"time_days": grid, "patient_id": np.full(grid.size, i), "bcr_abl_percent": res.bcr_abl,
+    out = {"time_days": grid, "patient_id": np.full(grid.size, int(result.columns["patient_id"][i])),
+           "bcr_abl_percent": res.bcr_abl,
            "measured_percent": measured, "dose_mg": dose}
     for s in (State.D, State.Q, State.Y0, State.Y1, State.Y2, State.Y3, State.R0, State.R1, State.Z):
         out[s.name] = res.y[:, s]

@@ -146,6 +146,7 @@ import numpy as np
 import sympy as sp
 from scipy.optimize import brentq, root
 
+from . import limits
 from . import symbolic
 from .errors import InputError, check_tables, read_toml
 from .errors import boolean as _bool
@@ -322,7 +323,9 @@ def parse_dynamics_config(cfg: dict, quick: bool | None = None) -> dict:
     if o["min_im"]["grid_days"] > o["min_im"]["max_days"]:
         _fail("[min_im] grid_days", f"must not exceed max_days ({o['min_im']['max_days']:g})")
     # solver
-    for key, lo, hi in (("rtol", 1e-13, 1e-3), ("atol", 1e-15, 1.0), ("extinction_threshold", 0.0, 1e6)):
+    if "rtol" in so:
+        o["solver"]["rtol"] = limits.rtol("[solver] rtol", so["rtol"], hi=1e-3)  # equilibria need accuracy
+    for key, lo, hi in (("atol", 1e-15, 1.0), ("extinction_threshold", 0.0, 1e6)):
         if key in so:
             o["solver"][key] = _real(f"[solver] {key}", so[key], lo, hi)
     # parameters

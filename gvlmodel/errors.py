@@ -32,6 +32,9 @@ def read_toml(path, label: str = "config") -> dict:
         raise InputError(f"{label}: cannot read {path} ({exc.strerror or exc})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{label} {path}: not valid TOML ({exc})") from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise InputError(f"{label} {path}: arrays or tables nested too deeply to read; a config needs at "
+                         "most a few levels") from None
 
 
 def check_tables(cfg: dict, tables: dict, source: str, allowed_text=None) -> None:
@@ -59,11 +62,22 @@ def output_folder(path, field: str = "--out"):
     path = Path(path)
     if path.exists() and not path.is_dir():
         fail(field, f"{path} is a file; expected a folder (new or existing)")
+    probe = path if path.is_dir() else None
     for parent in path.parents:  # a file on the way would fail only at the first write, after the work
-        if parent.exists():
+        if probe is None and parent.exists():
             if not parent.is_dir():
                 fail(field, f"{path} cannot be created: {parent} is a file")
+            probe = parent
             break
+    if probe is not None:  # a read-only folder or file system would fail only at the first write, too
+        import tempfile
+
+        try:
+            with tempfile.TemporaryFile(dir=probe):
+                pass
+        except OSError as exc:
+            fail(field, f"{path} cannot be written: {probe} is not writable ({exc.strerror or exc}); "
+                 "choose another folder")
     return path
 
 

@@ -49,6 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import limits
 from .errors import InputError, boolean, check_tables, output_folder, read_toml, real
 from .errors import integer as _int
 from .parameters import Variant, parse_variant
@@ -113,6 +114,45 @@ class FitConfig:
     batch_size: int = 512
     raw: dict = field(default_factory=dict)
 
+    def _key(self, key: str) -> str:
+        """Where size ``key`` in use comes from: ``[quick] key`` when the quick table set it, else ``[fit] key``."""
+        quick = self.raw.get("quick") and key in self.raw.get("config", {}).get("quick", {})
+        return f"[{'quick' if quick else 'fit'}] {key}"
+
+    def memory_estimate(self) -> dict[str, float]:
+        """Rough peak memory (bytes) of the fit's parts: the ABC populations pyabc holds, one virtual trial,
+        the answer cohorts."""
+        hess, comp = self.design.protocols(1.0)
+        trial = (self.design.size * limits.engine_bytes_per_patient(hess.n_visits)
+                 + self.design.comparator_size * limits.engine_bytes_per_patient(comp.n_visits))
+        pop = max(self.population_size, self.comparison_population_size) * PARTICLE_BYTES
+        answers = self.answer_cohort_size * limits.engine_bytes_per_patient(hess.n_visits)
+        draws = (self.predictive_draws + self.answer_draws) * 2000.0
+        return {"ABC population": pop, "virtual trial": trial, "answer cohort": answers, "draws": draws}
+
+    def simulation_estimate(self) -> tuple[int, float]:
+        """``(patient-runs, seconds)``: a lower bound on the ABC work (every generation simulates at least
+        one population) and its rough engine time."""
+        per_trial = self.design.size + self.design.comparator_size
+        trials = (len(self.variants) * self.population_size * self.generations
+                  + (self.comparison_population_size * self.comparison_generations if len(self.variants) > 1 else 0))
+        runs = trials * per_trial
+        return runs, limits.patients_time(runs, self.threads)
+
+    def check_resources(self, available: float | None = None) -> None:
+        """Refuse a fit whose :meth:`memory_estimate` exceeds what this machine has (exit 2, before any write).
+        The ``[quick]`` sizes are checked too, whichever run this is (as their values are validated)."""
+        if not self.raw.get("quick") and self.raw.get("config", {}).get("quick"):
+            parse_config(self.raw["config"], quick=True).check_resources(available)
+        pop_key = ("population_size" if self.population_size >= self.comparison_population_size
+                   else "comparison_population_size")
+        limits.check_memory(self.memory_estimate(),
+                            {"ABC population": self._key(pop_key),
+                             "virtual trial": "[trial] size or comparator_size",
+                             "answer cohort": self._key("answer_cohort_size"),
+                             "draws": f"{self._key('predictive_draws')} or {self._key('answer_draws')}"},
+                            available, what="this fit")
+
     @property
     def digest(self) -> str:
         """Hash of the whole config and the quick switch: a resumed fit must have the same one.
@@ -155,9 +195,21 @@ SIZE_KEYS = ("population_size", "generations", "comparison_population_size", "co
              "predictive_draws", "answer_draws", "answer_cohort_size")
 
 
+#: each run size's validator (gvlmodel.limits): generations and cohort sizes have hard caps, the
+#: population sizes and draws are bounded by the memory check (FitConfig.check_resources)
+SIZE_CHECKS = {"population_size": lambda f, v: _int(f, v, 1), "generations": limits.generations,
+               "comparison_population_size": lambda f, v: _int(f, v, 1),
+               "comparison_generations": limits.generations,
+               "predictive_draws": lambda f, v: _int(f, v, 1), "answer_draws": lambda f, v: _int(f, v, 1),
+               "answer_cohort_size": limits.cohort_size}
+#: memory of one ABC particle as pyabc holds it (parameters, statistics, weights; the current and the
+#: previous population and their data frames), bytes
+PARTICLE_BYTES = 6000.0
+
+
 def _sizes(table: dict, where: str) -> dict[str, int]:
     """The run sizes given in ``[fit]`` or ``[quick]`` (each an integer >= 1), named by their table."""
-    return {key: _int(f"[{where}] {key}", table[key], 1) for key in SIZE_KEYS if key in table}
+    return {key: SIZE_CHECKS[key](f"[{where}] {key}", table[key]) for key in SIZE_KEYS if key in table}
 
 
 def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> FitConfig:
@@ -175,7 +227,7 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> F
     f = cfg.get("fit", {})
     if "seed" not in f:
         raise InputError("[fit] seed: required (an integer >= 0)")
-    seed = _int("[fit] seed", f["seed"], 0)
+    seed = limits.seed("[fit] seed", f["seed"])
     name = f.get("name", "fit")
     if not isinstance(name, str) or not name.isidentifier():
         raise InputError(f"[fit] name: expected a simple identifier, got {name!r}")
@@ -197,9 +249,7 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> F
     if "batch_size" in f:
         kw["batch_size"] = _int("[fit] batch_size", f["batch_size"], 1, 100_000)
     if "threads" in f:
-        import numba
-
-        kw["threads"] = _int("[fit] threads", f["threads"], 1, numba.config.NUMBA_NUM_THREADS)
+        kw["threads"] = limits.threads("[fit] threads", f["threads"])
 
     allowed_variants = [v.value for v in Variant]
     variants = f.get("variants", allowed_variants)
@@ -872,8 +922,11 @@ def _stage(out: Path, name: str, compute, key: str | None = None):
     """
     path = out / "stages" / f"{name}.json"
     if path.is_file():
-        cached = json.loads(path.read_text())
-        if key is None or cached.get("key") == key:
+        try:
+            cached = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # a damaged cache entry is recomputed (then rewritten atomically)
+            cached = None
+        if isinstance(cached, dict) and "result" in cached and (key is None or cached.get("key") == key):
             return cached
     t0 = time.perf_counter()
     value = compute()
@@ -933,6 +986,31 @@ def _write_tables(out: Path, cfg: FitConfig, pred_rows: list[dict], post: dict) 
             ",".join(repr(float(a)) for a in row) + f",{float(wt)!r}\n" for row, wt in zip(x, w)))
 
 
+def _check_fit_state(state_path: Path, cfg: FitConfig, base_digest: str) -> bool:
+    """Whether ``state_path`` (``fit_state.json``) exists and belongs to this config and base set; an
+    unreadable one, or one of another fit, is an :class:`InputError` saying how to recover (nothing in
+    the folder is changed)."""
+    if not state_path.is_file():
+        return False
+    out = state_path.parent
+    try:
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+        if not isinstance(state, dict):
+            raise ValueError(f"expected a JSON object, got {type(state).__name__}")
+    except (OSError, ValueError, RecursionError) as exc:
+        raise InputError(f"--out {out}: {state_path} is unreadable or corrupt ({exc}); it ties the fit's ABC "
+                         f"databases to their config, so nothing was changed. To start the fit afresh remove "
+                         f"{state_path} and {out}/abc_*.db (and {out}/stages/), or choose an empty folder") from None
+    if state.get("digest") != cfg.digest:
+        raise InputError(f"--out {out}: holds a fit of a different config (or quick setting); "
+                         "choose an empty folder")
+    if state.get("base_set_digest") != base_digest:
+        raise InputError(f"--out {out}: holds a fit made on other values of the base set "
+                         f"{cfg.design.base_set!r} (recalibrated since, or from an older version); "
+                         "choose an empty folder")
+    return True
+
+
 def run_fit(cfg: FitConfig, out: Path, *, ship: bool = False, log=print, scheduler=None,
             progress: bool = False) -> dict:
     """Run every stage (resuming what exists in ``out``) and write the report; returns the report dict
@@ -968,18 +1046,15 @@ def _sampling(stats: dict) -> dict:
 
 def _run_fit(cfg: FitConfig, out: Path, ship: bool, log, scheduler, progress: bool = False) -> dict:
     out = output_folder(out)
-    lock_outputs(out)  # before fit_state.json: two fits into one folder would corrupt the ABC database
+    cfg.check_resources()  # a fit that cannot fit in memory is refused before the first write
+    runs, secs = cfg.simulation_estimate()
+    log(f"at least {runs:.3g} patient simulations ({limits.duration_text(secs)} at "
+        f"{limits.PATIENTS_PER_S_PER_THREAD:g} patients/s per thread)")
     state_path = out / "fit_state.json"
     base_digest = base_set_digest(cfg.design.base_set)
-    if state_path.is_file():
-        state = json.loads(state_path.read_text())
-        if state.get("digest") != cfg.digest:
-            raise InputError(f"--out {out}: holds a fit of a different config (or quick setting); "
-                             "choose an empty folder")
-        if state.get("base_set_digest") != base_digest:
-            raise InputError(f"--out {out}: holds a fit made on other values of the base set "
-                             f"{cfg.design.base_set!r} (recalibrated since, or from an older version); "
-                             "choose an empty folder")
+    _check_fit_state(state_path, cfg, base_digest)  # a folder that cannot be resumed is refused before the lock
+    lock_outputs(out)  # before fit_state.json: two fits into one folder would corrupt the ABC database
+    if _check_fit_state(state_path, cfg, base_digest):  # again under the lock: another fit may have begun
         log(f"resuming the fit in {out}")
     else:
         atomic_write_json(state_path, {"digest": cfg.digest, "base_set_digest": base_digest, "config": cfg.raw})

@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import limits
 from .calibrate import START, fit_patient, bounds_log10
 from .datasets import PatientSeries, _group, _read_csv
 from .errors import InputError, integer, real
@@ -474,7 +475,7 @@ def run_predict_stop(history_path, out: Path, *, horizon_days: float = 365.0, dr
 
     horizon_days = real("--horizon-days", horizon_days, lo=1.0, hi=36525.0)
     draws = integer("--draws", draws, lo=20, hi=100_000)
-    seed = integer("--seed", seed, lo=0)
+    seed = limits.seed("--seed", seed)
     threshold_percent = real("--threshold-percent", threshold_percent, lo=0.0, hi=100.0, lo_open=True)
     histories = read_history(history_path)
     priors = {}
@@ -556,7 +557,7 @@ def load_predict_config(path, *, quick: bool = False) -> dict:
     out = {"raw": cfg, "quick": quick,
            "horizon_days": real("[predict_stop] horizon_days", c.get("horizon_days", 365.0), lo=1.0, hi=36525.0),
            "draws": integer("[predict_stop] draws", c.get("draws", 2000), lo=20, hi=100_000),
-           "seed": integer("[predict_stop] seed", c.get("seed", 1), lo=0),
+           "seed": limits.seed("[predict_stop] seed", c.get("seed", 1)),
            "threshold_percent": real("[predict_stop] threshold_percent", c.get("threshold_percent", MMR_PERCENT),
                                      lo=0.0, hi=100.0, lo_open=True),
            "max_patients": integer("[predict_stop] max_patients", c.get("max_patients", 0), lo=0),

@@ -69,6 +69,28 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+class AtomicFile:
+    """A file written in parts and published atomically: ``out/.name.XXXX.tmp`` while it is written,
+    renamed to ``path`` by :meth:`commit`; :meth:`discard` removes it (nothing left behind)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        self.fh = os.fdopen(fd, "wb")
+
+    def commit(self) -> None:
+        self.fh.close()
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
+        os.replace(self.tmp, self.path)
+
+    def discard(self) -> None:
+        self.fh.close()
+        if os.path.exists(self.tmp):
+            os.unlink(self.tmp)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (UTF-8)."""
     atomic_write_bytes(path, text.encode("utf-8"))
@@ -81,6 +103,7 @@ def atomic_write_json(path: Path, data) -> None:
 #: the lock file every command holds in its output folder while it writes there
 LOCK_NAME = ".gvlmodel.lock"
 _HELD: dict[str, int] = {}  # resolved folder -> the open, locked file descriptor (this process)
+_CREATED: set[str] = set()  # folders lock_outputs created (removed again by abandon_outputs if left empty)
 
 
 def lock_outputs(out: Path) -> None:
@@ -98,7 +121,9 @@ def lock_outputs(out: Path) -> None:
     from .errors import InputError
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if not out.exists():
+        out.mkdir(parents=True, exist_ok=True)
+        _CREATED.add(str(out.resolve()))
     key = str(out.resolve())
     if key in _HELD:
         return
@@ -137,10 +162,24 @@ def release_outputs(out: Path) -> None:
             os.close(fd)  # closing the descriptor drops the flock
 
 
+def abandon_outputs() -> None:
+    """After a refused or failed run: release every output folder this process holds and remove the
+    ones it created that are empty again, so an error leaves nothing behind."""
+    for key in list(_HELD):
+        release_outputs(Path(key))
+    for key in sorted(_CREATED, reverse=True):
+        try:
+            Path(key).rmdir()  # only if empty
+        except OSError:
+            pass
+    _CREATED.clear()
+
+
 def finish_outputs(out: Path, record: dict) -> None:
     """Write ``out/provenance.json`` (last: the folder is complete) and release the folder's lock."""
     atomic_write_json(Path(out) / "provenance.json", record)
     release_outputs(out)
+    _CREATED.discard(str(Path(out).resolve()))
 
 
 def begin_outputs(out: Path) -> None:

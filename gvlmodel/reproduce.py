@@ -130,12 +130,11 @@ def run_step(step: Step, *, quick: bool, refit: bool, threads: int | None, log, 
                                  "report from the shipped sets there. Move the fit elsewhere or use --refit")
             run_from_shipped(cfg, step.out, log=log, progress=progress)
     elif step.kind == "simulate":
-        from .scenario import load_scenario, write_results
+        from .scenario import load_scenario, run_and_write
 
         scenario = load_scenario(step.config)
-        scenario.check_resources()
-        result = scenario.run(threads=threads, progress=None if progress else False)
-        write_results(scenario, result, step.out)
+        scenario.check_resources(out=step.out)
+        run_and_write(scenario, step.out, threads=threads, progress=None if progress else False)
     elif step.kind == "example":
         from .cli import run_example
 

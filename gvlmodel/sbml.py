@@ -570,6 +570,9 @@ def run_export(args) -> Path:
 
     if Path(args.out).is_dir():
         raise InputError(f"--out: {args.out} is a folder; give the name of the SBML file to write")
+    from .errors import output_folder
+
+    output_folder(Path(args.out).absolute().parent, "--out")  # its folder must be writable, checked before the work
     variants = [v.value for v in Variant]
     if args.variant not in variants:
         raise InputError(f"--variant: unknown variant {args.variant!r}; allowed: " + ", ".join(variants))

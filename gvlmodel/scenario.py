@@ -20,7 +20,12 @@ A scenario is a TOML file with these tables (every key optional unless marked)::
                     patients)
     [measurement]   detection_limit = 1e-5, noise_sd_log = 0.45
     [solver]        rtol = 1e-6, atol = 1e-6, extinction_threshold = 1.0, max_steps = 200000
-    [output]        trajectories = "none" | "all" | N (the first N patients) | [ids], time_step_days = 7 (>= 0.1)
+    [output]        trajectories = "none" | "all" | N (the first N patients) | [ids], time_step_days = 7 (>= 0.1),
+                    format = "csv" | "parquet" (needs pyarrow: ``pip install "gvlmodel[parquet]"``)
+
+``gvlmodel simulate`` runs the cohort in parts of :data:`STREAM_CHUNK` patients and appends each
+part to its tables, so memory stays bounded whatever the cohort size; every patient's draws depend
+on the seed and its id only, so the files are byte for byte those of one whole run.
 
 Everything is validated before anything runs or is written: an unknown key,
 wrong type or out-of-range value raises :class:`~gvlmodel.errors.InputError`
@@ -34,12 +39,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .cohort import (DEFAULT_POPULATION_SD, CohortResult, CohortSpec, Population, Protocol, _real, patient_trajectory,
+from .cohort import (DEFAULT_POPULATION_SD, RESULT_BYTES_PER_PATIENT, CohortResult, CohortSpec, Population, Protocol, _real, patient_trajectory,
                      simulate_cohort)
+from . import limits
 from .errors import InputError, check_tables, read_toml
+from .limits import available_memory  # noqa: F401  (its home is gvlmodel.limits)
+from .limits import engine_bytes_per_patient
 from .parameters import PARAMETER_NAMES, available_parameter_sets, parameter_set_info, parse_variant, resolve_parameters
-from .provenance import (atomic_write_json, atomic_write_text, begin_outputs, finish_outputs, provenance, prune_outputs,
-                         resolved_config)
+from .provenance import (AtomicFile, atomic_write_json, begin_outputs, finish_outputs, lock_outputs, provenance,
+                         prune_outputs, resolved_config)
 
 TABLES = {
     "cohort": {"size", "seed", "transplant", "start", "relapse_mix", "relapse_ranges", "diagnosis_range"},
@@ -49,7 +57,7 @@ TABLES = {
     "population": set(PARAMETER_NAMES),
     "measurement": {"detection_limit", "noise_sd_log"},
     "solver": {"rtol", "atol", "extinction_threshold", "max_steps"},
-    "output": {"trajectories", "time_step_days"},
+    "output": {"trajectories", "time_step_days", "format"},
 }
 REQUIRED = {"cohort": {"size", "seed"}}
 #: finest trajectory grid accepted (days); finer adds rows, not information (visits are weeks apart)
@@ -66,23 +74,19 @@ PATIENT_COLUMNS = ("patient_id", "transplant", "start", "relapse_type", "bcr_abl
 TEXT_CELL_BYTES = 70.0
 #: columns of trajectories.csv (cohort.patient_trajectory)
 TRAJECTORY_COLUMNS = 14
-
-
-def available_memory() -> float:
-    """Bytes of memory available now (``MemAvailable`` of /proc/meminfo; else physical memory; 0 = unknown)."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return float(line.split()[1]) * 1024.0
-    except OSError:
-        pass
-    try:
-        import os
-
-        return float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return 0.0
+#: bytes of one table cell on disk (CSV text with its separator; Parquet is smaller)
+DISK_CELL_BYTES = 12.0
+#: table formats of ``[output] format``
+OUTPUT_FORMATS = ("csv", "parquet")
+#: patients run and written at a time by :func:`run_and_write` (a multiple of the draws' block)
+STREAM_CHUNK = 32 * 1024
+#: memory for one batch of trajectories while it is formatted (bytes)
+TRAJECTORY_BATCH_BYTES = 2.0 ** 28
+#: the result columns the summary needs, kept for every patient of a streamed run
+SUMMARY_COLUMNS = ("solver_status", "solver_message", "reached_cmr", "escalated", "stopped", "lost_cmr", "eradicated",
+                   "final_bcr_abl_percent", "final_lsc", "days_to_cmr", "days_on_im_at_stop", "days_stop_to_loss",
+                   "last_day_reached", "stop_day", "relapse_type", "n_steps")
+SUMMARY_BYTES_PER_PATIENT = 100.0
 
 
 @dataclass(frozen=True)
@@ -97,38 +101,62 @@ class Scenario:
     trajectories: object
     time_step_days: float
     config: dict
+    output_format: str = "csv"
 
-    def run(self, threads: int | None = None, progress: bool | None = None) -> CohortResult:
+    def run(self, threads: int | None = None, progress: bool | None = None, patients: range | None = None) -> CohortResult:
+        """The cohort's results (``patients``: only these consecutive ids, each as in the whole run)."""
         return simulate_cohort(self.cohort, self.protocol, self.parameters, variant=self.variant,
-                               population=self.population, threads=threads, progress=progress, **self.solver)
+                               population=self.population, threads=threads, progress=progress, patients=patients,
+                               **self.solver)
 
-    def memory_estimate(self) -> dict[str, float]:
-        """Rough peak memory of the run, bytes: the engine's per-visit arrays and the text tables
-        (``patients.csv``, ``trajectories.csv``) as built in memory before their atomic write."""
+    def trajectory_grid(self) -> int:
+        """Rows of one patient's trajectory."""
+        return int(self.protocol.n_visits * self.protocol.visit_interval_days / self.time_step_days) + \
+            self.protocol.n_visits + 1
+
+    def trajectory_batch(self) -> int:
+        """Trajectories formatted at a time (their text within :data:`TRAJECTORY_BATCH_BYTES`)."""
+        per = self.trajectory_grid() * TRAJECTORY_COLUMNS * (8.0 + TEXT_CELL_BYTES)
+        return max(1, int(TRAJECTORY_BATCH_BYTES // per))
+
+    def memory_estimate(self, chunk: int | None = STREAM_CHUNK) -> dict[str, float]:
+        """Rough peak memory of a run (bytes) in parts of ``chunk`` patients (``None``: all at once, as
+        :meth:`run` with :func:`write_results`): the engine's per-visit arrays, the text of the tables as
+        built before they are written, and the columns the summary keeps for every patient."""
         n = self.cohort.size
-        visits = self.protocol.n_visits + 1
-        engine = n * (visits * 3 + 256) * 8.0  # measured, PCR noise and detection draws; states, parameters
-        patients = n * (len(PATIENT_COLUMNS) + len(self.population.names)) * TEXT_CELL_BYTES
-        grid = self.protocol.n_visits * self.protocol.visit_interval_days / self.time_step_days + visits
-        traj = self.trajectory_ids().size * grid * TRAJECTORY_COLUMNS * (8.0 + TEXT_CELL_BYTES)
-        return {"engine": engine, "patients_table": patients, "trajectories": traj,
-                "total": engine + patients + traj}
+        m = n if chunk is None else min(n, chunk)
+        engine = m * (engine_bytes_per_patient(self.protocol.n_visits) + RESULT_BYTES_PER_PATIENT)
+        patients = m * (len(PATIENT_COLUMNS) + len(self.population.names)) * TEXT_CELL_BYTES
+        n_traj = self.trajectory_ids().size
+        batch = n_traj if chunk is None else min(n_traj, self.trajectory_batch())
+        traj = batch * self.trajectory_grid() * TRAJECTORY_COLUMNS * (8.0 + TEXT_CELL_BYTES)
+        summary = 0.0 if chunk is None else n * SUMMARY_BYTES_PER_PATIENT
+        return {"engine": engine, "patients_table": patients, "trajectories": traj, "summary": summary,
+                "total": engine + patients + traj + summary}
 
-    def check_resources(self, available: float | None = None) -> None:
-        """Refuse (``InputError``, before anything runs or is written) a run whose
-        :meth:`memory_estimate` exceeds 80 % of the memory available now."""
-        est = self.memory_estimate()
-        avail = available_memory() if available is None else float(available)
-        if avail and est["total"] > 0.8 * avail:
-            gib = 2.0 ** 30
-            big = max(("engine", "patients_table", "trajectories"), key=lambda k: est[k])
-            hint = {"engine": "[cohort] size or [treatment] follow_up_days / visit_interval_days",
-                    "patients_table": "[cohort] size",
-                    "trajectories": "[output] trajectories (fewer patients) or a larger time_step_days"}[big]
-            raise InputError(f"this run needs about {est['total'] / gib:.1f} GiB of memory (engine "
-                             f"{est['engine'] / gib:.1f}, patients.csv {est['patients_table'] / gib:.1f}, "
-                             f"trajectories.csv {est['trajectories'] / gib:.1f} GiB), more than 80 % of the "
-                             f"{avail / gib:.1f} GiB available; reduce {hint}, or split the cohort by seed")
+    def disk_estimate(self) -> dict[str, float]:
+        """Rough size of the tables on disk (bytes)."""
+        n = self.cohort.size
+        patients = n * (len(PATIENT_COLUMNS) + len(self.population.names)) * DISK_CELL_BYTES
+        traj = self.trajectory_ids().size * self.trajectory_grid() * TRAJECTORY_COLUMNS * DISK_CELL_BYTES
+        return {"patients": patients, "trajectories": traj}
+
+    def check_resources(self, available: float | None = None, out=None, chunk: int | None = STREAM_CHUNK) -> None:
+        """Refuse (``InputError``, before anything runs or is written) a run whose :meth:`memory_estimate`
+        exceeds 80 % of the memory available now (:func:`gvlmodel.limits.check_memory`) or, given the
+        output folder ``out``, whose tables would not fit on its file system."""
+        est = self.memory_estimate(chunk)
+        limits.check_memory({"engine": est["engine"], "patients.csv": est["patients_table"],
+                             "trajectories.csv": est["trajectories"], "summary": est["summary"]},
+                            {"engine": "[cohort] size or [treatment] follow_up_days / visit_interval_days",
+                             "patients.csv": "[cohort] size", "summary": "[cohort] size",
+                             "trajectories.csv": "[output] trajectories (fewer patients) or a larger time_step_days"},
+                            available, what="this run")
+        if out is not None:
+            disk = self.disk_estimate()
+            limits.check_disk(disk, {"patients": "[cohort] size",
+                                     "trajectories": "[output] trajectories (fewer patients) or a larger "
+                                                     "time_step_days"}, out, what="this run")
 
     def trajectory_ids(self) -> np.ndarray:
         n = self.cohort.size
@@ -195,9 +223,12 @@ def parse_scenario(cfg: dict) -> Scenario:
     except InputError as exc:
         raise InputError(f"[population] {exc}") from None
     solver = {}
-    for key, lo, hi in (("rtol", 1e-13, 1e-2), ("atol", 1e-15, 1e3), ("extinction_threshold", 0.0, 1e6)):
+    for key, check in (("rtol", limits.rtol), ("atol", limits.atol)):
         if key in so:
-            solver[key] = _real(f"solver.{key}", so[key], lo=lo, hi=hi)
+            solver[key] = check(f"solver.{key}", so[key])
+    if "extinction_threshold" in so:
+        solver["extinction_threshold"] = _real("solver.extinction_threshold", so["extinction_threshold"], lo=0.0,
+                                               hi=1e6)
     if "max_steps" in so:
         v = so["max_steps"]
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -220,8 +251,23 @@ def parse_scenario(cfg: dict) -> Scenario:
                                  f"got {v!r}")
     step = _real("output.time_step_days", ou.get("time_step_days", 7.0), lo=MIN_TIME_STEP_DAYS,
                  hi=protocol.follow_up_days)
+    fmt = output_format("output.format", ou.get("format", "csv"))
     return Scenario(cohort=cohort, protocol=protocol, parameters=params, parameter_set_name=set_name, variant=variant,
-                    population=population, solver=solver, trajectories=traj, time_step_days=step, config=cfg)
+                    population=population, solver=solver, trajectories=traj, time_step_days=step, config=cfg,
+                    output_format=fmt)
+
+
+def output_format(field_name: str, v) -> str:
+    """``v`` as one of :data:`OUTPUT_FORMATS`; Parquet needs pyarrow (the ``parquet`` extra)."""
+    if not isinstance(v, str) or v not in OUTPUT_FORMATS:
+        raise InputError(f"{field_name}: unknown format {v!r}; allowed: {', '.join(OUTPUT_FORMATS)}")
+    if v == "parquet":
+        import importlib.util
+
+        if importlib.util.find_spec("pyarrow") is None:
+            raise InputError(f'{field_name} = "parquet" needs pyarrow, which is not installed: '
+                             'pip install "gvlmodel[parquet]" (or use format = "csv")')
+    return v
 
 
 # --------------------------------------------------------------------------
@@ -252,65 +298,208 @@ def format_column(values) -> list[str]:
     if a.dtype.kind in "iu":
         return list(map(str, a.tolist()))
     if a.dtype.kind == "f":
-        ok = np.isfinite(a)
-        if ok.all():
-            return [f"{x:.10g}" for x in a.tolist()]
-        return [f"{x:.10g}" if good else "" for x, good in zip(a.tolist(), ok.tolist())]
+        text = list(map("{:.10g}".format, a.tolist()))  # the C-level loop of str.format: ~1.5x a comprehension
+        for i in np.flatnonzero(~np.isfinite(a)).tolist():
+            text[i] = ""
+        return text
     return [_fmt(v) for v in values]
 
 
-def table_csv(columns: dict[str, np.ndarray]) -> str:
-    """Columns (equal lengths) as CSV text: a header row and one row per entry (see :func:`format_column`)."""
+def table_csv(columns: dict[str, np.ndarray], header: bool = True) -> str:
+    """Columns (equal lengths) as CSV text: a header row (unless ``header=False``: a part appended to a
+    table) and one row per entry (see :func:`format_column`)."""
     names = list(columns)
-    cols = [format_column(columns[k]) for k in names]
-    lengths = {len(c) for c in cols}
+    fields, specs = [], []
+    for k in names:  # finite floats and integers go to one printf-style format per row (C speed, same text)
+        a = np.asarray(columns[k])
+        if a.dtype.kind == "f" and np.isfinite(a).all():
+            fields.append(a.tolist())
+            specs.append("%.10g")
+        elif a.dtype.kind in "iu":
+            fields.append(a.tolist())
+            specs.append("%d")
+        else:
+            fields.append(format_column(columns[k]))
+            specs.append("%s")
+    lengths = {len(c) for c in fields}
     if len(lengths) > 1:
         raise ValueError(f"table_csv: columns of unequal length {sorted(lengths)}")
-    body = "\n".join(map(",".join, zip(*cols)))
-    return ",".join(names) + "\n" + (body + "\n" if cols and cols[0] else "")
+    fmt = ",".join(specs)
+    body = "\n".join([fmt % row for row in zip(*fields)])
+    return (",".join(names) + "\n" if header else "") + (body + "\n" if fields and fields[0] else "")
+
+
+def table_arrow(columns: dict[str, np.ndarray]):
+    """Columns as a pyarrow table: booleans, integers and floats keep their types (a non-finite float is
+    null, as it is empty in CSV), anything else is text (``None`` null)."""
+    import pyarrow as pa
+
+    arrays = {}
+    for k, v in columns.items():
+        a = np.asarray(v)
+        if a.dtype.kind in "biu":
+            arrays[k] = pa.array(a)
+        elif a.dtype.kind == "f":
+            arrays[k] = pa.array(a, mask=~np.isfinite(a), type=pa.float64())
+        else:
+            arrays[k] = pa.array([None if x is None else str(x) for x in v], type=pa.string())
+    return pa.table(arrays)
+
+
+class TableWriter:
+    """A table (``out/stem.csv`` or ``.parquet``) appended part by part and published atomically on
+    :meth:`commit` (a temporary file until then; :meth:`discard` removes it)."""
+
+    def __init__(self, out: Path, stem: str, fmt: str):
+        self.name = f"{stem}.{fmt}"
+        self.fmt = fmt
+        self.file = AtomicFile(Path(out) / self.name)
+        self.header = True
+        self.parquet = None
+
+    def write(self, columns: dict[str, np.ndarray]) -> None:
+        if self.fmt == "csv":
+            self.file.fh.write(table_csv(columns, header=self.header).encode("utf-8"))
+        else:
+            import pyarrow.parquet as pq
+
+            table = table_arrow(columns)
+            if self.parquet is None:
+                self.parquet = pq.ParquetWriter(self.file.fh, table.schema)
+            self.parquet.write_table(table.cast(self.parquet.schema))
+        self.header = False
+
+    def commit(self) -> None:
+        if self.parquet is not None:
+            self.parquet.close()
+        self.file.commit()
+
+    def discard(self) -> None:
+        if self.parquet is not None:
+            try:
+                self.parquet.close()
+            except Exception:  # noqa: BLE001 (the file is removed anyway)
+                pass
+        self.file.discard()
 
 
 #: every file :func:`write_results` can write
-RESULT_FILES = ("patients.csv", "trajectories.csv", "summary.json", "provenance.json")
+RESULT_FILES = ("patients.csv", "trajectories.csv", "patients.parquet", "trajectories.parquet", "summary.json",
+                "provenance.json")
 
 
-def write_results(scenario: Scenario, result: CohortResult, out: Path) -> list[str]:
-    """Write patients.csv, trajectories.csv, summary.json and provenance.json (each atomically).
-
-    A ``trajectories.csv`` left in ``out`` by an earlier run is removed when this
-    run asks for no trajectories.
-    """
-    out = Path(out)
-    ids = scenario.trajectory_ids()
-    # everything is computed before the first write, so a failure leaves the folder as it was
+def patient_table(result: CohortResult) -> dict[str, np.ndarray]:
+    """The columns of ``patients.csv``: :data:`PATIENT_COLUMNS` and each varied parameter (``param_<name>``)."""
     cols = {k: result.columns[k] for k in PATIENT_COLUMNS}
     for name, v in result.patient_parameters.items():
         cols[f"param_{name}"] = v
-    patients_csv = table_csv(cols)
-    traj_csv = None
+    return cols
+
+
+class _Streamed:
+    """What :func:`gvlmodel.summary.cohort_summary` reads of a result, gathered over the parts of a run."""
+
+    def __init__(self, columns, cohort, wall_s, threads):
+        self.columns, self.cohort, self.wall_s, self.threads = columns, cohort, wall_s, threads
+
+    @property
+    def n(self) -> int:
+        return len(self.columns["solver_status"])
+
+    def summary(self) -> dict:
+        from .summary import cohort_summary
+
+        return cohort_summary(self)
+
+
+def _write(scenario: Scenario, out: Path, parts, progress=None) -> tuple[list[str], dict, _Streamed]:
+    """Run-and-write core: ``parts`` yields :class:`CohortResult` s of consecutive patients; each is
+    appended to the tables (temporary files), then everything is published (atomically, provenance last)."""
+    out = Path(out)
+    ids = scenario.trajectory_ids()
+    fmt = scenario.output_format
+    lock_outputs(out)
+    writers = {"patients": TableWriter(out, "patients", fmt)}
     if ids.size:
-        parts = [patient_trajectory(result, int(i), scenario.time_step_days) for i in ids]
-        traj_csv = table_csv({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
-    begin_outputs(out)
-    prune_outputs(out, RESULT_FILES, [f for f in RESULT_FILES if ids.size or f != "trajectories.csv"])
-    files = []
-    atomic_write_text(out / "patients.csv", patients_csv)
-    files.append("patients.csv")
-    if traj_csv is not None:
-        atomic_write_text(out / "trajectories.csv", traj_csv)
-        files.append("trajectories.csv")
-    summary = result.summary()
+        writers["trajectories"] = TableWriter(out, "trajectories", fmt)
+    keep = {c: [] for c in SUMMARY_COLUMNS}
+    wall, threads, solver_options = 0.0, None, None
+    batch = scenario.trajectory_batch()
+    try:
+        for r in parts:
+            writers["patients"].write(patient_table(r))
+            pid = r.columns["patient_id"]
+            rows = np.flatnonzero(np.isin(pid, ids)) if ids.size else np.array([], dtype=int)
+            for lo in range(0, rows.size, batch):
+                traj = [patient_trajectory(r, int(i), scenario.time_step_days) for i in rows[lo:lo + batch]]
+                writers["trajectories"].write({k: np.concatenate([t[k] for t in traj]) for k in traj[0]})
+            for c in SUMMARY_COLUMNS:
+                keep[c].append(r.columns[c])
+            wall += r.wall_s
+            threads, solver_options = r.threads, r.solver_options
+            if progress is not None:
+                progress(r.n)
+        view = _Streamed({c: np.concatenate(v) for c, v in keep.items()}, scenario.cohort, wall, threads)
+        summary = view.summary()
+    except BaseException:
+        for w in writers.values():
+            w.discard()
+        raise
     summary["scenario"] = {"variant": scenario.variant, "parameter_set": scenario.parameter_set_name,
                            "transplant": scenario.cohort.transplant, "start": scenario.cohort.start,
                            "stop_rule": str(scenario.protocol.stop), "stop_uptake": scenario.protocol.stop_uptake,
                            "population_sd_log": scenario.population.sd_log}
+    begin_outputs(out)
+    names = [w.name for w in writers.values()]
+    prune_outputs(out, RESULT_FILES, names + ["summary.json", "provenance.json"])
+    for w in writers.values():
+        w.commit()
     atomic_write_json(out / "summary.json", summary)
-    files.append("summary.json")
     prov = provenance(scenario.config, seed=scenario.cohort.seed)
     prov["resolved"] = {"parameters": scenario.parameters, "variant": scenario.variant,
                         "cohort": resolved_config(scenario.cohort), "population": resolved_config(scenario.population),
                         "protocol": resolved_config(scenario.protocol),
-                        "solver": result.solver_options, "threads": result.threads}
+                        "solver": solver_options, "threads": threads, "output_format": fmt}
     finish_outputs(out, prov)
-    files.append("provenance.json")
-    return files
+    return names + ["summary.json", "provenance.json"], summary, view
+
+
+def write_results(scenario: Scenario, result: CohortResult, out: Path) -> list[str]:
+    """Write the tables (``[output] format``), summary.json and provenance.json of a whole run (each atomically).
+
+    A table left in ``out`` by an earlier run that this run does not write (``trajectories.csv`` when
+    this run asks for none, the other format's files) is removed.
+    """
+    return _write(scenario, out, [result])[0]
+
+
+def run_and_write(scenario: Scenario, out: Path, threads: int | None = None, progress: bool | None = None,
+                  chunk: int = STREAM_CHUNK) -> tuple[list[str], dict, _Streamed]:
+    """Run the scenario in parts of ``chunk`` patients, appending each to the tables as it is done, then
+    publish them, ``summary.json`` and ``provenance.json``; returns ``(files, summary, run)``.
+
+    Memory is bounded by the part, not the cohort (only the summary's columns are kept for every
+    patient); the files equal those of :meth:`Scenario.run` + :func:`write_results` byte for byte.
+    """
+    from .cohort import check_threads
+    from .errors import integer
+
+    chunk = integer("chunk", chunk, lo=1)
+    n = scenario.cohort.size
+    threads = check_threads(threads)
+    bar = None
+    if progress is not False and n > chunk:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n, unit="patient", desc="cohort", leave=False, disable=None if progress is None else False)
+
+    def parts():
+        for lo in range(0, n, chunk):
+            yield scenario.run(threads=threads, progress=progress if n <= chunk else False,
+                               patients=range(lo, min(n, lo + chunk)))
+
+    try:
+        return _write(scenario, out, parts(), progress=None if bar is None else bar.update)
+    finally:
+        if bar is not None:
+            bar.close()

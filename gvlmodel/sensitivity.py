@@ -70,6 +70,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import limits
 from .cohort import ENGINE_LOCK, CohortSpec, Protocol, prepare_replicates, run_inputs
 from .errors import InputError, check_tables, fail, output_folder, read_toml
 from .errors import boolean as _bool
@@ -128,6 +129,12 @@ def _pow2(name, v) -> int:
 
 def _positive_int(name, v) -> int:
     return _int(name, v, 1)
+
+
+#: bytes per (base sample x resample) of SALib's Sobol' bootstrap (an index array and the resampled
+#: A, B, AB columns with their temporaries) and per (trajectory x resample) of Morris'
+SOBOL_BOOTSTRAP_BYTES = 48.0
+MORRIS_BOOTSTRAP_BYTES = 24.0
 
 
 def _sized(quick: bool, qt: dict, qkey: str, name: str, full, check):
@@ -195,6 +202,70 @@ class StudyConfig:
                 "units": [f.row.unit for f in self.factors], "sources": [f.row.source for f in self.factors],
                 "ranges": self.ranges}
 
+    def _key(self, table_key: str, quick_key: str) -> str:
+        """The config key a size in use comes from (``[quick] quick_key`` when the quick table set it)."""
+        if self.raw.get("quick") and quick_key in self.raw.get("config", {}).get("quick", {}):
+            return f"[quick] {quick_key}"
+        return table_key
+
+    def _rows(self) -> dict[str, int]:
+        d = len(self.factors)
+        rows = {}
+        if "sobol" in self.methods:
+            rows["sobol"] = self.sobol_n * (d + 2)
+        if "morris" in self.methods:
+            rows["morris"] = self.morris_trajectories * (d + 1)
+        return rows
+
+    def memory_estimate(self) -> dict[str, float]:
+        """Rough peak memory (bytes): the sample and output matrices, one chunk of cohorts in the engine,
+        the bootstrap of the analysis."""
+        hess, _ = self.design.protocols(self.stop_uptake)
+        n_out = len(self.outputs) + 2 + (hess.n_visits // 3 + 1 if self.time_resolved else 0)
+        d = len(self.factors)
+        rows = self._rows()
+        samples = 3.0 * max(rows.values(), default=0) * (d + n_out) * 8.0  # X, Y and their saved copies
+        visits = max([hess.n_visits] + [int((t + self.min_im_window_days) / self.design.visit_interval_days)
+                                         for t in self.min_im_stop_days])
+        patients = self.chunk_samples * max(self.design.size, self.local_cohort_size if self.local else 0)
+        engine = 2.0 * patients * limits.engine_bytes_per_patient(visits)
+        boot = max(SOBOL_BOOTSTRAP_BYTES * self.sobol_n * self.sobol_bootstrap if "sobol" in self.methods else 0.0,
+                   MORRIS_BOOTSTRAP_BYTES * self.morris_trajectories * self.morris_bootstrap
+                   if "morris" in self.methods else 0.0)
+        return {"samples": samples, "engine": engine, "bootstrap": boot}
+
+    def simulation_estimate(self) -> tuple[int, float]:
+        """``(patient-runs, seconds)`` of the evaluations and their rough engine time."""
+        per = self.design.size * ((1 if any(o != "min_im_days" for o in self.outputs) or self.time_resolved else 0)
+                                  + (len(self.min_im_stop_days) if "min_im_days" in self.outputs else 0))
+        runs = sum(self._rows().values()) * per
+        if self.local:
+            runs += (1 + 2 * len(self.factors) * len(self.local_steps)) * self.local_cohort_size
+        return runs, limits.patients_time(runs, self.threads)
+
+    def check_resources(self, available: float | None = None) -> None:
+        """Refuse a study whose :meth:`memory_estimate` exceeds what this machine has (exit 2, before any
+        write), naming the key to reduce.  The ``[quick]`` sizes are checked too, whichever run this is (as
+        their values are validated)."""
+        if not self.raw.get("quick") and self.raw.get("config", {}).get("quick"):
+            parse_config(self.raw["config"], quick=True).check_resources(available)
+        rows = self._rows()
+        big = max(rows, key=rows.get) if rows else "sobol"
+        sample_key = (self._key("[sobol] n", "sobol_n") if big == "sobol"
+                      else self._key("[morris] trajectories", "morris_trajectories"))
+        sobol_boot = "sobol" in self.methods and (
+            "morris" not in self.methods
+            or SOBOL_BOOTSTRAP_BYTES * self.sobol_n * self.sobol_bootstrap
+            >= MORRIS_BOOTSTRAP_BYTES * self.morris_trajectories * self.morris_bootstrap)
+        limits.check_memory(self.memory_estimate(),
+                            {"samples": sample_key,
+                             "engine": f"{self._key('[study] chunk_samples', 'chunk_samples')} or "
+                                       f"{self._key('[cohort] size', 'cohort_size')}",
+                             "bootstrap": f"[sobol] bootstrap or {self._key('[sobol] n', 'sobol_n')}" if sobol_boot
+                             else "[morris] bootstrap or "
+                                  f"{self._key('[morris] trajectories', 'morris_trajectories')}"},
+                            available, what="this study")
+
     def model_digest(self) -> str:
         """Hash of everything that changes model evaluations (not the analysis settings)."""
         keep = {k: v for k, v in self.raw["config"].items() if k not in ("sobol", "morris", "local", "quick")}
@@ -231,7 +302,7 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> S
     st = cfg.get("study", {})
     if "seed" not in st:
         raise InputError("[study] seed: required (an integer >= 0)")
-    seed = _int("[study] seed", st["seed"], 0)
+    seed = limits.seed("[study] seed", st["seed"])
     name = st.get("name", "sensitivity")
     if not isinstance(name, str) or not name.isidentifier():
         raise InputError(f"[study] name: expected a simple identifier, got {name!r}")
@@ -298,7 +369,7 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> S
     tr = cfg.get("treatment", {})
     tables = {"cohort": co, "treatment": tr}
     design_kw = {k: tables[t][k] for k, t in DESIGN_TABLES.items() if k in tables[t]}
-    design_kw.update(size=_sized(quick, qt, "cohort_size", "[cohort] size", co.get("size", 200), _positive_int),
+    design_kw.update(size=_sized(quick, qt, "cohort_size", "[cohort] size", co.get("size", 200), limits.cohort_size),
                      comparator_size=0, base_set=set_name)
     design = TrialDesign.from_values(
         design_kw, lambda key: f"[{DESIGN_TABLES.get(key.split('.')[0], 'treatment')}] {key}")
@@ -339,7 +410,7 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> S
     return StudyConfig(
         name=name, seed=seed, methods=methods, outputs=outputs, time_resolved=time_resolved, set_name=set_name,
         variant=variant, factors=factors, bounds=tuple(bounds), ranges=ranges, design=design,
-        cohort_seed=_int("[cohort] seed", co.get("seed", seed), 0), stop_uptake=stop_uptake,
+        cohort_seed=limits.seed("[cohort] seed", co.get("seed", seed)), stop_uptake=stop_uptake,
         min_im_stop_days=stop_days, min_im_window_days=_num("[min_im] window_days", mi.get("window_days", 730), 0.0,
                                                             MAX_DAYS, lo_open=True),
         min_im_threshold=_num("[min_im] threshold", mi.get("threshold", 0.5), 0.0, 1.0, lo_open=True),
@@ -356,10 +427,10 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> S
         morris_conf_level=_num("[morris] conf_level", mo.get("conf_level", sobol_conf), 0.5, 0.999),
         local=_bool("[local] enabled", lo_.get("enabled", True)), local_steps=steps, local_step=step,
         local_cohort_size=_sized(quick, qt, "local_cohort_size", "[local] cohort_size", lo_.get("cohort_size", 2000),
-                                 _positive_int),
+                                 limits.cohort_size),
         chunk_samples=_sized(quick, qt, "chunk_samples", "[study] chunk_samples", st.get("chunk_samples", 32),
                              _positive_int),
-        threads=None if threads is None else _int("[study] threads", threads, 1),
+        threads=None if threads is None else limits.threads("[study] threads", threads),
         raw={"config": cfg, "quick": quick})
 
 
@@ -434,8 +505,7 @@ class CohortEvaluator:
         d = self.design
         inp = prepare_replicates(spec, protocol, bases, sds, ups, parse_variant(self.variant), names, d.rtol, d.atol,
                                  1.0, 200_000, bounds=self.info["population_bounds"])
-        threads = numba.config.NUMBA_NUM_THREADS if self.threads is None else min(
-            self.threads, numba.config.NUMBA_NUM_THREADS)
+        threads = numba.config.NUMBA_NUM_THREADS if self.threads is None else self.threads
         with _ENGINE_LOCK:
             measured, res_f, res_i, _ = run_inputs(inp, threads, progress=False)
         s, n = len(bases), spec.size
@@ -779,6 +849,7 @@ def run_study(cfg: StudyConfig, out: Path, *, scheduler=None, progress: bool = T
     if not isinstance(scheduler, str):
         return _run_study(cfg, out, scheduler, progress, log)
     output_folder(out)
+    cfg.check_resources()
     CohortEvaluator(cfg)  # a config error is reported before waiting for a cluster
     client = connect(scheduler)
     try:
@@ -793,6 +864,10 @@ def _run_study(cfg: StudyConfig, out: Path, scheduler, progress: bool, log) -> d
     digest = cfg.model_digest()
     output_folder(out)
     # everything that can refuse the study happens before the first write to ``out``
+    cfg.check_resources()
+    runs, secs = cfg.simulation_estimate()
+    log(f"{runs:.3g} patient simulations ({limits.duration_text(secs)} at {limits.PATIENTS_PER_S_PER_THREAD:g} "
+        "patients/s per thread)")
     evaluator = CohortEvaluator(cfg)
     if state.is_file():
         try:

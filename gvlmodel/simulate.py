@@ -6,7 +6,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from . import solver
+from . import limits, solver
 from .errors import InputError, SolverError, boolean, integer, real, real_array
 from .indices import KP, N_KP, N_STATES, State
 from .measurement import bcr_abl_percent
@@ -321,8 +321,8 @@ def simulate(params: Mapping[str, float] | None = None, *, y0=None, t_out, sched
     times = _as_times(t_out)
     # start time: not after the first output time
     start = times[0] if t0 is None else real("t0", t0, hi=times[0])
-    rtol = real("rtol", rtol, lo=0.0, hi=0.1, lo_open=True)
-    atol = real("atol (cells)", atol, lo=0.0, lo_open=True)
+    rtol = limits.rtol("rtol", rtol)
+    atol = limits.atol("atol (cells)", atol)
     extinction_threshold = real("extinction_threshold (LSCs)", extinction_threshold, lo=0.0)
     max_steps = integer("max_steps", max_steps, lo=1)
     raise_on_failure = boolean("raise_on_failure", raise_on_failure)

@@ -24,6 +24,7 @@ import numpy as np
 from .calibration import load_calibration
 from .cohort import (DEFAULT_POPULATION_SD, HESS2005_RELAPSE_MIX, CohortSpec, Population, Protocol, population_bounds,
                      relapse_mix, simulate_cohort)
+from . import limits
 from .errors import InputError, boolean, fail, integer, real
 from .parameters import PARAMETER_TABLE, Parameter, available_parameter_sets, parameter_set
 from .simulate import MAX_DAYS, MAX_DOSE_MG
@@ -159,7 +160,7 @@ class TrialDesign:
 def check_design(v: Mapping, name: Callable[[str], str]) -> None:
     """Validate every field of a :class:`TrialDesign` (all keys present in ``v``); ``name(key)`` is the
     field name an error reports (``TrialDesign.size`` for the API, ``[trial] size`` for a config)."""
-    integer(name("size"), v["size"], 1)
+    limits.cohort_size(name("size"), v["size"])
     relapse_mix(name("relapse_mix"), v["relapse_mix"])
     follow_up = real(name("follow_up_days"), v["follow_up_days"], 0.0, MAX_DAYS, lo_open=True)
     visit = real(name("visit_interval_days"), v["visit_interval_days"], 1.0, follow_up)
@@ -168,7 +169,7 @@ def check_design(v: Mapping, name: Callable[[str], str]) -> None:
     real(name("escalated_dose_mg"), v["escalated_dose_mg"], 0.0, MAX_DOSE_MG, lo_open=True)
     real(name("detection_limit"), v["detection_limit"], 0.0, 1.0, lo_open=True)
     real(name("noise_sd_log"), v["noise_sd_log"], 0.0, 5.0)
-    integer(name("comparator_size"), v["comparator_size"], 0)
+    limits.cohort_size(name("comparator_size"), v["comparator_size"], lo=0)
     course = real(name("comparator_course_days"), v["comparator_course_days"], 0.0, MAX_DAYS, lo_open=True)
     window = real(name("comparator_window_days"), v["comparator_window_days"], 0.0, MAX_DAYS, lo_open=True)
     if course + window + 2 * visit > MAX_DAYS:
@@ -178,8 +179,8 @@ def check_design(v: Mapping, name: Callable[[str], str]) -> None:
     allowed = available_parameter_sets()
     if not isinstance(base, str) or base not in allowed:
         fail(name("base_set"), f"unknown parameter set {base!r}; allowed: {', '.join(allowed)}")
-    real(name("rtol"), v["rtol"], 1e-13, 1e-2)
-    real(name("atol"), v["atol"], 0.0, 1e3, lo_open=True)
+    limits.rtol(name("rtol"), v["rtol"])
+    limits.atol(name("atol"), v["atol"])
     population_bounds(name("population_bounds"), v["population_bounds"])
     boolean(name("censor_short_follow_up"), v["censor_short_follow_up"])
     if v["comparator_stop"] not in COMPARATOR_STOPS:
@@ -229,11 +230,11 @@ def run_trial(values: Mapping[str, float], fitted: tuple[FitParameter, ...], var
     """Simulate one virtual trial; returns ``(hess CohortResult, comparator CohortResult or None)``."""
     if not isinstance(design, TrialDesign):
         fail("run_trial design", f"expected a TrialDesign, got {type(design).__name__}")
-    seed = integer("run_trial seed", seed, 0)
+    seed = limits.seed("run_trial seed", seed)
     if size is not None:
-        size = integer("run_trial size", size, 1)
+        size = limits.cohort_size("run_trial size", size)
     if comparator_size is not None:
-        comparator_size = integer("run_trial comparator_size", comparator_size, 0)
+        comparator_size = limits.cohort_size("run_trial comparator_size", comparator_size, lo=0)
     params, population, uptake = model_inputs(values, fitted, design.base_set,
                                               population_bounds=design.population_bounds)
     hess, comp = design.protocols(uptake)

@@ -299,7 +299,7 @@ def test_factor_not_fitted_in_the_set_has_no_posterior_range():
     ("study", "chunk_samples", "x", r"\[study\] chunk_samples: expected an integer"),
     ("quick", "sobol_n", 12, r"\[quick\] sobol_n: expected a power of 2"),
     ("quick", "sobol_n", "x", r"\[quick\] sobol_n: expected an integer"),
-    ("quick", "cohort_size", 0, r"\[quick\] cohort_size: must be an integer in \[1, inf\]"),
+    ("quick", "cohort_size", 0, r"\[quick\] cohort_size: must be an integer in \[1, 10000000\]"),
     ("quick", "morris_trajectories", 1, r"\[quick\] morris_trajectories: must be an integer in \[2, inf\]"),
     ("quick", "local_cohort_size", "x", r"\[quick\] local_cohort_size: expected an integer"),
     ("quick", "chunk_samples", 0, r"\[quick\] chunk_samples: must be an integer in \[1, inf\]"),
