@@ -95,9 +95,9 @@ def test_fig2_picks_one_patient_per_outcome():
     mod = load_script("fig2_patients")
     patients = gp.read_table(FIXTURES / "hess2005" / "patients.csv", "x")
     picks = mod.pick_patients(patients, patients["patient_id"], 3)
-    # the hess2005 cohort (seed 2005, best-supported set) has no durable stopper: the fixture holds patients
-    # 2, 3 and 0 (tests/fixtures/make_fixtures.py; the hand-built case below covers every outcome class)
-    assert picks == [(2, "lost"), (3, "never_cmr"), (0, "continued")]
+    # the hess2005 cohort (seed 2005, best-supported set): the fixture holds patients 4, 2 and 19
+    # (tests/fixtures/make_fixtures.py; the hand-built case below covers every outcome class)
+    assert picks == [(4, "durable"), (2, "lost"), (19, "never_cmr")]
 
 
 def test_fig2_pick_order_covers_every_outcome():

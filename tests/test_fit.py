@@ -391,7 +391,7 @@ def test_bad_committed_fit_config_names_table_and_key(change, match, quick):
 
 def test_committed_config_is_valid_full_and_quick():
     full, quick = parse_config(_committed()), parse_config(_committed(), quick=True)
-    assert (full.population_size, quick.population_size) == (150, 60)
+    assert (full.population_size, quick.population_size) == (500, 60)
     assert full.design == quick.design and full.design.comparator_size == 20
 
 
