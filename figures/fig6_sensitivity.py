@@ -208,15 +208,19 @@ def _place_labels(ax, points, labels, colors, renderer, others=(), fontsize=gp.S
             ha = "left" if dx > 1 else ("right" if dx < -1 else "center")
             va = "bottom" if dy > 1 else ("top" if dy < -1 else "center")
             candidates.append((dx, dy, ha, va, dist > 6.0))
+    def place(lab, x, y, col, dx, dy, ha, va, leader):
+        t = ax.annotate(lab, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
+                        fontsize=fontsize, color=col, zorder=7, annotation_clip=False,
+                        bbox=dict(boxstyle="square,pad=0.05", fc="white", ec="none", alpha=0.75),
+                        arrowprops=dict(arrowstyle="-", color=col, lw=0.5, shrinkA=0, shrinkB=3.5)
+                        if leader else None)
+        t.set_in_layout(False)
+        return t
+
     for k, ((x, y), lab, col) in enumerate(zip(points, labels, colors)):
         fallback = None  # a place inside the axes that overlaps only markers, else the nearest leader place
         for dx, dy, ha, va, leader in candidates:
-            t = ax.annotate(lab, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
-                            fontsize=fontsize, color=col, zorder=7, annotation_clip=False,
-                            bbox=dict(boxstyle="square,pad=0.05", fc="white", ec="none", alpha=0.75),
-                            arrowprops=dict(arrowstyle="-", color=col, lw=0.5, shrinkA=0, shrinkB=3.5)
-                            if leader else None)
-            t.set_in_layout(False)
+            t = place(lab, x, y, col, dx, dy, ha, va, leader)
             t.update_positions(renderer)
             bb = Text.get_window_extent(t, renderer).expanded(1.04, 1.1)  # the text only, not the leader
             inside = bb.x0 >= ax_box.x0 and bb.x1 <= ax_box.x1 + 2 and bb.y0 >= ax_box.y0 and bb.y1 <= ax_box.y1
@@ -230,12 +234,7 @@ def _place_labels(ax, points, labels, colors, renderer, others=(), fontsize=gp.S
             t.remove()
         else:  # no free place: never leave the point unlabelled
             dx, dy, ha, va, leader, bb = fallback or (*candidates[-1][:5], None)
-            t = ax.annotate(lab, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
-                            fontsize=fontsize, color=col, zorder=7, annotation_clip=False,
-                            bbox=dict(boxstyle="square,pad=0.05", fc="white", ec="none", alpha=0.75),
-                            arrowprops=dict(arrowstyle="-", color=col, lw=0.5, shrinkA=0, shrinkB=3.5)
-                            if leader else None)
-            t.set_in_layout(False)
+            t = place(lab, x, y, col, dx, dy, ha, va, leader)
             if bb is not None:
                 placed.append(bb)
             texts.append(t)
