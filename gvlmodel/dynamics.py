@@ -1163,8 +1163,8 @@ def phase_plane(opts, log=print, progress: bool = False):
     e_stop = float(im_effect(po["stop_dose_mg"], params["im_css_400"], params["im_ec50"]))
     e_on = float(im_effect(400.0, params["im_css_400"], params["im_ec50"]))
     arrays = {}
-    meta = {"reduction": "N = Q + Y0 (sensitive LSCs), Z effectors; Q/Y0 split of the leading eigenvector of the "
-                         "(Q, Y0) block, progeny at production/loss balance, normal homeostasis (see the "
+    meta = {"reduction": "N = D + Q + Y0 (sensitive LSCs), Z effectors; D/Q/Y0 split of the leading eigenvector of "
+                         "the (D, Q, Y0) block, progeny at production/loss balance, normal homeostasis (see the "
                          "gvlmodel.dynamics docstring)",
             "basin_start": f"reduced state at the IM effect of {po['stop_dose_mg']:g} mg/day (the clone's shape "
                            "when imatinib stops), then off IM with the full model",

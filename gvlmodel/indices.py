@@ -193,7 +193,7 @@ class RF(IntEnum):
     T_RESTART = 5
     T_ERADICATED = 6  # day the LSC count fell below the extinction threshold
     FINAL_BCR_ABL = 7  # true BCR-ABL % at the last visit reached
-    FINAL_LSC = 8  # Q + Y0 + R0 at the last visit reached
+    FINAL_LSC = 8  # D + Q + Y0 + R0 at the last visit reached
     FINAL_EFFECTORS = 9  # Z at the last visit reached
     T_REACHED = 10  # last visit day reached (end of follow-up unless the solver failed)
 

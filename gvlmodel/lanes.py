@@ -2,7 +2,7 @@
 
 The cohort engine of :func:`gvlmodel.protocol.run_cohort` integrates one
 patient at a time; one DOP853 step costs ~480 ns, of which the twelve
-right-hand-side calls and the stage sums are scalar code over ten states.  Here
+right-hand-side calls and the stage sums are scalar code over the states.  Here
 ``W`` patients (lanes) share one flat workspace (layout in
 :mod:`gvlmodel._lane_layout`) and every step computes the stages of all lanes
 at once: the stage sums and the right-hand side (:func:`gvlmodel.model.rhs_strided`,
