@@ -83,6 +83,9 @@ from .provenance import (atomic_write_bytes, atomic_write_json, atomic_write_tex
 from .simulate import MAX_DAYS
 from .trial import FitParameter, TrialDesign, fit_parameter, model_inputs
 
+#: finest Morris grid accepted (typical grids have 4-10 levels; a finer one only shrinks the elementary step)
+MORRIS_MAX_LEVELS = 1000
+
 OUTPUTS = ("p_cmr", "t_cmr_days", "p_durable", "t_loss_days", "min_im_days")
 OUTPUT_LABELS = {
     "p_cmr": "probability of CMR",
@@ -421,7 +424,7 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> S
                                                lo_open=True),
         morris_trajectories=_sized(quick, qt, "morris_trajectories", "[morris] trajectories",
                                    mo.get("trajectories", 20), lambda name, v: _int(name, v, 2)),
-        morris_levels=_int("[morris] levels", mo.get("levels", 4), 2),
+        morris_levels=_int("[morris] levels", mo.get("levels", 4), 2, MORRIS_MAX_LEVELS),
         morris_bootstrap=_int("[morris] bootstrap", mo.get("bootstrap", 1000), 10),
         # the level of Morris' bootstrap intervals on mu*; default: the Sobol' level
         morris_conf_level=_num("[morris] conf_level", mo.get("conf_level", sobol_conf), 0.5, 0.999),
