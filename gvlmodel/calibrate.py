@@ -286,12 +286,16 @@ def fit_patient(series, fitted, base, cfg, mu, omega, sigma, x0, *, schedule=Non
                                  method="trf", x_scale=1.0, diff_step=1e-4, max_nfev=cfg.max_nfev)
 
         sol = solve(x0)
-        if _residual_sd(series, patient_model(sol.x, fitted, base, series, cfg, schedule)[0]) > \
-                RESTART_RESIDUAL_FACTOR * sigma:
+        ratio, res = patient_model(sol.x, fitted, base, series, cfg, schedule)
+        if _residual_sd(series, ratio) > RESTART_RESIDUAL_FACTOR * sigma:
+            best = sol
             for start in _restart_points(x0, omega, lo, hi):
                 alt = solve(start)
-                if alt.cost < sol.cost:
-                    sol = alt
+                if alt.cost < best.cost:
+                    best = alt
+            if best is not sol:
+                sol = best
+                ratio, res = patient_model(sol.x, fitted, base, series, cfg, schedule)
         theta = sol.x
         J = sol.jac
         try:
@@ -300,7 +304,6 @@ def fit_patient(series, fitted, base, cfg, mu, omega, sigma, x0, *, schedule=Non
         except np.linalg.LinAlgError:
             cov = np.full((theta.size, theta.size), np.nan)
             post_sd = np.full(theta.size, np.nan)
-        ratio, res = patient_model(theta, fitted, base, series, cfg, schedule)
         status = "success" if res.success else f"solver: {res.message}"
         optimizer = sol.message
         nfev = int(sol.nfev)
