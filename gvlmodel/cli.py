@@ -185,6 +185,15 @@ def build_parser() -> argparse.ArgumentParser:
     fi.add_argument("--scheduler", default=None,
                     help="Dask scheduler address (tcp://HOST:8786) to simulate the ABC batches on a cluster, with "
                     "the same result as locally (gvlmodel[distributed])")
+    co = sub.add_parser("compare", help="how far the H0/H1/H2 comparison holds: refits under the Hess data model's "
+                        "alternatives, scores on held-out STIM1 data, the trial size or T-cell measurement that "
+                        "would decide")
+    co.add_argument("config", help="compare config (see experiments/compare_hess2005.toml)")
+    co.add_argument("--out", required=True, type=_path, help="output folder; re-running on it resumes")
+    co.add_argument("--quick", action="store_true", help="use the config's [quick] settings (tests, first look)")
+    co.add_argument("--no-refits", action="store_true",
+                    help="skip part 1 (the refits); parts 2 and 3 use the shipped sets")
+    co.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     ca = sub.add_parser("calibrate", help="fit the individual BCR-ABL series (Michor 2005, Hähnel 2020) with a "
                         "population prior (mixed effects); write per-patient fits, the population estimate, a report")
     ca.add_argument("config", help="calibration config (see experiments/calibrate_patients.toml)")
@@ -238,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: commands that run the model (their kernels are compiled up front, with a bar, on a terminal)
-MODEL_COMMANDS = {"example", "simulate", "fit", "calibrate", "predict-stop", "sensitivity", "dynamics", "reproduce"}
+MODEL_COMMANDS = {"example", "simulate", "fit", "compare", "calibrate", "predict-stop", "sensitivity", "dynamics", "reproduce"}
 
 
 def main(argv=None) -> int:
@@ -283,6 +292,17 @@ def main(argv=None) -> int:
                                                           for v, p in c["probabilities"].items()))
             print(f"best supported: {rep['best']}; {time.perf_counter() - t0:.0f} s; "
                   f"wrote {args.out}/report.md, report.json, predictive.csv, parameter_sets/")
+        elif args.command == "compare":
+            from .compare import load_config as load_compare_config, run_compare
+
+            cfg = load_compare_config(args.config, quick=args.quick)
+            t0 = time.perf_counter()
+            rep = run_compare(cfg, args.out, robustness=not args.no_refits, log=_say, progress=progress)
+            h = rep["holdout"]
+            print("held-out STIM1 log scores: " + ", ".join(f"{v} {e['log_score']:.1f}"
+                                                              for v, e in h["variants"].items()))
+            print(f"compare: {time.perf_counter() - t0:.0f} s; wrote {args.out}/report.md, report.json, "
+                  "robustness.csv, holdout.json, decisive.csv")
         elif args.command == "calibrate":
             from .calibrate import load_config as load_calibration_config, run_calibrate
 

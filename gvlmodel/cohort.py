@@ -69,7 +69,8 @@ DEFAULT_POPULATION_SD = {
 #: loss-of-response rules after a stop: Hess 2005 (a positive confirmed by the next sample) and
 #: STIM1 (loss of MMR, or a one-log rise over the first positive at two successive samples)
 LOSS_RULE_NAMES = {"confirmed_positive": 0, "stim1": 1}
-STOP_RULE_NAMES = ("hess2005", "never", "{after_days = N}", "{min_days = T, undetectable_days = U}")
+STOP_RULE_NAMES = ("hess2005", "never", "{after_days = N}", "{min_days = T} (the Hess 2005 rule after T days)",
+                   "{min_days = T, undetectable_days = U}")
 
 
 # --------------------------------------------------------------------------
@@ -208,10 +209,12 @@ class Protocol:
             keys = set(s)
             if keys == {"after_days"}:
                 return StopRule.AFTER_DAYS, _real("treatment.stop.after_days", s["after_days"], lo=0.0), 0.0
+            if keys == {"min_days"}:  # the Hess 2005 rule with another minimum imatinib duration
+                return StopRule.HESS2005, _real("treatment.stop.min_days", s["min_days"], lo=0.0), 90.0
             if keys == {"min_days", "undetectable_days"}:
                 return (StopRule.STIM, _real("treatment.stop.min_days", s["min_days"], lo=0.0),
                         _real("treatment.stop.undetectable_days", s["undetectable_days"], lo=0.0))
-            forms = ({"after_days"}, {"min_days", "undetectable_days"})
+            forms = ({"after_days"}, {"min_days"}, {"min_days", "undetectable_days"})
             near = max(forms, key=lambda f: len(f & keys))  # the form the table was probably meant to be
             extra, missing = sorted(keys - near), sorted(near - keys)
             what = "; ".join(x for x in (f"unexpected key(s) {extra}" if extra else "",

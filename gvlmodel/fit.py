@@ -74,10 +74,11 @@ CONFIG_TABLES = {
     # every TrialDesign field but the solver tolerances (the fit keeps the design's defaults)
     "trial": {f.name for f in fields(TrialDesign)} - {"rtol", "atol"},
     "fitted": {v.value for v in Variant},
-    "distance": {"scales", "weights"},
+    "distance": {"scales", "weights", "screen_trials"},
+    "prior": {"shared", "transfer_sd_log10", "transfer_sd_ln"},
     "answers": {"stop_days", "tfr_window_days"},
     "quick": {"population_size", "generations", "comparison_population_size", "comparison_generations",
-              "predictive_draws", "answer_draws", "answer_cohort_size"},
+              "predictive_draws", "answer_draws", "answer_cohort_size", "screen_trials"},
 }
 
 
@@ -112,6 +113,11 @@ class FitConfig:
     batched: bool = True
     #: most proposals simulated together in one batch
     batch_size: int = 512
+    #: informative priors of the shared biology: sampler key -> (centre, SD) in the sampler's space,
+    #: a normal truncated to the prior bounds (the rest: uniform); see :func:`shared_priors`
+    shared_prior: dict = field(default_factory=dict)
+    #: prior-predictive trials per variant that screen the statistics (:func:`screen_statistics`)
+    screen_trials: int = 200
     raw: dict = field(default_factory=dict)
 
     def _key(self, key: str) -> str:
@@ -300,6 +306,12 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> F
     if not any(weights[k] > 0 for k in STATISTICS if obs[k] != UNDEFINED):
         raise InputError("[distance] weights: at least one observed statistic needs a weight > 0")
 
+    if "screen_trials" in dist:
+        kw["screen_trials"] = _int("[distance] screen_trials", dist["screen_trials"], 0, 100_000)
+    if quick and "screen_trials" in cfg.get("quick", {}):
+        kw["screen_trials"] = _int("[quick] screen_trials", cfg["quick"]["screen_trials"], 0, 100_000)
+    shared = shared_priors(cfg.get("prior", {}), fitted, design.base_set)
+
     ans = cfg.get("answers", {})
     stop_days = ans.get("stop_days", list(FitConfig.stop_days))
     if not isinstance(stop_days, list) or not stop_days:
@@ -320,7 +332,61 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> F
 
     return FitConfig(name=name, seed=seed, variants=variants, fitted=fitted, design=design, observed=obs,
                      scales=scales, weights=weights, stop_days=stop_days, tfr_window_days=tfr_window,
-                     raw={"config": cfg, "quick": quick}, **kw)
+                     shared_prior=shared, raw={"config": cfg, "quick": quick}, **kw)
+
+
+def shared_priors(table: dict, fitted: dict, base_set: str) -> dict[str, tuple[float, float]]:
+    """The ``[prior]`` table: which fitted quantities are shared biology, informed by the base set.
+
+    The patient-level calibration (``gvlmodel calibrate``, the set ``patients``)
+    estimated the biology every CML patient shares (imatinib sensitivity, exit
+    from quiescence, their spreads) in non-transplanted patients; the immune
+    parameters the non-transplanted patients share (``z_kill``, ``z_half``)
+    were held at their literature values there while the STIM1 check held.  A
+    quantity named in ``shared`` gets a normal prior centred on the base set's
+    value (log10 for log rows; a spread ``sd_<name>`` on the set's spread),
+    with SD ``transfer_sd_log10`` (medians) or ``transfer_sd_ln`` (spreads),
+    truncated to the quantity's bounds: the uncertainty of carrying a
+    first-line, chronic-phase estimate to relapse after a transplant.  The
+    calibrated medians' own standard errors (about 0.05 log10 for 89 patients)
+    are negligible beside it.  Everything else (``stop_uptake``, the resistant
+    subclone, the donor effectors) is transplant-specific and keeps a uniform
+    prior.  Returns ``{sampler key: (centre, sd)}``.
+    """
+    from .parameters import PARAMETER_TABLE, parameter_set
+    from .trial import base_spreads
+
+    if not isinstance(table, dict):
+        raise InputError(f"[prior]: expected a table (shared, transfer_sd_log10, transfer_sd_ln), got {table!r}")
+    names = table.get("shared", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise InputError(f"[prior] shared: expected a list of fitted quantity names, got {names!r}")
+    sd_med = real("[prior] transfer_sd_log10", table.get("transfer_sd_log10", 0.3), 0.0, 5.0, lo_open=True)
+    sd_sd = real("[prior] transfer_sd_ln", table.get("transfer_sd_ln", 0.3), 0.0, 5.0, lo_open=True)
+    by_name = {p.key if p.kind != "median" else p.target: p for fps in fitted.values() for p in fps}
+    base, spreads = parameter_set(base_set), base_spreads(base_set)
+    out = {}
+    for n in names:
+        fp = by_name.get(n)
+        if fp is None:
+            raise InputError(f"[prior] shared: {n!r} is not fitted by any variant; allowed: "
+                             + ", ".join(sorted(by_name)))
+        if fp.kind == "stop_uptake":
+            raise InputError("[prior] shared: stop_uptake is part of the Hess protocol, not shared biology; "
+                             "allowed: " + ", ".join(sorted(k for k in by_name if k != "stop_uptake")))
+        if fp.kind == "sd":
+            centre, sd = float(spreads.get(fp.target, 0.0)), sd_sd
+        elif fp.log:
+            centre, sd = math.log10(base[fp.target]), sd_med
+        else:
+            raise InputError(f"[prior] shared: {n!r} is a linear-scale parameter; shared priors are for log-scale "
+                             "rows and sd_<name> spreads")
+        lo, hi = fp.prior_bounds
+        if not lo <= centre <= hi:
+            raise InputError(f"[prior] shared: {n!r}: the base set's value {centre:g} lies outside the prior "
+                             f"bounds [{lo:g}, {hi:g}] ({PARAMETER_TABLE[fp.target].name})")
+        out[fp.key] = (centre, sd)
+    return out
 
 
 def load_config(path, *, quick: bool = False) -> FitConfig:
@@ -392,13 +458,62 @@ def _uniform_rv_class():
     return UniformRV
 
 
-def prior(fitted: tuple[FitParameter, ...]):
-    """Uniform priors over each quantity's bounds in the sampler's space (a pyabc Distribution)."""
+def _truncnorm_rv_class():
     import pyabc
 
-    uniform = _uniform_rv_class()
-    return pyabc.Distribution(**{p.key: uniform(p.prior_bounds[0], p.prior_bounds[1] - p.prior_bounds[0])
-                                 for p in fitted})
+    class TruncNormalRV(pyabc.RVBase):
+        """A normal (``mu``, ``sd``) truncated to [``lo``, ``hi``], drawn from NumPy's global generator by
+        rejection (deterministic for a seeded generator; the acceptance is the prior mass inside the
+        bounds, about 1 here)."""
+
+        def __init__(self, mu: float, sd: float, lo: float, hi: float):
+            self.mu, self.sd, self.lo, self.hi = float(mu), float(sd), float(lo), float(hi)
+            cdf = lambda x: 0.5 * (1.0 + math.erf((x - self.mu) / (self.sd * math.sqrt(2.0))))  # noqa: E731
+            self.mass = cdf(self.hi) - cdf(self.lo)
+
+        def copy(self):
+            return TruncNormalRV(self.mu, self.sd, self.lo, self.hi)
+
+        def rvs(self, *args, **kwargs):
+            while True:
+                x = np.random.normal(self.mu, self.sd)
+                if self.lo <= x <= self.hi:
+                    return np.float64(x)
+
+        def pdf(self, x, *args, **kwargs):
+            if x != x:
+                return math.nan
+            if not self.lo <= x <= self.hi:
+                return 0.0
+            z = (x - self.mu) / self.sd
+            return math.exp(-0.5 * z * z) / (self.sd * math.sqrt(2.0 * math.pi) * self.mass)
+
+        def pmf(self, x, *args, **kwargs):
+            return 0.0
+
+        def cdf(self, x, *args, **kwargs):
+            x = min(max(x, self.lo), self.hi)
+            return (0.5 * (1.0 + math.erf((x - self.mu) / (self.sd * math.sqrt(2.0))))
+                    - 0.5 * (1.0 + math.erf((self.lo - self.mu) / (self.sd * math.sqrt(2.0))))) / self.mass
+
+        def __repr__(self):
+            return f"<TruncNormalRV mu={self.mu}, sd={self.sd}, [{self.lo}, {self.hi}]>"
+
+    return TruncNormalRV
+
+
+def prior(fitted: tuple[FitParameter, ...], shared: dict | None = None):
+    """The priors in the sampler's space (a pyabc Distribution): uniform over each quantity's bounds, or
+    for the ``shared`` ones (``{key: (centre, sd)}``, :func:`shared_priors`) a normal truncated to them."""
+    import pyabc
+
+    uniform, truncnorm = _uniform_rv_class(), _truncnorm_rv_class()
+    shared = shared or {}
+    rvs = {}
+    for p in fitted:
+        lo, hi = p.prior_bounds
+        rvs[p.key] = truncnorm(*shared[p.key], lo, hi) if p.key in shared else uniform(lo, hi - lo)
+    return pyabc.Distribution(**rvs)
 
 
 def _quiet_pyabc():
@@ -582,7 +697,7 @@ def run_abc(db: Path, variants: list[str], cfg: FitConfig, population_size: int,
     from .progress import bar
 
     _quiet_pyabc()
-    priors = [prior(cfg.fitted[v]) for v in variants]
+    priors = [prior(cfg.fitted[v], cfg.shared_prior) for v in variants]
     scales, weights = cfg.scales, cfg.weights
 
     def dist(x, x0):
@@ -646,6 +761,85 @@ def run_abc(db: Path, variants: list[str], cfg: FitConfig, population_size: int,
     if batch_future is not None:
         batch_future.release()
     return pyabc.History(url)
+
+
+# --------------------------------------------------------------------------
+# which statistics can carry weight: a prior-predictive screen
+# --------------------------------------------------------------------------
+def _prior_draws(fitted: tuple[FitParameter, ...], shared: dict, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` draws of the prior of :func:`prior` from ``rng`` (columns in ``fitted`` order)."""
+    x = np.empty((n, len(fitted)))
+    for j, p in enumerate(fitted):
+        lo, hi = p.prior_bounds
+        if p.key in shared:
+            mu, sd = shared[p.key]
+            col = rng.normal(mu, sd, size=4 * n + 64)
+            col = col[(col >= lo) & (col <= hi)]
+            while col.size < n:  # a prior with little mass inside its bounds
+                more = rng.normal(mu, sd, size=4 * n)
+                col = np.concatenate([col, more[(more >= lo) & (more <= hi)]])
+            x[:, j] = col[:n]
+        else:
+            x[:, j] = rng.uniform(lo, hi, size=n)
+    return x
+
+
+def screen_statistics(cfg: FitConfig, trials: int | None = None, log=print) -> dict:
+    """Which statistics carry weight, from ``trials`` virtual trials per variant drawn from the prior.
+
+    A statistic keeps its configured weight unless the prior predictive of
+    every variant together shows it is **constant** (the same value in every
+    trial where it is defined: it cannot tell parameters apart) or
+    **unreachable** (the observed value lies outside the range of all
+    simulated values: e.g. a median imatinib duration below the stop rule's
+    minimum; no parameter value can match it, so it would only pull the fit
+    towards the nearest edge).  Those get weight 0, and the report says why.
+    Deterministic for the fit's seed.
+    """
+    n = cfg.screen_trials if trials is None else trials
+    weights = dict(cfg.weights)
+    if n <= 0:
+        return {"trials_per_variant": 0, "statistics": {}, "weights": weights}
+    rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(7919,)))
+    specs = []
+    for v in cfg.variants:
+        x = _prior_draws(cfg.fitted[v], cfg.shared_prior, n, rng)
+        seeds = rng.integers(0, 2**31 - 1, size=n)
+        specs += [TrialSpec(v, cfg.fitted[v], dict(zip([p.key for p in cfg.fitted[v]], map(float, row))), int(s))
+                  for row, s in zip(x, seeds)]
+    rows, _ = simulate_trials(specs, cfg.design, threads=cfg.threads)
+    out = {}
+    for k in STATISTICS:
+        obs = cfg.observed[k]
+        vals = np.array([r[k] for r in rows if r[k] != UNDEFINED], dtype=float)
+        entry = {"observed": obs, "configured_weight": cfg.weights[k], "defined_share": vals.size / len(rows)}
+        if vals.size:
+            entry.update(min=float(vals.min()), max=float(vals.max()), q05=float(np.quantile(vals, 0.05)),
+                         q95=float(np.quantile(vals, 0.95)), sd=float(vals.std()))
+        if cfg.weights[k] == 0.0:
+            status = "weight 0 in the config"
+        elif obs == UNDEFINED:
+            status = "not observed"
+        elif vals.size == 0:
+            status = "never defined in the prior predictive"
+        elif vals.max() - vals.min() <= 1e-12 * max(1.0, abs(vals.max())):
+            status = "constant"
+        elif not vals.min() <= obs <= vals.max():
+            status = "unreachable"
+        else:
+            status = "used"
+        entry["status"] = status
+        if status in ("constant", "unreachable", "never defined in the prior predictive"):
+            weights[k] = 0.0
+            log(f"  statistic {k}: {status} in {len(rows)} prior-predictive trials (observed {obs:g}, simulated "
+                f"{entry.get('min', float('nan')):g} to {entry.get('max', float('nan')):g}): weight 0")
+        entry["weight"] = weights[k]
+        out[k] = entry
+    if not any(w > 0 for k, w in weights.items() if cfg.observed[k] != UNDEFINED):
+        reasons = ", ".join(f"{k}: {e['status']}" for k, e in out.items())
+        raise InputError(f"[distance]: no observed statistic can carry weight after the prior-predictive screen "
+                         f"({reasons})")
+    return {"trials_per_variant": n, "statistics": out, "weights": weights}
 
 
 # --------------------------------------------------------------------------
@@ -728,7 +922,15 @@ def pooled_diagnostics(rows: list[dict]) -> dict:
             "patients_at_bound": share("n_patients_at_bound", "n_patients"),
             "at_bound": {n: sum(r["diagnostics"]["at_bound"].get(n, 0) for r in rows) / tot["n_patients"]
                          for n in names},
-            "nontx_cmr_by_stop": share("nontx_n_cmr_by_stop", "nontx_n_stopped")}
+            "nontx_cmr_by_stop": share("nontx_n_cmr_by_stop", "nontx_n_stopped"),
+            # the data's median follow-up after stopping is 494 days: a check of the follow-up assumption
+            "median_follow_up_after_stop_days": _median_defined(
+                [r["diagnostics"].get("median_follow_up_after_stop_days", UNDEFINED) for r in rows])}
+
+
+def _median_defined(values) -> float | None:
+    v = [x for x in values if x != UNDEFINED]
+    return float(np.median(v)) if v else None
 
 
 # --------------------------------------------------------------------------
@@ -825,19 +1027,32 @@ def mechanistic_answers(cfg: FitConfig, variant: str, draws: np.ndarray, seed: i
             "hess_protocol": hess, "tfr_by_im_days": curves, "tfr_window_days": cfg.tfr_window_days}
 
 
-def identifiability(fitted: tuple[FitParameter, ...], x: np.ndarray, w: np.ndarray) -> dict:
+def identifiability(fitted: tuple[FitParameter, ...], x: np.ndarray, w: np.ndarray, shared: dict | None = None) -> dict:
     """Posterior 90 % width relative to the prior width, and posterior correlations, per parameter.
 
     ``pinned`` (ratio < 0.5), ``partly`` (0.5-0.8), ``not identified`` (> 0.8):
-    a uniform prior's own 90 % interval has ratio 0.9.
+    a posterior equal to the prior has ratio 0.9 (the prior width of a
+    ``shared`` quantity's truncated normal is its 90 % interval / 0.9, so that
+    the ratio measures what the Hess data add to the calibration).
     """
+    from scipy.stats import truncnorm
+
+    shared = shared or {}
     rows = []
     for j, p in enumerate(fitted):
         lo, hi = p.prior_bounds
         q05, q50, q95 = weighted_quantiles(x[:, j], w, [0.05, 0.5, 0.95])
-        ratio = float((q95 - q05) / (hi - lo))
+        if p.key in shared:
+            mu, sd = shared[p.key]
+            a, b = truncnorm.ppf([0.05, 0.95], (lo - mu) / sd, (hi - mu) / sd, loc=mu, scale=sd)
+            width = (b - a) / 0.9
+            prior_text = f"N({mu:.3g}, {sd:.2g}) on [{lo:.3g}, {hi:.3g}]"
+        else:
+            width = hi - lo
+            prior_text = f"[{lo:.3g}, {hi:.3g}]"
+        ratio = float((q95 - q05) / width)
         verdict = "pinned" if ratio < 0.5 else ("partly" if ratio < 0.8 else "not identified")
-        rows.append({"key": p.key, "label": p.label, "target": p.target, "prior": [lo, hi],
+        rows.append({"key": p.key, "label": p.label, "target": p.target, "prior": [lo, hi], "prior_text": prior_text,
                      "median": float(q50), "q05": float(q05), "q95": float(q95),
                      "median_natural": p.natural(q50), "q05_natural": p.natural(q05), "q95_natural": p.natural(q95),
                      "width_ratio": ratio, "verdict": verdict, "source": p.row.source, "unit": p.row.unit})
@@ -1060,6 +1275,11 @@ def _run_fit(cfg: FitConfig, out: Path, ship: bool, log, scheduler, progress: bo
         atomic_write_json(state_path, {"digest": cfg.digest, "base_set_digest": base_digest, "config": cfg.raw})
     begin_outputs(out)
 
+    import dataclasses
+
+    screen = _stage(out, "screen", lambda: screen_statistics(cfg, log=log))["result"]
+    cfg = dataclasses.replace(cfg, weights=dict(screen["weights"]))
+
     fits = {}
     for i, v in enumerate(cfg.variants):
         def compute(i=i, v=v):
@@ -1117,7 +1337,9 @@ def _run_fit(cfg: FitConfig, out: Path, ship: bool, log, scheduler, progress: bo
             atomic_write_text(PARAMETER_SET_DIR / f"{name}.toml", text)
 
     report = {"name": cfg.name, "seed": cfg.seed, "variants": list(cfg.variants), "best": best,
-              "observed": cfg.observed, "distance": {"scales": cfg.scales, "weights": cfg.weights},
+              "observed": cfg.observed,
+              "distance": {"scales": cfg.scales, "weights": cfg.weights, "screen": screen},
+              "prior": {"shared": {k: {"centre": c, "sd": sd} for k, (c, sd) in cfg.shared_prior.items()}},
               "design": {k: (dict(v) if isinstance(v, dict) else v) for k, v in cfg.design.__dict__.items()},
               "fits": fits, "comparison": comparison, "predictive": pred, "diagnostics": diag, "identifiability": ident,
               "answers": answers, "parameter_sets": sorted(sets), "shipped": ship,
@@ -1174,7 +1396,7 @@ def _posterior_checks(cfg: FitConfig, out: Path, post: dict, best: str, log=prin
         pred_rows += rows
         pred[v] = predictive_table(rows, cfg.observed)
         diag[v] = pooled_diagnostics(rows)
-        ident[v] = identifiability(cfg.fitted[v], x, w)
+        ident[v] = identifiability(cfg.fitted[v], x, w, cfg.shared_prior)
         log(f"  {v}: posterior predictive checks ({len(rows)} virtual trials)")
     x, w = post[best]
     draws = resample(x, w, cfg.answer_draws, cfg.seed + 3000)

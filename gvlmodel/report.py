@@ -39,7 +39,29 @@ def fit_report_markdown(r: dict) -> str:
           "non-transplanted comparator patients stopping a short course.",
           "- Distance: weighted Euclidean in units of each statistic's scale (binomial SD at the real group size "
           "for counts): " + ", ".join(f"{k} {v:.3g} (weight {r['distance']['weights'][k]:g})"
-                                      for k, v in r["distance"]["scales"].items()) + ".", ""]
+                                      for k, v in r["distance"]["scales"].items()) + "."]
+    d = r["design"]
+    if d.get("follow_up_min_days", 0) > 0:
+        L.append(f"- Hess data model: follow-up staggered over {d['follow_up_min_days']:g}–{d['follow_up_days']:g} "
+                 f"days from enrolment; stop rule minimum {d.get('stop_min_days', 180):g} days of imatinib.")
+    else:
+        L.append(f"- Hess data model: every patient followed {d['follow_up_days']:g} days; losses counted within "
+                 f"{d['follow_up_after_stop_days']:g} days of the stop; stop rule minimum "
+                 f"{d.get('stop_min_days', 180):g} days of imatinib.")
+    shared = (r.get("prior") or {}).get("shared") or {}
+    if shared:
+        L.append("- Priors of the shared biology (from the patient-level calibration, sampler space): " + ", ".join(
+            f"{k} N({e['centre']:.3g}, {e['sd']:.2g})" for k, e in shared.items()) + "; everything else uniform "
+            "over the parameter table's bounds.")
+    screen = (r["distance"].get("screen") or {}).get("statistics") or {}
+    dropped = {k: e for k, e in screen.items() if e["status"] not in ("used", "not observed")}
+    if dropped:
+        L.append(f"- Statistics without weight after the prior-predictive screen "
+                 f"({r['distance']['screen']['trials_per_variant']} trials per variant): " + "; ".join(
+                     f"{k} ({e['status']}: observed {e['observed']:g}, simulated "
+                     f"{e.get('min', float('nan')):.3g}–{e.get('max', float('nan')):.3g})" for k, e in dropped.items())
+                 + ".")
+    L.append("")
     L += [f"## Run time (runs end early when a generation would accept fewer than {s['min_acceptance_rate']:g})",
           "", "Sampling wall time is pyabc's per-generation time summed (unchanged by interruptions and resumes).", "",
           "| stage | generations | final epsilon | simulations | sampling wall time (s) |", "|---|---|---|---|---|"]
@@ -156,14 +178,16 @@ def _predictive_and_after(r: dict) -> list[str]:
     L += _diagnostics(r)
 
     L += ["## Posterior summaries and identifiability", "",
-          "Width ratio = posterior 90 % interval / prior width (a flat posterior gives 0.9). "
+          "Width ratio = posterior 90 % interval / prior width (a posterior equal to the prior gives 0.9; "
+          "for a normal prior of shared biology the width is its 90 % interval / 0.9). "
           "`pinned` < 0.5 ≤ `partly` < 0.8 ≤ `not identified`.", ""]
     for v in r["variants"]:
         ide = r["identifiability"][v]
         L += [f"### {v}", "", "| quantity | median (5–95 %), natural units | unit | prior | width ratio | verdict |",
               "|---|---|---|---|---|---|"]
         for p in ide["parameters"]:
-            prior = f"[{p['prior'][0]:.3g}, {p['prior'][1]:.3g}]" + (" log10" if p["label"].startswith("log10") else "")
+            prior = (p.get("prior_text") or f"[{p['prior'][0]:.3g}, {p['prior'][1]:.3g}]") + (
+                " log10" if p["label"].startswith("log10") else "")
             L.append(f"| {p['target'] if p['key'].startswith('log10') else p['key']} | {p['median_natural']:.3g} "
                      f"({p['q05_natural']:.3g}–{p['q95_natural']:.3g}) | {p['unit']} | {prior} | "
                      f"{p['width_ratio']:.2f} | {p['verdict']} |")

@@ -15,6 +15,7 @@ between-patient spreads (``sd_<name>``, natural-log SD) and the protocol's
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Callable, Mapping
@@ -118,6 +119,9 @@ class TrialDesign:
     population_bounds: str = "clip"  # "clip" | "truncate" (cohort.Population.bounds)
     censor_short_follow_up: bool = False  # durable needs follow_up_after_stop_days off IM, else censored
     comparator_stop: str = "after_days"  # "after_days" (all stop at the course's end) | "cmr" (Hess stop rule)
+    # the Hess data model's other assumptions (gvlmodel/data/hess2005.toml [assumptions])
+    follow_up_min_days: float = 0.0  # 0: every patient followed follow_up_days; > 0: staggered, see follow_up_by_patient
+    stop_min_days: float = 180.0  # the stop rule's minimum imatinib duration (Hess 2005: 6 months)
 
     def __post_init__(self):
         check_design(self.__dict__, lambda key: f"TrialDesign.{key}")
@@ -144,7 +148,8 @@ class TrialDesign:
 
     def protocols(self, stop_uptake: float) -> tuple[Protocol, Protocol]:
         """The Hess protocol and the comparator's short fixed course."""
-        hess = Protocol(escalated_dose_mg=self.escalated_dose_mg, stop="hess2005", restart=self.restart,
+        stop = "hess2005" if self.stop_min_days == 180.0 else {"min_days": self.stop_min_days}
+        hess = Protocol(escalated_dose_mg=self.escalated_dose_mg, stop=stop, restart=self.restart,
                         follow_up_days=self.follow_up_days, visit_interval_days=self.visit_interval_days,
                         detection_limit=self.detection_limit, noise_sd_log=self.noise_sd_log,
                         stop_uptake=stop_uptake)
@@ -166,6 +171,8 @@ def check_design(v: Mapping, name: Callable[[str], str]) -> None:
     visit = real(name("visit_interval_days"), v["visit_interval_days"], 1.0, follow_up)
     real(name("follow_up_after_stop_days"), v["follow_up_after_stop_days"], 0.0, follow_up, lo_open=True)
     boolean(name("restart"), v["restart"])
+    real(name("follow_up_min_days"), v["follow_up_min_days"], 0.0, follow_up)
+    real(name("stop_min_days"), v["stop_min_days"], 0.0, follow_up)
     real(name("escalated_dose_mg"), v["escalated_dose_mg"], 0.0, MAX_DOSE_MG, lo_open=True)
     real(name("detection_limit"), v["detection_limit"], 0.0, 1.0, lo_open=True)
     real(name("noise_sd_log"), v["noise_sd_log"], 0.0, 5.0)
@@ -187,6 +194,21 @@ def check_design(v: Mapping, name: Callable[[str], str]) -> None:
         fail(name("comparator_stop"), f"unknown value {v['comparator_stop']!r}; allowed: " + ", ".join(COMPARATOR_STOPS))
 
 
+@functools.lru_cache(maxsize=16)
+def _set_spreads(base_set: str) -> tuple:
+    from .parameters import parameter_set_info
+
+    sd = dict(DEFAULT_POPULATION_SD)
+    sd.update(parameter_set_info(base_set)["population"] or {})
+    return tuple(sd.items())
+
+
+def base_spreads(base_set: str) -> dict[str, float]:
+    """Between-patient natural-log SDs of a virtual trial on ``base_set``: :data:`DEFAULT_POPULATION_SD`
+    with the set's own ``[population]`` (a calibrated set's estimated spreads) over them."""
+    return dict(_set_spreads(base_set))
+
+
 def model_inputs(values: Mapping[str, float], fitted: tuple[FitParameter, ...],
                  base_set: str | Mapping[str, float] = "default", *,
                  population_sd: Mapping[str, float] | None = None, stop_uptake: float = 1.0,
@@ -194,11 +216,14 @@ def model_inputs(values: Mapping[str, float], fitted: tuple[FitParameter, ...],
     """``(parameters, population, stop_uptake)`` from sampler-space ``values`` of the ``fitted`` quantities.
 
     Quantities not in ``fitted`` keep the values of ``base_set`` (a set name, or
-    an already resolved set), the spreads ``population_sd`` (default
-    :data:`DEFAULT_POPULATION_SD`) and ``stop_uptake``.
+    an already resolved set), the spreads ``population_sd`` (default: the
+    set's, :func:`base_spreads`; :data:`DEFAULT_POPULATION_SD` for a resolved
+    set) and ``stop_uptake``.
     """
     params = parameter_set(base_set) if isinstance(base_set, str) else dict(base_set)
-    sd = dict(DEFAULT_POPULATION_SD if population_sd is None else population_sd)
+    if population_sd is None:
+        population_sd = base_spreads(base_set) if isinstance(base_set, str) else DEFAULT_POPULATION_SD
+    sd = dict(population_sd)
     uptake = real("stop_uptake", stop_uptake, 0.0, 1.0)
     if not isinstance(values, Mapping):
         fail("values", f"expected a mapping of fitted quantity = value, got {type(values).__name__}")
@@ -317,6 +342,7 @@ def simulate_trial_cohorts(trials, design: TrialDesign, *, threads: int | None =
         return [], 0.0
     threads = check_threads(threads)
     base = parameter_set(design.base_set) if base is None else base
+    spreads = base_spreads(design.base_set)
     hess, comp = design.protocols(1.0)  # stop uptake acts through each patient's stop decision
     n, n_c = design.size, design.comparator_size
     groups: dict[str, list[int]] = {}
@@ -330,7 +356,7 @@ def simulate_trial_cohorts(trials, design: TrialDesign, *, threads: int | None =
         bases, sds, ups, s_main, s_comp = [], [], [], [], []
         for j in js:
             tr = trials[j]
-            params, population, uptake = model_inputs(tr.values, tr.fitted, base,
+            params, population, uptake = model_inputs(tr.values, tr.fitted, base, population_sd=spreads,
                                                       population_bounds=design.population_bounds)
             bases.append(resolve_parameters(params))
             sds.append(population.sd_log)
@@ -376,23 +402,64 @@ def simulate_trial_cohorts(trials, design: TrialDesign, *, threads: int | None =
     return cohorts, engine_s
 
 
+#: seed of the fixed permutation that spreads staggered follow-up over a trial's patients
+FOLLOW_UP_SEED = 2005
+
+
+def follow_up_by_patient(design: TrialDesign, n: int) -> np.ndarray:
+    """Each enrolled patient's follow-up from enrolment (days).
+
+    ``follow_up_min_days = 0``: everybody is followed ``follow_up_days``.
+    Otherwise enrolment is staggered and the trial ends on one date, so
+    follow-up is spread evenly between ``follow_up_min_days`` and
+    ``follow_up_days`` (uniform accrual): patient ``i`` gets the quantile
+    ``(k_i + 1/2) / n`` of that range, ``k`` a fixed permutation (seed
+    :data:`FOLLOW_UP_SEED`) so that follow-up is unrelated to the relapse type
+    or any drawn parameter, and the same in every virtual trial (common random
+    numbers for the fit).
+    """
+    if design.follow_up_min_days <= 0.0:
+        return np.full(n, float(design.follow_up_days))
+    k = np.random.default_rng(FOLLOW_UP_SEED).permutation(n)
+    u = (k + 0.5) / n
+    return design.follow_up_min_days + (design.follow_up_days - design.follow_up_min_days) * u
+
+
 def outcome_groups(c: Mapping[str, np.ndarray], design: TrialDesign) -> dict[str, np.ndarray]:
-    """Masks over a cohort's ``columns``: ``ok`` (solved), ``stopped``, ``lost`` (CMR lost within
-    ``follow_up_after_stop_days`` of the stop), ``short_follow_up`` (followed for less than that after
-    the stop), ``censored`` and ``durable``.
+    """Masks over a cohort's ``columns``: ``ok`` (solved), ``cmr`` (reached CMR, confirmed within
+    follow-up), ``stopped``, ``lost``, ``short_follow_up`` (followed for less than
+    ``follow_up_after_stop_days`` after the stop), ``censored`` and ``durable``; and ``follow_up``
+    (days, :func:`follow_up_by_patient`).
+
+    Fixed follow-up (``follow_up_min_days = 0``): a loss counts if it happens
+    within ``follow_up_after_stop_days`` of the stop.  Staggered follow-up: what
+    each patient shows by the end of their own follow-up (CMR confirmed, stop,
+    loss), whatever ``follow_up_after_stop_days``.
 
     With ``design.censor_short_follow_up`` a stopped patient without a loss who
     was followed for less than ``follow_up_after_stop_days`` after the stop is
     censored (neither durable nor lost); otherwise nobody is censored and every
-    stopped patient without a loss is durable (the shipped fits).
+    stopped patient without a loss is durable.
     """
     ok = c["solver_status"] == 0
-    stopped = c["stopped"] & ok
-    lost = c["lost_cmr"] & stopped & (c["days_stop_to_loss"] <= design.follow_up_after_stop_days)
-    short = (c["last_day_reached"] - c["stop_day"]) < design.follow_up_after_stop_days
+    n = len(ok)
+    follow = follow_up_by_patient(design, n)
+    if design.follow_up_min_days <= 0.0:
+        cmr = c["reached_cmr"] & ok
+        stopped = c["stopped"] & ok
+        lost = c["lost_cmr"] & stopped & (c["days_stop_to_loss"] <= design.follow_up_after_stop_days)
+        seen = c["last_day_reached"]
+    else:
+        with np.errstate(invalid="ignore"):
+            # days_to_cmr is the first of the three negatives; CMR is confirmed two visits later
+            cmr = c["reached_cmr"] & ok & (c["days_to_cmr"] + 2 * design.visit_interval_days <= follow)
+            stopped = c["stopped"] & ok & (c["stop_day"] <= follow)
+            lost = c["lost_cmr"] & stopped & (c["stop_day"] + c["days_stop_to_loss"] <= follow)
+        seen = np.minimum(c["last_day_reached"], follow)
+    short = (seen - c["stop_day"]) < design.follow_up_after_stop_days
     censored = stopped & ~lost & short if design.censor_short_follow_up else np.zeros_like(stopped)
-    return {"ok": ok, "stopped": stopped, "lost": lost, "short_follow_up": short, "censored": censored,
-            "durable": stopped & ~lost & ~censored}
+    return {"ok": ok, "cmr": cmr, "stopped": stopped, "lost": lost, "short_follow_up": short, "censored": censored,
+            "durable": stopped & ~lost & ~censored, "follow_up": seen}
 
 
 def comparator_stopped(cc: Mapping[str, np.ndarray], design: TrialDesign) -> np.ndarray:
@@ -421,7 +488,7 @@ def statistics(main, comparator, design: TrialDesign) -> dict[str, float]:
         return float(np.median(c["days_on_im_at_stop"][sel])) if sel.any() else UNDEFINED
 
     out = {
-        "frac_cmr": float((c["reached_cmr"] & ok).sum()) / n,
+        "frac_cmr": float(g["cmr"].sum()) / n,
         "frac_stopped": n_stop / n,
         "frac_durable": float(durable.sum()) / n_judged if n_judged else UNDEFINED,
         "median_im_days_durable": med(durable),
@@ -476,6 +543,8 @@ def diagnostics(main, comparator, design: TrialDesign) -> dict:
            "n_lost_clone_extinct_at_stop": int((lost & extinct_at_stop).sum()),
            "n_durable": int(durable.sum()), "n_durable_short_follow_up": int((durable & short).sum()),
            "n_patients": int(main.n), "n_patients_at_bound": int(any_bound.sum()), "at_bound": at_bound,
+           "median_follow_up_after_stop_days": (float(np.median((g["follow_up"] - c["stop_day"])[stopped]))
+                                                if stopped.any() else UNDEFINED),
            "nontx_n_stopped": 0, "nontx_n_cmr_by_stop": 0}
     if comparator is not None:
         cc = comparator.columns
