@@ -22,10 +22,10 @@ matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 
-from gvlmodel import plotting as gp  # noqa: E402
+from gvlmodel.analysis import plotting as gp  # noqa: E402
 
 NAME = "fig3_predictive"
-FIT = "fit_hess2005"  # experiment read (gvlmodel.plotting.experiment)
+FIT = "fit_hess2005"  # experiment read (gvlmodel.analysis.plotting.experiment)
 
 #: statistic -> (panel title, y label, scale to display units, kind)
 STATISTICS = {

@@ -31,12 +31,12 @@ matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 
-from gvlmodel import plotting as gp  # noqa: E402
-from gvlmodel.numbers import SAFE_STOP_LEVEL  # noqa: E402
-from gvlmodel.summary import first_crossing  # noqa: E402
+from gvlmodel.analysis import plotting as gp  # noqa: E402
+from gvlmodel.analysis.numbers import SAFE_STOP_LEVEL  # noqa: E402
+from gvlmodel.clinical.summary import first_crossing  # noqa: E402
 
 NAME = "fig5_stopping"
-FIT = "fit_hess2005"  # experiment read (gvlmodel.plotting.experiment)
+FIT = "fit_hess2005"  # experiment read (gvlmodel.analysis.plotting.experiment)
 MONTH_TICKS = (3, 6, 9, 12, 18, 24, 30, 36)
 SAFE_LEVEL = SAFE_STOP_LEVEL  # P(durable) at which a stop is called safe (the numbers file uses the same)
 

@@ -23,15 +23,15 @@ matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 
-from gvlmodel import plotting as gp  # noqa: E402
-from gvlmodel.parameters import PARAMETER_TABLE  # noqa: E402
+from gvlmodel.analysis import plotting as gp  # noqa: E402
+from gvlmodel.model.parameters import PARAMETER_TABLE  # noqa: E402
 
 NAME = "fig7_posterior"
 NAME_CORNER = "fig7_corner"
-FIT = "fit_hess2005"  # experiment read (gvlmodel.plotting.experiment)
+FIT = "fit_hess2005"  # experiment read (gvlmodel.analysis.plotting.experiment)
 
-#: fitted parameter -> short symbol (as in gvlmodel/model.py); log10_ keys are shown on the log10 scale they
-#: were fitted on.  Units are the parameter table's (gvlmodel.parameters.PARAMETER_TABLE), not copied here.
+#: fitted parameter -> short symbol (as in gvlmodel/model/model.py); log10_ keys are shown on the log10 scale they
+#: were fitted on.  Units are the parameter table's (gvlmodel.model.parameters.PARAMETER_TABLE), not copied here.
 SYMBOLS = {
     "stop_uptake": "stop uptake",
     "im_kill_lsc": "$k_{IM}$",

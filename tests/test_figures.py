@@ -18,7 +18,7 @@ import pytest
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
 
-from gvlmodel import plotting as gp  # noqa: E402
+from gvlmodel.analysis import plotting as gp  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ROOT / "figures"
@@ -224,7 +224,7 @@ def _legend_texts(fig) -> list[str]:
 def test_fig5_hess_medians_are_two_markers_and_the_safe_stop_is_marked(tmp_path, captured):
     import shutil
 
-    from gvlmodel.summary import first_crossing
+    from gvlmodel.clinical.summary import first_crossing
 
     res = tmp_path / "results"
     shutil.copytree(FIXTURES / "fit_hess2005", res / "fit_hess2005")
@@ -272,7 +272,7 @@ def test_fig4_legend_lists_only_outcomes_that_occur(tmp_path, captured):
 
 
 def test_every_table_parameter_has_a_symbol_and_fig6_shows_no_code_names(captured, tmp_path):
-    from gvlmodel.parameters import PARAMETER_TABLE
+    from gvlmodel.model.parameters import PARAMETER_TABLE
 
     assert set(gp.PARAMETER_SYMBOLS) == set(PARAMETER_TABLE)
     assert len(set(gp.PARAMETER_SYMBOLS.values())) == len(gp.PARAMETER_SYMBOLS)

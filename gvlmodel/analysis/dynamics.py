@@ -3,7 +3,7 @@ r"""Dynamics of immune control: equilibria, their basins, bifurcations, the immu
 ``gvlmodel dynamics CONFIG.toml --out DIR`` (public API: :func:`load_dynamics_config`,
 :func:`run_dynamics`; building blocks :func:`equilibria`, :func:`reduced_state`,
 :func:`classify_basins`, :func:`window`, :func:`min_im_duration`).  The analysis is of
-the model of :mod:`gvlmodel.model` (sympy form: :mod:`gvlmodel.symbolic`) for one
+the model of :mod:`gvlmodel.model.model` (sympy form: :mod:`gvlmodel.model.symbolic`) for one
 parameter set (default: the table's values, variant H2) in two settings:
 ``transplanted`` (donor effector parameters ``*_allo``) and ``non_transplanted``
 (autologous ``*_auto``).
@@ -34,20 +34,20 @@ Typically (H2) the sensitive family has three roots: the **controlled** equilibr
 growth, BCR-ABL below the window peak), the **threshold** (a saddle between control and
 relapse) and the **high-burden** equilibrium (the clone near capacity, ~95 % BCR-ABL).
 Besides them: **leukemia_free** (sympy closed form
-:func:`gvlmodel.symbolic.healthy_steady_state_sympy`; zero LSCs; in simulations the
+:func:`gvlmodel.model.symbolic.healthy_steady_state_sympy`; zero LSCs; in simulations the
 clone is also declared extinct below one LSC, the integrator's extinction event, which
 this ODE equilibrium does not know) and the resistant family's roots
 (``resistant_*``, the only leukemic equilibria on imatinib).
 
-Checks of every equilibrium: the compiled :func:`gvlmodel.model.rhs` residual (per
+Checks of every equilibrium: the compiled :func:`gvlmodel.model.model.rhs` residual (per
 compartment, relative to turnover) below :data:`RESIDUAL_TOL`; the sympy right-hand side
-(:func:`gvlmodel.symbolic.rhs_numeric`) at the same state; for the sensitive family the
-effector balance is also derived by sympy from :func:`gvlmodel.symbolic.rhs_sympy`
+(:func:`gvlmodel.model.symbolic.rhs_numeric`) at the same state; for the sensitive family the
+effector balance is also derived by sympy from :func:`gvlmodel.model.symbolic.rhs_sympy`
 (steady-state substitutions, numerator polynomial in ``Z``) and its positive roots
 (``nroots``, 40 digits) must be the enumerated ones (``sympy_polynomial`` in
 ``steady_states.json``); with static effectors (H0/H1) the high-burden state equals
-:func:`gvlmodel.symbolic.leukemic_steady_state_sympy` exactly.  Stability: eigenvalues
-of the sympy Jacobian (:func:`gvlmodel.symbolic.jacobian_numeric`).  ``stable`` is
+:func:`gvlmodel.model.symbolic.leukemic_steady_state_sympy` exactly.  Stability: eigenvalues
+of the sympy Jacobian (:func:`gvlmodel.model.symbolic.jacobian_numeric`).  ``stable`` is
 stability for a patient without resistant cells (the invariant ``R0 = R1 = 0``
 subspace at a sensitive or leukemia-free equilibrium: the ``R0``, ``R1`` directions
 decouple, and their eigenvalue ``r_y g - d0 - k`` is reported as
@@ -67,7 +67,7 @@ and ``k = z_kill Z``, normal hierarchy at homeostasis, no resistant cells.  Fiel
 plane: ``growth_lsc`` = that leading eigenvalue (the stem pool's per-capita growth, 1/day)
 and ``growth_z`` = ``f_Z / Z`` at the slaved ``Y3``; their zero contours are the
 nullclines and cross at the equilibria (exactly: the LSC nullcline is ``Z = k(N)/z_kill``).
-**Basins** are computed with the full compiled model (:func:`gvlmodel.simulate.simulate`,
+**Basins** are computed with the full compiled model (:func:`gvlmodel.model.simulate.simulate`,
 off IM, extinction event at ``extinction_threshold`` LSCs) from
 ``reduced_state(N, Z, e_stop)`` (``stop_dose_mg``: the clone's shape when imatinib
 stops): end state extinct = ``eradicated``, near (within half a decade of LSCs) the
@@ -124,9 +124,9 @@ Output files (in ``--out``; all written atomically, ``provenance.json`` last)
     (basin classification), not ``relapse``; ``t_min_pcr_days``: BCR-ABL also below the
     detection limit at every check during ``window_days`` after the stop.
 ``summary.json``
-    headline numbers (read by :mod:`gvlmodel.numbers`).
+    headline numbers (read by :mod:`gvlmodel.analysis.numbers`).
 ``provenance.json``
-    :func:`gvlmodel.provenance.provenance` of the config, plus the resolved options.
+    :func:`gvlmodel.core.provenance.provenance` of the config, plus the resolved options.
 
 Config (TOML; every key optional, defaults in :data:`DEFAULTS`, documented example
 ``experiments/dynamics.toml``): tables ``[run]`` (quick, sections, settings),
@@ -146,23 +146,23 @@ import numpy as np
 import sympy as sp
 from scipy.optimize import brentq, root
 
-from . import limits
-from . import symbolic
-from .errors import InputError, check_tables, read_toml
-from .errors import boolean as _bool
-from .errors import fail as _fail
-from .errors import integer as _int
-from .errors import real as _real
-from .indices import KP, N_STATES, State
-from .measurement import bcr_abl_percent
-from .model import im_effect, rhs
-from .parameters import (PARAMETER_NAMES, PARAMETER_TABLE, available_parameter_sets, kernel_parameters,
-                         parameter_set_info, parse_variant, resolve_parameters)
-from .progress import bar
-from .provenance import (atomic_write_bytes, atomic_write_json, atomic_write_text, begin_outputs, finish_outputs,
-                         provenance, prune_outputs)
-from .scenario import table_csv
-from .simulate import MAX_DAYS, MAX_DOSE_MG, initial_state, simulate
+from ..core import limits
+from ..model import symbolic
+from ..core.errors import InputError, check_tables, read_toml
+from ..core.errors import boolean as _bool
+from ..core.errors import fail as _fail
+from ..core.errors import integer as _int
+from ..core.errors import real as _real
+from ..model.indices import KP, N_STATES, State
+from ..model.measurement import bcr_abl_percent
+from ..model.model import im_effect, rhs
+from ..model.parameters import (PARAMETER_NAMES, PARAMETER_TABLE, available_parameter_sets, kernel_parameters,
+                                parameter_set_info, parse_variant, resolve_parameters)
+from ..core.progress import bar
+from ..core.provenance import (atomic_write_bytes, atomic_write_json, atomic_write_text, begin_outputs, finish_outputs,
+                               provenance, prune_outputs)
+from ..clinical.scenario import table_csv
+from ..model.simulate import MAX_DAYS, MAX_DOSE_MG, initial_state, simulate
 
 SETTINGS = {"transplanted": True, "non_transplanted": False}
 SECTIONS = ("steady_states", "bifurcation", "phase_plane", "min_im")
@@ -418,7 +418,7 @@ def window(kp) -> dict:
     """The immune window: effectors expand per capita iff ``(1-s) rho 2u/(1+u^2) > d_z``, ``u = Y3/K_z``.
 
     Exists iff ``(1-s) rho > d_z``; edges ``u = (rho' -+ sqrt(rho'^2 - d_z^2)) / d_z`` (``rho' = (1-s) rho``),
-    written here independently of :func:`gvlmodel.symbolic.window_edges` (the tests compare them), in
+    written here independently of :func:`gvlmodel.model.symbolic.window_edges` (the tests compare them), in
     leukemic mature cells and in BCR-ABL % beside normal homeostasis (:func:`load_to_bcr_abl`).
     """
     rho = (1.0 - kp[KP.ZSUPP]) * kp[KP.ZRHO]
@@ -1165,7 +1165,7 @@ def phase_plane(opts, log=print, progress: bool = False):
     arrays = {}
     meta = {"reduction": "N = D + Q + Y0 (sensitive LSCs), Z effectors; D/Q/Y0 split of the leading eigenvector of "
                          "the (D, Q, Y0) block, progeny at production/loss balance, normal homeostasis (see the "
-                         "gvlmodel.dynamics docstring)",
+                         "gvlmodel.analysis.dynamics docstring)",
             "basin_start": f"reduced state at the IM effect of {po['stop_dose_mg']:g} mg/day (the clone's shape "
                            "when imatinib stops), then off IM with the full model",
             "notes": ["basin starts with fewer LSCs than extinction_threshold are eradicated at t = 0",
@@ -1257,7 +1257,7 @@ def _after_stop(params, variant, tr, y_stop, mo, solver, stable):
 def min_im_duration(params, variant, transplant, start_bcr_abl, mo, solver) -> dict:
     """Minimal IM duration (days) for a durable response, for one patient.
 
-    IM at ``mo["dose_mg"]`` for ``T`` days from :func:`gvlmodel.simulate.initial_state`
+    IM at ``mo["dose_mg"]`` for ``T`` days from :func:`gvlmodel.model.simulate.initial_state`
     at ``start_bcr_abl`` %, then off for ``followup_days``: durable if the course ends
     eradicated or controlled (not relapse; :func:`classify_end`).  ``T`` is scanned on
     a grid (``grid_days`` up to ``max_days``; the pattern shows whether durability is
@@ -1399,7 +1399,7 @@ def run_dynamics(config, out, log=print, quick: bool | None = None, progress: bo
     """Run the dynamics analysis of a config (path, or parsed dict) into folder ``out``.
 
     The config is validated completely before anything is computed or written
-    (:class:`~gvlmodel.errors.InputError` otherwise).  Returns a summary dict
+    (:class:`~gvlmodel.core.errors.InputError` otherwise).  Returns a summary dict
     (files written, timings, headline findings).
     """
     if isinstance(config, (str, Path)):

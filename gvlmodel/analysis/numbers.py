@@ -31,7 +31,8 @@ import numpy as np
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .provenance import atomic_write_json, atomic_write_text
+from ..core.version import __version__
+from ..core.provenance import atomic_write_json, atomic_write_text
 
 #: short tags of the shipped experiments in macro names; any other folder uses its name in CamelCase
 EXPERIMENT_TAGS = {"fit_hess2005": "Fit", "calibrate_patients": "Cal", "predict_stop_hahnel2020": "Stop",
@@ -262,7 +263,7 @@ SAFE_STOP_BAND = ("course lengths at which the 95th and the 5th percentile curve
 
 
 def _safe_stop(c: _Collector, variant, setting: str, rows: list, window) -> None:
-    from .summary import first_crossing
+    from ..clinical.summary import first_crossing
 
     days = [r["stop_after_days"] for r in rows]
     curve = {k: [np.nan if r.get(k) is None else r[k] for r in rows] for k in ("median", "q05", "q95")}
@@ -379,7 +380,7 @@ DYNAMICS_SECTIONS = {"steady_states", "thresholds", "controlled_intervals", "bas
 
 
 def _dynamics(c: _Collector, s: dict, folder: Path | None = None) -> None:
-    from .parameters import PARAMETER_TABLE
+    from ..model.parameters import PARAMETER_TABLE
 
     for setting, doses in (s.get("steady_states") or {}).items():
         where = _SETTINGS.get(setting, setting)
@@ -609,8 +610,7 @@ def write_numbers(results: Path) -> list[Path]:
     """``numbers.json``, ``numbers.tex`` and ``numbers.md`` in ``results`` from its result folders."""
     results = Path(results)
     nums = collect(results)
-    from . import __version__
-    from .provenance import git_commit
+    from ..core.provenance import git_commit
 
     head = (f"gvlmodel {__version__}, git commit {git_commit()}; each result folder's provenance.json has the rest.",)
     doc = as_json(nums)

@@ -28,8 +28,10 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .measurement import DEFAULT_DETECTION_LIMIT, RESPONSE_LEVELS_PERCENT
-from .provenance import atomic_write_bytes
+from ..core.errors import InputError, read_toml
+from ..core.experiments import experiment_kind
+from ..core.provenance import atomic_write_bytes
+from ..model.measurement import DEFAULT_DETECTION_LIMIT, RESPONSE_LEVELS_PERCENT
 
 # --------------------------------------------------------------------------
 # palette and sizes
@@ -107,8 +109,8 @@ SMALL_FONT_SIZE = 7.0
 
 DAYS_PER_MONTH = 365.25 / 12.0
 
-#: one notation for the parameters in every figure: the symbols of the equations (``gvlmodel.model``'s
-#: docstring); every row of :data:`gvlmodel.parameters.PARAMETER_TABLE` has one
+#: one notation for the parameters in every figure: the symbols of the equations (``gvlmodel.model.model``'s
+#: docstring); every row of :data:`gvlmodel.model.parameters.PARAMETER_TABLE` has one
 PARAMETER_SYMBOLS = {
     "d0": r"$d_0$", "d1": r"$d_1$", "d2": r"$d_2$", "d3": r"$d_3$", "r_x": r"$r_x$", "x0_eq": r"$X_0^*$",
     "a_x": r"$a_x$", "b_x": r"$b_x$", "c_x": r"$c_x$", "r_y": r"$r_y$", "lsc_capacity": r"$K_L$",
@@ -132,7 +134,7 @@ def factor_label(key: str, describe: bool = False) -> str:
     ``sd_im_kill_lsc`` -> ``SD $k_{IM}$`` (between-patient SD of its ln); with ``describe`` the parameter
     table's description (up to its first comma or bracket) follows (``$k_{IM}$: imatinib kill rate of
     cycling LSCs at 400 mg/day``)."""
-    from .parameters import PARAMETER_TABLE
+    from ..model.parameters import PARAMETER_TABLE
 
     base, prefix = key, ""
     if key.startswith("log10_"):
@@ -715,16 +717,13 @@ def experiment(results, name: str) -> tuple[Path, str]:
     The one rule every figure script uses, so no script carries a copy of
     another's command: ``experiments/<name>.toml`` writes ``<results>/<name>/``
     (the layout of ``gvlmodel reproduce``) with the subcommand of the config's
-    kind (:func:`gvlmodel.reproduce.experiment_kind`), the config read from the
+    kind (:func:`gvlmodel.core.experiments.experiment_kind`), the config read from the
     working directory or else the source checkout; where neither has it, the
     command is ``gvlmodel reproduce``.
     """
-    from .errors import InputError, read_toml
-    from .reproduce import experiment_kind
-
     folder = Path(results) / name
     config = Path("experiments") / f"{name}.toml"
-    for root in (Path("."), Path(__file__).resolve().parents[1]):  # working directory, then a source checkout
+    for root in (Path("."), Path(__file__).resolve().parents[2]):  # working directory, then a source checkout
         try:
             kind = experiment_kind(read_toml(root / config, "experiment"), str(config))
         except (InputError, OSError):

@@ -5,13 +5,13 @@ writes one variant / setting / parameter set / initial state as SBML Level 3
 Version 2 (python-libsbml; optional extra ``gvlmodel[sbml]``).
 
 Layout of the exported model (it expresses exactly what the compiled kernel
-:func:`gvlmodel.model.rhs` computes):
+:func:`gvlmodel.model.model.rhs` computes):
 
 * one compartment ``patient`` (size 1); thirteen species ``X0..X3, Q, Y0..Y3,
-  R0, R1, Z, D`` (:class:`gvlmodel.indices.State`) in cells
+  R0, R1, Z, D`` (:class:`gvlmodel.model.indices.State`) in cells
   (``hasOnlySubstanceUnits``: amounts, not concentrations), initial amounts
-  from :func:`gvlmodel.simulate.initial_state`;
-* every row of the parameter table :data:`gvlmodel.parameters.PARAMETER_TABLE`
+  from :func:`gvlmodel.model.simulate.initial_state`;
+* every row of the parameter table :data:`gvlmodel.model.parameters.PARAMETER_TABLE`
   is a constant SBML parameter under its own name, with its unit (a unit
   definition: ``per_day``, ``cell``, ``ng_per_mL`` ...), its description as
   ``name``, and its source, bounds and scale in the ``notes`` and in a
@@ -19,16 +19,16 @@ Layout of the exported model (it expresses exactly what the compiled kernel
 * kernel parameters that are not table rows are assignment rules:
   ``K_N = x0_eq / (r_x/d0 - 1)``; ``K_z`` (leukemic mature cells of peak
   stimulation) from ``z_half`` (%) and the normal mature cells at homeostasis
-  ``x3_eq`` (:func:`gvlmodel.parameters.stimulus_scale`); ``z_influx``, ``z_expand``,
+  ``x3_eq`` (:func:`gvlmodel.model.parameters.stimulus_scale`); ``z_influx``, ``z_expand``,
   ``z_kill_active`` select the donor or autologous row and apply the variant
   (H0 zeroes all three, H1 ``z_expand``), as
-  :func:`gvlmodel.parameters.kernel_parameters` does;
-  :data:`KERNEL_PARAMETER_IDS` maps each :class:`gvlmodel.indices.KP` to its
+  :func:`gvlmodel.model.parameters.kernel_parameters` does;
+  :data:`KERNEL_PARAMETER_IDS` maps each :class:`gvlmodel.model.indices.KP` to its
   SBML id;
 * imatinib: ``im_dose`` (mg/day, ``constant=false``; events of the dose
   schedule assign it), ``im_exposure = im_css_400 * im_dose / im_dose_ref``
-  and ``im_effect`` (assignment rule, :func:`gvlmodel.model.im_effect`);
-* the named fluxes of :mod:`gvlmodel.model` are reactions ``v_*`` (cells/day),
+  and ``im_effect`` (assignment rule, :func:`gvlmodel.model.model.im_effect`);
+* the named fluxes of :mod:`gvlmodel.model.model` are reactions ``v_*`` (cells/day),
   auxiliary quantities (``phi``, ``lsc_total``, ``lsc_occupancy``,
   ``immune_kill``, ``stimulus_ratio``, ``effector_stimulation``,
   ``bcr_abl_percent``) assignment rules.  The one flux that can change sign,
@@ -52,9 +52,10 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
-from .errors import InputError
-from .indices import KP, STATE_DESCRIPTIONS, N_STATES, State
-from .parameters import PARAMETER_TABLE, Variant, available_parameter_sets, kernel_parameters, parameter_set, \
+from ..core.version import __version__
+from ..core.errors import InputError
+from ..model.indices import KP, STATE_DESCRIPTIONS, N_STATES, State
+from ..model.parameters import PARAMETER_TABLE, Variant, available_parameter_sets, kernel_parameters, parameter_set, \
     resolve_parameters
 
 INSTALL_HINT = 'pip install "gvlmodel[sbml]"'
@@ -285,7 +286,7 @@ REACTIONS = (
 
 
 def _parse_schedule(schedule) -> list[tuple[float, float]]:
-    from .simulate import DoseSchedule
+    from ..model.simulate import DoseSchedule
 
     sched = DoseSchedule.from_steps(schedule)
     if sched.start_day[0] != 0.0:
@@ -300,16 +301,15 @@ def build_document(params: Mapping[str, float] | None = None, *, variant="H2", t
 
     ``params``: overrides of the parameter table (or a full set); ``variant``,
     ``transplant``: as in :func:`gvlmodel.simulate`; ``bcr_abl``: initial
-    BCR-ABL % (:func:`gvlmodel.simulate.initial_state`); ``schedule``:
+    BCR-ABL % (:func:`gvlmodel.model.simulate.initial_state`); ``schedule``:
     ``[(day, dose_mg), ...]`` starting at day 0 (later steps become events);
     ``extinction_threshold``: LSCs (``D + Q + Y0 + R0``) below which ``Q``,
     ``Y0`` and ``R0`` are set to 0 by an event (0: no event, the default);
     ``parameter_set_name``: recorded in the annotation.
     """
     L = _libsbml()
-    from . import __version__
-    from .parameters import parse_variant
-    from .simulate import initial_state
+    from ..model.parameters import parse_variant
+    from ..model.simulate import initial_state
 
     p = resolve_parameters(params)
     variant = parse_variant(variant)
@@ -329,7 +329,7 @@ def build_document(params: Mapping[str, float] | None = None, *, variant="H2", t
     _check(model.setName(f"gvlmodel {__version__}: CML stem cells, imatinib and GVL effectors; "
                          f"variant {variant.value}, {setting_words}"), "model name")
     _check(model.setNotes(_notes(
-        f"Exported by gvlmodel {__version__} (gvlmodel.sbml).\n"
+        f"Exported by gvlmodel {__version__} (gvlmodel.analysis.sbml).\n"
         f"{VARIANT_NOTES[variant]}; patient {setting_words}.\n"
         f"Parameter set: {parameter_set_name or 'custom'}; initial BCR-ABL {bcr_abl:g} %.\n"
         f"Imatinib schedule (day: mg/day): " + ", ".join(f"{d:g}: {m:g}" for d, m in steps) + ".\n"
@@ -383,24 +383,24 @@ def build_document(params: Mapping[str, float] | None = None, *, variant="H2", t
     _parameter(model, "im_dose_ref", 400.0, "mg_per_day", constant=True, name="reference imatinib dose",
                notes="The dose at which the table's imatinib kill rates apply.")
     _assignment(model, "im_exposure", "ng_per_mL", "im_css_400 * im_dose / im_dose_ref",
-                "steady-state imatinib exposure", "Dose-linear steady-state exposure (gvlmodel.model.im_effect).")
+                "steady-state imatinib exposure", "Dose-linear steady-state exposure (gvlmodel.model.model.im_effect).")
     _assignment(model, "im_effect", "dimensionless",
                 "piecewise(0 dimensionless, im_dose <= 0 mg_per_day, "
                 "(im_exposure / (im_exposure + im_ec50)) / (im_css_400 / (im_css_400 + im_ec50)))",
                 "imatinib effect relative to 400 mg/day",
-                "Emax (Hill 1) on exposure, normalised to 1 at 400 mg/day, 0 off drug (gvlmodel.model.im_effect).")
+                "Emax (Hill 1) on exposure, normalised to 1 at 400 mg/day, 0 off drug (gvlmodel.model.model.im_effect).")
 
     # --- derived kernel parameters: niche constant, setting and variant ---
     _assignment(model, "K_N", "cell", "x0_eq / (r_x / d0 - 1 dimensionless)", "niche feedback constant",
-                "Homeostasis r_x / (1 + x0_eq / K_N) = d0 (gvlmodel.parameters.kernel_parameters).")
+                "Homeostasis r_x / (1 + x0_eq / K_N) = d0 (gvlmodel.model.parameters.kernel_parameters).")
     _assignment(model, "x3_eq", "cell", "x0_eq * (a_x / d1) * (b_x / d2) * (c_x / d3)",
                 "normal mature cells at homeostasis",
-                "x0_eq (a_x/d1)(b_x/d2)(c_x/d3) (gvlmodel.parameters.normal_mature_cells).")
+                "x0_eq (a_x/d1)(b_x/d2)(c_x/d3) (gvlmodel.model.parameters.normal_mature_cells).")
     _assignment(model, "K_z", "cell",
                 "z_half / (100 percent) / (1 dimensionless - z_half / (100 percent)) * 2 dimensionless * x3_eq",
                 "leukemic mature cells of peak effector stimulation",
                 "Y3 giving the BCR-ABL ratio z_half against normal hematopoiesis at homeostasis: "
-                "r / (1 - r) * 2 x3_eq with r = z_half / 100 (gvlmodel.parameters.stimulus_scale).")
+                "r / (1 - r) * 2 x3_eq with r = z_half / 100 (gvlmodel.model.parameters.stimulus_scale).")
     zero = {"z_influx": "0 cell_per_day", "z_expand": "0 per_day", "z_kill_active": "0 per_cell_per_day"}
     active = {"z_influx": f"z_influx_{setting}", "z_expand": f"z_expand_{setting}", "z_kill_active": "z_kill"}
     off = {Variant.H0: {"z_influx", "z_expand", "z_kill_active"}, Variant.H1: {"z_expand"}, Variant.H2: set()}[variant]
@@ -426,7 +426,7 @@ def build_document(params: Mapping[str, float] | None = None, *, variant="H2", t
                 "per-capita effector expansion (1-s) rho 2u/(1+u^2)")
     _assignment(model, "bcr_abl_percent", "percent", "100 percent * Y3 / (Y3 + 2 dimensionless * X3)",
                 "BCR-ABL ratio (%) in mature cells",
-                "100 Y3 / (Y3 + 2 X3) (gvlmodel.measurement.bcr_abl_percent).")
+                "100 Y3 / (Y3 + 2 X3) (gvlmodel.model.measurement.bcr_abl_percent).")
 
     for rid, name, rate, reactants, products, modifiers in REACTIONS:
         _reaction(model, rid, name, rate, reactants, products, modifiers)
@@ -526,7 +526,7 @@ def roadrunner_simulate(sbml: str, t_out: Sequence[float], **kwargs) -> np.ndarr
 
 
 def add_arguments(parser) -> None:
-    """Options of ``gvlmodel export-sbml`` (called by :mod:`gvlmodel.cli`)."""
+    """Options of ``gvlmodel export-sbml`` (called by :mod:`gvlmodel.workflow.cli`)."""
     parser.add_argument("--variant", default="H2", help="model variant: H0, H1 or H2 (default H2)")
     parser.add_argument("--parameters", default="default", metavar="NAME",
                         help="named parameter set (default: the table's values); see available_parameter_sets()")
@@ -546,7 +546,7 @@ def add_arguments(parser) -> None:
 
 
 def _number(option: str, text: str) -> float:
-    from .errors import parse_number
+    from ..core.errors import parse_number
 
     return parse_number(option, text)
 
@@ -566,11 +566,11 @@ def _schedule_option(text: str) -> list[tuple[float, float]]:
 
 def run_export(args) -> Path:
     """``gvlmodel export-sbml``: validate options, build, validate, write atomically."""
-    from .provenance import atomic_write_text
+    from ..core.provenance import atomic_write_text
 
     if Path(args.out).is_dir():
         raise InputError(f"--out: {args.out} is a folder; give the name of the SBML file to write")
-    from .errors import output_folder
+    from ..core.errors import output_folder
 
     output_folder(Path(args.out).absolute().parent, "--out")  # its folder must be writable, checked before the work
     variants = [v.value for v in Variant]

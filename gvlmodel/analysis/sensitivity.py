@@ -7,13 +7,13 @@ folder reuses what exists:
 * **sample** (SALib): Sobol' (Saltelli's scheme, first and total order) and
   Morris (elementary effects) designs over the *factors*: fitted quantities
   (population medians, their spreads ``sd_<name>``, ``stop_uptake``; the same
-  :class:`gvlmodel.trial.FitParameter` rows a fit uses), uniform in the
+  :class:`gvlmodel.clinical.trial.FitParameter` rows a fit uses), uniform in the
   sampler's space (log10 for log-scale rows) over either the parameter table's
   bounds (``ranges = "table"``) or the posterior's 5-95 % range of the fitted
   set (``ranges = "posterior"``).  -> ``samples/<method>.npy``, ``problem.json``.
 * **evaluate**: each sample is a virtual cohort (``cohort.size`` patients, the
   Hess protocol) run by the compiled engine.  All samples share the patients'
-  random numbers (common random numbers, :func:`gvlmodel.cohort.prepare_replicates`),
+  random numbers (common random numbers, :func:`gvlmodel.clinical.cohort.prepare_replicates`),
   so an output is a deterministic function of the factors and the indices
   measure parameters, not Monte Carlo noise.  Samples are evaluated in chunks;
   each finished chunk is a checkpoint file ``evaluations/<method>/chunk_NNNNN.npz``
@@ -70,18 +70,18 @@ from pathlib import Path
 
 import numpy as np
 
-from . import limits
-from .cohort import ENGINE_LOCK, CohortSpec, Protocol, prepare_replicates, run_inputs
-from .errors import InputError, check_tables, fail, output_folder, read_toml
-from .errors import boolean as _bool
-from .errors import integer as _int
-from .errors import real as _num
-from .indices import RF, RI
-from .parameters import parameter_set_info, parse_variant
-from .provenance import (atomic_write_bytes, atomic_write_json, atomic_write_text, begin_outputs, finish_outputs,
-                         provenance_of)
-from .simulate import MAX_DAYS
-from .trial import FitParameter, TrialDesign, fit_parameter, model_inputs
+from ..core import limits
+from ..clinical.cohort import ENGINE_LOCK, CohortSpec, Protocol, prepare_replicates, run_inputs
+from ..core.errors import InputError, check_tables, fail, output_folder, read_toml
+from ..core.errors import boolean as _bool
+from ..core.errors import integer as _int
+from ..core.errors import real as _num
+from ..model.indices import RF, RI
+from ..model.parameters import parameter_set_info, parse_variant
+from ..core.provenance import (atomic_write_bytes, atomic_write_json, atomic_write_text, begin_outputs, finish_outputs,
+                               provenance_of)
+from ..model.simulate import MAX_DAYS
+from ..clinical.trial import FitParameter, TrialDesign, fit_parameter, model_inputs
 
 #: finest Morris grid accepted (typical grids have 4-10 levels; a finer one only shrinks the elementary step)
 MORRIS_MAX_LEVELS = 1000
@@ -315,8 +315,8 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> S
     qt = cfg.get("quick", {})
 
     pa = cfg.get("parameters", {})
-    from .parameters import available_parameter_sets
-    from .scenario import default_scenario_set
+    from ..model.parameters import available_parameter_sets
+    from ..clinical.scenario import default_scenario_set
 
     set_name = pa.get("set", default_scenario_set())
     if set_name not in available_parameter_sets():

@@ -16,8 +16,8 @@ Randomness and reproducibility: patients are grouped in fixed blocks of
 ``SeedSequence(seed, spawn_key=(b,))``.  Patient ``i``'s parameters, starting
 burden and PCR noise therefore depend only on ``(seed, i)`` and the scenario,
 not on the cohort size, the chunking or the number of threads.  The compiled
-engines (:func:`gvlmodel.lanes.run_cohort_lanes`, used here, and the reference
-:func:`gvlmodel.protocol.run_cohort`) draw no random numbers and each patient
+engines (:func:`gvlmodel.clinical.lanes.run_cohort_lanes`, used here, and the reference
+:func:`gvlmodel.clinical.protocol.run_cohort`) draw no random numbers and each patient
 writes only its own rows, so results are identical for any thread count.
 
 Starting burden (BRIEF §2, standard clinical correspondences; configurable):
@@ -35,18 +35,18 @@ from typing import Mapping
 
 import numpy as np
 
-from .errors import boolean as _boolean
-from .errors import fail as _fail
-from .errors import integer as _integer
-from .errors import real as _real
-from . import limits
-from .limits import MAX_COHORT_SIZE  # noqa: F401  (its home is gvlmodel.limits)
-from .indices import N_PP, N_RF, N_RI, N_STATES, PP, RF, RI, Dose, State, StopRule
-from .model import im_effects
-from .parameters import (PARAMETER_TABLE, Variant, check_parameter_name, kernel_parameters_batch, parameter_set,
-                         parse_variant, resolve_parameters)
-from .measurement import DEFAULT_DETECTION_LIMIT, DEFAULT_NOISE_SD, RESPONSE_LEVELS_PERCENT
-from .simulate import MAX_DAYS, MAX_DOSE_MG, STATUS_MESSAGES, fill_start_state
+from ..core.errors import boolean as _boolean
+from ..core.errors import fail as _fail
+from ..core.errors import integer as _integer
+from ..core.errors import real as _real
+from ..core import limits
+from ..core.limits import MAX_COHORT_SIZE  # noqa: F401  (its home is gvlmodel.core.limits)
+from ..model.indices import N_PP, N_RF, N_RI, N_STATES, PP, RF, RI, Dose, State, StopRule
+from ..model.model import im_effects
+from ..model.parameters import (PARAMETER_TABLE, Variant, check_parameter_name, kernel_parameters_batch, parameter_set,
+                                parse_variant, resolve_parameters)
+from ..model.measurement import DEFAULT_DETECTION_LIMIT, DEFAULT_NOISE_SD, RESPONSE_LEVELS_PERCENT
+from ..model.simulate import MAX_DAYS, MAX_DOSE_MG, STATUS_MESSAGES, fill_start_state
 
 #: patients per random-number block (fixed: changing it changes every cohort)
 BLOCK = 1024
@@ -220,7 +220,7 @@ class Protocol:
         _fail("treatment.stop", f"expected a rule name or table, got {s!r}; {allowed}")
 
     def kernel_vector(self, rtol: float, atol: float, extinction_threshold: float, max_steps: int) -> np.ndarray:
-        """The compiled engine's protocol vector (:class:`~gvlmodel.indices.PP`)."""
+        """The compiled engine's protocol vector (:class:`~gvlmodel.model.indices.PP`)."""
         rule, min_days, window = self.stop_rule()
         pp = np.zeros(N_PP)
         pp[PP.VISIT] = self.visit_interval_days
@@ -638,7 +638,7 @@ def lane_block(n: int, threads: int) -> int:
     Aims at 4 blocks per thread (so that a 44-patient cohort still uses every
     thread: 6 blocks of 8), never fewer patients per block than lanes.
     """
-    from ._lane_layout import W
+    from ..model._lane_layout import W
 
     return max(W, min(LANE_BLOCK, -(-n // (4 * max(1, threads)))))
 
@@ -656,9 +656,9 @@ def run_inputs(inp: CohortInputs, threads: int, progress: bool | None = None, ch
     Patients who would not stop run under the rule "never"; each group in
     chunks (a progress bar appears when ``progress`` or after 2 s unless
     ``progress is False``).  The engine is the lock-step one
-    (:func:`gvlmodel.lanes.run_cohort_lanes`, blocks of :func:`lane_block`
+    (:func:`gvlmodel.clinical.lanes.run_cohort_lanes`, blocks of :func:`lane_block`
     patients per thread task), whose results equal the one-patient-at-a-time engine
-    :func:`gvlmodel.protocol.run_cohort` bit for bit.  Results do not depend
+    :func:`gvlmodel.clinical.protocol.run_cohort` bit for bit.  Results do not depend
     on ``threads`` or ``chunk``.
     """
     import numba
@@ -849,7 +849,7 @@ def patient_trajectory(result: CohortResult, i: int, time_step_days: float) -> d
     is the PCR result at visits (``nan`` between visits).  Agreement of this
     continuous solve with the visit-by-visit engine is tested.
     """
-    from .simulate import simulate
+    from ..model.simulate import simulate
 
     i = _integer("patient", i, lo=0, hi=result.n - 1)
     time_step_days = _real("time_step_days", time_step_days, lo=0.0, lo_open=True)

@@ -17,7 +17,7 @@ Data sets (names for :func:`dataset`; provenance in ``gvlmodel/data/README.md``)
     2010;11:1029-35; Etienne G et al., J Clin Oncol 2017;35:298-305.
 ``hess2005``
     Hess G et al., J Clin Oncol 2005;23:7583-93 (``hess2005.toml``; also read by
-    :mod:`gvlmodel.calibration`).
+    :mod:`gvlmodel.clinical.calibration`).
 
 The Michor and Hähnel series were digitized from the figures by the authors of the ``myelo``
 R package (Radivoyevitch et al., github radivot/myelo, GPL-2; data objects ``michor``,
@@ -37,9 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, parse_number, read_toml
+from ..core.errors import InputError, parse_number, read_toml
 
-DATA_DIR = Path(__file__).resolve().with_name("data")
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 
 DAYS_PER_MONTH = 365.25 / 12  # 30.4375 days: a mean Julian month
 

@@ -1,18 +1,18 @@
 """Lock-step cohort engine: ``W`` patients integrated together, vectorised across patients.
 
-The cohort engine of :func:`gvlmodel.protocol.run_cohort` integrates one
+The cohort engine of :func:`gvlmodel.clinical.protocol.run_cohort` integrates one
 patient at a time; one DOP853 step costs ~480 ns, of which the twelve
 right-hand-side calls and the stage sums are scalar code over the states.  Here
 ``W`` patients (lanes) share one flat workspace (layout in
-:mod:`gvlmodel._lane_layout`) and every step computes the stages of all lanes
-at once: the stage sums and the right-hand side (:func:`gvlmodel.model.rhs_strided`,
+:mod:`gvlmodel.model._lane_layout`) and every step computes the stages of all lanes
+at once: the stage sums and the right-hand side (:func:`gvlmodel.model.model.rhs_strided`,
 the same equations) run as SIMD loops over lanes.  Step-size control, the
 protocol's visits and rare events (extinction, positivity projection, the
 starting step) stay per lane, in scalar code that calls the very routines of
-:mod:`gvlmodel.solver` and :mod:`gvlmodel.protocol`.
+:mod:`gvlmodel.model.solver` and :mod:`gvlmodel.clinical.protocol`.
 
 Each lane carries its own time, step size, controller memory and protocol
-state, exactly as :func:`gvlmodel.protocol.run_patient` does, and every
+state, exactly as :func:`gvlmodel.clinical.protocol.run_patient` does, and every
 floating-point operation of a lane is the one the scalar engine performs (no
 fast-math: vector and scalar IEEE operations agree bit for bit), so a patient's
 results do not depend on its lane, on its neighbours or on the thread count;
@@ -24,16 +24,16 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ._dop853_kernels import dop853_errors_lanes, dop853_stages_lanes
-from ._jit import jit
-from ._lane_layout import (BLOCK, N_K, OFF_A3, OFF_A5, OFF_CK, OFF_E3, OFF_E5, OFF_EFF, OFF_F, OFF_H, OFF_HB, OFF_INV,
-                           OFF_K, OFF_P, OFF_T, OFF_Y, OFF_YN, W, WS_LEN)
-from .indices import N_KP, N_PS, N_STATES, PP, PS, State
-from .model import lsc_count, rhs_strided, zero_lsc
+from ..model._dop853_kernels import dop853_errors_lanes, dop853_stages_lanes
+from ..core._jit import jit
+from ..model._lane_layout import (BLOCK, N_K, OFF_A3, OFF_A5, OFF_CK, OFF_E3, OFF_E5, OFF_EFF, OFF_F, OFF_H, OFF_HB, OFF_INV,
+                                  OFF_K, OFF_P, OFF_T, OFF_Y, OFF_YN, W, WS_LEN)
+from ..model.indices import N_KP, N_PS, N_STATES, PP, PS, State
+from ..model.model import lsc_count, rhs_strided, zero_lsc
 from .protocol import enrol, sample_visit, write_results
-from .solver import (BETA, ERROR_EXPONENT, EVENT_RHS, MAX_FACTOR, MAX_STEPS_REACHED, MIN_FACTOR, N_INTERP,
-                     N_STAGES, N_STAGES_EXT, N_STATS, NON_FINITE, PI_EXPONENT, SAFETY, ST_EXTINCTIONS, ST_REJECTED,
-                     ST_RHS, ST_STEPS, STEP_TOO_SMALL, _initial_step, _step_floor, extinction_in_step)
+from ..model.solver import (BETA, ERROR_EXPONENT, EVENT_RHS, MAX_FACTOR, MAX_STEPS_REACHED, MIN_FACTOR, N_INTERP,
+                            N_STAGES, N_STAGES_EXT, N_STATS, NON_FINITE, PI_EXPONENT, SAFETY, ST_EXTINCTIONS, ST_REJECTED,
+                            ST_RHS, ST_STEPS, STEP_TOO_SMALL, _initial_step, _step_floor, extinction_in_step)
 
 NS = N_STATES
 
@@ -70,7 +70,7 @@ def _store_lane(ws, off, l, y):
 
 @jit
 def _finish(l, status, lc, li, ws, ps_all, st_all, res_f, res_i, yv):
-    """Results of the patient in lane ``l`` (as :func:`gvlmodel.protocol.run_patient`), lane freed."""
+    """Results of the patient in lane ``l`` (as :func:`gvlmodel.clinical.protocol.run_patient`), lane freed."""
     i = li[l, I_PATIENT]
     write_results(ps_all[l], lc[l, C_EVENT], yv[l], lc[l, C_T_VISIT], status, st_all[l], res_f[i], res_i[i])
     li[l, I_PATIENT] = -1
@@ -78,7 +78,7 @@ def _finish(l, status, lc, li, ws, ps_all, st_all, res_f, res_i, yv):
 
 @jit
 def _begin_interval(l, lc, li, ws, ps_all, st_all, kp_all, effects_all, pp, sy, sf, s1, s2):
-    """Start of one :func:`gvlmodel.solver.integrate_ws` call: from the last visit to the next."""
+    """Start of one :func:`gvlmodel.model.solver.integrate_ws` call: from the last visit to the next."""
     i = li[l, I_PATIENT]
     ps = ps_all[l]
     st = st_all[l]
@@ -270,7 +270,7 @@ def _run_block(lo, stride, hi, kp_all, y0_all, effects_all, pp, eps, uu, measure
         dop853_stages_lanes(ws)
         dop853_errors_lanes(ws)
         _norms(ws, rtol, atol)
-        # --- per lane: accept or reject (as gvlmodel.solver.integrate_ws), events, visits ---
+        # --- per lane: accept or reject (as gvlmodel.model.solver.integrate_ws), events, visits ---
         for l in range(W):
             if not stepping[l]:
                 continue
@@ -351,7 +351,7 @@ def _run_block(lo, stride, hi, kp_all, y0_all, effects_all, pp, eps, uu, measure
 
 @jit(parallel=True)
 def run_cohort_lanes(kp_all, y0_all, effects_all, pp, eps, uu, measured, res_f, res_i, block):
-    """:func:`gvlmodel.protocol.run_cohort` with the lock-step engine: blocks of about ``block`` patients in parallel.
+    """:func:`gvlmodel.clinical.protocol.run_cohort` with the lock-step engine: blocks of about ``block`` patients in parallel.
 
     Same arguments and results as the scalar engine (bit for bit); ``block``
     patients share one ``W``-lane engine and blocks run in a ``prange``.

@@ -1,7 +1,7 @@
 """The clinical protocol, compiled: a patient simulated visit by visit with decisions in the loop.
 
 At every visit (day ``k * VISIT``, ``k = 0..N_VISITS``; visit 0 is enrolment) one
-blood sample is taken (:func:`gvlmodel.measurement.pcr_sample`) and the rules of
+blood sample is taken (:func:`gvlmodel.model.measurement.pcr_sample`) and the rules of
 :func:`visit_rules` update the patient's protocol state; the model is then
 integrated to the next visit at the dose those rules chose.  Rules (BRIEF §2,
 Hess et al., J Clin Oncol 2005):
@@ -11,13 +11,13 @@ Hess et al., J Clin Oncol 2005):
 * **Escalation**: at the first visit on or after ``ESC_DAY`` (90 days) on the
   base dose, if the sample shows no MMR (> 0.1 %), the dose is raised (600 or
   800 mg/day); decided once.
-* **Stop rules** (:class:`~gvlmodel.indices.StopRule`), evaluated while on
+* **Stop rules** (:class:`~gvlmodel.model.indices.StopRule`), evaluated while on
   imatinib and never stopped before: ``HESS2005`` — at least ``STOP_MIN_DAYS``
   (180) days of imatinib and CMR shown by the last three samples, all negative
   and within ``STOP_WINDOW_DAYS`` (90) days; ``AFTER_DAYS`` — a fixed course of
   ``STOP_MIN_DAYS``; ``STIM`` — at least ``STOP_MIN_DAYS`` of imatinib and
   undetectable for at least ``STOP_WINDOW_DAYS``; ``NEVER``.
-* **Loss of CMR** after stopping (:class:`~gvlmodel.indices.LossRule`):
+* **Loss of CMR** after stopping (:class:`~gvlmodel.model.indices.LossRule`):
   ``CONFIRMED_POSITIVE`` (Hess 2005) — a positive sample confirmed by the next
   sample, its day that of the first positive; ``STIM1`` (Mahon et al., Lancet
   Oncol 2010) — loss of MMR at one sample (its day), or a positive confirmed by
@@ -37,11 +37,11 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ._jit import jit
-from .indices import N_PS, N_RF, N_STATES, PP, PS, RF, RI, Dose, LossRule, State, StopRule
-from .measurement import bcr_abl_of_state, pcr_sample
-from .model import lsc_count, zero_lsc
-from .solver import N_STATS, ST_RHS, ST_STEPS, integrate_ws, new_workspace
+from ..core._jit import jit
+from ..model.indices import N_PS, N_RF, N_STATES, PP, PS, RF, RI, Dose, LossRule, State, StopRule
+from ..model.measurement import bcr_abl_of_state, pcr_sample
+from ..model.model import lsc_count, zero_lsc
+from ..model.solver import N_STATS, ST_RHS, ST_STEPS, integrate_ws, new_workspace
 
 _NEVER = int(StopRule.NEVER)
 _HESS = int(StopRule.HESS2005)
@@ -228,7 +228,7 @@ def write_results(ps, t_eradicated, y, t_reached, status, stats, res_f, res_i):
 def run_patient(kp, y0, effects, pp, eps, uu, measured, ws, ps, res_f, res_i):
     """One patient through the protocol; fills ``measured`` (per visit, %), ``res_f`` and ``res_i``.
 
-    ``effects`` (3,): imatinib effect of each :class:`~gvlmodel.indices.Dose`
+    ``effects`` (3,): imatinib effect of each :class:`~gvlmodel.model.indices.Dose`
     level for this patient.  Solver failure stops the patient: ``RI.STATUS``
     holds the code and ``RF.T_REACHED`` the last visit reached.
     """

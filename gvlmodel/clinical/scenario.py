@@ -28,7 +28,7 @@ part to its tables, so memory stays bounded whatever the cohort size; every pati
 on the seed and its id only, so the files are byte for byte those of one whole run.
 
 Everything is validated before anything runs or is written: an unknown key,
-wrong type or out-of-range value raises :class:`~gvlmodel.errors.InputError`
+wrong type or out-of-range value raises :class:`~gvlmodel.core.errors.InputError`
 naming the key and what is allowed (the CLI exits with status 2).
 """
 from __future__ import annotations
@@ -41,13 +41,13 @@ import numpy as np
 
 from .cohort import (DEFAULT_POPULATION_SD, RESULT_BYTES_PER_PATIENT, CohortResult, CohortSpec, Population, Protocol, _real, patient_trajectory,
                      simulate_cohort)
-from . import limits
-from .errors import InputError, check_tables, read_toml
-from .limits import available_memory  # noqa: F401  (its home is gvlmodel.limits)
-from .limits import engine_bytes_per_patient
-from .parameters import PARAMETER_NAMES, available_parameter_sets, parameter_set_info, parse_variant, resolve_parameters
-from .provenance import (AtomicFile, atomic_write_json, begin_outputs, finish_outputs, lock_outputs, provenance,
-                         prune_outputs, resolved_config)
+from ..core import limits
+from ..core.errors import InputError, check_tables, read_toml
+from ..core.limits import available_memory  # noqa: F401  (its home is gvlmodel.core.limits)
+from ..core.limits import engine_bytes_per_patient
+from ..model.parameters import PARAMETER_NAMES, available_parameter_sets, parameter_set_info, parse_variant, resolve_parameters
+from ..core.provenance import (AtomicFile, atomic_write_json, begin_outputs, finish_outputs, lock_outputs, provenance,
+                               prune_outputs, resolved_config)
 
 TABLES = {
     "cohort": {"size", "seed", "transplant", "start", "relapse_mix", "relapse_ranges", "diagnosis_range"},
@@ -143,7 +143,7 @@ class Scenario:
 
     def check_resources(self, available: float | None = None, out=None, chunk: int | None = STREAM_CHUNK) -> None:
         """Refuse (``InputError``, before anything runs or is written) a run whose :meth:`memory_estimate`
-        exceeds 80 % of the memory available now (:func:`gvlmodel.limits.check_memory`) or, given the
+        exceeds 80 % of the memory available now (:func:`gvlmodel.core.limits.check_memory`) or, given the
         output folder ``out``, whose tables would not fit on its file system."""
         est = self.memory_estimate(chunk)
         limits.check_memory({"engine": est["engine"], "patients.csv": est["patients_table"],
@@ -397,7 +397,7 @@ def patient_table(result: CohortResult) -> dict[str, np.ndarray]:
 
 
 class _Streamed:
-    """What :func:`gvlmodel.summary.cohort_summary` reads of a result, gathered over the parts of a run."""
+    """What :func:`gvlmodel.clinical.summary.cohort_summary` reads of a result, gathered over the parts of a run."""
 
     def __init__(self, columns, cohort, wall_s, threads):
         self.columns, self.cohort, self.wall_s, self.threads = columns, cohort, wall_s, threads
@@ -482,7 +482,7 @@ def run_and_write(scenario: Scenario, out: Path, threads: int | None = None, pro
     patient); the files equal those of :meth:`Scenario.run` + :func:`write_results` byte for byte.
     """
     from .cohort import check_threads
-    from .errors import integer
+    from ..core.errors import integer
 
     chunk = integer("chunk", chunk, lo=1)
     n = scenario.cohort.size

@@ -24,10 +24,10 @@ import numpy as np
 from .calibration import load_calibration
 from .cohort import (DEFAULT_POPULATION_SD, HESS2005_RELAPSE_MIX, CohortSpec, Population, Protocol, population_bounds,
                      relapse_mix, simulate_cohort)
-from . import limits
-from .errors import InputError, boolean, fail, integer, real
-from .parameters import PARAMETER_TABLE, Parameter, available_parameter_sets, parameter_set
-from .simulate import MAX_DAYS, MAX_DOSE_MG
+from ..core import limits
+from ..core.errors import InputError, boolean, fail, integer, real
+from ..model.parameters import PARAMETER_TABLE, Parameter, available_parameter_sets, parameter_set
+from ..model.simulate import MAX_DAYS, MAX_DOSE_MG
 
 #: statistics of one virtual trial (fractions keep the denominators of the data; -1 = undefined)
 STATISTICS = ("frac_cmr", "frac_stopped", "frac_durable", "median_im_days_durable", "median_im_days_lost",
@@ -297,18 +297,18 @@ def simulate_trial_cohorts(trials, design: TrialDesign, *, threads: int | None =
 
     ``cohorts[j]`` is ``(enrolled, comparator or None)`` for ``trials[j]``, each
     with the ``columns`` (the engine's outcome columns of
-    :func:`gvlmodel.cohort.outcome_columns`), ``n`` and ``patient_parameters`` of
+    :func:`gvlmodel.clinical.cohort.outcome_columns`), ``n`` and ``patient_parameters`` of
     the :func:`run_trial` cohorts of the same values and seed, equal to them: the
     trials' patients (each trial its own random numbers, drawn from its seed
     exactly as there) are prepared together, vectorised over patients
-    (:func:`gvlmodel.cohort.prepare_replicates` with one seed per trial), and
+    (:func:`gvlmodel.clinical.cohort.prepare_replicates` with one seed per trial), and
     every enrolled cohort of the batch is one compiled cohort run, every
-    comparator cohort another (:func:`gvlmodel.cohort.run_inputs`), whatever the
+    comparator cohort another (:func:`gvlmodel.clinical.cohort.run_inputs`), whatever the
     variants.  ``base``: the resolved base set (read from ``design.base_set``
     when ``None``).  ``engine_s`` is the wall time inside the compiled engine.
     """
     from .cohort import ENGINE_LOCK, check_threads, concat_inputs, outcome_columns, prepare_replicates, run_inputs
-    from .parameters import parse_variant, resolve_parameters
+    from ..model.parameters import parse_variant, resolve_parameters
 
     if not isinstance(design, TrialDesign):
         fail("simulate_trials design", f"expected a TrialDesign, got {type(design).__name__}")

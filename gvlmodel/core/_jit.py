@@ -30,7 +30,7 @@ import numba.core.event
 
 NUMBA_OPTIONS = {"cache": True, "nogil": True, "fastmath": False, "error_model": "numpy"}
 
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parents[1]  # the gvlmodel package folder
 
 
 def source_digest() -> str:

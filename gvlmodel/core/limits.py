@@ -1,7 +1,7 @@
 """Run-size limits and the memory check: one place for each limit every entry point applies.
 
 The one-patient API (:func:`gvlmodel.simulate`), ``gvlmodel example``, scenarios
-(``simulate``), cohorts (:func:`gvlmodel.cohort.simulate_cohort`), fits and
+(``simulate``), cohorts (:func:`gvlmodel.clinical.cohort.simulate_cohort`), fits and
 sensitivity studies read their solver tolerances, thread counts and sizes through
 the validators here, so a value one of them accepts the others accept too
 (``tests/test_limits.py`` checks that the paths agree).
@@ -10,7 +10,7 @@ Sizes that pass these checks can still describe a run this machine cannot hold
 (``[sobol] n = 2**40``, ``[fit] population_size = 10**12``): each command
 estimates its peak memory before it allocates or writes anything and
 :func:`check_memory` refuses one above :data:`MEMORY_SHARE` of the memory
-available now, naming the key to reduce (:class:`~gvlmodel.errors.InputError`,
+available now, naming the key to reduce (:class:`~gvlmodel.core.errors.InputError`,
 exit 2).
 """
 from __future__ import annotations
@@ -97,7 +97,7 @@ def engine_bytes_per_patient(n_visits: int) -> float:
 
 def check_memory(parts: dict[str, float], hints: dict[str, str], available: float | None = None,
                  what: str = "this run") -> None:
-    """Refuse (:class:`~gvlmodel.errors.InputError`) a run whose estimated peak memory, the sum of
+    """Refuse (:class:`~gvlmodel.core.errors.InputError`) a run whose estimated peak memory, the sum of
     ``parts`` (label -> bytes), exceeds :data:`MEMORY_SHARE` of the memory available now
     (``available`` bytes, default :func:`available_memory`; unknown = no check).  The message gives the
     estimate, each part, and ``hints[label]`` (what to reduce) of the largest part."""
@@ -126,7 +126,7 @@ def free_disk(folder) -> float:
 
 
 def check_disk(parts: dict[str, float], hints: dict[str, str], folder, what: str = "this run") -> None:
-    """Refuse (:class:`~gvlmodel.errors.InputError`) output whose estimated size, the sum of ``parts``,
+    """Refuse (:class:`~gvlmodel.core.errors.InputError`) output whose estimated size, the sum of ``parts``,
     exceeds the free space of ``folder``'s file system (unknown = no check)."""
     total = float(sum(parts.values()))
     free = free_disk(folder)

@@ -1,6 +1,7 @@
 """Provenance records and atomic output writing."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -10,10 +11,27 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .version import __version__
+
+
+def _tree_digest(paths) -> str:
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        h.update(str(p.name).encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def package_digest() -> str:
+    """Hash of the package's source files, shipped sets and data (a change re-runs everything)."""
+    pkg = Path(__file__).resolve().parents[1]  # the gvlmodel package folder
+    files = [*pkg.rglob("*.py"), *pkg.glob("parameter_sets/*.toml"), *pkg.glob("data/*.toml")]
+    return __version__ + ":" + _tree_digest(files)[:16]
+
 
 def git_commit(path: Path | None = None) -> str:
     """The current git commit of the source tree, or "unknown" outside git."""
-    where = Path(path) if path is not None else Path(__file__).resolve().parent
+    where = Path(path) if path is not None else Path(__file__).resolve().parents[1]  # the package folder
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10)
         if out.returncode == 0:
@@ -33,7 +51,6 @@ def git_commit(path: Path | None = None) -> str:
 def provenance(config: dict, seed: int | None) -> dict:
     """The record every output folder carries.  ``seed=None`` marks a deterministic run
     (no random numbers are drawn), and the record says so."""
-    from . import __version__
     import numba
     import numpy
     import scipy
@@ -110,7 +127,7 @@ def lock_outputs(out: Path) -> None:
     """Take the exclusive lock on output folder ``out`` (created if needed) for this process.
 
     An advisory ``flock`` on ``out/.gvlmodel.lock``: a second gvlmodel process writing into the same
-    folder gets an :class:`~gvlmodel.errors.InputError` (exit 2) naming the holder, before it writes
+    folder gets an :class:`~gvlmodel.core.errors.InputError` (exit 2) naming the holder, before it writes
     anything there.  The kernel drops the lock when its process ends, however it ends, so a lock left
     by a killed run is recovered by the next one (its lock file stays until then).  Re-entrant within
     a process; released, and the lock file removed, by :func:`finish_outputs` (or dropped at exit).

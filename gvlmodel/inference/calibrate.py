@@ -2,7 +2,7 @@ r"""Patient-level calibration: per-patient fits under a population prior (a mixe
 
 The shared biology of transplanted and non-transplanted patients (hierarchy
 kinetics, imatinib response, autologous immunity) is calibrated on the
-individual BCR-ABL series of :mod:`gvlmodel.datasets` (Michor 2005: 68
+individual BCR-ABL series of :mod:`gvlmodel.clinical.datasets` (Michor 2005: 68
 patients, first year of imatinib; Hähnel 2020: 21 patients, years of TKI until
 cessation).
 
@@ -51,11 +51,11 @@ import numpy as np
 from scipy.optimize import least_squares
 from scipy.special import log_ndtr
 
-from . import limits
-from .datasets import DATASETS, DAYS_PER_MONTH, PatientSeries
-from .errors import InputError, integer, read_toml, real
-from .parameters import PARAMETER_TABLE, PARAMETER_SET_DIR, parameter_set, parse_variant, resolve_parameters
-from .simulate import initial_state, simulate
+from ..core import limits
+from ..clinical.datasets import DATASETS, DAYS_PER_MONTH, PatientSeries
+from ..core.errors import InputError, integer, read_toml, real
+from ..model.parameters import PARAMETER_TABLE, PARAMETER_SET_DIR, parameter_set, parse_variant, resolve_parameters
+from ..model.simulate import initial_state, simulate
 
 #: the starting ratio is fitted per patient too (not a table parameter)
 START = "start_bcr_abl"
@@ -181,7 +181,7 @@ def patient_model(theta, fitted, base: dict, series: PatientSeries, cfg: Calibra
     """Model BCR-ABL (%) at the patient's sample days for log10 quantities ``theta``; ``(ratio, result)``.
 
     ``cfg`` supplies ``variant``, ``rtol`` and (when ``schedule`` is None) a constant ``dose_mg``;
-    ``schedule`` is a ``[(day, dose_mg), ...]`` dose history (:mod:`gvlmodel.predict` passes the
+    ``schedule`` is a ``[(day, dose_mg), ...]`` dose history (:mod:`gvlmodel.inference.predict` passes the
     patient's own)."""
     params = dict(base)
     start = 60.0
@@ -458,8 +458,8 @@ def stim_check(params: dict, sd_ln: dict, variant: str, *, size: int = 2000, see
     the patients who stopped within ``max_years_to_stop`` years (so every one of them is followed
     the full ``follow_up_months``): one denominator for every time point, no selection of early
     stoppers at late time points."""
-    from .cohort import CohortSpec, Population, Protocol, simulate_cohort
-    from .datasets import load_stim1
+    from ..clinical.cohort import CohortSpec, Population, Protocol, simulate_cohort
+    from ..clinical.datasets import load_stim1
 
     stim = load_stim1()
     follow = max_years_to_stop * 365.25 + follow_up_months * DAYS_PER_MONTH
@@ -611,7 +611,7 @@ def ship_set_toml(result: dict, cfg: CalibrationConfig, summary_: dict) -> str:
 def run_calibrate(cfg: CalibrationConfig, out: Path, *, ship: bool = False, stim_size: int = 2000,
                   log=print, progress: bool = False) -> dict:
     """``gvlmodel calibrate``: fit, write the tables and report, optionally ship the set."""
-    from .provenance import atomic_write_json, atomic_write_text, begin_outputs, finish_outputs, provenance
+    from ..core.provenance import atomic_write_json, atomic_write_text, begin_outputs, finish_outputs, provenance
 
     out.mkdir(parents=True, exist_ok=True)
     begin_outputs(out)

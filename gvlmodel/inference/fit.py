@@ -4,7 +4,7 @@ Why ABC-SMC with pyabc: the data are a handful of counts and medians from a
 44-patient trial whose outcome depends on discrete visits, PCR noise near the
 detection limit and an optional stop decision; their likelihood has no closed
 form, but whole virtual trials of the real size are cheap (about 6 ms each,
-:mod:`gvlmodel.trial`).  pyabc samples such simulation-only models, adapts the
+:mod:`gvlmodel.clinical.trial`).  pyabc samples such simulation-only models, adapts the
 acceptance threshold, stores every generation in SQLite (which is our
 checkpoint) and does model selection in the same run (ABC model
 probabilities).  emcee with a synthetic likelihood would need a Gaussian
@@ -28,7 +28,7 @@ uninterrupted one.
 Batches: pyabc draws and accepts the proposals; :class:`BatchSampler` draws a
 batch of them (with their trial seeds, from the same stream in the same order
 as pyabc's SingleCoreSampler with :class:`TrialModel`), simulates all their
-virtual trials together (:func:`gvlmodel.trial.simulate_trials`: one compiled
+virtual trials together (:func:`gvlmodel.clinical.trial.simulate_trials`: one compiled
 cohort run per batch, here or as tasks on a Dask cluster) and then accepts or
 rejects them in order.  The populations equal the one-trial-at-a-time ones bit
 for bit (``[fit] batched = false`` keeps that sampler), so batch size, thread
@@ -49,14 +49,16 @@ from pathlib import Path
 
 import numpy as np
 
-from . import limits
-from .errors import InputError, boolean, check_tables, output_folder, read_toml, real
-from .errors import integer as _int
-from .parameters import Variant, parse_variant
-from .provenance import atomic_write_json, atomic_write_text, begin_outputs, finish_outputs, lock_outputs, provenance_of
-from .simulate import MAX_DAYS
-from .trial import (DIAGNOSTICS, STATISTICS, UNDEFINED, FitParameter, TrialDesign, TrialSpec, diagnostics,
-                    fit_parameter, model_inputs, observed, outcome_groups, run_trial, simulate_trials, statistics)
+from ..core.version import __version__
+from ..core import limits
+from ..core.errors import InputError, boolean, check_tables, output_folder, read_toml, real
+from ..core.errors import integer as _int
+from ..model.parameters import Variant, parse_variant
+from ..core.provenance import (atomic_write_json, atomic_write_text, begin_outputs, finish_outputs, lock_outputs,
+                               package_digest, provenance_of)
+from ..model.simulate import MAX_DAYS
+from ..clinical.trial import (DIAGNOSTICS, STATISTICS, UNDEFINED, FitParameter, TrialDesign, TrialSpec, diagnostics,
+                              fit_parameter, model_inputs, observed, outcome_groups, run_trial, simulate_trials, statistics)
 
 UNDEFINED_PENALTY = 3.0
 STAT_LABELS = {
@@ -168,8 +170,7 @@ class FitConfig:
 
 def base_set_digest(name: str) -> str:
     """Hash of a parameter set's values and the package version: a resumed fit must see the same."""
-    from . import __version__
-    from .parameters import parameter_set
+    from ..model.parameters import parameter_set
 
     text = json.dumps({"version": __version__, "parameters": parameter_set(name)}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -195,7 +196,7 @@ SIZE_KEYS = ("population_size", "generations", "comparison_population_size", "co
              "predictive_draws", "answer_draws", "answer_cohort_size")
 
 
-#: each run size's validator (gvlmodel.limits): generations and cohort sizes have hard caps, the
+#: each run size's validator (gvlmodel.core.limits): generations and cohort sizes have hard caps, the
 #: population sizes and draws are bounded by the memory check (FitConfig.check_resources)
 SIZE_CHECKS = {"population_size": lambda f, v: _int(f, v, 1), "generations": limits.generations,
                "comparison_population_size": lambda f, v: _int(f, v, 1),
@@ -219,7 +220,7 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> F
     ones alike, whichever applies), so a bad config fails here, before
     :func:`run_fit` creates or writes anything.
     """
-    from .calibration import available_calibrations, load_calibration
+    from ..clinical.calibration import available_calibrations, load_calibration
 
     if not isinstance(cfg, dict):
         raise InputError(f"{source}: expected a table of tables ([fit], [trial], ...)")
@@ -415,12 +416,12 @@ class TrialBatch:
 
     Picklable and self-contained (a Dask worker receives it once per ABC run);
     a row depends only on its own proposal and seed
-    (:func:`gvlmodel.trial.simulate_trials`), so how proposals are grouped
+    (:func:`gvlmodel.clinical.trial.simulate_trials`), so how proposals are grouped
     into batches and tasks changes nothing.
     """
 
     def __init__(self, variants, fitted: dict, design: TrialDesign, threads=None):
-        from .parameters import parameter_set
+        from ..model.parameters import parameter_set
 
         self.variants, self.fitted, self.design, self.threads = list(variants), dict(fitted), design, threads
         self.base = parameter_set(design.base_set)  # read once, not per trial
@@ -579,7 +580,7 @@ def run_abc(db: Path, variants: list[str], cfg: FitConfig, population_size: int,
     """
     import pyabc
 
-    from .progress import bar
+    from ..core.progress import bar
 
     _quiet_pyabc()
     priors = [prior(cfg.fitted[v]) for v in variants]
@@ -594,7 +595,7 @@ def run_abc(db: Path, variants: list[str], cfg: FitConfig, population_size: int,
         models = [_precomputed_model(v) for v in variants]
         sampler_class = _batch_sampler_class()
         if scheduler is not None:
-            # hash=False: a fresh key per run (see gvlmodel.sensitivity.evaluate)
+            # hash=False: a fresh key per run (see gvlmodel.analysis.sensitivity.evaluate)
             batch_future = scheduler.scatter(batch, broadcast=True, hash=False)
     else:
         models = [TrialModel(v, cfg.fitted[v], cfg.design, cfg.threads) for v in variants]
@@ -673,7 +674,7 @@ def weighted_quantiles(x: np.ndarray, w: np.ndarray, qs) -> np.ndarray:
 def predictive(cfg: FitConfig, variant: str, draws: np.ndarray, seed: int, progress: bool = False) -> list[dict]:
     """One virtual trial per posterior draw (rows of ``draws``), seeds from ``SeedSequence(seed)``
     (``progress``: a bar over the batches, or the trials one at a time)."""
-    from .progress import bar
+    from ..core.progress import bar
 
     fitted = cfg.fitted[variant]
     seeds = np.random.SeedSequence(seed).generate_state(len(draws))
@@ -715,7 +716,7 @@ def predictive_table(rows: list[dict], obs: dict) -> dict:
 
 
 def pooled_diagnostics(rows: list[dict]) -> dict:
-    """:func:`gvlmodel.trial.diagnostics` of a variant's virtual trials, pooled: counts and shares."""
+    """:func:`gvlmodel.clinical.trial.diagnostics` of a variant's virtual trials, pooled: counts and shares."""
     tot = {k: int(sum(r["diagnostics"][k] for r in rows)) for k in DIAGNOSTICS}
 
     def share(num, den):
@@ -748,9 +749,9 @@ def mechanistic_answers(cfg: FitConfig, variant: str, draws: np.ndarray, seed: i
     """
     from dataclasses import replace
 
-    from .cohort import CohortSpec, Protocol, simulate_cohort, simulate_replicates
-    from .progress import bar
-    from .trial import simulate_trial_cohorts
+    from ..clinical.cohort import CohortSpec, Protocol, simulate_cohort, simulate_replicates
+    from ..core.progress import bar
+    from ..clinical.trial import simulate_trial_cohorts
 
     fitted = cfg.fitted[variant]
     d = cfg.design
@@ -939,8 +940,6 @@ def _stage(out: Path, name: str, compute, key: str | None = None):
 
 def _stage_key(cfg: "FitConfig", name: str, draws: np.ndarray, seed: int) -> str:
     """Digest of what a derived stage depends on: config, package source and shipped sets, draws, seed."""
-    from .reproduce import package_digest
-
     h = hashlib.sha256()
     for part in (cfg.digest, package_digest(), name, str(int(seed)), str(draws.shape)):
         h.update(part.encode() + b"\0")
@@ -1024,7 +1023,7 @@ def run_fit(cfg: FitConfig, out: Path, *, ship: bool = False, log=print, schedul
         raise InputError("--scheduler: runs batches of proposals on a cluster; the config sets [fit] batched = false")
     if not isinstance(scheduler, str):
         return _run_fit(cfg, out, ship, log, scheduler, progress)
-    from .sensitivity import connect
+    from ..analysis.sensitivity import connect
 
     output_folder(out)
     client = connect(scheduler)
@@ -1112,7 +1111,7 @@ def _run_fit(cfg: FitConfig, out: Path, ship: bool, log, scheduler, progress: bo
     for name, text in sets.items():
         atomic_write_text(out / "parameter_sets" / f"{name}.toml", text)
         if ship:
-            from .parameters import PARAMETER_SET_DIR
+            from ..model.parameters import PARAMETER_SET_DIR
 
             atomic_write_text(PARAMETER_SET_DIR / f"{name}.toml", text)
 
@@ -1142,7 +1141,7 @@ def shipped_sets(cfg: FitConfig) -> dict:
     """The shipped sets ``<name>_<variant>`` of this fit: raw TOML tables, checked against the config."""
     import tomllib
 
-    from .parameters import PARAMETER_SET_DIR
+    from ..model.parameters import PARAMETER_SET_DIR
 
     sets = {}
     for v in cfg.variants:

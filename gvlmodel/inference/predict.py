@@ -4,10 +4,10 @@ For each patient of a BCR-ABL history (samples on imatinib up to a planned or ac
 the command
 
 1. fits the history under the population prior of a calibrated parameter set (the
-   mixed-effects prior of :mod:`gvlmodel.calibrate`: each between-patient-varying parameter
+   mixed-effects prior of :mod:`gvlmodel.inference.calibrate`: each between-patient-varying parameter
    log-normal around the set's median with the set's spread; the starting ratio broad around
    the first sample), by the same censored log-scale likelihood and SciPy trust-region least
-   squares as ``gvlmodel calibrate`` (:func:`gvlmodel.calibrate.fit_patient`);
+   squares as ``gvlmodel calibrate`` (:func:`gvlmodel.inference.calibrate.fit_patient`);
 2. samples the patient's posterior (history likelihood times population prior) with emcee's
    affine-invariant ensemble sampler started around the MAP, and follows every sample through
    the stop and ``horizon_days`` beyond it, off drug;
@@ -30,7 +30,7 @@ a patient)::
 ``day``: days since the start of imatinib (>= 0, sorted within a patient, <= ``stop_day``);
 ``bcr_abl_percent``: > 0 (for ``below_detection = 1`` the sample's detection limit);
 ``transplant``: true/false; ``dose_mg``: the daily dose in force from that sample on (first
-sample: from day 0; default 400).  Any bad row is an :class:`~gvlmodel.errors.InputError`
+sample: from day 0; default 400).  Any bad row is an :class:`~gvlmodel.core.errors.InputError`
 naming the row (line number, header = 1) and column, raised before anything is written.
 """
 from __future__ import annotations
@@ -44,13 +44,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import limits
+from ..core import limits
 from .calibrate import START, fit_patient, bounds_log10
-from .datasets import PatientSeries, _group, _read_csv
-from .errors import InputError, integer, real
-from .parameters import PARAMETER_TABLE, parameter_set, parameter_set_info, parse_variant
-from .scenario import _fmt, table_csv
-from .simulate import MAX_DOSE_MG, initial_state, simulate
+from ..clinical.datasets import PatientSeries, _group, _read_csv
+from ..core.errors import InputError, integer, real
+from ..model.parameters import PARAMETER_TABLE, parameter_set, parameter_set_info, parse_variant
+from ..clinical.scenario import _fmt, table_csv
+from ..model.simulate import MAX_DOSE_MG, initial_state, simulate
 
 #: the MMR level (% IS): recurrence = loss of MMR after the stop
 MMR_PERCENT = 0.1
@@ -85,7 +85,7 @@ class History:
 
 @dataclass(frozen=True)
 class FitSettings:
-    """What :func:`gvlmodel.calibrate.fit_patient` reads from its ``cfg``."""
+    """What :func:`gvlmodel.inference.calibrate.fit_patient` reads from its ``cfg``."""
 
     variant: str
     rtol: float = 1e-6
@@ -185,7 +185,7 @@ def population_prior(set_name: str) -> Prior:
     base = info["parameters"]
     mu = np.array([math.log10(base[n]) for n in fitted])
     sd = np.maximum(np.array([float(spreads[n]) / math.log(10.0) for n in fitted]), PRIOR_SD_FLOOR_LOG10)
-    from .cohort import correlation_matrix, correlation_pairs
+    from ..clinical.cohort import correlation_matrix, correlation_pairs
 
     corr = info.get("correlation")
     R = correlation_matrix(correlation_pairs(corr, fitted), fitted) if corr else np.eye(len(fitted))
@@ -219,7 +219,7 @@ def _with_start(omega) -> np.ndarray:
 
 
 def fit_history(h: History, prior: Prior, settings: FitSettings) -> dict:
-    """The patient's MAP and Laplace posterior under ``prior`` (see :func:`gvlmodel.calibrate.fit_patient`)."""
+    """The patient's MAP and Laplace posterior under ``prior`` (see :func:`gvlmodel.inference.calibrate.fit_patient`)."""
     fitted = (START, *prior.fitted)
     mu = np.concatenate(([_start_prior(h.series)], prior.mu))
     omega = _with_start(prior.omega)
@@ -264,7 +264,7 @@ def predict_patient(h: History, prior: Prior, settings: FitSettings, *, horizon_
     """Fit one history, sample its posterior with emcee's affine-invariant ensemble sampler
     (Foreman-Mackey et al., PASP 2013) started at the MAP, and follow every sample past the stop.
 
-    The log posterior is ``-½‖r(theta)‖²`` (:func:`gvlmodel.calibrate.standardized_residuals`: the
+    The log posterior is ``-½‖r(theta)‖²`` (:func:`gvlmodel.inference.calibrate.standardized_residuals`: the
     censored log-scale likelihood of the history plus the population prior; ``-inf`` outside the
     table's bounds or for a failed solve).  Each evaluation simulates the patient to
     ``stop_day + horizon_days`` and records (as an emcee blob) whether the ratio exceeds
@@ -419,7 +419,7 @@ def bands_table(preds: list[dict]) -> str:
 
 def plot_prediction(ax, h: History, pred: dict, threshold_percent: float = MMR_PERCENT):
     """One patient's history, MAP fit, 90 % posterior band, the stop and the horizon; returns ``ax``."""
-    from .plotting import STATE_COLORS, plot_bcr_abl
+    from ..analysis.plotting import STATE_COLORS, plot_bcr_abl
 
     s = h.series
     measured = np.where(s.censored, np.nan, s.bcr_abl_percent)  # undetectable ones: at their own limits below
@@ -470,8 +470,8 @@ def run_predict_stop(history_path, out: Path, *, horizon_days: float = 365.0, dr
     """``gvlmodel predict-stop``: validate everything first, then fit, predict and write
     ``predictions.csv``, ``fits.csv``, ``bands.csv``, ``figures/<patient>.png`` and
     ``provenance.json`` (last)."""
-    from .plotting import new_figure, save_figure, use_style
-    from .provenance import atomic_write_json, atomic_write_text, begin_outputs, finish_outputs, provenance
+    from ..analysis.plotting import new_figure, save_figure, use_style
+    from ..core.provenance import atomic_write_json, atomic_write_text, begin_outputs, finish_outputs, provenance
 
     horizon_days = real("--horizon-days", horizon_days, lo=1.0, hi=36525.0)
     draws = integer("--draws", draws, lo=20, hi=100_000)
@@ -542,7 +542,7 @@ def history_csv(series: list[PatientSeries]) -> str:
 
 def load_predict_config(path, *, quick: bool = False) -> dict:
     """A ``[predict_stop]`` experiment config, validated (errors name the key and the allowed values)."""
-    from .errors import check_tables, read_toml
+    from ..core.errors import check_tables, read_toml
 
     cfg = read_toml(path, "config")
     check_tables(cfg, {"predict_stop": PREDICT_KEYS, "quick": QUICK_KEYS}, str(path))
@@ -577,8 +577,8 @@ def run_predict_experiment(config_path, out: Path, *, quick: bool = False, log=p
                            progress: bool = False) -> list[dict]:
     """Write ``out/history.csv`` (from the data set, or a copy of the file) and run
     :func:`run_predict_stop` on it into ``out``."""
-    from .datasets import DATASETS
-    from .provenance import atomic_write_text
+    from ..clinical.datasets import DATASETS
+    from ..core.provenance import atomic_write_text
 
     cfg = load_predict_config(config_path, quick=quick)
     if "dataset" in cfg:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .fit import STAT_LABELS
-from .trial import STATISTICS
+from ..clinical.trial import STATISTICS
 
 _DAYS = ("median_im_days_durable", "median_im_days_lost")
 

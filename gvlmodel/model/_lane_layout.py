@@ -1,4 +1,4 @@
-"""Memory layout of the lock-step cohort engine (:mod:`gvlmodel.lanes`): one flat array per engine.
+"""Memory layout of the lock-step cohort engine (:mod:`gvlmodel.clinical.lanes`): one flat array per engine.
 
 ``W`` patients (lanes) advance together.  Every per-lane vector lives in one
 flat ``float64`` workspace at a *constant* offset: component ``i`` of lane

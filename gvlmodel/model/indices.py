@@ -62,7 +62,7 @@ class KP(IntEnum):
     """Kernel parameter vector: what the compiled right-hand side reads.
 
     Built from the user-facing parameter table by
-    :func:`gvlmodel.parameters.kernel_parameters` (which applies the variant and
+    :func:`gvlmodel.model.parameters.kernel_parameters` (which applies the variant and
     the transplant setting); never filled by hand.
     """
 

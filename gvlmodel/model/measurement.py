@@ -23,8 +23,8 @@ import math
 
 import numpy as np
 
-from ._jit import jit
-from .errors import InputError, real_array
+from ..core._jit import jit
+from ..core.errors import InputError, real_array
 from .indices import N_STATES, State
 
 #: response levels, BCR-ABL ratio in percent (international scale)

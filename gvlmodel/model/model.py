@@ -26,7 +26,7 @@ BCR-ABL ratio counts):
     \dot R_1 &= a_y R_0 - (d_1 + k) R_1 \\
     \dot Z   &= b_z - d_z Z + (1 - s)\,\rho\, \frac{2 u}{1 + u^2} Z
 
-Mechanisms and sources (details and values in :mod:`gvlmodel.parameters`):
+Mechanisms and sources (details and values in :mod:`gvlmodel.model.parameters`):
 
 * **self-renewal**: normal stem cells under homeostatic niche feedback
   (Michor et al., Nature 2005); leukemic stem cells grow logistically towards a
@@ -66,19 +66,19 @@ Mechanisms and sources (details and values in :mod:`gvlmodel.parameters`):
   quiescent LSCs with relative susceptibility ``kappa_Q`` (Moore & Li 2004;
   DeConde et al. 2005);
 * the window exists iff ``(1 - s) rho > d_z``; its edges are the roots of
-  ``(1 - s) rho 2 u / (1 + u^2) = d_z`` (:func:`gvlmodel.symbolic.window_edges`).
+  ``(1 - s) rho 2 u / (1 + u^2) = d_z`` (:func:`gvlmodel.model.symbolic.window_edges`).
   ``K_z`` is set from the table's ``z_half`` (BCR-ABL % at normal donor
   hematopoiesis), so the window sits where the immune-window literature puts it
   in BCR-ABL terms.
 
 Extinction (fewer than one LSC, ``D + Q + Y0 + R0``) is an event of the
 integrator, not a term here.  The variants H0/H1/H2 differ only in the kernel
-parameter vector (:func:`gvlmodel.parameters.kernel_parameters`).
+parameter vector (:func:`gvlmodel.model.parameters.kernel_parameters`).
 """
 from __future__ import annotations
 
 
-from ._jit import jit
+from ..core._jit import jit
 from .indices import KP, State
 
 # --------------------------------------------------------------------------
@@ -157,7 +157,7 @@ def rhs_strided(y, yb, p, pb, e, out, ob, st, lane):
     Component ``i`` of the state is ``y[yb + i * st + lane]``, parameter ``k`` is
     ``p[pb + k * st + lane]`` and derivative ``i`` goes to ``out[ob + i * st + lane]``.
     :func:`rhs` calls it with stride 1 (one state vector); the lock-step cohort
-    engine (:mod:`gvlmodel.lanes`) calls it with stride ``W`` on one flat
+    engine (:mod:`gvlmodel.clinical.lanes`) calls it with stride ``W`` on one flat
     workspace, lane by lane, where constant offsets let LLVM vectorise across
     patients.  Inlined at the numba IR level, so both uses compile to straight
     loads and stores.  See the module docstring for the system.

@@ -21,7 +21,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from .errors import InputError
+from ..core.errors import InputError
 from .indices import KP, N_KP
 
 
@@ -177,7 +177,7 @@ def default_parameters() -> dict[str, float]:
     return {name: row.value for name, row in PARAMETER_TABLE.items()}
 
 
-PARAMETER_SET_DIR = Path(__file__).with_name("parameter_sets")
+PARAMETER_SET_DIR = Path(__file__).resolve().parents[1] / "parameter_sets"
 
 
 def available_parameter_sets() -> list[str]:
@@ -274,7 +274,7 @@ def parse_variant(variant) -> Variant:
 
 
 def kernel_parameters(params: Mapping[str, float] | None = None, variant="H2", transplant: bool = True) -> np.ndarray:
-    """The compiled kernel's parameter vector (see :class:`gvlmodel.indices.KP`).
+    """The compiled kernel's parameter vector (see :class:`gvlmodel.model.indices.KP`).
 
     The variant acts here, not in the equations: H0 zeroes effector influx,
     expansion and killing; H1 zeroes expansion.  ``transplant`` picks donor

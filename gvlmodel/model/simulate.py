@@ -6,8 +6,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from . import limits, solver
-from .errors import InputError, SolverError, boolean, integer, real, real_array
+from ..core import limits
+from . import solver
+from ..core.errors import InputError, SolverError, boolean, integer, real, real_array
 from .indices import KP, N_KP, N_STATES, State
 from .measurement import bcr_abl_percent
 from . import model
@@ -72,7 +73,7 @@ class DoseSchedule:
 def im_effect(dose_mg, css_400: float, ec50: float) -> float:
     """Imatinib effect of a dose relative to 400 mg/day (0 off drug, 1 at 400 mg/day), checked.
 
-    The public version of the compiled :func:`gvlmodel.model.im_effect` (the
+    The public version of the compiled :func:`gvlmodel.model.model.im_effect` (the
     kernel does no checks): ``dose_mg`` in [0, ``MAX_DOSE_MG``] mg/day,
     ``css_400`` (steady-state exposure at 400 mg/day, table row ``im_css_400``)
     and ``ec50`` (``im_ec50``) positive, in the same exposure unit.
@@ -86,7 +87,7 @@ def im_effect(dose_mg, css_400: float, ec50: float) -> float:
 def rhs(y, kp, e: float, out=None) -> np.ndarray:
     """Right-hand side ``dy/dt`` (cells/day) at state ``y``, checked; returns ``out`` (new if ``None``).
 
-    The public version of the compiled :func:`gvlmodel.model.rhs` (the kernel
+    The public version of the compiled :func:`gvlmodel.model.model.rhs` (the kernel
     does no checks and writes ``out`` in place): ``y`` has the
     ``N_STATES`` states in :class:`State` order, ``kp`` is a kernel parameter
     vector (:func:`gvlmodel.kernel_parameters`, ``N_KP`` entries), ``e`` the

@@ -49,7 +49,7 @@ import numpy as np
 from scipy.integrate._ivp import dop853_coefficients as _dop
 
 from ._dop853_kernels import dop853_errors, dop853_stages
-from ._jit import jit
+from ..core._jit import jit
 from .indices import N_STATES, State
 from .model import lsc_count, rhs, zero_lsc
 
@@ -68,7 +68,7 @@ ERROR_EXPONENT = -1.0 / 8.0
 BETA = 0.08
 PI_EXPONENT = -(1.0 / 8.0 - 0.2 * BETA)
 
-# status codes (see gvlmodel.simulate.STATUS_MESSAGES)
+# status codes (see gvlmodel.model.simulate.STATUS_MESSAGES)
 SUCCESS = 0
 MAX_STEPS_REACHED = 1
 STEP_TOO_SMALL = 2

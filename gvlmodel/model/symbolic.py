@@ -1,11 +1,11 @@
 """A sympy form of the model, for analysis: Jacobian, steady states, immune window.
 
 The expressions below are a second, symbolic transcription of
-:mod:`gvlmodel.model`; tests check that both agree at
+:mod:`gvlmodel.model.model`; tests check that both agree at
 random states to ~1e-13 of each equation's gross flux (``tests/test_rhs.py``; steady
 states and window edges against long simulations in ``tests/test_closed_forms.py``),
 so analysis done here is analysis of the kernel.
-Symbols carry the kernel-parameter names of :class:`gvlmodel.indices.KP`.
+Symbols carry the kernel-parameter names of :class:`gvlmodel.model.indices.KP`.
 """
 from __future__ import annotations
 
@@ -142,7 +142,7 @@ def leukemic_steady_state_sympy() -> dict:
     quiescence balance ``Q`` in terms of ``Y0``, the
     per-capita balance of cycling LSCs is then linear in ``Y0`` (logistic
     crowding), and the progeny follow by production / loss.  With expansion,
-    ``Z`` solves a polynomial in the load; :mod:`gvlmodel.dynamics` finds those
+    ``Z`` solves a polynomial in the load; :mod:`gvlmodel.analysis.dynamics` finds those
     equilibria numerically.
     """
     y, p, e = symbols()

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, SolverError, output_folder, read_toml, real
-from .progress import wanted
-from .provenance import (abandon_outputs, atomic_write_json, atomic_write_text, begin_outputs, finish_outputs,
-                         lock_outputs, provenance)
+from ..core.version import __version__
+from ..core.errors import InputError, SolverError, output_folder, read_toml, real
+from ..core.progress import wanted
+from ..core.provenance import (abandon_outputs, atomic_write_json, atomic_write_text, begin_outputs, finish_outputs,
+                               lock_outputs, provenance)
 
 #: most rows of the example's trajectory
 MAX_EXAMPLE_ROWS = 1e6
@@ -40,16 +41,16 @@ def _example_config(path: str | None) -> dict:
         if unknown:
             raise InputError(f"config: unknown key(s) {sorted(unknown)}; allowed: {sorted(EXAMPLE_KEYS)}")
         cfg.update(user)
-    from .simulate import MAX_DAYS
+    from ..model.simulate import MAX_DAYS
 
     cfg["days"] = real("config key 'days'", cfg["days"], lo=0.0, hi=MAX_DAYS, lo_open=True)
     cfg["interval_days"] = real("config key 'interval_days'", cfg["interval_days"], lo=0.01, hi=cfg["days"])
     if cfg["days"] / cfg["interval_days"] > MAX_EXAMPLE_ROWS:
         raise InputError(f"config key 'interval_days': at most {MAX_EXAMPLE_ROWS:.0e} output rows, got days / "
                          f"interval_days = {cfg['days'] / cfg['interval_days']:.3g}")
-    from . import limits
-    from .indices import N_STATES
-    from .scenario import TEXT_CELL_BYTES
+    from ..core import limits
+    from ..model.indices import N_STATES
+    from ..clinical.scenario import TEXT_CELL_BYTES
 
     cfg["rtol"] = limits.rtol("config key 'rtol'", cfg["rtol"])
     rows = cfg["days"] / cfg["interval_days"] + 2
@@ -58,7 +59,7 @@ def _example_config(path: str | None) -> dict:
                         {"trajectory": "config key 'days' or a larger 'interval_days'"}, what="this example")
     if not isinstance(cfg["parameters"], dict):
         raise InputError("config key 'parameters': expected a table of parameter name = value")
-    from .parameters import resolve_parameters
+    from ..model.parameters import resolve_parameters
 
     try:  # overrides must lie in the table's bounds
         resolve_parameters(cfg["parameters"], check_bounds=True)
@@ -73,7 +74,7 @@ def run_example(config: str | None, out: Path):
     A failed solve is written too (its status and message in ``summary.json``,
     the rows it reached in ``trajectory.csv``); the command then exits 1.
     """
-    from .simulate import initial_state, simulate
+    from ..model.simulate import initial_state, simulate
 
     cfg = _example_config(config)
     t = np.arange(0.0, float(cfg["days"]) + 1e-9, float(cfg["interval_days"]))
@@ -82,7 +83,7 @@ def run_example(config: str | None, out: Path):
     y0 = initial_state(cfg["parameters"], bcr_abl=cfg["bcr_abl"], variant=cfg["variant"], transplant=cfg["transplant"])
     res = simulate(cfg["parameters"], y0=y0, t_out=t, schedule=[tuple(s) for s in cfg["schedule"]],
                    variant=cfg["variant"], transplant=cfg["transplant"], rtol=cfg["rtol"])
-    from .scenario import table_csv
+    from ..clinical.scenario import table_csv
 
     text = table_csv(res.as_dict())  # rows a failed solve did not reach are left empty, not nan
     out.mkdir(parents=True, exist_ok=True)
@@ -105,7 +106,7 @@ def run_simulate(scenario_path: str, out: Path, threads: int | None, progress: b
     written all the same, each failure in its row of ``patients.csv`` and in
     ``summary.json``; the rates then cover the solved patients only), else 0.
     """
-    from .scenario import load_scenario, run_and_write
+    from ..clinical.scenario import load_scenario, run_and_write
 
     scenario = load_scenario(scenario_path)
     scenario.check_resources(out=out)  # a run that cannot fit in memory or on disk is refused before it starts
@@ -133,7 +134,7 @@ def run_simulate(scenario_path: str, out: Path, threads: int | None, progress: b
 
 def run_sensitivity_cli(args) -> None:
     """``gvlmodel sensitivity``: validate, then sample -> evaluate -> analyze (resumable)."""
-    from .sensitivity import load_config, run_study
+    from ..analysis.sensitivity import load_config, run_study
 
     cfg = load_config(args.config, quick=args.quick)
     t0 = time.perf_counter()
@@ -153,7 +154,6 @@ def _path(text: str) -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser (the docs' CLI reference is generated from it)."""
-    from . import __version__
 
     parser = argparse.ArgumentParser(
         prog="gvlmodel", description="CML stem cells, imatinib and graft-versus-leukemia effectors: simulate, "
@@ -167,11 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     pa = sub.add_parser("parameters", help="print the parameter table (Markdown)")
     pa.add_argument("--sets", action="store_true", help="list the named parameter sets instead (fitted ones too)")
-    from .sbml import add_arguments as _sbml_arguments
+    from ..analysis.sbml import add_arguments as _sbml_arguments
 
     _sbml_arguments(sub.add_parser("export-sbml", help="write the model as SBML L3V2 (needs gvlmodel[sbml])"))
     si = sub.add_parser("simulate", help="run a virtual cohort through a treatment protocol (scenario TOML)")
-    si.add_argument("scenario", help="scenario file (see experiments/*.toml and gvlmodel/scenario.py)")
+    si.add_argument("scenario", help="scenario file (see experiments/*.toml and gvlmodel/clinical/scenario.py)")
     si.add_argument("--out", required=True, type=_path, help="output folder")
     si.add_argument("--threads", type=int, default=None, help="numba threads (default: all cores)")
     si.add_argument("--no-progress", action="store_true", help="never show a progress bar")
@@ -198,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     ps = sub.add_parser("predict-stop", help="fit each patient's BCR-ABL history under the population prior and "
                         "predict loss of MMR after stopping imatinib (probability with a credible interval)")
     ps.add_argument("history", help="CSV: patient_id, day, bcr_abl_percent, below_detection, stop_day, transplant "
-                    "[, dose_mg] (see gvlmodel/predict.py)")
+                    "[, dose_mg] (see gvlmodel/inference/predict.py)")
     ps.add_argument("--out", required=True, type=_path, help="output folder")
     ps.add_argument("--horizon-days", type=float, default=365.0,
                     help="window after stop_day in which a loss of MMR counts (default 365)")
@@ -247,7 +247,7 @@ def main(argv=None) -> int:
     progress = wanted(getattr(args, "no_progress", False))  # bars on a terminal, unless --no-progress
     try:
         if getattr(args, "threads", None) is not None:
-            from .cohort import check_threads
+            from ..clinical.cohort import check_threads
 
             check_threads(args.threads, "--threads")
         if args.command != "export-sbml":  # its --out names a file
@@ -272,7 +272,7 @@ def main(argv=None) -> int:
             if status:
                 return status
         elif args.command == "fit":
-            from .fit import load_config, run_fit
+            from ..inference.fit import load_config, run_fit
 
             cfg = load_config(args.config, quick=args.quick)
             t0 = time.perf_counter()
@@ -284,7 +284,7 @@ def main(argv=None) -> int:
             print(f"best supported: {rep['best']}; {time.perf_counter() - t0:.0f} s; "
                   f"wrote {args.out}/report.md, report.json, predictive.csv, parameter_sets/")
         elif args.command == "calibrate":
-            from .calibrate import load_config as load_calibration_config, run_calibrate
+            from ..inference.calibrate import load_config as load_calibration_config, run_calibrate
 
             cfg = load_calibration_config(args.config, quick=args.quick)
             if args.stim_size < 0:
@@ -298,7 +298,7 @@ def main(argv=None) -> int:
             print(f"calibrate: {time.perf_counter() - t0:.0f} s; wrote {args.out}/patients.csv, population.json, "
                   "report.md")
         elif args.command == "predict-stop":
-            from .predict import run_predict_stop
+            from ..inference.predict import run_predict_stop
 
             t0 = time.perf_counter()
             preds = run_predict_stop(args.history, args.out, horizon_days=args.horizon_days, draws=args.draws,
@@ -319,13 +319,13 @@ def main(argv=None) -> int:
         elif args.command == "sensitivity":
             run_sensitivity_cli(args)
         elif args.command == "dynamics":
-            from .dynamics import run_dynamics
+            from ..analysis.dynamics import run_dynamics
 
             t0 = time.perf_counter()
             run_dynamics(args.config, args.out, log=_say, quick=args.quick or None, progress=progress)
             print(f"dynamics: {time.perf_counter() - t0:.0f} s; wrote {args.out}")
         elif args.command == "parameters":
-            from .parameters import available_parameter_sets, parameter_set_info, table_markdown
+            from ..model.parameters import available_parameter_sets, parameter_set_info, table_markdown
 
             if args.sets:
                 for name in available_parameter_sets():
@@ -336,7 +336,7 @@ def main(argv=None) -> int:
             else:
                 print(table_markdown())
         elif args.command == "export-sbml":
-            from .sbml import run_export
+            from ..analysis.sbml import run_export
 
             run_export(args)
     except InputError as exc:

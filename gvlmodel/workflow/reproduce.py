@@ -10,7 +10,7 @@ Steps, in order (each prints its progress and time):
 2. every figure script ``figures/fig*.py`` (``draw(results, out)``), PDF + PNG
    into ``figures/output/``;
 3. the numbers quoted in a manuscript: ``RESULTS/numbers.json`` and the LaTeX
-   macros ``RESULTS/numbers.tex`` (:mod:`gvlmodel.numbers`).
+   macros ``RESULTS/numbers.tex`` (:mod:`gvlmodel.analysis.numbers`).
 
 A step is skipped when its inputs are unchanged: its digest (kind, config file,
 quick/refit switches, package version, the package's source files and shipped
@@ -28,26 +28,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InputError, read_toml
-from .provenance import atomic_write_json, provenance
+from ..core.errors import InputError, read_toml
+from ..core.experiments import experiment_kind
+from ..core.provenance import atomic_write_json, package_digest, provenance
 
-#: a config's kind is decided by the table only that kind has
-KIND_MARKERS = (("calibrate", "calibrate"), ("predict_stop", "predict-stop"), ("fit", "fit"), ("study", "sensitivity"), ("phase_plane", "dynamics"), ("bifurcation", "dynamics"),
-                ("steady_states", "dynamics"), ("cohort", "simulate"))
 KIND_ORDER = {"calibrate": -1, "fit": 0, "simulate": 1, "example": 2, "predict-stop": 2.5, "sensitivity": 3,
               "dynamics": 4}
-
-
-def experiment_kind(cfg: dict, source: str = "config") -> str:
-    """``calibrate``, ``predict-stop``, ``fit``, ``sensitivity``, ``dynamics``, ``simulate`` or ``example``
-    from a config's tables."""
-    for table, kind in KIND_MARKERS:
-        if table in cfg:
-            return kind
-    if "variant" in cfg or "schedule" in cfg or not cfg:
-        return "example"
-    raise InputError(f"{source}: cannot tell which experiment this is; expected a [calibrate], [predict_stop], [fit], [study], "
-                     "[phase_plane]/[bifurcation]/[steady_states] or [cohort] table, or an example config")
 
 
 @dataclass
@@ -60,23 +46,6 @@ class Step:
     @property
     def label(self) -> str:
         return f"{self.kind} {self.name}"
-
-
-def _tree_digest(paths) -> str:
-    h = hashlib.sha256()
-    for p in sorted(paths):
-        h.update(str(p.name).encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()
-
-
-def package_digest() -> str:
-    """Hash of the package's source files, shipped sets and data (a change re-runs everything)."""
-    from . import __version__
-
-    pkg = Path(__file__).resolve().parent
-    files = [*pkg.glob("*.py"), *pkg.glob("parameter_sets/*.toml"), *pkg.glob("data/*.toml")]
-    return __version__ + ":" + _tree_digest(files)[:16]
 
 
 def plan(root: Path, results: Path, figures_out: Path) -> tuple[list[Step], list[Path]]:
@@ -108,17 +77,17 @@ def _done(out: Path, digest: str) -> bool:
 def run_step(step: Step, *, quick: bool, refit: bool, threads: int | None, log, progress: bool = False) -> None:
     """Run one experiment into ``step.out`` (``progress``: the step's own progress bars)."""
     if step.kind == "calibrate":
-        from .calibrate import load_config as load_calibration, run_calibrate
+        from ..inference.calibrate import load_config as load_calibration, run_calibrate
 
         # the patient-level calibration is cheap (about a minute): always run; --refit also re-ships its set
         run_calibrate(load_calibration(step.config, quick=quick), step.out, ship=refit and not quick,
                       stim_size=200 if quick else 2000, log=log, progress=progress)
     elif step.kind == "predict-stop":
-        from .predict import run_predict_experiment
+        from ..inference.predict import run_predict_experiment
 
         run_predict_experiment(step.config, step.out, quick=quick, log=log, progress=progress)
     elif step.kind == "fit":
-        from .fit import load_config, run_fit, run_from_shipped
+        from ..inference.fit import load_config, run_fit, run_from_shipped
 
         cfg = load_config(step.config, quick=quick)
         if refit:
@@ -130,7 +99,7 @@ def run_step(step: Step, *, quick: bool, refit: bool, threads: int | None, log, 
                                  "report from the shipped sets there. Move the fit elsewhere or use --refit")
             run_from_shipped(cfg, step.out, log=log, progress=progress)
     elif step.kind == "simulate":
-        from .scenario import load_scenario, run_and_write
+        from ..clinical.scenario import load_scenario, run_and_write
 
         scenario = load_scenario(step.config)
         scenario.check_resources(out=step.out)
@@ -140,16 +109,16 @@ def run_step(step: Step, *, quick: bool, refit: bool, threads: int | None, log, 
 
         _, res = run_example(str(step.config), step.out)
         if not res.success:  # the step is not stamped done, so a re-run tries again
-            from .errors import SolverError
+            from ..core.errors import SolverError
 
             raise SolverError(f"example {step.config}: the solve failed (status {res.status}): {res.message}; "
                               f"see {step.out}/summary.json")
     elif step.kind == "sensitivity":
-        from .sensitivity import load_config, run_study
+        from ..analysis.sensitivity import load_config, run_study
 
         run_study(load_config(step.config, quick=quick), step.out, progress=progress, log=log)
     elif step.kind == "dynamics":
-        from .dynamics import run_dynamics
+        from ..analysis.dynamics import run_dynamics
 
         run_dynamics(step.config, step.out, log=log, quick=quick or None, progress=progress)
     else:  # pragma: no cover - plan() only makes the kinds above
@@ -170,7 +139,7 @@ def reproduce(root: Path = Path("."), results: Path | None = None, figures_out: 
               log=print, progress: bool = False) -> dict:
     """Run every step whose inputs changed; returns ``{step: {"status", "wall_s"}}``.  ``progress``: each
     step shows its progress bars (the command line: on a terminal unless ``--no-progress``)."""
-    from .cohort import check_threads
+    from ..clinical.cohort import check_threads
 
     if threads is not None:
         check_threads(threads)  # before the first step writes anything
@@ -179,7 +148,7 @@ def reproduce(root: Path = Path("."), results: Path | None = None, figures_out: 
     figures_out = Path(figures_out) if figures_out is not None else root / "figures" / (
         "output/quick" if quick else "output")
     steps, figs = plan(root, results, figures_out)
-    from .provenance import lock_outputs, release_outputs
+    from ..core.provenance import lock_outputs, release_outputs
 
     lock_outputs(results)  # one reproduce per results folder (each step also locks its own)
     pkg = package_digest()
@@ -221,7 +190,7 @@ def reproduce(root: Path = Path("."), results: Path | None = None, figures_out: 
                                                            seed=None)})
         report[script.stem] = {"status": "ran", "wall_s": w}
         log(f"{head}: {', '.join(Path(f).name for f in files)} in {w:.1f} s")
-    from .numbers import write_numbers
+    from ..analysis.numbers import write_numbers
 
     t0 = time.perf_counter()
     files = write_numbers(results)

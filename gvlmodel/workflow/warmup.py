@@ -1,10 +1,10 @@
 """Compile every kernel of the package once, with a progress bar (the first run of a version).
 
-numba compiles each kernel on its first call and caches it on disk (:mod:`gvlmodel._jit`); a new
+numba compiles each kernel on its first call and caches it on disk (:mod:`gvlmodel.core._jit`); a new
 version of the package compiles afresh, which takes about a minute.  :func:`compile_kernels` does
 that up front, on purpose: it calls the compiled entry points with tiny inputs (one solve, a
 two-patient cohort through the lock-step engine and through the one-patient reference engine) and
-shows a ``tqdm`` bar over :data:`gvlmodel._jit.KERNELS` that advances as numba finishes each one.
+shows a ``tqdm`` bar over :data:`gvlmodel.core._jit.KERNELS` that advances as numba finishes each one.
 The command line calls it before a command that runs the model when stderr is a terminal, some
 kernel is not cached yet and ``--no-progress`` is not given; elsewhere (pipes, CI, tests) kernels
 still compile on first use, silently.
@@ -16,11 +16,11 @@ import time
 
 import numpy as np
 
-from ._jit import KERNELS, CompileListener, record_compiles, uncached_kernels
+from ..core._jit import KERNELS, CompileListener, record_compiles, uncached_kernels
 
 
 #: the modules that define kernels (imported before :data:`KERNELS` is read)
-KERNEL_MODULES = ("measurement", "model", "_dop853_kernels", "solver", "protocol", "lanes")
+KERNEL_MODULES = ("model.measurement", "model.model", "model._dop853_kernels", "model.solver", "clinical.protocol", "clinical.lanes")
 
 
 def kernels_to_compile() -> list[str]:
@@ -34,10 +34,10 @@ def kernels_to_compile() -> list[str]:
 
 def _entry_points():
     """``(label, call)`` pairs; between them they compile every kernel in :data:`KERNELS`."""
-    from .cohort import CohortSpec, Population, Protocol, prepare_cohort, run_inputs
-    from .model import im_effect, rhs
-    from .parameters import Variant, parameter_set
-    from .simulate import initial_state, simulate
+    from ..clinical.cohort import CohortSpec, Population, Protocol, prepare_cohort, run_inputs
+    from ..model.model import im_effect, rhs
+    from ..model.parameters import Variant, parameter_set
+    from ..model.simulate import initial_state, simulate
 
     params = parameter_set("default")
 
@@ -45,7 +45,7 @@ def _entry_points():
         y0 = initial_state(params, bcr_abl=1.0, variant="H2", transplant=True)
         simulate(params, y0=y0, t_out=[0.0, 5.0], schedule=((0.0, 400.0),), variant="H2", transplant=True)
         y = np.asarray(y0, dtype=float)
-        from .parameters import kernel_parameters
+        from ..model.parameters import kernel_parameters
 
         rhs(y, kernel_parameters(params, "H2", transplant=True), float(im_effect(400.0, 979.0, 500.0)),
             np.empty_like(y))
@@ -54,18 +54,18 @@ def _entry_points():
         proto = Protocol(follow_up_days=60.0, visit_interval_days=30.0)
         inp = prepare_cohort(CohortSpec(size=2, seed=0, transplant=True), proto, params, Variant.H2,
                              Population(), 1e-6, 1e-9, 1.0, 100_000)
-        run_inputs(inp, threads=1, progress=False)  # the lock-step engine (gvlmodel.lanes)
-        from .indices import N_RF, N_RI, PP
-        from .protocol import run_cohort
+        run_inputs(inp, threads=1, progress=False)  # the lock-step engine (gvlmodel.clinical.lanes)
+        from ..model.indices import N_RF, N_RI, PP
+        from ..clinical.protocol import run_cohort
 
         n_vis = int(inp.pp[PP.N_VISITS])
         run_cohort(inp.kp, inp.y0, inp.effects, inp.pp, inp.eps, inp.uu, np.empty((2, n_vis + 1)),
                    np.empty((2, N_RF)), np.empty((2, N_RI), dtype=np.int64))  # the reference engine
 
     def rules():
-        from .cohort import Protocol
-        from .indices import PS
-        from .protocol import run_rules
+        from ..clinical.cohort import Protocol
+        from ..model.indices import PS
+        from ..clinical.protocol import run_rules
 
         pp = Protocol(follow_up_days=30.0, visit_interval_days=30.0).kernel_vector(1e-6, 1e-6, 1.0, 1000)
         run_rules(np.array([0.0, 30.0]), np.array([1.0, 0.0]), pp, np.empty((2, len(PS))))
