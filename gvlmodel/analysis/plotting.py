@@ -124,9 +124,38 @@ PARAMETER_SYMBOLS = {
 }
 
 
+#: fitted or sampled quantities that are not rows of the parameter table: label and unit
+OTHER_QUANTITIES = {
+    "stop_uptake": ("stop uptake", "fraction"),  # share of eligible patients who stop (the trial design's)
+}
+
+
 def parameter_symbol(name: str) -> str:
-    """The equations' symbol of a table parameter (``z_expand_allo`` -> ``$\\rho_{allo}$``); other names as is."""
-    return PARAMETER_SYMBOLS.get(name, name)
+    """The equations' symbol of a table parameter (``z_expand_allo`` -> ``$\\rho_{allo}$``), the label of a
+    quantity in :data:`OTHER_QUANTITIES`; other names as is."""
+    if name in PARAMETER_SYMBOLS:
+        return PARAMETER_SYMBOLS[name]
+    return OTHER_QUANTITIES[name][0] if name in OTHER_QUANTITIES else name
+
+
+def parameter_unit(name: str, default: str | None = None) -> str:
+    """Unit of a table parameter or of a quantity in :data:`OTHER_QUANTITIES`, else ``default`` (else ``1``)."""
+    from ..model.parameters import PARAMETER_TABLE
+
+    if name in PARAMETER_TABLE:
+        return PARAMETER_TABLE[name].unit
+    return OTHER_QUANTITIES[name][1] if name in OTHER_QUANTITIES else (default or "1")
+
+
+def factor_axis_label(key: str, unit: str | None = None) -> str:
+    """An axis label of a fitted or sampled quantity with its unit: ``log10_z_kill`` -> ``log$_{10}$ $z_{kill}$
+    (1/(cell*day))`` (log10 of the table unit), ``sd_im_kill_lsc`` -> ``SD of ln $k_{IM}$ (ln units)``,
+    ``stop_uptake`` -> ``stop uptake (fraction)``; ``unit``: for a name the table does not know (e.g. a
+    fit report row's ``unit``)."""
+    if key.startswith("sd_"):
+        return f"SD of ln {parameter_symbol(key[len('sd_'):])} ({unit or 'ln units'})"
+    base = key[len("log10_"):] if key.startswith("log10_") else key
+    return f"{factor_label(key)} ({parameter_unit(base, unit)})"
 
 
 def factor_label(key: str, describe: bool = False) -> str:
@@ -575,31 +604,39 @@ def weighted_hist(ax, x, weights=None, bins: int = 20, range=None, color: str = 
 
 def width_ratio_bars(ax, parameters: Sequence[str], ratios: Mapping[str, Sequence[float]],
                      thresholds: Mapping[str, float] | None = None, labels: Sequence[str] | None = None):
-    """Grouped horizontal bars of posterior/prior 90 % width ratios with the verdict thresholds.
+    """Grouped vertical bars of posterior/prior 90 % width ratios with the verdict thresholds.
 
     ``ratios[variant]`` holds one value per entry of ``parameters`` (nan where
-    the variant lacks the parameter).  Regions: pinned (< 0.5), partly
-    (0.5-0.8), not identified (> 0.8).
+    the variant lacks the parameter: no bar).  Regions, labelled at the right:
+    pinned (< 0.5), partly (0.5-0.8), not identified (> 0.8); the dotted line
+    at 0.9 marks a flat posterior.
     """
     thr = dict(IDENTIFIABILITY_THRESHOLDS if thresholds is None else thresholds)
     variants = list(ratios)
-    n = len(parameters)
-    h = 0.8 / max(len(variants), 1)
-    y = np.arange(n, dtype=float)
-    for k, v in enumerate(variants):
+    w = 0.8 / max(len(variants), 1)
+    x = np.arange(len(parameters), dtype=float)
+    for j, v in enumerate(variants):
         vals = np.asarray(ratios[v], dtype=float)
-        off = (k - (len(variants) - 1) / 2.0) * h
-        ax.barh(y + off, np.nan_to_num(vals, nan=0.0), height=h * 0.92, color=variant_color(v), label=v, zorder=3)
-    xmax = 1.05
-    for name, value in thr.items():
-        ax.axvline(value, color="0.2", lw=0.8, ls=(0, (4, 2)), zorder=4)
-    ax.axvspan(0.0, thr["pinned"], color="0.5", alpha=0.08, lw=0, zorder=0)
-    ax.axvspan(thr["partly"], xmax, color="0.5", alpha=0.08, lw=0, zorder=0)
-    ax.set_yticks(y)
-    ax.set_yticklabels(list(labels) if labels is not None else list(parameters))
-    ax.invert_yaxis()
-    ax.set_xlim(0.0, xmax)
-    ax.set_xlabel("Posterior / prior 90 % width (1)")
+        ok = np.isfinite(vals)
+        ax.bar(x[ok] + (j - (len(variants) - 1) / 2) * w, vals[ok], width=w * 0.92, color=variant_color(v),
+               label=v, zorder=3)
+    ax.axhline(thr["pinned"], color="0.25", lw=0.8, ls=(0, (4, 2)), zorder=4)
+    ax.axhline(thr["partly"], color="0.25", lw=0.8, ls=(0, (4, 2)), zorder=4)
+    ax.axhline(0.9, color="0.55", lw=0.6, ls=":", zorder=4)
+    trans = ax.get_yaxis_transform()
+    ax.text(1.005, thr["pinned"] / 2, "pinned", transform=trans, ha="left", va="center", fontsize=SMALL_FONT_SIZE)
+    ax.text(1.005, (thr["pinned"] + thr["partly"]) / 2, "partly", transform=trans, ha="left", va="center",
+            fontsize=SMALL_FONT_SIZE)
+    ax.text(1.005, (thr["partly"] + 1.05) / 2, "not\nidentified", transform=trans, ha="left", va="center",
+            fontsize=SMALL_FONT_SIZE, linespacing=1.1)
+    ax.text(-0.45, 0.905, "flat posterior (0.9)", ha="left", va="bottom", fontsize=SMALL_FONT_SIZE,
+            color="0.4")
+    ax.set_xticks(x)
+    ax.set_xticklabels(list(labels) if labels is not None else list(parameters))
+    ax.set_xlim(-0.5, len(parameters) - 0.5)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("Posterior / prior\n90 % width (1)")
+    ax.set_xlabel("Fitted quantity")
     return ax
 
 
