@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gvlmodel.cli import main
-from gvlmodel.scenario import load_scenario, run_and_write, write_results
+from gvlmodel.workflow.cli import main
+from gvlmodel.clinical.scenario import load_scenario, run_and_write, write_results
 
 SCENARIO = """
 [cohort]
@@ -56,8 +56,8 @@ def test_a_run_in_parts_writes_the_files_of_one_whole_run(scenario, whole, tmp_p
 
 
 def test_patients_drawn_in_a_range_are_those_of_the_whole_cohort(scenario):
-    from gvlmodel.cohort import _resolve_base, prepare_cohort
-    from gvlmodel.parameters import parse_variant, resolve_parameters
+    from gvlmodel.clinical.cohort import _resolve_base, prepare_cohort
+    from gvlmodel.model.parameters import parse_variant, resolve_parameters
 
     base = resolve_parameters(_resolve_base(scenario.parameters))
     args = (scenario.cohort, scenario.protocol, base, parse_variant(scenario.variant), scenario.population,
@@ -78,7 +78,7 @@ def test_memory_of_a_run_in_parts_is_bounded_by_the_part(tmp_path):
 
 
 def test_a_run_that_would_fill_the_disk_exits_2_before_running(tmp_path, capsys, monkeypatch):
-    from gvlmodel import limits
+    from gvlmodel.core import limits
 
     monkeypatch.setattr(limits, "free_disk", lambda folder: 2.0 ** 20)
     path = tmp_path / "s.toml"
@@ -145,7 +145,7 @@ def test_table_csv_writes_each_cell_as_the_cell_formatter_does():
     from hypothesis import strategies as st
     from hypothesis.extra import numpy as hnp
 
-    from gvlmodel.scenario import _fmt, table_csv
+    from gvlmodel.clinical.scenario import _fmt, table_csv
 
     floats = hnp.arrays(float, 7, elements=st.floats(allow_nan=True, allow_infinity=True))
     finite = hnp.arrays(float, 7, elements=st.floats(allow_nan=False, allow_infinity=False))
