@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from gvlmodel import compare
-from gvlmodel.cohort import Protocol
-from gvlmodel.errors import InputError
-from gvlmodel.fit import _truncnorm_rv_class, load_config, parse_config, screen_statistics, shared_priors
-from gvlmodel.indices import PP
-from gvlmodel.parameters import parameter_set
-from gvlmodel.trial import TrialDesign, base_spreads, follow_up_by_patient, outcome_groups
+from gvlmodel.clinical.cohort import Protocol
+from gvlmodel.clinical.trial import TrialDesign, base_spreads, follow_up_by_patient, outcome_groups
+from gvlmodel.core.errors import InputError
+from gvlmodel.inference import compare
+from gvlmodel.inference.fit import _truncnorm_rv_class, load_config, parse_config, screen_statistics, shared_priors
+from gvlmodel.model.indices import PP
+from gvlmodel.model.parameters import parameter_set
 
 ROOT = Path(__file__).resolve().parents[1]
 FIT = ROOT / "experiments" / "fit_hess2005.toml"

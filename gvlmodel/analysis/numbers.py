@@ -38,7 +38,7 @@ from ..core.provenance import atomic_write_json, atomic_write_text
 EXPERIMENT_TAGS = {"fit_hess2005": "Fit", "calibrate_patients": "Cal", "predict_stop_hahnel2020": "Stop",
                    "sensitivity_hess2005": "Sens", "dynamics": "Dyn", "hess2005": "Hess",
                    "nontransplanted_short": "NonTxShort", "continuous_diagnosis": "ContDx",
-                   "residual_control_transplanted": "ResCtrlTx"}
+                   "residual_control_transplanted": "ResCtrlTx", "compare_hess2005": "Cmp"}
 
 #: words of a key path written differently in macro names (others are capitalised)
 ABBREVIATIONS = {"cmr": "CMR", "mmr": "MMR", "im": "IM", "tfr": "TFR", "lsc": "LSC", "bcr": "BCR", "abl": "ABL",
@@ -473,6 +473,45 @@ def _calibration(c: _Collector, r: dict) -> None:
               "STIM1-like check: share of lasting remissions with at least 100 LSCs left")
 
 
+def _compare(c: _Collector, r: dict) -> None:
+    """``gvlmodel compare``: robustness rows, held-out STIM1 scores, decisiveness."""
+    for row in r.get("robustness") or []:
+        alt = row["alternative"]
+        words = ("Robust",) + tuple(alt.split("_"))
+        for v in ("H0", "H1", "H2"):
+            p, se = row.get(f"p_{v}"), row.get(f"se_{v}")
+            lo = hi = None
+            if _finite(p) and _finite(se):
+                lo, hi = max(0.0, p - 1.96 * se), min(1.0, p + 1.96 * se)
+            c.add(("robustness", alt, f"prob_{v}"), words + ("Prob", v), p, "probability",
+                  f"ABC model probability of {v} when the Hess data model is '{row['description']}'", lo, hi,
+                  MONTE_CARLO)
+        c.add(("robustness", alt, "bf_best_vs_next"), words + ("BF",), row.get("bf_best_vs_next"), "ratio",
+              f"Bayes factor of the best variant ({row.get('best')}) over the runner-up, data model "
+              f"'{row['description']}'")
+    h = r.get("holdout") or {}
+    for v, e in (h.get("variants") or {}).items():
+        c.add(("holdout", v, "log_score"), ("Holdout", v, "LogScore"), e.get("log_score"), "log probability",
+              f"held-out STIM1: log posterior predictive probability of the observed relapse-time counts under "
+              f"{v}'s Hess posterior")
+        c.band(("holdout", v, "relapse_free_60_months"), ("Holdout", v, "Free", "sixty", "months"),
+               e.get("relapse_free_60_months"), "fraction",
+               f"held-out STIM1: relapse-free share 60 months after the stop predicted by {v}")
+    for v, b in (h.get("log10_bayes_factor_best_vs") or {}).items():
+        c.add(("holdout", "log10_bf", h.get("best"), v), ("Holdout", "Log", "BF", v), b, "log10 ratio",
+              f"held-out STIM1: log10 predictive Bayes factor of {h.get('best')} over {v}")
+    d = r.get("decisive") or {}
+    sizes = sorted({x["patients"] for x in d.get("rows", [])})
+    for x in d.get("rows", []):
+        if x["true"] != "H2" or x["p_decisive"] is None or x["patients"] not in (sizes[0], sizes[-1]):
+            continue
+        meas = "Effector" if x["measurement"].startswith("effector") else "Durable"
+        c.add(("decisive", x["true"], x["alternative"], meas.lower(), x["patients"]),
+              ("Decisive", x["true"], "Vs", x["alternative"], meas, x["patients"]), x["p_decisive"], "probability",
+              f"probability that a study of {x['patients']} patients ({x['measurement']}) gives a Bayes factor of at "
+              f"least {r['settings']['bayes_factor']:g} for {x['true']} over {x['alternative']} when {x['true']} is true")
+
+
 def _predict_stop(c: _Collector, s: dict) -> None:
     horizon = s.get("horizon_days")
     c.add("patients", "Patients", s.get("patients"), "patients", "patients whose history was given")
@@ -508,6 +547,8 @@ def collect(results: Path) -> list[Number]:
                 _fit(c, r)
             elif r and "per_dataset" in r:
                 _calibration(c, r)
+            elif r and "holdout" in r:
+                _compare(c, r)
             out += c.rows
         elif (d / "indices.json").is_file():
             r = _load(d / "indices.json")

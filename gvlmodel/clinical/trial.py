@@ -196,7 +196,7 @@ def check_design(v: Mapping, name: Callable[[str], str]) -> None:
 
 @functools.lru_cache(maxsize=16)
 def _set_spreads(base_set: str) -> tuple:
-    from .parameters import parameter_set_info
+    from ..model.parameters import parameter_set_info
 
     sd = dict(DEFAULT_POPULATION_SD)
     sd.update(parameter_set_info(base_set)["population"] or {})

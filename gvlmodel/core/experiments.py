@@ -8,7 +8,7 @@ from __future__ import annotations
 from .errors import InputError
 
 #: a config's kind is decided by the table only that kind has
-KIND_MARKERS = (("calibrate", "calibrate"), ("predict_stop", "predict-stop"), ("fit", "fit"), ("study", "sensitivity"), ("phase_plane", "dynamics"), ("bifurcation", "dynamics"),
+KIND_MARKERS = (("compare", "compare"), ("calibrate", "calibrate"), ("predict_stop", "predict-stop"), ("fit", "fit"), ("study", "sensitivity"), ("phase_plane", "dynamics"), ("bifurcation", "dynamics"),
                 ("steady_states", "dynamics"), ("cohort", "simulate"))
 
 
@@ -20,5 +20,5 @@ def experiment_kind(cfg: dict, source: str = "config") -> str:
             return kind
     if "variant" in cfg or "schedule" in cfg or not cfg:
         return "example"
-    raise InputError(f"{source}: cannot tell which experiment this is; expected a [calibrate], [predict_stop], [fit], [study], "
+    raise InputError(f"{source}: cannot tell which experiment this is; expected a [compare], [calibrate], [predict_stop], [fit], [study], "
                      "[phase_plane]/[bifurcation]/[steady_states] or [cohort] table, or an example config")

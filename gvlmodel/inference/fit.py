@@ -354,8 +354,8 @@ def shared_priors(table: dict, fitted: dict, base_set: str) -> dict[str, tuple[f
     subclone, the donor effectors) is transplant-specific and keeps a uniform
     prior.  Returns ``{sampler key: (centre, sd)}``.
     """
-    from .parameters import PARAMETER_TABLE, parameter_set
-    from .trial import base_spreads
+    from ..model.parameters import PARAMETER_TABLE, parameter_set
+    from ..clinical.trial import base_spreads
 
     if not isinstance(table, dict):
         raise InputError(f"[prior]: expected a table (shared, transfer_sd_log10, transfer_sd_ln), got {table!r}")

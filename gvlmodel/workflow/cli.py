@@ -293,7 +293,7 @@ def main(argv=None) -> int:
             print(f"best supported: {rep['best']}; {time.perf_counter() - t0:.0f} s; "
                   f"wrote {args.out}/report.md, report.json, predictive.csv, parameter_sets/")
         elif args.command == "compare":
-            from .compare import load_config as load_compare_config, run_compare
+            from ..inference.compare import load_config as load_compare_config, run_compare
 
             cfg = load_compare_config(args.config, quick=args.quick)
             t0 = time.perf_counter()
@@ -301,8 +301,8 @@ def main(argv=None) -> int:
             h = rep["holdout"]
             print("held-out STIM1 log scores: " + ", ".join(f"{v} {e['log_score']:.1f}"
                                                               for v, e in h["variants"].items()))
-            print(f"compare: {time.perf_counter() - t0:.0f} s; wrote {args.out}/report.md, report.json, "
-                  "robustness.csv, holdout.json, decisive.csv")
+            tables = ("robustness.csv, " if rep["robustness_run"] else "") + "holdout.json, decisive.csv"
+            print(f"compare: {time.perf_counter() - t0:.0f} s; wrote {args.out}/report.md, report.json, {tables}")
         elif args.command == "calibrate":
             from ..inference.calibrate import load_config as load_calibration_config, run_calibrate
 

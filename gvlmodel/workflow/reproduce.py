@@ -4,7 +4,8 @@ Steps, in order (each prints its progress and time):
 
 1. every experiment config in ``experiments/`` by kind (:func:`experiment_kind`):
    the patient-level calibration, the fit (from the shipped fitted sets, or a full ABC refit with
-   ``--refit``), stop predictions for the Hähnel 2020 patients,
+   ``--refit``), the hypothesis comparison (held-out score and decisiveness from the shipped sets;
+   with ``--refit`` also its robustness refits), stop predictions for the Hähnel 2020 patients,
    the scenarios (``gvlmodel simulate``), the example patient, the sensitivity
    studies and the dynamics analyses; results go to ``RESULTS/<config stem>/``;
 2. every figure script ``figures/fig*.py`` (``draw(results, out)``), PDF + PNG
@@ -32,7 +33,7 @@ from ..core.errors import InputError, read_toml
 from ..core.experiments import experiment_kind
 from ..core.provenance import atomic_write_json, package_digest, provenance
 
-KIND_ORDER = {"calibrate": -1, "fit": 0, "simulate": 1, "example": 2, "predict-stop": 2.5, "sensitivity": 3,
+KIND_ORDER = {"calibrate": -1, "fit": 0, "compare": 0.5, "simulate": 1, "example": 2, "predict-stop": 2.5, "sensitivity": 3,
               "dynamics": 4}
 
 
@@ -98,6 +99,12 @@ def run_step(step: Step, *, quick: bool, refit: bool, threads: int | None, log, 
                 raise InputError(f"{step.out}: holds an ABC fit; `gvlmodel reproduce` without --refit writes the "
                                  "report from the shipped sets there. Move the fit elsewhere or use --refit")
             run_from_shipped(cfg, step.out, log=log, progress=progress)
+    elif step.kind == "compare":
+        from ..inference.compare import load_config, run_compare
+
+        # the robustness refits take about half an hour: only with --refit (and not in quick mode)
+        run_compare(load_config(step.config, quick=quick), step.out, robustness=refit and not quick, log=log,
+                    progress=progress)
     elif step.kind == "simulate":
         from ..clinical.scenario import load_scenario, run_and_write
 

@@ -42,10 +42,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import limits
-from .errors import InputError, check_tables, output_folder, read_toml, real
-from .errors import integer as _int
-from .provenance import atomic_write_json, atomic_write_text, begin_outputs, finish_outputs, lock_outputs, provenance_of
+from ..core import limits
+from ..core.errors import InputError, check_tables, output_folder, read_toml, real
+from ..core.errors import integer as _int
+from ..core.provenance import (atomic_write_json, atomic_write_text, begin_outputs, finish_outputs, lock_outputs,
+                               package_digest, provenance_of)
 
 CONFIG_TABLES = {
     "compare": {"fit", "seed", "draws"},
@@ -239,7 +240,7 @@ def _shipped_draws(fit_raw: dict, source: str, n: int, seed: int):
 
 
 def _inputs(fcfg, v: str, x: np.ndarray):
-    from .trial import model_inputs
+    from ..clinical.trial import model_inputs
 
     values = dict(zip([p.key for p in fcfg.fitted[v]], map(float, x)))
     return model_inputs(values, fcfg.fitted[v], fcfg.design.base_set, population_bounds=fcfg.design.population_bounds)
@@ -250,7 +251,7 @@ def _inputs(fcfg, v: str, x: np.ndarray):
 # --------------------------------------------------------------------------
 def stim_counts() -> tuple[np.ndarray, dict]:
     """Observed STIM1 counts of 100 patients: relapse by 6 months, in 6-12, in 12-60, free at 60."""
-    from .datasets import load_stim1
+    from ..clinical.datasets import load_stim1
 
     o = load_stim1()["outcome"]
     n = int(o["patients"])
@@ -323,8 +324,8 @@ def decisive_inputs(cfg: CompareConfig, log=print) -> dict:
     """Per variant and posterior draw: the probability that a stopped patient stays in CMR (Hess
     protocol, transplanted) and every patient's log10 effector fold change over the first
     ``effector_day`` days of imatinib."""
-    from .cohort import CohortSpec, Protocol, simulate_cohort
-    from .indices import State
+    from ..clinical.cohort import CohortSpec, Protocol, simulate_cohort
+    from ..model.indices import State
 
     fcfg, draws = _shipped_draws(cfg.fit_raw, str(cfg.fit_path), cfg.decisive_draws, cfg.seed + 17)
     d = fcfg.design
@@ -462,8 +463,6 @@ def _stage(out: Path, name: str, compute, key: str):
 
 def _key(cfg: CompareConfig, name: str) -> str:
     import hashlib
-
-    from .reproduce import package_digest
 
     h = hashlib.sha256(json.dumps({"raw": cfg.raw, "fit": cfg.fit_raw, "quick": cfg.quick, "name": name},
                                   sort_keys=True, default=str).encode())
