@@ -1,8 +1,9 @@
 """Figure 7: posteriors and identifiability of the fitted parameters.
 
 ``fig7_posterior``: (a) weighted posterior marginals of every fitted quantity
-for each hypothesis over its prior range (flat prior dashed; legend gives the
-effective sample size of the weighted ABC population); (b) identifiability:
+for each hypothesis over its prior range (prior dashed: uniform, or for the shared
+biology the normal centred on the patient-level calibration; for a weighted ABC
+population the legend gives its effective sample size); (b) identifiability:
 posterior/prior 90 % width ratio per parameter and hypothesis with the verdict
 thresholds 0.5 (pinned) and 0.8 (not identified).
 ``fig7_corner``: pair plot of the best-supported hypothesis (``report.json``
@@ -79,7 +80,9 @@ def draw(results: Path = Path("results"), out: Path = Path("figures/output")) ->
         if prior is None:
             vals = np.concatenate([post[v][k] for v in variants if k in post[v]])
             prior = [float(np.nanmin(vals)), float(np.nanmax(vals))]
-        info[k] = {"row": row, "prior": (float(prior[0]), float(prior[1])), "labels": describe(k, row)}
+        shared = (report.get("prior") or {}).get("shared", {}).get(k)
+        info[k] = {"row": row, "prior": (float(prior[0]), float(prior[1])), "labels": describe(k, row),
+                   "normal": None if shared is None else (float(shared["centre"]), float(shared["sd"]))}
     best = report.get("best") or variants[-1]
     paths = []
     with gp.use_style():
@@ -103,8 +106,7 @@ def _marginals_figure(out, variants, post, keys, info, rows) -> list[Path]:
                 continue
             gp.weighted_density(ax, post[v][k], post[v]["weight"], bounds=(lo, hi), color=gp.variant_color(v),
                                 label=v)
-        ax.plot([lo, hi], [1.0 / (hi - lo)] * 2, color=gp.STATE_COLORS["prior"], lw=0.9, ls=(0, (3, 2)),
-                label="prior")
+        gp.prior_density(ax, (lo, hi), info[k]["normal"])
         ax.set_xlim(lo, hi)
         ax.set_ylim(bottom=0)
         ax.set_xlabel(info[k]["labels"][1])
@@ -116,11 +118,18 @@ def _marginals_figure(out, variants, post, keys, info, rows) -> list[Path]:
     gp.panel_label(axes.flat[0], "a", x=-0.3)
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], color=gp.variant_color(v), lw=1.1,
-                      label=f"{gp.variant_label(v)}, ESS {_ess(post[v]['weight']):.0f}/{len(post[v]['weight'])}")
-               for v in variants]
-    handles.append(Line2D([], [], color=gp.STATE_COLORS["prior"], lw=0.9, ls=(0, (3, 2)), label="prior (uniform)"))
-    sub_a.legend(handles=handles, loc="outside upper center", ncol=len(handles), frameon=False)
+    def label(v):
+        w = np.asarray(post[v]["weight"], dtype=float)
+        if np.allclose(w, w[0]):  # an equally weighted sample: its size, not an ESS
+            return f"{gp.variant_label(v)} ({w.size} draws)"
+        return f"{gp.variant_label(v)}, ESS {_ess(w):.0f}/{w.size}"
+
+    handles = [Line2D([], [], color=gp.variant_color(v), lw=1.1, label=label(v)) for v in variants]
+    any_normal = any(info[k]["normal"] is not None for k in keys)
+    handles.append(Line2D([], [], color=gp.STATE_COLORS["prior"], lw=0.9, ls=(0, (3, 2)),
+                          label="prior (uniform; calibrated normal for shared biology)" if any_normal
+                          else "prior (uniform)"))
+    sub_a.legend(handles=handles, loc="outside upper center", ncol=len(handles) if not any_normal else 2, frameon=False)
 
     # (b) identifiability
     ax = sub_b.subplots()

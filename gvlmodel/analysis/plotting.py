@@ -609,7 +609,7 @@ def width_ratio_bars(ax, parameters: Sequence[str], ratios: Mapping[str, Sequenc
     ``ratios[variant]`` holds one value per entry of ``parameters`` (nan where
     the variant lacks the parameter: no bar).  Regions, labelled at the right:
     pinned (< 0.5), partly (0.5-0.8), not identified (> 0.8); the dotted line
-    at 0.9 marks a flat posterior.
+    at 0.9 marks a posterior equal to the prior.
     """
     thr = dict(IDENTIFIABILITY_THRESHOLDS if thresholds is None else thresholds)
     variants = list(ratios)
@@ -629,7 +629,7 @@ def width_ratio_bars(ax, parameters: Sequence[str], ratios: Mapping[str, Sequenc
             fontsize=SMALL_FONT_SIZE)
     ax.text(1.005, (thr["partly"] + 1.05) / 2, "not\nidentified", transform=trans, ha="left", va="center",
             fontsize=SMALL_FONT_SIZE, linespacing=1.1)
-    ax.text(-0.45, 0.905, "flat posterior (0.9)", ha="left", va="bottom", fontsize=SMALL_FONT_SIZE,
+    ax.text(-0.45, 0.905, "posterior = prior (0.9)", ha="left", va="bottom", fontsize=SMALL_FONT_SIZE,
             color="0.4")
     ax.set_xticks(x)
     ax.set_xticklabels(list(labels) if labels is not None else list(parameters))
@@ -637,6 +637,22 @@ def width_ratio_bars(ax, parameters: Sequence[str], ratios: Mapping[str, Sequenc
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("Posterior / prior\n90 % width (1)")
     ax.set_xlabel("Fitted quantity")
+    return ax
+
+
+def prior_density(ax, bounds: tuple[float, float], normal: tuple[float, float] | None = None, **kw):
+    """A fit's prior density over ``bounds`` (dashed): uniform, or a normal ``(centre, sd)`` truncated to
+    the bounds (a shared-biology prior of the fit, ``report.json`` ``prior.shared``); returns ``ax``."""
+    lo, hi = bounds
+    style = {"color": STATE_COLORS["prior"], "lw": 0.9, "ls": (0, (3, 2)), "label": "prior", **kw}
+    if normal is None:
+        ax.plot([lo, hi], [1.0 / (hi - lo)] * 2, **style)
+        return ax
+    from scipy.stats import truncnorm
+
+    mu, sd = normal
+    x = np.linspace(lo, hi, 200)
+    ax.plot(x, truncnorm.pdf(x, (lo - mu) / sd, (hi - mu) / sd, loc=mu, scale=sd), **style)
     return ax
 
 

@@ -1439,6 +1439,7 @@ def run_from_shipped(cfg: FitConfig, out: Path, *, log=print, progress: bool = F
     report = {"name": cfg.name, "seed": cfg.seed, "variants": list(cfg.variants), "best": best,
               "source": "shipped_sets", "observed": cfg.observed,
               "distance": {"scales": cfg.scales, "weights": cfg.weights},
+              "prior": {"shared": {k: {"centre": c, "sd": sd} for k, (c, sd) in cfg.shared_prior.items()}},
               "design": {k: (dict(v) if isinstance(v, dict) else v) for k, v in cfg.design.__dict__.items()},
               "fits": {}, "comparison": comparison, "predictive": pred, "diagnostics": diag, "identifiability": ident,
               "answers": answers, "parameter_sets": [f"{cfg.name}_{v}" for v in cfg.variants], "shipped": False,
