@@ -263,9 +263,8 @@ def _run_block(lo, stride, hi, kp_all, y0_all, effects_all, pp, eps, uu, measure
         if n_stepping == 0:
             break
         # --- all lanes: one DOP853 step (idle lanes with h = 0) ---
-        for k in range(NS):
+        for k in range(NS):  # K[0] = f(y) is already in place (OFF_F is the K[0] block)
             for l in range(W):
-                ws[OFF_K + k * W + l] = ws[OFF_F + k * W + l]
                 ws[OFF_HB + k * W + l] = ws[OFF_H + l]
         dop853_stages_lanes(ws)
         dop853_errors_lanes(ws)
