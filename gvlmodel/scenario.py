@@ -298,11 +298,34 @@ def format_column(values) -> list[str]:
     if a.dtype.kind in "iu":
         return list(map(str, a.tolist()))
     if a.dtype.kind == "f":
-        text = list(map("{:.10g}".format, a.tolist()))  # the C-level loop of str.format: ~1.5x a comprehension
-        for i in np.flatnonzero(~np.isfinite(a)).tolist():
+        finite = np.isfinite(a)
+        if _integral(a, finite):  # days on the visit grid: ``%.10g`` of an integer below 10**10 is its digits
+            text = list(map(str, np.where(finite, a, 0.0).astype(np.int64).tolist()))
+        else:
+            text = list(map("{:.10g}".format, a.tolist()))  # the C-level loop of str.format: ~1.5x a comprehension
+        for i in np.flatnonzero(~finite).tolist():
             text[i] = ""
         return text
+    if a.dtype == object and a.ndim == 1:  # labels (relapse type, solver message): each distinct text formatted once
+        cache: dict = {}
+
+        def cell(v):
+            if type(v) is str:
+                t = cache.get(v)
+                if t is None:
+                    t = cache[v] = _fmt(v)
+                return t
+            return _fmt(v)
+
+        return list(map(cell, a.tolist()))
     return [_fmt(v) for v in values]
+
+
+def _integral(a: np.ndarray, finite: np.ndarray) -> bool:
+    """Whether every finite value of float array ``a`` is an integer of at most 10 digits and none is ``-0.0``
+    (then ``%.10g`` writes exactly its decimal digits)."""
+    f = a[finite]
+    return bool(f.size) and bool(np.all((np.abs(f) < 1e10) & (f == np.trunc(f)) & ~((f == 0.0) & np.signbit(f))))
 
 
 def table_csv(columns: dict[str, np.ndarray], header: bool = True) -> str:
@@ -312,7 +335,7 @@ def table_csv(columns: dict[str, np.ndarray], header: bool = True) -> str:
     fields, specs = [], []
     for k in names:  # finite floats and integers go to one printf-style format per row (C speed, same text)
         a = np.asarray(columns[k])
-        if a.dtype.kind == "f" and np.isfinite(a).all():
+        if a.dtype.kind == "f" and np.isfinite(a).all() and not _integral(a, np.ones(a.shape, dtype=bool)):
             fields.append(a.tolist())
             specs.append("%.10g")
         elif a.dtype.kind in "iu":
@@ -325,7 +348,7 @@ def table_csv(columns: dict[str, np.ndarray], header: bool = True) -> str:
     if len(lengths) > 1:
         raise ValueError(f"table_csv: columns of unequal length {sorted(lengths)}")
     fmt = ",".join(specs)
-    body = "\n".join([fmt % row for row in zip(*fields)])
+    body = "\n".join(map(fmt.__mod__, zip(*fields)))
     return (",".join(names) + "\n" if header else "") + (body + "\n" if fields and fields[0] else "")
 
 
