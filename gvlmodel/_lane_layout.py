@@ -30,4 +30,6 @@ OFF_HB = OFF_H + W  # step size broadcast to a state-sized block (element i * W 
 OFF_A5 = OFF_HB + BLOCK  # per-lane sums for the error norms and the finiteness check
 OFF_A3 = OFF_A5 + W
 OFF_CK = OFF_A3 + W
-WS_LEN = OFF_CK + W
+OFF_ERR = OFF_CK + W  # per-lane error norm of the attempt (the scalar solver's ``err``)
+OFF_NEG = OFF_ERR + W  # per-lane sum of squared scaled negative components of the proposed state
+WS_LEN = OFF_NEG + W
