@@ -8,10 +8,10 @@ stop rule, restart on confirmed loss), 5 years of monthly visits (61 samples),
 rtol = atol = 1e-6.
 
 Compared in one run, all driving the *same* compiled protocol rules
-(``gvlmodel.protocol.visit_rules``) with the same patients and random numbers:
+(``gvlmodel.clinical.protocol.visit_rules``) with the same patients and random numbers:
 
-* gvlmodel ``simulate_cohort`` (the lock-step engine ``gvlmodel.lanes``, ``prange``) on 1 and 2 threads;
-* gvlmodel's one-patient-at-a-time engine (``gvlmodel.protocol.run_cohort``) on the same inputs, 1 and 2
+* gvlmodel ``simulate_cohort`` (the lock-step engine ``gvlmodel.clinical.lanes``, ``prange``) on 1 and 2 threads;
+* gvlmodel's one-patient-at-a-time engine (``gvlmodel.clinical.protocol.run_cohort``) on the same inputs, 1 and 2
   threads (the lock-step engine must equal it bit for bit);
 * numbalsoda ``lsoda`` called visit by visit from a numba-compiled loop (one thread);
 * SciPy ``solve_ivp`` (LSODA, numba right-hand side) visit by visit from Python (one thread).
@@ -41,12 +41,12 @@ from scipy.integrate import solve_ivp  # noqa: E402
 
 from bench_solvers import (HAVE_NUMBALSODA, fmt_time, machine_info, machine_line, make_numba_rhs,  # noqa: E402
                            write_results)
-from gvlmodel.cohort import (LANE_BLOCK, CohortSpec, Population, Protocol, prepare_cohort,  # noqa: E402
+from gvlmodel.clinical.cohort import (LANE_BLOCK, CohortSpec, Population, Protocol, prepare_cohort,  # noqa: E402
                              simulate_cohort)
-from gvlmodel.indices import KP, N_PS, N_RF, N_RI, PP, PS, RI, State  # noqa: E402
-from gvlmodel.lanes import run_cohort_lanes  # noqa: E402
-from gvlmodel.measurement import bcr_abl_of_state, pcr_sample  # noqa: E402
-from gvlmodel.protocol import reset_protocol_state, run_cohort, visit_rules  # noqa: E402
+from gvlmodel.model.indices import KP, N_PS, N_RF, N_RI, PP, PS, RI, State  # noqa: E402
+from gvlmodel.clinical.lanes import run_cohort_lanes  # noqa: E402
+from gvlmodel.model.measurement import bcr_abl_of_state, pcr_sample  # noqa: E402
+from gvlmodel.clinical.protocol import reset_protocol_state, run_cohort, visit_rules  # noqa: E402
 
 if HAVE_NUMBALSODA:
     from bench_solvers import LSODA_PTR  # noqa: E402
@@ -237,7 +237,7 @@ def main(argv=None):
     scaling = rows[1]["patients_per_s"] / rows[0]["patients_per_s"] if len(gvl) == 2 else None
     lines += ["", f"1 → 2 threads: {scaling:.2f}× (linear = 2); outcomes identical across thread counts: {same}."
               if scaling else "", "",
-              "gvlmodel's cohort engine is the lock-step one (`gvlmodel.lanes`, 8 patients per SIMD step); "
+              "gvlmodel's cohort engine is the lock-step one (`gvlmodel.clinical.lanes`, 8 patients per SIMD step); "
               f"its results equal the one-patient-at-a-time engine's bit for bit: {engines_identical}.", "",
               f"Target ≥ 20,000 patients/s on 2 cores: {'met' if best >= 20000 else 'NOT met'} ({best:,.0f}/s).",
               "",

@@ -7,16 +7,16 @@ config's ``[quick]`` sizes (``--full``: the committed ``[fit]`` sizes).  Each
 ABC run is made twice into fresh databases, once per sampler:
 
 * **one at a time**: pyabc's ``SingleCoreSampler``, one virtual trial
-  (44 + 20 patients) per proposal through ``gvlmodel.trial.run_trial``
+  (44 + 20 patients) per proposal through ``gvlmodel.clinical.trial.run_trial``
   (``[fit] batched = false``);
-* **batched**: ``gvlmodel.fit``'s ``BatchSampler``, proposals drawn in
+* **batched**: ``gvlmodel.inference.fit``'s ``BatchSampler``, proposals drawn in
   batches and every batch simulated as one compiled cohort run per protocol
-  (``gvlmodel.trial.simulate_trials``; the default).
+  (``gvlmodel.clinical.trial.simulate_trials``; the default).
 
 The two runs alternate which goes first, and their populations are checked
 identical (they must be: same proposals, seeds and acceptances).  Reported
 per sampler: wall time of the ABC runs, time inside the compiled cohort engine
-(``gvlmodel.cohort.run_inputs``' engine wall time), its share of the wall
+(``gvlmodel.clinical.cohort.run_inputs``' engine wall time), its share of the wall
 time, time simulating trials (engine plus per-trial preparation and
 statistics), and the rest (pyabc: proposals, prior and transition densities,
 weights, SQLite).  numba threads: all cores unless ``[fit] threads`` is set.
@@ -46,8 +46,8 @@ import numpy as np  # noqa: E402
 
 from bench_solvers import machine_info, machine_line, write_results  # noqa: E402
 
-import gvlmodel.cohort as cohort  # noqa: E402
-from gvlmodel import fit  # noqa: E402
+import gvlmodel.clinical.cohort as cohort  # noqa: E402
+from gvlmodel.inference import fit  # noqa: E402
 
 
 class Timers:
@@ -125,7 +125,7 @@ def main(argv=None):
                      len(cfg.variants)))
 
     # warm-up: load the compiled engine (and compile it on a cold cache) outside the timers
-    from gvlmodel.trial import TrialSpec, run_trial, simulate_trials
+    from gvlmodel.clinical.trial import TrialSpec, run_trial, simulate_trials
 
     v0 = cfg.variants[0]
     values = {p.key: float(np.mean(p.prior_bounds)) for p in cfg.fitted[v0]}

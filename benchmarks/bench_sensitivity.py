@@ -38,8 +38,8 @@ if str(HERE) not in sys.path:
 import numpy as np  # noqa: E402
 
 from bench_solvers import machine_info, machine_line, write_results  # noqa: E402
-from gvlmodel import sensitivity as sens  # noqa: E402
-from gvlmodel.errors import read_toml  # noqa: E402
+from gvlmodel.analysis import sensitivity as sens  # noqa: E402
+from gvlmodel.core.errors import read_toml  # noqa: E402
 
 OUTPUTS = ["p_cmr", "t_cmr_days", "p_durable", "t_loss_days"]
 # experiments/fit_hess2005.toml [fitted] H2 (the study's factors plus stop_uptake)

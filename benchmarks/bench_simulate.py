@@ -10,7 +10,7 @@ patients and no trajectories; ``--patients N`` runs a copy with another size), `
    * **process**: ``gvlmodel simulate SCENARIO --out DIR --threads T --no-progress`` in a fresh
      Python process (interpreter start-up, imports and cache loading included); wall time around
      the process, its CPU time and peak RSS (``wait4``), and the engine time it prints;
-   * **in process**: :func:`gvlmodel.scenario.run_and_write` (what the command runs after
+   * **in process**: :func:`gvlmodel.clinical.scenario.run_and_write` (what the command runs after
      validation) with timers around its parts: drawing patients and start states
      (``prepare_cohort``), the compiled engine (``run_inputs``), building the result columns,
      writing the tables (``TableWriter.write``), and the rest (summary, provenance, publishing).
@@ -51,7 +51,7 @@ from bench_solvers import machine_info, machine_line, write_results  # noqa: E40
 SCENARIO = HERE / "simulate_hess2005_100k.toml"
 TARGET = 20000.0  # patients/s end to end on 2 threads (issue 19, point 5)
 # the command, run from this checkout whatever is installed
-CLI = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); from gvlmodel.cli import main; "
+CLI = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); from gvlmodel.workflow.cli import main; "
        "sys.exit(main())"]
 
 
@@ -86,8 +86,8 @@ def run_process(scenario: Path, out: Path, threads: int) -> dict:
 
 def run_in_process(scenario_path: Path, out: Path, threads: int) -> dict:
     """:func:`run_and_write` with timers around its parts (seconds per part)."""
-    import gvlmodel.cohort as cohort
-    import gvlmodel.scenario as scen
+    import gvlmodel.clinical.cohort as cohort
+    import gvlmodel.clinical.scenario as scen
 
     parts = {"prepare": 0.0, "engine": 0.0, "engine_kernel": 0.0, "simulate_cohort": 0.0, "write": 0.0}
 

@@ -12,7 +12,7 @@ Solvers, all on the same equations, tolerances and output times:
 
 * gvlmodel ``simulate()`` (public API) and ``solver.integrate`` (compiled kernel);
 * SciPy ``solve_ivp(method="LSODA")`` with an independent NumPy transcription
-  of the right-hand side (from the equations in ``gvlmodel/model.py``);
+  of the right-hand side (from the equations in ``gvlmodel/model/model.py``);
 * SciPy ``solve_ivp(method="LSODA")`` with the numba right-hand side;
 * numbalsoda ``lsoda`` (optional) with a ``cfunc`` wrapping the numba
   right-hand side, driven from a ``numba.njit`` function (no Python overhead).
@@ -53,9 +53,9 @@ import scipy  # noqa: E402
 from scipy.integrate import solve_ivp  # noqa: E402
 
 import gvlmodel as g  # noqa: E402
-from gvlmodel import solver  # noqa: E402
-from gvlmodel.indices import KP, N_STATES, State  # noqa: E402
-from gvlmodel.model import im_effect, rhs  # noqa: E402
+from gvlmodel.model import solver  # noqa: E402
+from gvlmodel.model.indices import KP, N_STATES, State  # noqa: E402
+from gvlmodel.model.model import im_effect, rhs  # noqa: E402
 
 try:  # optional peer
     from numbalsoda import lsoda, lsoda_sig
@@ -95,7 +95,7 @@ def segment_outputs(edges, t_out):
 
 
 # --------------------------------------------------------------------------
-# independent NumPy transcription of the model (from gvlmodel/model.py's docstring)
+# independent NumPy transcription of the model (from gvlmodel/model/model.py's docstring)
 # --------------------------------------------------------------------------
 def make_python_rhs(kp, e):
     """Plain-Python/NumPy ``f(t, y)`` for one constant-effect segment."""
@@ -132,7 +132,7 @@ def make_python_rhs(kp, e):
 
 
 def make_numba_rhs(kp, e):
-    """``f(t, y)`` calling the compiled ``gvlmodel.model.rhs`` (one allocation per call)."""
+    """``f(t, y)`` calling the compiled ``gvlmodel.model.model.rhs`` (one allocation per call)."""
     out = np.empty(N_STATES)
 
     def f(t, y):
@@ -381,7 +381,7 @@ def machine_line(info, numbalsoda: bool = True) -> str:
 
 def write_results(out, stem: str, md: str, payload: dict) -> None:
     """``<out>/<stem>.md`` and ``<out>/<stem>.json``, each written atomically (shared by every benchmark)."""
-    from gvlmodel.provenance import atomic_write_text
+    from gvlmodel.core.provenance import atomic_write_text
 
     out = Path(out)
     atomic_write_text(out / f"{stem}.md", md)

@@ -6,7 +6,7 @@ solver is an explicit DOP853 pair): on the solver benchmark's course (one
 patient, H2, transplanted, 0.1 % BCR-ABL, 400 -> 600 mg/day at day 90, stop at
 day 365, 5 years; ``bench_solvers.scenario``):
 
-* the Jacobian's eigenvalues (``gvlmodel.symbolic.jacobian_numeric``) every
+* the Jacobian's eigenvalues (``gvlmodel.model.symbolic.jacobian_numeric``) every
   day of the course: most negative real part, slowest decay, largest growth
   rate and the stiffness ratio;
 * steps (and right-hand-side and Jacobian evaluations) at rtol = atol = 1e-6
@@ -55,8 +55,8 @@ import gvlmodel as g  # noqa: E402
 from bench_solvers import (REF_TOL, SCHEDULE, T_END, T_OUT, TRANSPLANT, VARIANT, errors,  # noqa: E402
                            machine_info, machine_line, make_numba_rhs, reference_solution, scenario,
                            write_results)
-from gvlmodel import solver, symbolic  # noqa: E402
-from gvlmodel.indices import N_STATES  # noqa: E402
+from gvlmodel.model import solver, symbolic  # noqa: E402
+from gvlmodel.model.indices import N_STATES  # noqa: E402
 
 
 def effect_at(t, edges, effects):

@@ -9,7 +9,7 @@ progenitors (no output block) and spares D, Q and the resistant subclone;
 effectors Z with influx, death, expansion inside an immune window of mature
 leukemic cells Y3 (scaled down by immunosuppression) and killing of every
 leukemic compartment (quiescent and dormant LSCs with relative susceptibility kappa_Q).
-Equations: ``gvlmodel/model.py``.
+Equations: ``gvlmodel/model/model.py``.
 
 Run: ``python figures/fig1_schematic.py [--out figures/output]``
 """
@@ -25,7 +25,7 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
 
-from gvlmodel import plotting as gp  # noqa: E402
+from gvlmodel.analysis import plotting as gp  # noqa: E402
 
 NAME = "fig1_schematic"
 

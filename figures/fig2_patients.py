@@ -27,14 +27,14 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 from matplotlib.ticker import LogLocator, NullFormatter  # noqa: E402
 
-from gvlmodel import plotting as gp  # noqa: E402
+from gvlmodel.analysis import plotting as gp  # noqa: E402
 
 NAME = "fig2_patients"
 N_PATIENTS = 3
 #: leukemic stem-cell pools drawn with the effectors (trajectory columns)
 LSC_COLUMNS = tuple(c for c, _, _ in gp.LSC_POOLS)
 
-#: setting -> scenario experiment read (gvlmodel.plotting.experiment)
+#: setting -> scenario experiment read (gvlmodel.analysis.plotting.experiment)
 SETTINGS = {"transplanted": "hess2005", "non_transplanted": "nontransplanted_short"}
 
 #: outcome classes, in the order they are picked

@@ -22,10 +22,11 @@ matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 
-from gvlmodel import plotting as gp  # noqa: E402
+from gvlmodel.analysis import plotting as gp  # noqa: E402
+from gvlmodel.clinical.summary import rate  # noqa: E402
 
 NAME = "fig3_predictive"
-FIT = "fit_hess2005"  # experiment read (gvlmodel.plotting.experiment)
+FIT = "fit_hess2005"  # experiment read (gvlmodel.analysis.plotting.experiment)
 
 #: statistic -> (panel title, y label, scale to display units, kind)
 STATISTICS = {
@@ -54,16 +55,6 @@ def observed_group_sizes(report: dict) -> dict[str, int]:
             if n_stop > 0:
                 out["frac_durable"] = n_stop
     return out
-
-
-def binomial_ci(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Exact (Clopper-Pearson) interval of a proportion k/n."""
-    from scipy.stats import beta
-
-    a = (1.0 - level) / 2.0
-    lo = 0.0 if k == 0 else float(beta.ppf(a, k, n - k + 1))
-    hi = 1.0 if k == n else float(beta.ppf(1.0 - a, k + 1, n - k))
-    return lo, hi
 
 
 def load(results: Path):
@@ -123,7 +114,7 @@ def draw(results: Path = Path("results"), out: Path = Path("figures/output")) ->
                                 ha="center", va="top", fontsize=gp.SMALL_FONT_SIZE, color="0.3")
             if observed is not None and stat in sizes:
                 n = sizes[stat]
-                lo, hi = binomial_ci(int(round(observed * n)), n)
+                lo, hi = rate(int(round(observed * n)), n)["ci95"]  # exact (Clopper-Pearson) 95 %
                 ax.axhspan(lo * scale, hi * scale, color="0.5", alpha=0.15, lw=0, zorder=0)
             if observed is not None:
                 gp.observed_line(ax, observed * scale)

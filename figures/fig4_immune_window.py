@@ -23,7 +23,7 @@ effectors; IM shaded) per setting; (c, d) bifurcation in the kill rate per effec
 
 Inputs: ``results/dynamics/phase_plane.npz``, ``phase_plane.json``, ``bifurcation.csv``,
 ``bifurcation_window.csv``, ``bifurcation.json``, ``min_im_duration.csv`` (schemas: module
-docstring of ``gvlmodel/dynamics.py``).
+docstring of ``gvlmodel/analysis/dynamics.py``).
 Run: ``python figures/fig4_immune_window.py [--results results] [--out figures/output]``
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 
-from gvlmodel import plotting as gp  # noqa: E402
+from gvlmodel.analysis import plotting as gp  # noqa: E402
 
 NAME = "fig4_immune_window"
 NAME_DETAIL = "fig4_immune_window_detail"
@@ -56,7 +56,7 @@ PROFILE_LABELS = {"median": "typical patient", "slow_im_kill": "slow IM responde
 
 
 def load(results: Path) -> dict:
-    """Every input of the figure (raises :class:`gvlmodel.plotting.MissingResultError` naming a missing file)."""
+    """Every input of the figure (raises :class:`gvlmodel.analysis.plotting.MissingResultError` naming a missing file)."""
     folder, command = gp.experiment(results, DYN)
     with np.load(gp.require_file(folder / "phase_plane.npz", command)) as z:
         pp = {k: z[k] for k in z.files}

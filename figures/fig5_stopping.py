@@ -31,12 +31,12 @@ matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 
-from gvlmodel import plotting as gp  # noqa: E402
-from gvlmodel.numbers import SAFE_STOP_LEVEL  # noqa: E402
-from gvlmodel.summary import first_crossing  # noqa: E402
+from gvlmodel.analysis import plotting as gp  # noqa: E402
+from gvlmodel.analysis.numbers import SAFE_STOP_LEVEL  # noqa: E402
+from gvlmodel.clinical.summary import first_crossing, rate  # noqa: E402
 
 NAME = "fig5_stopping"
-FIT = "fit_hess2005"  # experiment read (gvlmodel.plotting.experiment)
+FIT = "fit_hess2005"  # experiment read (gvlmodel.analysis.plotting.experiment)
 MONTH_TICKS = (3, 6, 9, 12, 18, 24, 30, 36)
 SAFE_LEVEL = SAFE_STOP_LEVEL  # P(durable) at which a stop is called safe (the numbers file uses the same)
 
@@ -67,17 +67,15 @@ def hess_observed(ax, obs: dict, size):
     keys = ("frac_durable", "frac_stopped", "median_im_days_durable", "median_im_days_lost")
     if not size or not all(obs.get(k) is not None for k in keys):
         return ax
-    from scipy.stats import binomtest
-
     n = int(round(obs["frac_stopped"] * size))
     k = int(round(obs["frac_durable"] * n))
     if n == 0:
         return ax
-    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+    lo, hi = rate(k, n)["ci95"]  # exact (Clopper-Pearson) 95 %
     y = 100 * k / n
     ax.axhline(y, color=gp.STATE_COLORS["observed"], lw=0.8, ls=(0, (4, 2)), zorder=3,
-               label=f"Hess 2005: {k}/{n} durable after stopping in CMR (95 % CI {100 * ci.low:.0f}–"
-                     f"{100 * ci.high:.0f} %)")
+               label=f"Hess 2005: {k}/{n} durable after stopping in CMR (95 % CI {100 * lo:.0f}–"
+                     f"{100 * hi:.0f} %)")
     for key, marker, fill, what in (("median_im_days_lost", "v", "white", "lost CMR"),
                                     ("median_im_days_durable", "D", "k", "durable")):
         days = obs[key]

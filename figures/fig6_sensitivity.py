@@ -14,7 +14,7 @@ factors per output; dotted: the selected step).
 
 Factors keep one colour and marker throughout (a spread ``sd_<name>`` shares
 its parameter's colour, open marker, dashed line); they are written with the
-symbols of the equations (``gvlmodel.plotting.PARAMETER_SYMBOLS``): ``log10 z_kill``
+symbols of the equations (``gvlmodel.analysis.plotting.PARAMETER_SYMBOLS``): ``log10 z_kill``
 (sampled on the log10 scale), ``SD k_IM`` (the between-patient SD of ln im_kill_lsc);
 the legend gives each symbol's description from the parameter table.  In (b)
 the three factors of largest mu* per output are labelled (leader lines where the
@@ -42,11 +42,11 @@ matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 
-from gvlmodel import plotting as gp  # noqa: E402
+from gvlmodel.analysis import plotting as gp  # noqa: E402
 
 NAME = "fig6_sensitivity"
 NAME_DETAIL = "fig6_sensitivity_detail"
-SENS = "sensitivity_hess2005"  # experiment read (gvlmodel.plotting.experiment)
+SENS = "sensitivity_hess2005"  # experiment read (gvlmodel.analysis.plotting.experiment)
 
 #: output -> (two-line panel title, short name, unit)
 OUTPUTS = {
@@ -90,7 +90,7 @@ def base_name(key: str) -> str:
 
 
 def factor_label(key: str) -> str:
-    """Factor in the figures' notation (:func:`gvlmodel.plotting.factor_label`): ``log$_{10}$ $z_{kill}$``,
+    """Factor in the figures' notation (:func:`gvlmodel.analysis.plotting.factor_label`): ``log$_{10}$ $z_{kill}$``,
     ``SD $k_{IM}$`` (between-patient SD of ln k_IM)."""
     return gp.factor_label(key)
 

@@ -23,54 +23,18 @@ matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 
-from gvlmodel import plotting as gp  # noqa: E402
-from gvlmodel.parameters import PARAMETER_TABLE  # noqa: E402
+from gvlmodel.analysis import plotting as gp  # noqa: E402
 
 NAME = "fig7_posterior"
 NAME_CORNER = "fig7_corner"
-FIT = "fit_hess2005"  # experiment read (gvlmodel.plotting.experiment)
-
-#: fitted parameter -> short symbol (as in gvlmodel/model.py); log10_ keys are shown on the log10 scale they
-#: were fitted on.  Units are the parameter table's (gvlmodel.parameters.PARAMETER_TABLE), not copied here.
-SYMBOLS = {
-    "stop_uptake": "stop uptake",
-    "im_kill_lsc": "$k_{IM}$",
-    "im_kill_progenitor": "$k_{IM,P}$",
-    "q_out": "$q_{out}$",
-    "q_in": "$q_{in}$",
-    "resistant_fraction": "$f_R$",
-    "z_influx_allo": "$b_z$",
-    "z_kill": "$z_{kill}$",
-    "z_expand_allo": r"$\rho$",
-    "z_half": "$z_{1/2}$",
-    "z_death": "$d_z$",
-}
-#: units of fitted quantities that are not rows of the parameter table
-OTHER_UNITS = {"stop_uptake": "fraction"}
-
-
-def unit_of(name: str, row: dict | None = None) -> str:
-    """Unit of a fitted parameter: the parameter table's, else :data:`OTHER_UNITS`, else the report row's."""
-    if name in PARAMETER_TABLE:
-        return PARAMETER_TABLE[name].unit
-    return OTHER_UNITS.get(name) or (row or {}).get("unit") or "1"
-
-
-def symbol_of(name: str) -> str:
-    return SYMBOLS.get(name, name.replace("_", " "))
+FIT = "fit_hess2005"  # experiment read (gvlmodel.analysis.plotting.experiment)
 
 
 def describe(key: str, row: dict | None = None) -> tuple[str, str]:
-    """(short label, label with unit) of a fitted key such as ``log10_z_kill`` or ``sd_im_kill_lsc``."""
-    if key.startswith("log10_"):
-        base = key[len("log10_"):]
-        sym = symbol_of(base)
-        return f"log$_{{10}}$ {sym}", f"log$_{{10}}$ {sym} ({unit_of(base, row)})"
-    if key.startswith("sd_"):
-        sym = symbol_of(key[len("sd_"):])
-        return f"SD {sym}", f"SD of ln {sym} ({(row or {}).get('unit') or 'ln units'})"
-    sym = symbol_of(key)
-    return sym, f"{sym} ({unit_of(key, row)})"
+    """(short label, label with unit) of a fitted key such as ``log10_z_kill`` or ``sd_im_kill_lsc``: the
+    equations' symbols and the parameter table's units (:func:`gvlmodel.analysis.plotting.factor_label`,
+    :func:`~gvlmodel.analysis.plotting.factor_axis_label`; a report row's unit for a name the table lacks)."""
+    return gp.factor_label(key), gp.factor_axis_label(key, (row or {}).get("unit"))
 
 
 def load(results: Path):
@@ -161,40 +125,9 @@ def _marginals_figure(out, variants, post, keys, info, rows) -> list[Path]:
     # (b) identifiability
     ax = sub_b.subplots()
     ratios = {v: [rows.get(v, {}).get(k, {}).get("width_ratio", np.nan) for k in keys] for v in variants}
-    _width_ratio_columns(ax, keys, ratios, [info[k]["labels"][0] for k in keys])
+    gp.width_ratio_bars(ax, keys, ratios, labels=[info[k]["labels"][0] for k in keys])
     gp.panel_label(ax, "b", x=-0.06)
     return gp.save_figure(fig, out, NAME)
-
-
-def _width_ratio_columns(ax, keys, ratios, labels):
-    """Grouped vertical bars of the width ratio with the verdict regions (pinned / partly / not identified)."""
-    thr = gp.IDENTIFIABILITY_THRESHOLDS
-    variants = list(ratios)
-    w = 0.8 / max(len(variants), 1)
-    x = np.arange(len(keys), dtype=float)
-    for j, v in enumerate(variants):
-        vals = np.asarray(ratios[v], dtype=float)
-        ok = np.isfinite(vals)
-        ax.bar(x[ok] + (j - (len(variants) - 1) / 2) * w, vals[ok], width=w * 0.92, color=gp.variant_color(v),
-               label=v, zorder=3)
-    ax.axhline(thr["pinned"], color="0.25", lw=0.8, ls=(0, (4, 2)), zorder=4)
-    ax.axhline(thr["partly"], color="0.25", lw=0.8, ls=(0, (4, 2)), zorder=4)
-    ax.axhline(0.9, color="0.55", lw=0.6, ls=":", zorder=4)
-    trans = ax.get_yaxis_transform()
-    ax.text(1.005, thr["pinned"] / 2, "pinned", transform=trans, ha="left", va="center", fontsize=gp.SMALL_FONT_SIZE)
-    ax.text(1.005, (thr["pinned"] + thr["partly"]) / 2, "partly", transform=trans, ha="left", va="center",
-            fontsize=gp.SMALL_FONT_SIZE)
-    ax.text(1.005, (thr["partly"] + 1.05) / 2, "not\nidentified", transform=trans, ha="left", va="center",
-            fontsize=gp.SMALL_FONT_SIZE, linespacing=1.1)
-    ax.text(-0.45, 0.905, "flat posterior (0.9)", ha="left", va="bottom", fontsize=gp.SMALL_FONT_SIZE,
-            color="0.4")
-    ax.set_xticks(x)
-    ax.set_xticklabels(labels)
-    ax.set_xlim(-0.5, len(keys) - 0.5)
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("Posterior / prior\n90 % width (1)")
-    ax.set_xlabel("Fitted quantity")
-    return ax
 
 
 def _corner_figure(out, variant, table, info) -> list[Path]:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from gvlmodel.parameters import PARAMETER_TABLE
+from gvlmodel.model.parameters import PARAMETER_TABLE
 
 
 def draw_parameters(rng: np.random.Generator, names=None) -> dict:

@@ -4,8 +4,9 @@ state; and the kernel's status for a course that overflows."""
 import numpy as np
 import pytest
 
-from gvlmodel import KP, State, healthy_state, initial_state, kernel_parameters, simulate, solver
-from gvlmodel.model import rhs
+from gvlmodel import KP, State, healthy_state, initial_state, kernel_parameters, simulate
+from gvlmodel.model import solver
+from gvlmodel.model.model import rhs
 
 from test_rhs import gross_flux
 
@@ -42,7 +43,7 @@ def test_dose_in_force_at_each_output_switches_at_the_segment_edge():
 def test_initial_state_has_the_requested_bcr_abl_ratio(ratio):
     """``initial_state(bcr_abl=r)`` inverts the measured ratio 100 L / (L + 2 N) exactly, up to rounding,
     also where L is comparable with N (the relapse types' starting burdens reach tens of percent)."""
-    from gvlmodel.measurement import bcr_abl_percent
+    from gvlmodel.model.measurement import bcr_abl_percent
 
     for variant in ("H0", "H2"):
         y0 = initial_state(bcr_abl=ratio, variant=variant)

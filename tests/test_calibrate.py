@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gvlmodel import calibrate as cal
-from gvlmodel.datasets import PatientSeries
-from gvlmodel.parameters import default_parameters
+from gvlmodel.inference import calibrate as cal
+from gvlmodel.clinical.datasets import PatientSeries
+from gvlmodel.model.parameters import default_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "experiments" / "calibrate_patients.toml"
@@ -80,7 +80,7 @@ def test_bad_config_names_the_key():
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "gvlmodel.cli", *args], capture_output=True, text=True, cwd=ROOT)
+    return subprocess.run([sys.executable, "-m", "gvlmodel.workflow.cli", *args], capture_output=True, text=True, cwd=ROOT)
 
 
 def test_cli_quick_run_writes_fits_population_report_and_provenance_last(tmp_path):

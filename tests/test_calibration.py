@@ -2,9 +2,9 @@
 import pytest
 
 from gvlmodel import InputError
-from gvlmodel.calibration import load_calibration
-from gvlmodel.cohort import CohortSpec, HESS2005_RELAPSE_MIX, simulate_cohort
-from gvlmodel.trial import STATISTICS, TrialDesign, observed, statistics
+from gvlmodel.clinical.calibration import load_calibration
+from gvlmodel.clinical.cohort import CohortSpec, HESS2005_RELAPSE_MIX, simulate_cohort
+from gvlmodel.clinical.trial import STATISTICS, TrialDesign, observed, statistics
 
 
 def test_every_item_has_a_citation_and_the_brief_numbers():

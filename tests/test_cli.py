@@ -5,7 +5,7 @@ import sys
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "gvlmodel.cli", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "gvlmodel.workflow.cli", *args], capture_output=True, text=True)
 
 
 def test_example_writes_trajectory_summary_and_provenance(tmp_path):
@@ -64,9 +64,9 @@ def test_bad_example_values_and_paths_exit_2_name_the_field_and_write_nothing(tm
 def test_example_solver_failure_exits_1_and_reports_it_without_nan(tmp_path, monkeypatch, capsys):
     """A failed solve (here: a step budget too small, which the example config does not expose)
     is written as data - status, message, the rows reached - and the command exits 1."""
-    from gvlmodel import cli
+    from gvlmodel.workflow import cli
 
-    sim_mod = sys.modules["gvlmodel.simulate"]
+    sim_mod = sys.modules["gvlmodel.model.simulate"]
     real_simulate = sim_mod.simulate
     monkeypatch.setattr(sim_mod, "simulate", lambda *a, **k: real_simulate(*a, **{**k, "max_steps": 5}))
     out = tmp_path / "ex"

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 
 from gvlmodel import KP, State, kernel_parameters
-from gvlmodel import symbolic
-from gvlmodel.model import rhs
-from gvlmodel.solver import integrate, N_STATS
+from gvlmodel.model import symbolic
+from gvlmodel.model.model import rhs
+from gvlmodel.model.solver import integrate, N_STATS
 
 from conftest import draw_parameters
 
@@ -51,7 +51,7 @@ def test_leukemic_steady_state_reproduced_by_long_simulation(variant, effect):
 @pytest.mark.parametrize("transplant", [True, False])
 def test_controlled_equilibrium_reproduced_by_long_simulation(transplant):
     """H2, default table: the controlled state (roots of the sympy effector polynomial) attracts nearby states."""
-    from gvlmodel import dynamics as D
+    from gvlmodel.analysis import dynamics as D
 
     kp = kernel_parameters({}, "H2", transplant)
     zs = D.sympy_sensitive_roots(kp, 0.0)

@@ -4,8 +4,8 @@ import pytest
 from scipy.stats import chi2_contingency
 
 from gvlmodel import InputError
-from gvlmodel.cohort import BLOCK, CohortSpec, Population, Protocol, patient_trajectory, simulate_cohort
-from gvlmodel.scenario import PATIENT_COLUMNS, table_csv
+from gvlmodel.clinical.cohort import BLOCK, CohortSpec, Population, Protocol, patient_trajectory, simulate_cohort
+from gvlmodel.clinical.scenario import PATIENT_COLUMNS, table_csv
 
 
 def csv_of(res):
@@ -120,7 +120,7 @@ def test_truncated_population_stays_inside_the_bounds_without_piling_up():
     (KS test against its CDF), no patient sits on a bound, and ``"clip"`` (the default) is unchanged."""
     from scipy.stats import kstest, norm
 
-    from gvlmodel.parameters import PARAMETER_TABLE, default_parameters
+    from gvlmodel.model.parameters import PARAMETER_TABLE, default_parameters
 
     sd = {"im_kill_lsc": 1.4, "q_out": 1.2}
     spec, proto = CohortSpec(size=3000, seed=11), Protocol(follow_up_days=60)
@@ -149,8 +149,8 @@ def test_truncated_population_stays_inside_the_bounds_without_piling_up():
 
 def test_population_bounds_is_validated():
     """One check for the Population, the engine's input builder and the trial design."""
-    from gvlmodel.cohort import prepare_replicates
-    from gvlmodel.trial import TrialDesign
+    from gvlmodel.clinical.cohort import prepare_replicates
+    from gvlmodel.clinical.trial import TrialDesign
 
     with pytest.raises(InputError, match="population.bounds"):
         Population(bounds="reflect")
@@ -162,8 +162,8 @@ def test_population_bounds_is_validated():
 
 
 def _varied(population, size=4000, seed=3):
-    from gvlmodel.cohort import _resolve_base, prepare_cohort
-    from gvlmodel.parameters import parse_variant
+    from gvlmodel.clinical.cohort import _resolve_base, prepare_cohort
+    from gvlmodel.model.parameters import parse_variant
 
     inp = prepare_cohort(CohortSpec(size=size, seed=seed), Protocol(follow_up_days=60.0), _resolve_base(None),
                          parse_variant("H2"), population, 1e-6, 1e-6, 1.0, 1000)
@@ -204,8 +204,8 @@ def test_bad_correlations_name_the_field(corr, field):
 
 
 def test_a_set_with_correlations_brings_them_to_a_scenario_unless_the_config_sets_the_population():
-    from gvlmodel.parameters import parameter_set_info
-    from gvlmodel.scenario import parse_scenario
+    from gvlmodel.model.parameters import parameter_set_info
+    from gvlmodel.clinical.scenario import parse_scenario
 
     info = parameter_set_info("patients")
     assert info["correlation"], "the calibrated set carries correlations"

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import gvlmodel
-from gvlmodel import datasets
-from gvlmodel.datasets import (DATASETS, DAYS_PER_MONTH, PatientSeries, _parse_series, _read_csv, dataset,
+from gvlmodel.clinical import datasets
+from gvlmodel.clinical.datasets import (DATASETS, DAYS_PER_MONTH, PatientSeries, _parse_series, _read_csv, dataset,
                                load_hahnel2020, load_hess2005, load_michor2005, load_stim1, series_to_arrays)
-from gvlmodel.errors import InputError
+from gvlmodel.core.errors import InputError
 
 DATA_FILES = ("michor2005_imatinib.csv", "hahnel2020_on_tki.csv", "hahnel2020_cessation.csv",
               "stim1_2010.toml", "hess2005.toml", "README.md")

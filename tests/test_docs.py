@@ -1,7 +1,7 @@
 """Documentation generated from code stays in step with it."""
 from pathlib import Path
 
-from gvlmodel.parameters import table_markdown
+from gvlmodel.model.parameters import table_markdown
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

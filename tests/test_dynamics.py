@@ -6,13 +6,13 @@ import math
 import numpy as np
 import pytest
 
-from gvlmodel import symbolic
-from gvlmodel import dynamics as D
-from gvlmodel.errors import InputError
-from gvlmodel.indices import KP, N_STATES, State
-from gvlmodel.model import rhs
-from gvlmodel.parameters import default_parameters, kernel_parameters, normal_mature_cells
-from gvlmodel.simulate import simulate
+from gvlmodel.model import symbolic
+from gvlmodel.analysis import dynamics as D
+from gvlmodel.core.errors import InputError
+from gvlmodel.model.indices import KP, N_STATES, State
+from gvlmodel.model.model import rhs
+from gvlmodel.model.parameters import default_parameters, kernel_parameters, normal_mature_cells
+from gvlmodel.model.simulate import simulate
 
 from conftest import draw_parameters
 

@@ -18,7 +18,7 @@ import pytest
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
 
-from gvlmodel import plotting as gp  # noqa: E402
+from gvlmodel.analysis import plotting as gp  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ROOT / "figures"
@@ -224,7 +224,7 @@ def _legend_texts(fig) -> list[str]:
 def test_fig5_hess_medians_are_two_markers_and_the_safe_stop_is_marked(tmp_path, captured):
     import shutil
 
-    from gvlmodel.summary import first_crossing
+    from gvlmodel.clinical.summary import first_crossing
 
     res = tmp_path / "results"
     shutil.copytree(FIXTURES / "fit_hess2005", res / "fit_hess2005")
@@ -272,7 +272,7 @@ def test_fig4_legend_lists_only_outcomes_that_occur(tmp_path, captured):
 
 
 def test_every_table_parameter_has_a_symbol_and_fig6_shows_no_code_names(captured, tmp_path):
-    from gvlmodel.parameters import PARAMETER_TABLE
+    from gvlmodel.model.parameters import PARAMETER_TABLE
 
     assert set(gp.PARAMETER_SYMBOLS) == set(PARAMETER_TABLE)
     assert len(set(gp.PARAMETER_SYMBOLS.values())) == len(gp.PARAMETER_SYMBOLS)
@@ -292,3 +292,29 @@ def test_every_table_parameter_has_a_symbol_and_fig6_shows_no_code_names(capture
     for ax in morris_axes:
         labels = [t for t in ax.texts if t.get_text() and t.get_text() != "b"]  # not the panel letter
         assert len(labels) == mod.N_TOP
+
+
+def test_fig7_labels_use_the_equations_symbols_and_the_tables_units(captured, tmp_path):
+    """fig7 writes each fitted quantity as the other figures do (shared helpers), never as its code name."""
+    from gvlmodel.model.parameters import PARAMETER_TABLE
+
+    assert gp.factor_axis_label("log10_z_kill") == f"log$_{{10}}$ $z_{{kill}}$ ({PARAMETER_TABLE['z_kill'].unit})"
+    assert gp.factor_axis_label("sd_im_kill_lsc") == "SD of ln $k_{IM}$ (ln units)"
+    assert gp.factor_axis_label("stop_uptake") == "stop uptake (fraction)"
+    assert gp.factor_axis_label("new_thing", "cells") == "new_thing (cells)"  # unknown: as is, with the given unit
+    assert gp.parameter_unit("z_half") == PARAMETER_TABLE["z_half"].unit
+    mod = load_script("fig7_posterior")
+    mod.draw(FIXTURES, tmp_path / "out")
+    keys = {k for v in ("H0", "H1", "H2")
+            for k in (FIXTURES / "fit_hess2005" / f"posterior_{v}.csv").read_text().splitlines()[0].split(",")}
+    code_names = {k.removeprefix("log10_").removeprefix("sd_") for k in keys - {"weight"}}
+    for name in ("fig7_posterior", "fig7_corner"):
+        fig = captured[name]
+        axes = fig.get_axes()
+        shown = [ax.get_xlabel() for ax in axes] + [ax.get_ylabel() for ax in axes] + \
+            [t.get_text() for ax in axes for t in ax.get_xticklabels()]
+        assert [t for t in shown if t]
+        assert not [t for t in shown if any(n in t for n in code_names)], name
+        if name == "fig7_posterior":  # every fitted table parameter in fig6's notation, not a second one
+            table = code_names & set(PARAMETER_TABLE)
+            assert {b for b in table if any(gp.PARAMETER_SYMBOLS[b] in t for t in shown)} == table

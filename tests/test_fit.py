@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gvlmodel.errors import InputError
-from gvlmodel.fit import (TrialBatch, TrialModel, load_config, parse_config, posterior, run_abc, run_fit,
+from gvlmodel.core.errors import InputError
+from gvlmodel.inference.fit import (TrialBatch, TrialModel, load_config, parse_config, posterior, run_abc, run_fit,
                           weighted_quantiles)
-from gvlmodel.parameters import PARAMETER_SET_DIR, parameter_set_info
-from gvlmodel.trial import (STATISTICS, TrialDesign, TrialSpec, diagnostics, fit_parameter, model_inputs, run_trial,
+from gvlmodel.model.parameters import PARAMETER_SET_DIR, parameter_set_info
+from gvlmodel.clinical.trial import (STATISTICS, TrialDesign, TrialSpec, diagnostics, fit_parameter, model_inputs, run_trial,
                             simulate_trials, statistics)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -144,7 +144,7 @@ def test_uniform_prior_draws_and_densities_equal_pyabc_scipy_uniform():
     generator and gives the same densities, inside, on and outside the bounds, as pyabc.RV("uniform")."""
     import pyabc
 
-    from gvlmodel.fit import _uniform_rv_class
+    from gvlmodel.inference.fit import _uniform_rv_class
 
     uniform = _uniform_rv_class()
     for p in [fit_parameter(n) for n in ("stop_uptake", "q_out", "sd_q_out", "z_kill")]:
@@ -183,7 +183,7 @@ def test_simulate_trials_equals_run_trial():
 def test_batched_predictive_checks_and_answers_equal_the_one_at_a_time_ones():
     """Posterior predictive trials and the mechanistic answers' cohorts, simulated together, give the
     rows and answers of one cohort at a time."""
-    from gvlmodel.fit import mechanistic_answers, predictive
+    from gvlmodel.inference.fit import mechanistic_answers, predictive
 
     cfg = small_config(["H0", "H2"], BATCH_FITTED)
     rng = np.random.default_rng(8)
@@ -197,7 +197,7 @@ def test_batched_predictive_checks_and_answers_equal_the_one_at_a_time_ones():
 def test_a_failing_solve_in_a_batch_is_reported_not_dropped(tmp_path, monkeypatch):
     """With a step limit some patients' solves fail: every trial of the batch still gets its statistics
     (failed patients count as not reaching CMR, as in run_trial) and the sampler reports the failures."""
-    from gvlmodel import trial
+    from gvlmodel.clinical import trial
 
     monkeypatch.setattr(trial, "MAX_STEPS", 300)
     cfg = small_config(["H2"], {"H2": BATCH_FITTED["H2"]}, pop=10, gens=1)
@@ -251,7 +251,7 @@ def test_sampler_settings_do_not_change_the_digest_and_are_validated(tmp_path):
 
 
 def test_cli_fit_bad_scheduler_exits_2_before_writing(tmp_path, capsys):
-    from gvlmodel.cli import main
+    from gvlmodel.workflow.cli import main
 
     out = tmp_path / "out"
     assert main(["fit", str(FIT_CONFIG), "--out", str(out), "--quick", "--scheduler", " "]) == 2
@@ -296,7 +296,7 @@ def test_cli_bad_config_exits_2_and_writes_nothing(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[fit]\nseed = 1\nvariants = ["H9"]\n')
     out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "-m", "gvlmodel.cli", "fit", str(bad), "--out", str(out)],
+    r = subprocess.run([sys.executable, "-m", "gvlmodel.workflow.cli", "fit", str(bad), "--out", str(out)],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "variant" in r.stderr
     assert not out.exists()
@@ -407,7 +407,7 @@ def test_cli_fit_bad_config_exits_2_and_leaves_out_untouched(tmp_path, capsys, c
     or abc_*.db, so a corrected re-run into the same folder is not refused."""
     import re
 
-    from gvlmodel.cli import main
+    from gvlmodel.workflow.cli import main
 
     cfg = _committed(**change)
     lines = []
@@ -444,7 +444,7 @@ def _toml(v) -> str:
 
 @pytest.mark.parametrize("name", ["../parameter_sets/hess2005", "hess2006", 5])
 def test_calibration_data_is_named_not_a_path(name):
-    from gvlmodel.calibration import load_calibration
+    from gvlmodel.clinical.calibration import load_calibration
 
     with pytest.raises(InputError, match=r"calibration data: unknown set .*; allowed: hess2005"):
         load_calibration(name)
@@ -550,7 +550,7 @@ def test_shipped_set_reproduces_its_posterior_predictive_summary(name):
 
 
 def test_scenario_with_a_fitted_set_takes_its_variant_population_and_stop_uptake():
-    from gvlmodel.scenario import parse_scenario
+    from gvlmodel.clinical.scenario import parse_scenario
 
     info = parameter_set_info("hess2005")
     sc = parse_scenario({"cohort": {"size": 5, "seed": 1}, "parameters": {"set": "hess2005"}})
@@ -566,7 +566,7 @@ def test_scenario_with_a_fitted_set_takes_its_variant_population_and_stop_uptake
 def test_derived_stages_are_recomputed_when_their_inputs_change(tmp_path, monkeypatch):
     """Predictive and answer stages are cached under a key of config, package source, draws and seed:
     a re-run into the same folder after any of these changed must not reuse the old result."""
-    from gvlmodel import fit, reproduce
+    from gvlmodel.inference import fit
 
     cfg = load_config(FIT_CONFIG, quick=True)
     draws = np.arange(6.0).reshape(3, 2)
@@ -581,7 +581,7 @@ def test_derived_stages_are_recomputed_when_their_inputs_change(tmp_path, monkey
     assert fit._stage(tmp_path, "predictive_H2", compute, key=key)["result"] == {"n": 1}  # same inputs: reused
     changed = [fit._stage_key(cfg, "predictive_H2", draws + 1e-12, 5), fit._stage_key(cfg, "predictive_H2", draws, 6),
                fit._stage_key(load_config(FIT_CONFIG, quick=False), "predictive_H2", draws, 5)]
-    monkeypatch.setattr(reproduce, "package_digest", lambda: "edited-source")
+    monkeypatch.setattr(fit, "package_digest", lambda: "edited-source")
     changed.append(fit._stage_key(cfg, "predictive_H2", draws, 5))
     assert len(set(changed) | {key}) == 5
     for n, k in enumerate(changed, 2):
@@ -594,14 +594,15 @@ def test_diagnostics_count_washout_censoring_bounds_and_comparator_cmr():
     """Hand-built cohort columns: each diagnostic counts exactly the patients it describes."""
     from types import SimpleNamespace
 
-    from gvlmodel.fit import pooled_diagnostics
-    from gvlmodel.trial import diagnostics
+    from gvlmodel.inference.fit import pooled_diagnostics
+    from gvlmodel.clinical.trial import diagnostics
 
     nan = np.nan
     design = TrialDesign(follow_up_days=1095.0, follow_up_after_stop_days=494.0)
     # patients: 0 lost, clone extinct before stop | 1 lost, clone alive | 2 durable, long follow-up |
     #           3 durable, stopped late (short follow-up) | 4 never stopped | 5 solver failure
-    cols = {"solver_status": np.array([0, 0, 0, 0, 0, 3]),
+    cols = {"solver_status": np.array([0, 0, 0, 0, 0, 3]), "reached_cmr": np.ones(6, bool),
+            "days_to_cmr": np.full(6, 90.0),
             "stopped": np.array([True, True, True, True, False, True]),
             "lost_cmr": np.array([True, True, False, False, False, False]),
             "days_stop_to_loss": np.array([60.0, 90.0, nan, nan, nan, nan]),
@@ -609,7 +610,7 @@ def test_diagnostics_count_washout_censoring_bounds_and_comparator_cmr():
             "days_to_eradication": np.array([100.0, nan, 400.0, nan, nan, nan]),
             "stop_day": np.array([200.0, 300.0, 210.0, 900.0, nan, 100.0]),
             "last_day_reached": np.array([1095.0] * 5 + [150.0])}
-    from gvlmodel.parameters import PARAMETER_TABLE
+    from gvlmodel.model.parameters import PARAMETER_TABLE
 
     hi = PARAMETER_TABLE["im_kill_lsc"].upper  # a draw clipped to the bound
     main = SimpleNamespace(columns=cols, n=6, patient_parameters={"im_kill_lsc": np.array([hi, 0.1, 0.1, hi, 0.2, 0.1])})
@@ -622,7 +623,8 @@ def test_diagnostics_count_washout_censoring_bounds_and_comparator_cmr():
     assert {k: d[k] for k in d if k != "at_bound"} == {
         "n_stopped": 4, "n_lost": 2, "n_lost_clone_extinct_at_stop": 1, "n_durable": 2,
         "n_durable_short_follow_up": 1, "n_patients": 6, "n_patients_at_bound": 2,
-        "nontx_n_stopped": 2, "nontx_n_cmr_by_stop": 1}
+        "nontx_n_stopped": 2, "nontx_n_cmr_by_stop": 1,
+        "median_follow_up_after_stop_days": pytest.approx(840.0)}  # 895, 795, 885, 195 days after the stops
     assert d["at_bound"] == {"im_kill_lsc": 2}
     pooled = pooled_diagnostics([{"diagnostics": d}, {"diagnostics": d}])
     assert pooled["counts"]["n_lost"] == 4
@@ -634,10 +636,11 @@ def test_diagnostics_count_washout_censoring_bounds_and_comparator_cmr():
 
 def test_design_options_censor_short_follow_up_and_cmr_comparator():
     """The review's design options: off by default (the shipped fits), each doing what it says when on."""
-    from gvlmodel.trial import comparator_stopped, outcome_groups
+    from gvlmodel.clinical.trial import comparator_stopped, outcome_groups
 
     nan = np.nan
-    cols = {"solver_status": np.zeros(4, int), "stopped": np.array([True, True, True, False]),
+    cols = {"solver_status": np.zeros(4, int), "reached_cmr": np.ones(4, bool), "days_to_cmr": np.full(4, 90.0),
+            "stopped": np.array([True, True, True, False]),
             "lost_cmr": np.array([True, False, False, False]), "days_stop_to_loss": np.array([60.0, nan, nan, nan]),
             "stop_day": np.array([200.0, 300.0, 900.0, nan]), "last_day_reached": np.full(4, 1095.0)}
     d0 = TrialDesign()
@@ -664,7 +667,7 @@ def test_trial_statistics_on_hand_built_cohorts():
     """The calibration statistics' definitions, on columns whose answers are known by hand."""
     from types import SimpleNamespace
 
-    from gvlmodel.trial import statistics
+    from gvlmodel.clinical.trial import statistics
 
     nan = np.nan
     # six patients: lost at 60 d; lost only at 600 d (after the 494-day window: durable); durable; durable but
@@ -696,9 +699,9 @@ def test_trial_statistics_on_hand_built_cohorts():
 def test_a_set_fitted_with_truncated_draws_says_so_and_scenarios_use_it(monkeypatch, tmp_path):
     import tomllib
 
-    from gvlmodel import scenario
-    from gvlmodel.fit import parameter_set_toml, predictive_table
-    from gvlmodel.trial import observed
+    from gvlmodel.clinical import scenario
+    from gvlmodel.inference.fit import parameter_set_toml, predictive_table
+    from gvlmodel.clinical.trial import observed
 
     cfg = small_config(["H0"], {"H0": ["stop_uptake", "sd_im_kill_lsc"]})
     x = np.array([[0.3, 1.2], [0.4, 1.0]])
@@ -718,15 +721,3 @@ def test_a_set_fitted_with_truncated_draws_says_so_and_scenarios_use_it(monkeypa
     cfg_file = tmp_path / "s.toml"
     cfg_file.write_text('[cohort]\nsize = 5\nseed = 1\n[parameters]\nset = "default"\n')
     assert scenario.load_scenario(cfg_file).population.bounds == "truncate"
-
-
-def test_alternative_review_design_config_is_valid_and_differs_only_in_design():
-    alt = REPO / "experiments" / "alternatives" / "fit_hess2005_review_design.toml"
-    for quick in (False, True):
-        a, b = load_config(alt, quick=quick), load_config(FIT_CONFIG, quick=quick)
-        assert (a.design.population_bounds, a.design.censor_short_follow_up, a.design.comparator_stop) == (
-            "truncate", True, "cmr")
-        assert a.name != b.name  # never mistaken for the shipped fit
-        assert replace(a.design, population_bounds="clip", censor_short_follow_up=False, comparator_stop="after_days",
-                       comparator_course_days=b.design.comparator_course_days) == b.design
-        assert a.fitted == b.fitted and a.weights == b.weights and a.seed == b.seed

@@ -3,7 +3,7 @@
 Each example starts from a committed config and breaks it once: an unknown key or table, a value of
 the wrong type, an out-of-range value, or wrong nesting (a table replaced by a value, a key moved to a
 table that does not take it).  Every such config must be refused by the validator with an
-:class:`~gvlmodel.errors.InputError` naming the key (never another exception), and the CLI must exit 2
+:class:`~gvlmodel.core.errors.InputError` naming the key (never another exception), and the CLI must exit 2
 with that message and write nothing.  Only validation runs (the config's parser and the resource check
 every command makes before it starts): the CLI is called only on configs already refused, so no
 solver ever starts.
@@ -19,9 +19,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tomlw
-from gvlmodel import fit, scenario, sensitivity
-from gvlmodel.cli import main
-from gvlmodel.errors import InputError, read_toml
+from gvlmodel.inference import fit
+from gvlmodel.clinical import scenario
+from gvlmodel.analysis import sensitivity
+from gvlmodel.workflow.cli import main
+from gvlmodel.core.errors import InputError, read_toml
 
 ROOT = Path(__file__).resolve().parents[1]
 KINDS = {

@@ -2,7 +2,7 @@
 import numpy as np
 
 from gvlmodel import KP, PARAMETER_TABLE, N_STATES, STATE_GROUPS, State, kernel_parameters
-from gvlmodel.indices import LEUKEMIC_STEM_STATES, N_KP, STATE_DESCRIPTIONS
+from gvlmodel.model.indices import LEUKEMIC_STEM_STATES, N_KP, STATE_DESCRIPTIONS
 
 
 def test_state_groups_partition_the_state_vector():

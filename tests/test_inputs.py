@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from gvlmodel import InputError, initial_state, simulate
-from gvlmodel.indices import N_STATES
+from gvlmodel.model.indices import N_STATES
 
 T = np.linspace(0, 100, 5)
 
@@ -96,7 +96,7 @@ def test_parameter_set_is_a_name_not_a_path():
 @pytest.mark.parametrize("days,doses", [([0, -1], [400, 400]), ([0], [400, 600]), ([0], [-400]), ([], []),
                                         ([np.nan], [400]), (["a"], [400])])
 def test_dose_schedule_validates_direct_construction(days, doses):
-    from gvlmodel.simulate import DoseSchedule
+    from gvlmodel.model.simulate import DoseSchedule
 
     with pytest.raises(InputError, match="schedule"):
         DoseSchedule(days, doses)
@@ -138,7 +138,7 @@ def test_public_kernel_wrappers_check_their_input(call, field):
 
 def test_public_kernel_wrappers_equal_the_kernels():
     import gvlmodel as g
-    from gvlmodel import model
+    from gvlmodel.model import model
 
     y, kp = initial_state(), g.kernel_parameters()
     out = np.empty(N_STATES)
@@ -167,7 +167,7 @@ def test_other_api_functions_refuse_non_numbers_and_bad_names(call, field):
     ([[1, 2], [3, "x"]], False),
 ])
 def test_real_array_accepts_numbers_only(value, ok):
-    from gvlmodel.errors import real_array
+    from gvlmodel.core.errors import real_array
 
     if ok:
         assert real_array("f", value).dtype == float

@@ -8,7 +8,7 @@ from pathlib import Path
 import numba
 import pytest
 
-from gvlmodel import _jit
+from gvlmodel.core import _jit
 
 
 def test_cache_folder_is_named_by_the_source_digest():
@@ -19,12 +19,11 @@ def test_cache_folder_is_named_by_the_source_digest():
 
 def test_digest_changes_with_any_source_file(tmp_path, monkeypatch):
     copy = tmp_path / "gvlmodel"
-    shutil.copytree(Path(_jit.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__", "*.toml",
-                                                                                   "*.csv", "*.json"))
+    shutil.copytree(_jit._PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__", "*.toml", "*.csv", "*.json"))
     monkeypatch.setattr(_jit, "_PACKAGE", copy)
     before = _jit.source_digest()
     assert _jit.source_digest() == before  # deterministic
-    solver = copy / "solver.py"
+    solver = copy / "model" / "solver.py"  # a module of a subpackage counts too
     solver.write_text(solver.read_text() + "\n# an edit\n")
     assert _jit.source_digest() != before
 
@@ -32,7 +31,7 @@ def test_digest_changes_with_any_source_file(tmp_path, monkeypatch):
 def test_cache_is_cold_until_a_kernel_is_cached(tmp_path, monkeypatch):
     import numba
 
-    from gvlmodel._jit import cache_is_cold
+    from gvlmodel.core._jit import cache_is_cold
 
     monkeypatch.setattr(numba.config, "CACHE_DIR", str(tmp_path))
     assert cache_is_cold()
@@ -42,14 +41,15 @@ def test_cache_is_cold_until_a_kernel_is_cached(tmp_path, monkeypatch):
 
 
 # --------------------------------------------------------------------------
-# compiling with progress (gvlmodel.warmup, the CLI's first-run compile)
+# compiling with progress (gvlmodel.workflow.warmup, the CLI's first-run compile)
 # --------------------------------------------------------------------------
 def _jitted_in_source() -> set[str]:
     """``module.function`` of every function decorated with ``@jit`` / ``@jit(...)`` (not inline="always")."""
     import ast
 
     out = set()
-    for path in Path(_jit.__file__).parent.glob("*.py"):
+    for path in _jit._PACKAGE.rglob("*.py"):
+        module = ".".join(path.relative_to(_jit._PACKAGE.parent).with_suffix("").parts)
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if not isinstance(node, ast.FunctionDef):
                 continue
@@ -60,12 +60,12 @@ def _jitted_in_source() -> set[str]:
                     inline = call and any(k.arg == "inline" and getattr(k.value, "value", None) == "always"
                                           for k in call.keywords)
                     if not inline:
-                        out.add(f"gvlmodel.{path.stem}.{node.name}")
+                        out.add(f"{module}.{node.name}")
     return out
 
 
 def test_kernel_registry_is_every_jitted_function():
-    from gvlmodel.warmup import kernels_to_compile
+    from gvlmodel.workflow.warmup import kernels_to_compile
 
     kernels_to_compile()  # imports every kernel module
     assert set(_jit.KERNELS) == _jitted_in_source()
@@ -89,7 +89,7 @@ def test_compile_listener_records_each_fresh_compile():
 def test_progress_only_on_a_terminal_and_without_no_progress():
     import io
 
-    from gvlmodel.progress import bar, wanted
+    from gvlmodel.core.progress import bar, wanted
 
     class Tty(io.StringIO):
         def isatty(self):
@@ -107,8 +107,8 @@ def test_cli_compiles_up_front_only_on_a_terminal(argv_tail, tty, expected, monk
     import io
     import sys
 
-    import gvlmodel.warmup as warmup
-    from gvlmodel import cli
+    import gvlmodel.workflow.warmup as warmup
+    from gvlmodel.workflow import cli
 
     class Err(io.StringIO):
         def isatty(self):
@@ -116,7 +116,7 @@ def test_cli_compiles_up_front_only_on_a_terminal(argv_tail, tty, expected, monk
 
     calls = []
     monkeypatch.setattr(sys, "stderr", Err())
-    monkeypatch.setattr(warmup, "kernels_to_compile", lambda: ["gvlmodel.model.rhs"])
+    monkeypatch.setattr(warmup, "kernels_to_compile", lambda: ["gvlmodel.model.model.rhs"])
     monkeypatch.setattr(warmup, "compile_kernels", lambda progress=True, file=None: calls.append(progress) or [])
     # the compile comes before the command; this one then stops on its missing config (exit 2)
     code = cli.main(["dynamics", str(tmp_path / "missing.toml"), "--out", str(tmp_path / "o"), *argv_tail])
@@ -136,8 +136,8 @@ def test_compile_kernels_compiles_every_kernel_into_an_empty_cache(tmp_path):
     import subprocess
     import sys
 
-    code = ("import json; from gvlmodel.warmup import compile_kernels, kernels_to_compile; "
-            "from gvlmodel._jit import KERNELS; names = compile_kernels(progress=False); "
+    code = ("import json; from gvlmodel.workflow.warmup import compile_kernels, kernels_to_compile; "
+            "from gvlmodel.core._jit import KERNELS; names = compile_kernels(progress=False); "
             "print(json.dumps({'kernels': sorted(KERNELS), 'compiled': sorted(set(names)), "
             "'left': kernels_to_compile()}))")
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}

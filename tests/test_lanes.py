@@ -1,4 +1,4 @@
-"""The lock-step cohort engine (gvlmodel.lanes) against the one-patient-at-a-time engine.
+"""The lock-step cohort engine (gvlmodel.clinical.lanes) against the one-patient-at-a-time engine.
 
 Every lane performs the scalar engine's floating-point operations in the same
 order, so the results must be *identical* (not merely close) for every
@@ -12,13 +12,13 @@ import numba
 import numpy as np
 import pytest
 
-from gvlmodel import _lane_layout as lay
-from gvlmodel.cohort import CohortSpec, Population, Protocol, _resolve_base, prepare_cohort
-from gvlmodel.indices import KP, N_RF, N_RI, PP, RF, RI, State, StopRule
-from gvlmodel.lanes import run_cohort_lanes
-from gvlmodel.parameters import parse_variant
-from gvlmodel.protocol import run_cohort
-from gvlmodel.solver import MAX_STEPS_REACHED, NON_FINITE
+from gvlmodel.model import _lane_layout as lay
+from gvlmodel.clinical.cohort import CohortSpec, Population, Protocol, _resolve_base, prepare_cohort
+from gvlmodel.model.indices import KP, N_RF, N_RI, PP, RF, RI, State, StopRule
+from gvlmodel.clinical.lanes import run_cohort_lanes
+from gvlmodel.model.parameters import parse_variant
+from gvlmodel.clinical.protocol import run_cohort
+from gvlmodel.model.solver import MAX_STEPS_REACHED, NON_FINITE
 
 
 def _inputs(cohort, protocol, max_steps=200_000, variant="H2"):
@@ -157,8 +157,8 @@ def test_rare_paths_equal_scalar_engine():
 def test_a_lane_resumes_exactly_at_the_visit_after_an_event_step_rounding_past_it():
     """An extinction step can end a rounding past a visit (``t + h_ev`` with ``h_ev`` up to ``t_visit - t``);
     the scalar engine starts the next interval at the visit day itself, so a lane must too."""
-    from gvlmodel import lanes
-    from gvlmodel.protocol import reset_protocol_state
+    from gvlmodel.clinical import lanes
+    from gvlmodel.clinical.protocol import reset_protocol_state
 
     inp = _inputs(CohortSpec(size=1, seed=15), Protocol(visit_interval_days=30.4))
     t_visit = 30.4

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 import tomlw
-from gvlmodel import limits
-from gvlmodel.cli import main
-from gvlmodel.errors import InputError, read_toml
+from gvlmodel.core import limits
+from gvlmodel.workflow.cli import main
+from gvlmodel.core.errors import InputError, read_toml
 
 ROOT = Path(__file__).resolve().parents[1]
 FIT = ROOT / "experiments" / "fit_hess2005.toml"
@@ -100,7 +100,7 @@ def test_example_refuses_what_memory_cannot_hold_and_a_tolerance_below_the_floor
 
 
 def test_scenario_and_cohort_api_refuse_what_memory_cannot_hold(monkeypatch):
-    from gvlmodel.cohort import CohortSpec, simulate_cohort
+    from gvlmodel.clinical.cohort import CohortSpec, simulate_cohort
 
     monkeypatch.setattr(limits, "available_memory", lambda: 2.0 ** 20)
     with pytest.raises(InputError, match="GiB of memory.*cohort size"):
@@ -120,11 +120,11 @@ def _accepts(call) -> bool:
 
 @pytest.mark.parametrize("rtol", [1e-15, limits.RTOL_MIN, 1e-6, limits.RTOL_MAX, 0.05])
 def test_every_path_applies_the_same_rtol_limits(tmp_path, rtol):
-    from gvlmodel.cli import _example_config
-    from gvlmodel.cohort import CohortSpec, simulate_cohort
-    from gvlmodel.scenario import parse_scenario
-    from gvlmodel.simulate import simulate
-    from gvlmodel.trial import TrialDesign
+    from gvlmodel.workflow.cli import _example_config
+    from gvlmodel.clinical.cohort import CohortSpec, simulate_cohort
+    from gvlmodel.clinical.scenario import parse_scenario
+    from gvlmodel.model.simulate import simulate
+    from gvlmodel.clinical.trial import TrialDesign
 
     ex = tmp_path / "ex.toml"
     ex.write_text(f"rtol = {rtol!r}\n")
@@ -143,8 +143,8 @@ def test_every_path_applies_the_same_rtol_limits(tmp_path, rtol):
 @pytest.mark.parametrize("rtol", [1e-15, limits.RTOL_MIN, 1e-6])
 def test_commands_with_a_lower_rtol_ceiling_share_the_floor(rtol):
     """calibrate and dynamics need accuracy (ceiling 1e-3), but their floor is everyone's."""
-    from gvlmodel.calibrate import parse_config as parse_calibrate
-    from gvlmodel.dynamics import parse_dynamics_config
+    from gvlmodel.inference.calibrate import parse_config as parse_calibrate
+    from gvlmodel.analysis.dynamics import parse_dynamics_config
 
     cal = read_toml(ROOT / "experiments" / "calibrate_patients.toml")
     cal["calibrate"]["rtol"] = rtol
@@ -158,9 +158,9 @@ def test_commands_with_a_lower_rtol_ceiling_share_the_floor(rtol):
 
 @pytest.mark.parametrize("threads", [0, 1, "max", "max+1"])
 def test_every_path_applies_the_same_thread_limits(threads):
-    from gvlmodel.cohort import check_threads
-    from gvlmodel.fit import parse_config as parse_fit
-    from gvlmodel.sensitivity import parse_config as parse_study
+    from gvlmodel.clinical.cohort import check_threads
+    from gvlmodel.inference.fit import parse_config as parse_fit
+    from gvlmodel.analysis.sensitivity import parse_config as parse_study
 
     n = {"max": limits.max_threads(), "max+1": limits.max_threads() + 1}.get(threads, threads)
     fit, study = read_toml(FIT), read_toml(SENS)
@@ -175,11 +175,11 @@ def test_every_path_applies_the_same_thread_limits(threads):
 @pytest.mark.parametrize("size", [limits.MAX_COHORT_SIZE, limits.MAX_COHORT_SIZE + 1])
 def test_every_path_applies_the_same_cohort_size_limit(size):
     """Full and quick sizes, scenario, API, fit and sensitivity: one cap (the memory check is separate)."""
-    from gvlmodel.cohort import CohortSpec
-    from gvlmodel.fit import parse_config as parse_fit
-    from gvlmodel.scenario import parse_scenario
-    from gvlmodel.sensitivity import parse_config as parse_study
-    from gvlmodel.trial import TrialDesign
+    from gvlmodel.clinical.cohort import CohortSpec
+    from gvlmodel.inference.fit import parse_config as parse_fit
+    from gvlmodel.clinical.scenario import parse_scenario
+    from gvlmodel.analysis.sensitivity import parse_config as parse_study
+    from gvlmodel.clinical.trial import TrialDesign
 
     def fit(table, key, quick=False):
         cfg = read_toml(FIT)
@@ -255,7 +255,7 @@ def test_a_corrupt_fit_state_exits_2_naming_the_file_and_changes_nothing(tmp_pat
 
 def test_a_refused_run_leaves_no_lock_or_empty_folder(tmp_path, capsys, monkeypatch):
     """A run refused after it took the output folder (here by the cohort's own memory check) leaves nothing."""
-    from gvlmodel import scenario
+    from gvlmodel.clinical import scenario
 
     monkeypatch.setattr(scenario.Scenario, "check_resources", lambda self, *a, **kw: None)
     monkeypatch.setattr(limits, "available_memory", lambda: 2.0 ** 20)
@@ -267,7 +267,7 @@ def test_a_refused_run_leaves_no_lock_or_empty_folder(tmp_path, capsys, monkeypa
 
 def test_output_into_a_closed_pipe_exits_cleanly():
     """`gvlmodel parameters | head -1`: no BrokenPipeError traceback, exit 0."""
-    p = subprocess.Popen([sys.executable, "-m", "gvlmodel.cli", "parameters"], cwd=ROOT, stdout=subprocess.PIPE,
+    p = subprocess.Popen([sys.executable, "-m", "gvlmodel.workflow.cli", "parameters"], cwd=ROOT, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE)
     p.stdout.close()  # the reader is gone before the table is printed
     err = p.stderr.read().decode()
@@ -279,7 +279,7 @@ def test_a_log_line_into_a_closed_pipe_does_not_stop_the_run(tmp_path, monkeypat
     """In process: print raising BrokenPipeError (the reader closed) ends the printing, not the command."""
     import builtins
 
-    from gvlmodel import cli
+    from gvlmodel.workflow import cli
 
     real_print = builtins.print
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from gvlmodel import numbers as gn
-from gvlmodel.summary import median, rate
+from gvlmodel.analysis import numbers as gn
+from gvlmodel.clinical.summary import median, rate
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "results"
 
@@ -53,7 +53,7 @@ def results(tmp_path_factory) -> Path:
                   "observed": {"molecular_relapse_free_6_months": 0.43, "molecular_relapse_free_12_months": 0.41},
                   "stopped_in_window": 120, "median_months_to_relapse": 2.7,
                   "lasting_tfr_share_eradicated": 0.95, "lasting_tfr_share_with_100_lsc": 0.0}}))
-    from gvlmodel.predict import summary as predict_summary
+    from gvlmodel.inference.predict import summary as predict_summary
 
     pred = res / "predict_stop_hahnel2020"
     pred.mkdir()
@@ -180,7 +180,7 @@ def test_no_results_gives_no_numbers(tmp_path):
 
 
 def test_first_crossing():
-    from gvlmodel.summary import first_crossing
+    from gvlmodel.clinical.summary import first_crossing
 
     assert first_crossing([90, 180, 365], [0.2, 0.4, 0.6], 0.5) == pytest.approx(180 + 0.5 * 185)
     assert first_crossing([90, 180], [0.6, 0.7], 0.5) == 90
@@ -189,7 +189,7 @@ def test_first_crossing():
 
 
 def test_safe_stop_is_where_the_median_reaches_the_level(nums, results):
-    from gvlmodel.summary import first_crossing
+    from gvlmodel.clinical.summary import first_crossing
 
     rep = json.loads((results / "fit_hess2005" / "report.json").read_text())
     for setting, rows in rep["answers"]["result"]["tfr_by_im_days"].items():

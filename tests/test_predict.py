@@ -10,11 +10,11 @@ import pytest
 from scipy.stats import beta
 
 from gvlmodel import parameter_set
-from gvlmodel.cli import main
-from gvlmodel.errors import InputError
-from gvlmodel.predict import (DEFAULT_DOSE_MG, FitSettings, jeffreys_interval, population_prior, predict_patient,
+from gvlmodel.workflow.cli import main
+from gvlmodel.core.errors import InputError
+from gvlmodel.inference.predict import (DEFAULT_DOSE_MG, FitSettings, jeffreys_interval, population_prior, predict_patient,
                               read_history)
-from gvlmodel.simulate import initial_state, simulate
+from gvlmodel.model.simulate import initial_state, simulate
 
 HEADER = "patient_id,day,bcr_abl_percent,below_detection,stop_day,transplant"
 LIMIT = 1e-3  # percent: MR5 sensitivity
@@ -156,7 +156,7 @@ def test_longer_horizon_never_lowers_the_recurrence_probability(tmp_path):
 
 
 def test_experiment_config_errors_name_the_key(tmp_path):
-    from gvlmodel.predict import load_predict_config
+    from gvlmodel.inference.predict import load_predict_config
 
     cases = {
         '[predict_stop]\ndataset = "hahnel2020"\nhistory = "h.csv"\n': "exactly one of dataset",
@@ -174,9 +174,9 @@ def test_experiment_config_errors_name_the_key(tmp_path):
 
 
 def test_dataset_histories_round_trip_and_the_experiment_writes_its_summary(tmp_path):
-    from gvlmodel.datasets import load_hahnel2020
-    from gvlmodel.numbers import collect
-    from gvlmodel.predict import history_csv, run_predict_experiment
+    from gvlmodel.clinical.datasets import load_hahnel2020
+    from gvlmodel.analysis.numbers import collect
+    from gvlmodel.inference.predict import history_csv, run_predict_experiment
 
     series = load_hahnel2020()
     h = read_history(write(tmp_path / "h.csv", history_csv(series).splitlines()[1:]))

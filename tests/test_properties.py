@@ -4,7 +4,7 @@ import pytest
 
 from gvlmodel import State, initial_state, simulate
 from gvlmodel import parameter_set as gvl_parameter_set
-from gvlmodel.indices import LEUKEMIC_STATES
+from gvlmodel.model.indices import LEUKEMIC_STATES
 
 from conftest import draw_parameters
 
@@ -139,7 +139,7 @@ def test_extinction_event_misses_no_dip_below_one_lsc():
     within a step would escape it.  Every patient that is not extinct must stay at
     or above one LSC on a quarter-day grid (solved without the event); some come
     within [1, 2) LSCs, so the check is exercised near the threshold."""
-    from gvlmodel.cohort import CohortSpec, Protocol, simulate_cohort
+    from gvlmodel.clinical.cohort import CohortSpec, Protocol, simulate_cohort
 
     # without the dormant pool and with fast exit from quiescence, so that imatinib exhausts clones within the
     # course and some pass close to the threshold (measured: 54 of 200 eradicated, 20 others within [1, 2) LSCs)

@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 
 from gvlmodel import simulate
-from gvlmodel.cohort import CohortSpec, Population, Protocol, patient_trajectory, simulate_cohort
-from gvlmodel.indices import N_RF, N_RI, N_STATES, PS, RF, RI, Dose
-from gvlmodel.measurement import detection_probability, pcr_sample
-from gvlmodel.protocol import run_rules, write_results
-from gvlmodel.solver import N_STATS
+from gvlmodel.clinical.cohort import CohortSpec, Population, Protocol, patient_trajectory, simulate_cohort
+from gvlmodel.model.indices import N_RF, N_RI, N_STATES, PS, RF, RI, Dose
+from gvlmodel.model.measurement import detection_probability, pcr_sample
+from gvlmodel.clinical.protocol import run_rules, write_results
+from gvlmodel.model.solver import N_STATS
 
 POS, NEG = 1.0, 0.0  # a positive sample at 1 % (no MMR) / an undetectable one
 

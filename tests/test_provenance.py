@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from gvlmodel.provenance import atomic_write_json, git_commit, provenance, prune_outputs
+from gvlmodel.core.provenance import atomic_write_json, git_commit, provenance, prune_outputs
 
 
 def _git(repo, *args):
@@ -68,13 +68,13 @@ def test_a_second_writer_into_a_locked_folder_exits_2_and_a_killed_holder_releas
     import subprocess
     import sys
 
-    from gvlmodel.cli import main
-    from gvlmodel.errors import InputError
-    from gvlmodel.provenance import LOCK_NAME, lock_outputs, release_outputs
+    from gvlmodel.workflow.cli import main
+    from gvlmodel.core.errors import InputError
+    from gvlmodel.core.provenance import LOCK_NAME, lock_outputs, release_outputs
 
     out = tmp_path / "out"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from gvlmodel.provenance import lock_outputs; "
+        [sys.executable, "-c", "import sys, time; from gvlmodel.core.provenance import lock_outputs; "
          f"lock_outputs({str(out)!r}); print('locked', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True)
     try:

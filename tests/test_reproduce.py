@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gvlmodel.errors import InputError, read_toml
-from gvlmodel.reproduce import experiment_kind
+from gvlmodel.core.errors import InputError, read_toml
+from gvlmodel.core.experiments import experiment_kind
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ["fig1_schematic", "fig2_patients", "fig3_predictive", "fig4_immune_window", "fig5_stopping",
@@ -32,7 +32,7 @@ def test_every_committed_experiment_has_a_kind():
 def quick_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("reproduce")
     results, figures = base / "results", base / "figures"
-    cmd = [sys.executable, "-m", "gvlmodel.cli", "reproduce", "--quick", "--results", str(results),
+    cmd = [sys.executable, "-m", "gvlmodel.workflow.cli", "reproduce", "--quick", "--results", str(results),
            "--figures", str(figures)]
     first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     second = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)

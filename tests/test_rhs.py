@@ -2,15 +2,16 @@
 import numpy as np
 import pytest
 
-from gvlmodel import KP, State, im_effect, initial_state, kernel_parameters, model
-from gvlmodel.model import rhs
-from gvlmodel import symbolic
+from gvlmodel import KP, State, im_effect, initial_state, kernel_parameters
+from gvlmodel.model import model
+from gvlmodel.model.model import rhs
+from gvlmodel.model import symbolic
 
 from conftest import draw_parameters
 
 
 def reference_terms(y, p, e):
-    """Plain-NumPy transcription of the system in gvlmodel.model's docstring, one list of
+    """Plain-NumPy transcription of the system in gvlmodel.model.model's docstring, one list of
     signed terms per equation (so a test can scale its tolerance to each equation's fluxes)."""
     X0, X1, X2, X3, Q, Y0, Y1, Y2, Y3, R0, R1, Z, D = y
     phi = 1.0 / (1.0 + X0 / p[KP.KN])

@@ -21,7 +21,7 @@ Tolerances of the cross-check (gvlmodel DOP853 vs libRoadRunner CVODE):
   cells (below that the ratio is < 1e-15 %, 12 decades under the PCR limit).
 
 Errors are reported in units of that tolerance (``err / TOL``; <= 1 passes).
-The courses run from :func:`gvlmodel.simulate.initial_state`, where the
+The courses run from :func:`gvlmodel.model.simulate.initial_state`, where the
 table's ``resistant_fraction`` leaves no resistant cell; one extra case per
 variant and setting seeds a resistant subclone (``R0 >= 1``) so that
 ``R0``, ``R1`` and their feed into ``Y2`` are compared along a course too.
@@ -33,10 +33,11 @@ libsbml = pytest.importorskip("libsbml")
 roadrunner = pytest.importorskip("roadrunner")
 
 import gvlmodel as g  # noqa: E402
-from gvlmodel import cli, sbml  # noqa: E402
-from gvlmodel.indices import KP, State  # noqa: E402
-from gvlmodel.model import im_effect, rhs  # noqa: E402
-from gvlmodel.parameters import PARAMETER_TABLE  # noqa: E402
+from gvlmodel.workflow import cli  # noqa: E402
+from gvlmodel.analysis import sbml  # noqa: E402
+from gvlmodel.model.indices import KP, State  # noqa: E402
+from gvlmodel.model.model import im_effect, rhs  # noqa: E402
+from gvlmodel.model.parameters import PARAMETER_TABLE  # noqa: E402
 
 from conftest import draw_parameters  # noqa: E402
 

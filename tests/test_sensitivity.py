@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gvlmodel import sensitivity as sens
-from gvlmodel.errors import InputError, read_toml
+from gvlmodel.analysis import sensitivity as sens
+from gvlmodel.core.errors import InputError, read_toml
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "experiments" / "sensitivity_hess2005.toml"
@@ -117,9 +117,9 @@ def test_local_steps_stay_inside_the_prior_bounds_and_divide_by_the_step_taken()
 def test_stacked_samples_equal_one_at_a_time_and_the_cohort_engine():
     """Evaluating samples together changes nothing (common random numbers, one kernel call), and one
     sample's p_cmr is the fraction in CMR of the same cohort run by simulate_cohort."""
-    from gvlmodel.cohort import CohortSpec, Population, simulate_cohort
-    from gvlmodel.trial import model_inputs
-    from gvlmodel.parameters import parameter_set_info
+    from gvlmodel.clinical.cohort import CohortSpec, Population, simulate_cohort
+    from gvlmodel.clinical.trial import model_inputs
+    from gvlmodel.model.parameters import parameter_set_info
 
     cfg = sens.parse_config(small_config(), source="test")
     ev = sens.CohortEvaluator(cfg)
@@ -187,7 +187,7 @@ def _toml(d: dict) -> str:
 
 
 def _cli(*args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "gvlmodel.cli", *map(str, args)], cwd=ROOT,
+    return subprocess.Popen([sys.executable, "-m", "gvlmodel.workflow.cli", *map(str, args)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 

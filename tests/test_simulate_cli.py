@@ -13,7 +13,7 @@ SCENARIOS = [p for p in EXAMPLES if p.read_text().lstrip().startswith("#") and "
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "gvlmodel.cli", *args], capture_output=True, text=True, cwd=ROOT)
+    return subprocess.run([sys.executable, "-m", "gvlmodel.workflow.cli", *args], capture_output=True, text=True, cwd=ROOT)
 
 
 def test_the_three_example_scenarios_exist():
@@ -117,7 +117,7 @@ def test_empty_out_is_refused_before_anything_runs(tmp_path):
 
 def test_interrupted_write_leaves_no_provenance_of_an_earlier_run(tmp_path, monkeypatch):
     """provenance.json is written last and removed before the first write: it marks a complete folder."""
-    from gvlmodel import scenario as sc
+    from gvlmodel.clinical import scenario as sc
 
     s = sc.load_scenario(ROOT / "experiments" / "hess2005.toml")
     out = tmp_path / "out"
@@ -140,8 +140,8 @@ def test_a_run_too_big_for_memory_exits_2_before_running_or_writing(tmp_path, ca
     """100,000 patients with every trajectory at 0.1-day steps (~TBs of text) is refused at once,
     with the estimate and what to reduce (run in parts its memory fits, its tables do not fit on the
     disk); an ordinary run's estimate is small."""
-    from gvlmodel.cli import main
-    from gvlmodel.scenario import load_scenario
+    from gvlmodel.workflow.cli import main
+    from gvlmodel.clinical.scenario import load_scenario
 
     big = tmp_path / "big.toml"
     big.write_text('[cohort]\nsize = 100000\nseed = 1\n[output]\ntrajectories = "all"\ntime_step_days = 0.1\n')

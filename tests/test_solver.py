@@ -4,7 +4,7 @@ import pytest
 from scipy.integrate import solve_ivp
 
 from gvlmodel import State, im_effect, initial_state, kernel_parameters, default_parameters, simulate
-from gvlmodel.model import rhs
+from gvlmodel.model.model import rhs
 
 COURSES = {
     "on_im": [(0.0, 400.0)],
@@ -179,10 +179,10 @@ def test_generated_dop853_kernels_are_up_to_date():
     """The straight-line stage sums were generated from SciPy's current tableau."""
     from pathlib import Path
 
-    from gvlmodel import _dop853_codegen
+    from gvlmodel.model import _dop853_codegen
 
     assert Path(_dop853_codegen.TARGET).read_text() == _dop853_codegen.source(), (
-        "run `python -m gvlmodel._dop853_codegen`")
+        "run `python -m gvlmodel.model._dop853_codegen`")
 
 
 @pytest.mark.parametrize("t0,gap_ulps", [(0.3, 0), (0.3, 1), (255.5, 2), (1000.0, 1), (1000.0, 9)])

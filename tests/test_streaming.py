@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gvlmodel.cli import main
-from gvlmodel.scenario import load_scenario, run_and_write, write_results
+from gvlmodel.workflow.cli import main
+from gvlmodel.clinical.scenario import load_scenario, run_and_write, write_results
 
 SCENARIO = """
 [cohort]
@@ -56,8 +56,8 @@ def test_a_run_in_parts_writes_the_files_of_one_whole_run(scenario, whole, tmp_p
 
 
 def test_patients_drawn_in_a_range_are_those_of_the_whole_cohort(scenario):
-    from gvlmodel.cohort import _resolve_base, prepare_cohort
-    from gvlmodel.parameters import parse_variant, resolve_parameters
+    from gvlmodel.clinical.cohort import _resolve_base, prepare_cohort
+    from gvlmodel.model.parameters import parse_variant, resolve_parameters
 
     base = resolve_parameters(_resolve_base(scenario.parameters))
     args = (scenario.cohort, scenario.protocol, base, parse_variant(scenario.variant), scenario.population,
@@ -78,7 +78,7 @@ def test_memory_of_a_run_in_parts_is_bounded_by_the_part(tmp_path):
 
 
 def test_a_run_that_would_fill_the_disk_exits_2_before_running(tmp_path, capsys, monkeypatch):
-    from gvlmodel import limits
+    from gvlmodel.core import limits
 
     monkeypatch.setattr(limits, "free_disk", lambda folder: 2.0 ** 20)
     path = tmp_path / "s.toml"
@@ -145,7 +145,7 @@ def test_table_csv_writes_each_cell_as_the_cell_formatter_does():
     from hypothesis import strategies as st
     from hypothesis.extra import numpy as hnp
 
-    from gvlmodel.scenario import _fmt, table_csv
+    from gvlmodel.clinical.scenario import _fmt, table_csv
 
     floats = hnp.arrays(float, 7, elements=st.floats(allow_nan=True, allow_infinity=True))
     finite = hnp.arrays(float, 7, elements=st.floats(allow_nan=False, allow_infinity=False))
@@ -167,11 +167,11 @@ def test_streamed_patients_csv_equals_a_cell_by_cell_table_of_the_one_patient_en
                                                                                      monkeypatch):
     """The fast path end to end - lock-step engine in blocks, parts of a streamed run, column-wise CSV -
     against a reference that shares none of it: the one-patient-at-a-time engine
-    (:func:`gvlmodel.protocol.run_cohort`) on the whole cohort, every cell formatted on its own."""
-    import gvlmodel.lanes as lanes
-    import gvlmodel.scenario as scen
-    from gvlmodel.protocol import run_cohort
-    from gvlmodel.scenario import _fmt, patient_table
+    (:func:`gvlmodel.clinical.protocol.run_cohort`) on the whole cohort, every cell formatted on its own."""
+    import gvlmodel.clinical.lanes as lanes
+    import gvlmodel.clinical.scenario as scen
+    from gvlmodel.clinical.protocol import run_cohort
+    from gvlmodel.clinical.scenario import _fmt, patient_table
 
     files, _, _ = run_and_write(scenario, tmp_path / "fast", threads=2, progress=False, chunk=700)
     fast = (tmp_path / "fast" / "patients.csv").read_text()
@@ -194,7 +194,7 @@ def test_streamed_patients_csv_equals_a_cell_by_cell_table_of_the_one_patient_en
 def test_integral_float_columns_are_written_as_the_cell_formatter_does():
     """Visit days (integral floats, some missing) take a shortcut through integers: the same text as ``%.10g``,
     also for -0.0, values of 10 digits and the first value that %.10g writes in exponent form."""
-    from gvlmodel.scenario import _fmt, format_column, table_csv
+    from gvlmodel.clinical.scenario import _fmt, format_column, table_csv
 
     cases = [np.array([0.0, 30.0, 1800.0, np.nan, -60.0]), np.array([-0.0, 30.0]), np.array([9999999999.0, 1.0]),
              np.array([1e10, 2.0]), np.array([np.nan, np.inf]), np.array([3.0, 0.5]), np.array([7.0, 7.0])]

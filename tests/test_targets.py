@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gvlmodel.scenario import load_scenario
-from gvlmodel.summary import CONTROL_MAX_BCR_ABL_PERCENT, CONTROL_MIN_LSC
+from gvlmodel.clinical.scenario import load_scenario
+from gvlmodel.clinical.summary import CONTROL_MAX_BCR_ABL_PERCENT, CONTROL_MIN_LSC
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,8 +45,8 @@ def test_residual_control_transplanted_target():
 
 @pytest.fixture(scope="module")
 def stim1_trial():
-    from gvlmodel.calibrate import stim_check
-    from gvlmodel.parameters import parameter_set_info
+    from gvlmodel.inference.calibrate import stim_check
+    from gvlmodel.model.parameters import parameter_set_info
 
     info = parameter_set_info("patients")
     return stim_check(info["parameters"], info["population"], info["variant"], size=1000, seed=2010,

@@ -1,0 +1,370 @@
+"""Lock-step cohort engine: ``W`` patients integrated together, vectorised across patients.
+
+The cohort engine of :func:`gvlmodel.clinical.protocol.run_cohort` integrates one
+patient at a time; one DOP853 step costs ~480 ns, of which the twelve
+right-hand-side calls and the stage sums are scalar code over the states.  Here
+``W`` patients (lanes) share one flat workspace (layout in
+:mod:`gvlmodel.model._lane_layout`) and every step computes the stages of all lanes
+at once: the stage sums and the right-hand side (:func:`gvlmodel.model.model.rhs_strided`,
+the same equations) run as SIMD loops over lanes.  Step-size control, the
+protocol's visits and rare events (extinction, positivity projection, the
+starting step) stay per lane, in scalar code that calls the very routines of
+:mod:`gvlmodel.model.solver` and :mod:`gvlmodel.clinical.protocol`.
+
+Each lane carries its own time, step size, controller memory and protocol
+state, exactly as :func:`gvlmodel.clinical.protocol.run_patient` does, and every
+floating-point operation of a lane is the one the scalar engine performs (no
+fast-math: vector and scalar IEEE operations agree bit for bit), so a patient's
+results do not depend on its lane, on its neighbours or on the thread count;
+``tests/test_lanes.py`` checks that they equal the scalar engine's exactly.
+A lane whose patient has finished takes the next patient of its block.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from ..model._dop853_kernels import dop853_errors_lanes, dop853_stages_lanes
+from ..core._jit import jit
+from ..model._lane_layout import (BLOCK, N_K, OFF_A3, OFF_A5, OFF_CK, OFF_E3, OFF_E5, OFF_EFF, OFF_ERR, OFF_F, OFF_H,
+                                  OFF_HB, OFF_INV, OFF_K, OFF_NEG, OFF_P, OFF_T, OFF_Y, OFF_YN, W, WS_LEN)
+from ..model.indices import N_KP, N_PS, N_STATES, PP, PS, State
+from ..model.model import lsc_count, rhs_strided, zero_lsc
+from .protocol import enrol, sample_visit, write_results
+from ..model.solver import (BETA, ERROR_EXPONENT, EVENT_RHS, MAX_FACTOR, MAX_STEPS_REACHED, MIN_FACTOR, N_INTERP,
+                            N_STAGES, N_STAGES_EXT, N_STATS, NON_FINITE, PI_EXPONENT, SAFETY, ST_EXTINCTIONS, ST_REJECTED,
+                            ST_RHS, ST_STEPS, STEP_TOO_SMALL, _initial_step, _step_floor, extinction_in_step)
+
+NS = N_STATES
+
+# per-lane control (float array ``lc[l, C_*]``)
+C_T = 0  # current time
+C_H = 1  # proposed step size
+C_ERR_OLD = 2  # PI controller memory
+C_REJECTED = 3  # 1 after a rejected attempt
+C_H_TRY = 4  # unclipped step size of the current attempt
+C_LAST = 5  # 1 if the attempt is clipped to the interval end
+C_H_MIN = 6
+C_T_END = 7  # next visit (end of the current interval)
+C_T_VISIT = 8  # last visit reached
+C_ERR = 9  # error norm of the current attempt
+C_EVENT = 10  # day of extinction (nan if none)
+N_C = 11
+# per-lane integers ``li[l, I_*]``
+I_PATIENT = 0  # row of the patient in this lane (-1: idle)
+I_VISIT = 1  # index of the next visit
+N_I = 2
+
+
+@jit
+def _load_lane(ws, l, y):
+    for i in range(NS):
+        y[i] = ws[OFF_Y + i * W + l]
+
+
+@jit
+def _store_lane(ws, off, l, y):
+    for i in range(NS):
+        ws[off + i * W + l] = y[i]
+
+
+@jit
+def _finish(l, status, lc, li, ws, ps_all, st_all, res_f, res_i, yv):
+    """Results of the patient in lane ``l`` (as :func:`gvlmodel.clinical.protocol.run_patient`), lane freed."""
+    i = li[l, I_PATIENT]
+    write_results(ps_all[l], lc[l, C_EVENT], yv[l], lc[l, C_T_VISIT], status, st_all[l], res_f[i], res_i[i])
+    li[l, I_PATIENT] = -1
+    ws[OFF_H + l] = 0.0
+
+@jit
+def _begin_interval(l, lc, li, ws, ps_all, st_all, kp_all, effects_all, pp, sy, sf, s1, s2):
+    """Start of one :func:`gvlmodel.model.solver.integrate_ws` call: from the last visit to the next."""
+    i = li[l, I_PATIENT]
+    ps = ps_all[l]
+    st = st_all[l]
+    t = lc[l, C_T]
+    t_end = li[l, I_VISIT] * pp[PP.VISIT]
+    lc[l, C_T_END] = t_end
+    e = effects_all[i, int(ps[PS.DOSE])]
+    ws[OFF_EFF + l] = e
+    thr = pp[PP.EXTINCTION]
+    lsc = lsc_count(ws, OFF_Y, W, l)
+    if thr > 0.0 and lsc > 0.0 and lsc < thr:
+        zero_lsc(ws, OFF_Y, W, l)
+        lc[l, C_EVENT] = t
+        st[ST_EXTINCTIONS] += 1
+    lc[l, C_ERR_OLD] = 1e-4
+    rhs_strided(ws, OFF_Y, ws, OFF_P, e, ws, OFF_F, W, l)
+    st[ST_RHS] += 1
+    if lc[l, C_H] <= 0.0:
+        _load_lane(ws, l, sy)
+        for k in range(NS):
+            sf[k] = ws[OFF_F + k * W + l]
+        lc[l, C_H] = _initial_step(sy, sf, kp_all[i], e, pp[PP.RTOL], pp[PP.ATOL], max(t_end - t, _step_floor(t)),
+                                   s1, s2)
+        st[ST_RHS] += 1
+    lc[l, C_REJECTED] = 0.0
+
+
+@jit
+def _visit(l, lc, li, ws, ps_all, pp, eps, uu, measured, yv):
+    """Sample and protocol rules at the visit the lane has just reached."""
+    i = li[l, I_PATIENT]
+    k = li[l, I_VISIT]
+    t_next = lc[l, C_T_END]
+    y = yv[l]
+    _load_lane(ws, l, y)
+    sample_visit(ps_all[l], y, lc[l, C_T_VISIT], t_next, k, pp, eps[i], uu[i], measured[i])
+    lc[l, C_T_VISIT] = t_next
+    lc[l, C_T] = t_next  # the next interval starts exactly at the visit (an event step may end a rounding past it)
+    li[l, I_VISIT] = k + 1
+
+@jit
+def _enrol(l, i, lc, li, ws, ps_all, st_all, kp_all, y0_all, pp, eps, uu, measured, yv):
+    """Put patient ``i`` into lane ``l``: enrolment sample and rules (visit 0)."""
+    li[l, I_PATIENT] = i
+    li[l, I_VISIT] = 1
+    for k in range(N_KP):
+        ws[OFF_P + k * W + l] = kp_all[i, k]
+    for k in range(N_STATS):
+        st_all[l, k] = 0
+    lc[l, C_H] = 0.0
+    lc[l, C_T] = 0.0
+    lc[l, C_T_VISIT] = 0.0
+    lc[l, C_EVENT] = enrol(y0_all[i], yv[l], ps_all[l], pp, eps[i], uu[i], measured[i])
+    _store_lane(ws, OFF_Y, l, yv[l])
+
+@jit
+def _extinction_step(l, lc, ws, st, kp, pp, sy, syn, sf, sK, sF, s1):
+    """Extinction inside the accepted step of lane ``l``: the scalar solver's event code on a copy of the lane."""
+    for k in range(NS):
+        sy[k] = ws[OFF_Y + k * W + l]
+        syn[k] = ws[OFF_YN + k * W + l]
+        sf[k] = ws[OFF_F + k * W + l]
+        for s in range(N_K):
+            sK[s, k] = ws[OFF_K + s * BLOCK + k * W + l]
+    h_ev = extinction_in_step(sy, syn, sf, sK, sF, s1, lc[l, C_H], kp, ws[OFF_EFF + l], pp[PP.EXTINCTION])
+    st[ST_RHS] += EVENT_RHS
+    lc[l, C_T] = lc[l, C_T] + h_ev
+    lc[l, C_EVENT] = lc[l, C_T]
+    st[ST_EXTINCTIONS] += 1
+    _store_lane(ws, OFF_Y, l, sy)
+    _store_lane(ws, OFF_F, l, sf)
+
+@jit
+def _norms(ws, rtol, atol):
+    """Per-lane finiteness sum, error norm and negativity sum, as the scalar solver computes them.
+
+    Overwrites the error blocks with the squared scaled errors.  The sums run over the states in the
+    scalar solver's order; the error norm (two square roots and a division per lane) and the sum of
+    squared scaled negative components are computed for all lanes at once (vector instructions give
+    the same IEEE results), so the per-lane accept/reject code only reads them.
+    """
+    for m in range(BLOCK):
+        a = abs(ws[OFF_Y + m])
+        b = abs(ws[OFF_YN + m])
+        inv = 1.0 / (atol + (a if a >= b else b) * rtol)  # = max(a, b) for the finite steps that count
+        ws[OFF_INV + m] = inv
+        r5 = ws[OFF_E5 + m] * inv
+        r3 = ws[OFF_E3 + m] * inv
+        ws[OFF_E5 + m] = r5 * r5
+        ws[OFF_E3 + m] = r3 * r3
+        ws[OFF_T + m] = ws[OFF_YN + m] + ws[OFF_K + N_STAGES * BLOCK + m]
+    for l in range(W):
+        ws[OFF_CK + l] = 0.0
+        ws[OFF_A5 + l] = 0.0
+        ws[OFF_A3 + l] = 0.0
+    for i in range(NS):
+        for l in range(W):
+            ws[OFF_CK + l] += ws[OFF_T + i * W + l]
+            ws[OFF_A5 + l] += ws[OFF_E5 + i * W + l]
+            ws[OFF_A3 + l] += ws[OFF_E3 + i * W + l]
+    n = float(NS)
+    for l in range(W):
+        e5 = np.sqrt(ws[OFF_A5 + l] / n)
+        e3 = np.sqrt(ws[OFF_A3 + l] / n)
+        err = ws[OFF_H + l] * e5 * e5 / np.sqrt(e5 * e5 + 0.01 * e3 * e3)
+        ws[OFF_ERR + l] = 0.0 if (e5 == 0.0) & (e3 == 0.0) else err
+        ws[OFF_NEG + l] = 0.0
+    for i in range(NS):  # adding 0.0 for a non-negative component leaves the sum as the scalar solver's
+        for l in range(W):
+            v = ws[OFF_YN + i * W + l]
+            sq = (v * ws[OFF_INV + i * W + l]) ** 2
+            ws[OFF_NEG + l] += sq if v < 0.0 else 0.0
+
+
+@jit
+def _refill(l, nxt, stride, hi, lc, li, ws, ps_all, st_all, kp_all, y0_all, effects_all, pp, eps, uu, measured, res_f,
+            res_i, yv, sy, sf, s1, s2):
+    """Give an idle lane the block's next patient ``nxt`` (then ``nxt + stride``, ...; one with no visit
+    after enrolment finishes at once); returns the next ``nxt``."""
+    while nxt < hi and li[l, I_PATIENT] < 0:
+        _enrol(l, nxt, lc, li, ws, ps_all, st_all, kp_all, y0_all, pp, eps, uu, measured, yv)
+        nxt += stride
+        if int(pp[PP.N_VISITS]) >= 1:
+            _begin_interval(l, lc, li, ws, ps_all, st_all, kp_all, effects_all, pp, sy, sf, s1, s2)
+        else:
+            _finish(l, 0, lc, li, ws, ps_all, st_all, res_f, res_i, yv)
+    return nxt
+
+
+@jit
+def _run_block(lo, stride, hi, kp_all, y0_all, effects_all, pp, eps, uu, measured, res_f, res_i):
+    """Patients ``lo, lo + stride, ... < hi`` through the protocol, ``W`` at a time."""
+    n_vis = int(pp[PP.N_VISITS])
+    rtol = pp[PP.RTOL]
+    atol = pp[PP.ATOL]
+    thr = pp[PP.EXTINCTION]
+    max_steps = int(pp[PP.MAX_STEPS])
+    ws = np.zeros(WS_LEN)
+    lc = np.zeros((W, N_C))
+    li = np.full((W, N_I), -1, dtype=np.int64)
+    ps_all = np.zeros((W, N_PS))
+    st_all = np.zeros((W, N_STATS), dtype=np.int64)
+    yv = np.zeros((W, NS))
+    stepping = np.zeros(W, dtype=np.bool_)
+    sy = np.empty(NS)
+    syn = np.empty(NS)
+    sf = np.empty(NS)
+    s1 = np.empty(NS)
+    s2 = np.empty(NS)
+    sK = np.empty((N_STAGES_EXT, NS))
+    sF = np.empty((N_INTERP, NS))
+    # idle lanes compute on a copy of the first patient (finite numbers, results unused)
+    for l in range(W):
+        for k in range(N_KP):
+            ws[OFF_P + k * W + l] = kp_all[lo, k]
+        for k in range(NS):
+            ws[OFF_Y + k * W + l] = y0_all[lo, k]
+    nxt = lo
+    for l in range(W):
+        nxt = _refill(l, nxt, stride, hi, lc, li, ws, ps_all, st_all, kp_all, y0_all, effects_all, pp, eps, uu, measured,
+                      res_f, res_i, yv, sy, sf, s1, s2)
+    n = float(NS)
+    while True:
+        # --- per lane: step budget, step-size floor, clip to the next visit ---
+        n_stepping = 0
+        for l in range(W):
+            stepping[l] = False
+            ws[OFF_H + l] = 0.0
+            if li[l, I_PATIENT] < 0:
+                continue
+            t = lc[l, C_T]
+            h = lc[l, C_H]
+            status = 0
+            if st_all[l, ST_STEPS] >= max_steps:
+                status = MAX_STEPS_REACHED
+            else:
+                h_min = _step_floor(t)
+                lc[l, C_H_MIN] = h_min
+                if not h >= h_min:  # as the scalar solver: a nan step is a failure, not an endless loop
+                    status = NON_FINITE if np.isnan(h) else STEP_TOO_SMALL
+            if status != 0:  # the lane's next patient steps from the next round on
+                _finish(l, status, lc, li, ws, ps_all, st_all, res_f, res_i, yv)
+                nxt = _refill(l, nxt, stride, hi, lc, li, ws, ps_all, st_all, kp_all, y0_all, effects_all, pp, eps, uu,
+                              measured, res_f, res_i, yv, sy, sf, s1, s2)
+                n_stepping += 1 if li[l, I_PATIENT] >= 0 else 0  # keep the loop going
+                continue
+            lc[l, C_H_TRY] = h
+            t_stop = lc[l, C_T_END]
+            last = t + h >= t_stop
+            if last:
+                h = t_stop - t
+            lc[l, C_LAST] = 1.0 if last else 0.0
+            lc[l, C_H] = h
+            ws[OFF_H + l] = h
+            stepping[l] = True
+            n_stepping += 1
+        if n_stepping == 0:
+            break
+        # --- all lanes: one DOP853 step (idle lanes with h = 0) ---
+        for k in range(NS):  # K[0] = f(y) is already in place (OFF_F is the K[0] block)
+            for l in range(W):
+                ws[OFF_HB + k * W + l] = ws[OFF_H + l]
+        dop853_stages_lanes(ws)
+        dop853_errors_lanes(ws)
+        _norms(ws, rtol, atol)
+        # --- per lane: accept or reject (as gvlmodel.model.solver.integrate_ws), events, visits ---
+        for l in range(W):
+            if not stepping[l]:
+                continue
+            i = li[l, I_PATIENT]
+            st = st_all[l]
+            st[ST_RHS] += N_STAGES
+            h = lc[l, C_H]
+            t = lc[l, C_T]
+            if not np.isfinite(ws[OFF_CK + l]):
+                h *= 0.25
+                lc[l, C_H] = h
+                st[ST_REJECTED] += 1
+                lc[l, C_REJECTED] = 1.0
+                if not h >= lc[l, C_H_MIN]:
+                    _finish(l, NON_FINITE, lc, li, ws, ps_all, st_all, res_f, res_i, yv)
+                    nxt = _refill(l, nxt, stride, hi, lc, li, ws, ps_all, st_all, kp_all, y0_all, effects_all, pp, eps,
+                                  uu, measured, res_f, res_i, yv, sy, sf, s1, s2)
+                continue
+            err = ws[OFF_ERR + l]  # h e5^2 / sqrt(e5^2 + 0.01 e3^2) of the scaled error norms (_norms)
+            if not err < 1.0:  # also rejects a nan error (overflowing sums)
+                lc[l, C_H] = h * max(MIN_FACTOR, SAFETY * err ** ERROR_EXPONENT)
+                st[ST_REJECTED] += 1
+                lc[l, C_REJECTED] = 1.0
+                continue
+            # non-negativity: reject a step that leaves the orthant by more than the tolerance, else project
+            neg = ws[OFF_NEG + l]  # sum of (y_new[k] / scale[k])^2 over negative components (_norms)
+            if neg > 0.0:
+                if np.sqrt(neg / n) > 1.0:
+                    lc[l, C_H] = h * 0.5
+                    st[ST_REJECTED] += 1
+                    lc[l, C_REJECTED] = 1.0
+                    continue
+                for k in range(NS):
+                    if ws[OFF_YN + k * W + l] < 0.0:
+                        ws[OFF_YN + k * W + l] = 0.0
+                rhs_strided(ws, OFF_YN, ws, OFF_P, ws[OFF_EFF + l], ws, OFF_K + N_STAGES * BLOCK, W, l)
+                st[ST_RHS] += 1
+            # accepted
+            st[ST_STEPS] += 1
+            last = lc[l, C_LAST] != 0.0
+            lsc_old = lsc_count(ws, OFF_Y, W, l)
+            lsc_new = lsc_count(ws, OFF_YN, W, l)
+            if thr > 0.0 and lsc_old >= thr and lsc_new < thr:
+                _extinction_step(l, lc, ws, st, kp_all[i], pp, sy, syn, sf, sK, sF, s1)
+            else:
+                lc[l, C_T] = lc[l, C_T_END] if last else t + h
+                for k in range(NS):
+                    ws[OFF_Y + k * W + l] = ws[OFF_YN + k * W + l]
+                    ws[OFF_F + k * W + l] = ws[OFF_K + N_STAGES * BLOCK + k * W + l]
+                if err == 0.0:
+                    factor = MAX_FACTOR
+                else:
+                    factor = min(MAX_FACTOR, SAFETY * err ** PI_EXPONENT * lc[l, C_ERR_OLD] ** BETA)
+                lc[l, C_ERR_OLD] = max(err, 1e-4)
+                if lc[l, C_REJECTED] != 0.0:
+                    factor = min(1.0, factor)
+                lc[l, C_REJECTED] = 0.0
+                # after a step clipped at a stop, carry the unclipped proposal
+                lc[l, C_H] = max(h * factor, lc[l, C_H_TRY]) if last else h * factor
+            if lc[l, C_T] >= lc[l, C_T_END]:  # reached the next visit
+                _visit(l, lc, li, ws, ps_all, pp, eps, uu, measured, yv)
+                if li[l, I_VISIT] <= n_vis:
+                    _begin_interval(l, lc, li, ws, ps_all, st_all, kp_all, effects_all, pp, sy, sf, s1, s2)
+                else:
+                    _finish(l, 0, lc, li, ws, ps_all, st_all, res_f, res_i, yv)
+                    nxt = _refill(l, nxt, stride, hi, lc, li, ws, ps_all, st_all, kp_all, y0_all, effects_all, pp, eps,
+                                  uu, measured, res_f, res_i, yv, sy, sf, s1, s2)
+
+
+@jit(parallel=True)
+def run_cohort_lanes(kp_all, y0_all, effects_all, pp, eps, uu, measured, res_f, res_i, block):
+    """:func:`gvlmodel.clinical.protocol.run_cohort` with the lock-step engine: blocks of about ``block`` patients in parallel.
+
+    Same arguments and results as the scalar engine (bit for bit); ``block``
+    patients share one ``W``-lane engine and blocks run in a ``prange``.
+    """
+    n = kp_all.shape[0]
+    block = max(1, block)
+    nb = (n + block - 1) // block
+    for b in prange(nb):
+        # block b takes patients b, b + nb, ...: cost varies with patient id (relapse types are assigned in id
+        # order), so interleaving keeps the threads' shares of the work equal
+        _run_block(np.int64(b), np.int64(nb), np.int64(n), kp_all, y0_all, effects_all, pp, eps, uu, measured, res_f, res_i)
