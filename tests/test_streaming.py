@@ -161,3 +161,43 @@ def test_table_csv_writes_each_cell_as_the_cell_formatter_does():
         assert table_csv(cols) == "f,g,i,b,t\n" + "\n".join(rows) + "\n"
 
     check()
+
+
+def test_streamed_patients_csv_equals_a_cell_by_cell_table_of_the_one_patient_engine(scenario, tmp_path,
+                                                                                     monkeypatch):
+    """The fast path end to end - lock-step engine in blocks, parts of a streamed run, column-wise CSV -
+    against a reference that shares none of it: the one-patient-at-a-time engine
+    (:func:`gvlmodel.clinical.protocol.run_cohort`) on the whole cohort, every cell formatted on its own."""
+    import gvlmodel.clinical.lanes as lanes
+    import gvlmodel.clinical.scenario as scen
+    from gvlmodel.clinical.protocol import run_cohort
+    from gvlmodel.clinical.scenario import _fmt, patient_table
+
+    files, _, _ = run_and_write(scenario, tmp_path / "fast", threads=2, progress=False, chunk=700)
+    fast = (tmp_path / "fast" / "patients.csv").read_text()
+
+    class OnePatientEngine:  # run_inputs calls the lock-step engine with a block size: the scalar engine has none
+        signatures = [None]
+
+        def __call__(self, kp, y0, effects, pp, eps, uu, measured, res_f, res_i, block):
+            run_cohort(kp, y0, effects, pp, eps, uu, measured, res_f, res_i)
+
+    monkeypatch.setattr(lanes, "run_cohort_lanes", OnePatientEngine())
+    ref = patient_table(scenario.run(threads=1, progress=False))
+    names = list(ref)
+    rows = [",".join(_fmt(ref[k][r]) for k in names) for r in range(scenario.cohort.size)]
+    assert fast == ",".join(names) + "\n" + "\n".join(rows) + "\n"
+    assert fast.count("\n") == scenario.cohort.size + 1
+    assert scen.STREAM_CHUNK % 1024 == 0  # parts of a streamed run keep to the draws' blocks
+
+
+def test_integral_float_columns_are_written_as_the_cell_formatter_does():
+    """Visit days (integral floats, some missing) take a shortcut through integers: the same text as ``%.10g``,
+    also for -0.0, values of 10 digits and the first value that %.10g writes in exponent form."""
+    from gvlmodel.clinical.scenario import _fmt, format_column, table_csv
+
+    cases = [np.array([0.0, 30.0, 1800.0, np.nan, -60.0]), np.array([-0.0, 30.0]), np.array([9999999999.0, 1.0]),
+             np.array([1e10, 2.0]), np.array([np.nan, np.inf]), np.array([3.0, 0.5]), np.array([7.0, 7.0])]
+    for a in cases:
+        assert format_column(a) == [_fmt(v) for v in a], a
+        assert table_csv({"a": a}, header=False) == "".join(_fmt(v) + "\n" for v in a), a

@@ -26,8 +26,8 @@ from numba import prange
 
 from ..model._dop853_kernels import dop853_errors_lanes, dop853_stages_lanes
 from ..core._jit import jit
-from ..model._lane_layout import (BLOCK, N_K, OFF_A3, OFF_A5, OFF_CK, OFF_E3, OFF_E5, OFF_EFF, OFF_F, OFF_H, OFF_HB, OFF_INV,
-                                  OFF_K, OFF_P, OFF_T, OFF_Y, OFF_YN, W, WS_LEN)
+from ..model._lane_layout import (BLOCK, N_K, OFF_A3, OFF_A5, OFF_CK, OFF_E3, OFF_E5, OFF_EFF, OFF_ERR, OFF_F, OFF_H,
+                                  OFF_HB, OFF_INV, OFF_K, OFF_NEG, OFF_P, OFF_T, OFF_Y, OFF_YN, W, WS_LEN)
 from ..model.indices import N_KP, N_PS, N_STATES, PP, PS, State
 from ..model.model import lsc_count, rhs_strided, zero_lsc
 from .protocol import enrol, sample_visit, write_results
@@ -153,9 +153,12 @@ def _extinction_step(l, lc, ws, st, kp, pp, sy, syn, sf, sK, sF, s1):
 
 @jit
 def _norms(ws, rtol, atol):
-    """Per-lane finiteness sum and squared scaled error sums (summation order of the scalar solver).
+    """Per-lane finiteness sum, error norm and negativity sum, as the scalar solver computes them.
 
-    Overwrites the error blocks with the squared scaled errors.
+    Overwrites the error blocks with the squared scaled errors.  The sums run over the states in the
+    scalar solver's order; the error norm (two square roots and a division per lane) and the sum of
+    squared scaled negative components are computed for all lanes at once (vector instructions give
+    the same IEEE results), so the per-lane accept/reject code only reads them.
     """
     for m in range(BLOCK):
         a = abs(ws[OFF_Y + m])
@@ -176,6 +179,18 @@ def _norms(ws, rtol, atol):
             ws[OFF_CK + l] += ws[OFF_T + i * W + l]
             ws[OFF_A5 + l] += ws[OFF_E5 + i * W + l]
             ws[OFF_A3 + l] += ws[OFF_E3 + i * W + l]
+    n = float(NS)
+    for l in range(W):
+        e5 = np.sqrt(ws[OFF_A5 + l] / n)
+        e3 = np.sqrt(ws[OFF_A3 + l] / n)
+        err = ws[OFF_H + l] * e5 * e5 / np.sqrt(e5 * e5 + 0.01 * e3 * e3)
+        ws[OFF_ERR + l] = 0.0 if (e5 == 0.0) & (e3 == 0.0) else err
+        ws[OFF_NEG + l] = 0.0
+    for i in range(NS):  # adding 0.0 for a non-negative component leaves the sum as the scalar solver's
+        for l in range(W):
+            v = ws[OFF_YN + i * W + l]
+            sq = (v * ws[OFF_INV + i * W + l]) ** 2
+            ws[OFF_NEG + l] += sq if v < 0.0 else 0.0
 
 
 @jit
@@ -263,9 +278,8 @@ def _run_block(lo, stride, hi, kp_all, y0_all, effects_all, pp, eps, uu, measure
         if n_stepping == 0:
             break
         # --- all lanes: one DOP853 step (idle lanes with h = 0) ---
-        for k in range(NS):
+        for k in range(NS):  # K[0] = f(y) is already in place (OFF_F is the K[0] block)
             for l in range(W):
-                ws[OFF_K + k * W + l] = ws[OFF_F + k * W + l]
                 ws[OFF_HB + k * W + l] = ws[OFF_H + l]
         dop853_stages_lanes(ws)
         dop853_errors_lanes(ws)
@@ -289,23 +303,14 @@ def _run_block(lo, stride, hi, kp_all, y0_all, effects_all, pp, eps, uu, measure
                     nxt = _refill(l, nxt, stride, hi, lc, li, ws, ps_all, st_all, kp_all, y0_all, effects_all, pp, eps,
                                   uu, measured, res_f, res_i, yv, sy, sf, s1, s2)
                 continue
-            e5 = np.sqrt(ws[OFF_A5 + l] / n)
-            e3 = np.sqrt(ws[OFF_A3 + l] / n)
-            if e5 == 0.0 and e3 == 0.0:
-                err = 0.0
-            else:
-                err = h * e5 * e5 / np.sqrt(e5 * e5 + 0.01 * e3 * e3)
+            err = ws[OFF_ERR + l]  # h e5^2 / sqrt(e5^2 + 0.01 e3^2) of the scaled error norms (_norms)
             if not err < 1.0:  # also rejects a nan error (overflowing sums)
                 lc[l, C_H] = h * max(MIN_FACTOR, SAFETY * err ** ERROR_EXPONENT)
                 st[ST_REJECTED] += 1
                 lc[l, C_REJECTED] = 1.0
                 continue
             # non-negativity: reject a step that leaves the orthant by more than the tolerance, else project
-            neg = 0.0
-            for k in range(NS):
-                v = ws[OFF_YN + k * W + l]
-                if v < 0.0:
-                    neg += (v * ws[OFF_INV + k * W + l]) ** 2
+            neg = ws[OFF_NEG + l]  # sum of (y_new[k] / scale[k])^2 over negative components (_norms)
             if neg > 0.0:
                 if np.sqrt(neg / n) > 1.0:
                     lc[l, C_H] = h * 0.5

@@ -17,12 +17,12 @@ N_K = 13  #: DOP853 stages kept per step (12 + the FSAL stage)
 
 OFF_Y = 0  # state
 OFF_YN = OFF_Y + BLOCK  # proposed state at the end of the step
-OFF_F = OFF_YN + BLOCK  # f(y)
-OFF_T = OFF_F + BLOCK  # stage state (scratch)
+OFF_T = OFF_YN + BLOCK  # stage state (scratch)
 OFF_E5 = OFF_T + BLOCK  # 5th-order error estimate
 OFF_E3 = OFF_E5 + BLOCK  # 3rd-order error estimate
 OFF_INV = OFF_E3 + BLOCK  # 1 / (atol + rtol max(|y|, |y_new|))
 OFF_K = OFF_INV + BLOCK  # stage derivatives K[s] at OFF_K + s * BLOCK, s = 0..12
+OFF_F = OFF_K  # f(y) is the first stage K[0]: kept there between steps (the stages never write it), not copied
 OFF_P = OFF_K + N_K * BLOCK  # kernel parameters, parameter k of lane l at OFF_P + k * W + l
 OFF_EFF = OFF_P + N_KP * W  # imatinib effect per lane
 OFF_H = OFF_EFF + W  # step size per lane (0 for idle lanes)
@@ -30,4 +30,6 @@ OFF_HB = OFF_H + W  # step size broadcast to a state-sized block (element i * W 
 OFF_A5 = OFF_HB + BLOCK  # per-lane sums for the error norms and the finiteness check
 OFF_A3 = OFF_A5 + W
 OFF_CK = OFF_A3 + W
-WS_LEN = OFF_CK + W
+OFF_ERR = OFF_CK + W  # per-lane error norm of the attempt (the scalar solver's ``err``)
+OFF_NEG = OFF_ERR + W  # per-lane sum of squared scaled negative components of the proposed state
+WS_LEN = OFF_NEG + W

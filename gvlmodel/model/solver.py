@@ -46,6 +46,9 @@ Failures are data: the kernel returns a status code and never raises.
 from __future__ import annotations
 
 import numpy as np
+from llvmlite import ir as llvm_ir
+from numba.core import types
+from numba.core.extending import intrinsic
 from scipy.integrate._ivp import dop853_coefficients as _dop
 
 from ._dop853_kernels import dop853_errors, dop853_stages
@@ -99,9 +102,34 @@ def _stage_states(y, K, s, h, out):
         out[i] = y[i] + h * out[i]
 
 
+@intrinsic
+def _float_bits(typingctx, x):
+    """The IEEE-754 bits of a float64 as an int64 (a bit cast, no conversion)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], llvm_ir.IntType(64))
+
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _bits_float(typingctx, b):
+    """The float64 whose IEEE-754 bits are the int64 ``b``."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], llvm_ir.DoubleType())
+
+    return types.float64(types.int64), codegen
+
+
 @jit
 def _step_floor(t):
-    """Smallest step allowed at time ``t``: 10 ulp of ``t`` (a shorter step would not advance ``t`` reliably)."""
+    """Smallest step allowed at time ``t``: 10 ulp of ``t`` (a shorter step would not advance ``t`` reliably).
+
+    ``nextafter(t, inf)`` is the float whose bits are one more than ``t``'s for ``0 <= t < inf`` (``+0.0``
+    included), so that case is a bit cast instead of a libm call (the same value; called once per step).
+    """
+    b = _float_bits(t)
+    if b >= 0 and t < np.inf:
+        return 10.0 * (_bits_float(b + 1) - t)
     return 10.0 * (np.nextafter(t, np.inf) - t)
 
 

@@ -1,0 +1,215 @@
+#!/usr/bin/env python
+"""End-to-end throughput of ``gvlmodel simulate``: patients per second with ``patients.csv`` written.
+
+Scenario: ``benchmarks/simulate_hess2005_100k.toml`` (``experiments/hess2005.toml`` with 100,000
+patients and no trajectories; ``--patients N`` runs a copy with another size), ``--threads 2``.
+
+1. Warm-up: one small run of the same scenario compiles the kernels (or loads numba's cache).
+2. ``--repeats`` times, alternating:
+
+   * **process**: ``gvlmodel simulate SCENARIO --out DIR --threads T --no-progress`` in a fresh
+     Python process (interpreter start-up, imports and cache loading included); wall time around
+     the process, its CPU time and peak RSS (``wait4``), and the engine time it prints;
+   * **in process**: :func:`gvlmodel.clinical.scenario.run_and_write` (what the command runs after
+     validation) with timers around its parts: drawing patients and start states
+     (``prepare_cohort``), the compiled engine (``run_inputs``), building the result columns,
+     writing the tables (``TableWriter.write``), and the rest (summary, provenance, publishing).
+
+3. ``--million``: one process run of 10**6 patients, for peak RSS (memory must not grow with the
+   cohort: ``simulate`` streams parts of 32,768 patients).
+
+The machine is often shared, so every timing is recorded with the load average (1 min) before
+it, and CPU seconds are reported next to wall seconds: ``patients / CPU-s x threads`` is the
+throughput the run would have had with its threads' cores to itself.  Medians over repeats.
+
+Usage::
+
+    python benchmarks/bench_simulate.py [--patients N] [--threads T] [--repeats R] [--million] [--quick] [--out DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+import numpy as np  # noqa: E402
+
+from bench_solvers import machine_info, machine_line, write_results  # noqa: E402
+
+SCENARIO = HERE / "simulate_hess2005_100k.toml"
+TARGET = 20000.0  # patients/s end to end on 2 threads (issue 19, point 5)
+# the command, run from this checkout whatever is installed
+CLI = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); from gvlmodel.workflow.cli import main; "
+       "sys.exit(main())"]
+
+
+def scenario_copy(n: int, folder: Path) -> Path:
+    """The benchmark scenario with ``size = n`` (the committed file itself for 100,000)."""
+    text = SCENARIO.read_text()
+    if n == 100000:
+        return SCENARIO
+    path = folder / f"scenario_{n}.toml"
+    path.write_text(re.sub(r"(?m)^size = \d+$", f"size = {n}", text))
+    return path
+
+
+def run_process(scenario: Path, out: Path, threads: int) -> dict:
+    """``gvlmodel simulate`` in a fresh process: wall, CPU, peak RSS, the engine time it prints."""
+    load = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(CLI + ["simulate", str(scenario), "--out", str(out), "--threads", str(threads),
+                                   "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status, ru = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    stdout, stderr = proc.stdout.read(), proc.stderr.read()
+    proc.stdout.close()
+    proc.stderr.close()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"gvlmodel simulate exited {proc.returncode}:\n{stdout}\n{stderr}")
+    m = re.search(r"^(\d+) patients in ([0-9.]+) s", stdout, re.M)
+    return {"load_1min": load, "wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "max_rss_mb": ru.ru_maxrss / 1024,
+            "patients": int(m.group(1)), "engine_s": float(m.group(2))}
+
+
+def run_in_process(scenario_path: Path, out: Path, threads: int) -> dict:
+    """:func:`run_and_write` with timers around its parts (seconds per part)."""
+    import gvlmodel.clinical.cohort as cohort
+    import gvlmodel.clinical.scenario as scen
+
+    parts = {"prepare": 0.0, "engine": 0.0, "engine_kernel": 0.0, "simulate_cohort": 0.0, "write": 0.0}
+
+    def timed(name, f):
+        def wrapper(*a, **k):
+            t = time.perf_counter()
+            try:
+                return f(*a, **k)
+            finally:
+                parts[name] += time.perf_counter() - t
+        return wrapper
+
+    saved = (cohort.prepare_cohort, cohort.run_inputs, scen.simulate_cohort, scen.TableWriter.write)
+
+    def run_inputs(*a, **k):
+        res = saved[1](*a, **k)
+        parts["engine_kernel"] += res[3]
+        return res
+
+    cohort.prepare_cohort = timed("prepare", saved[0])
+    cohort.run_inputs = timed("engine", run_inputs)
+    scen.simulate_cohort = timed("simulate_cohort", saved[2])
+    scen.TableWriter.write = timed("write", saved[3])
+    try:
+        sc = scen.load_scenario(scenario_path)
+        load = os.getloadavg()[0]
+        c0 = time.process_time()
+        t0 = time.perf_counter()
+        scen.run_and_write(sc, out, threads=threads, progress=False)
+        wall = time.perf_counter() - t0
+        cpu = time.process_time() - c0
+    finally:
+        cohort.prepare_cohort, cohort.run_inputs, scen.simulate_cohort, scen.TableWriter.write = saved
+    columns = parts["simulate_cohort"] - parts["prepare"] - parts["engine"]
+    return {"load_1min": load, "wall_s": wall, "cpu_s": cpu, "patients": sc.cohort.size,
+            "prepare_s": parts["prepare"], "engine_s": parts["engine"], "engine_kernel_s": parts["engine_kernel"],
+            "columns_s": columns, "write_s": parts["write"],
+            "rest_s": wall - parts["simulate_cohort"] - parts["write"]}
+
+
+def median(rows, key):
+    return float(np.median([r[key] for r in rows]))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--patients", type=int, default=100000)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--million", action="store_true", help="also run 10**6 patients once (peak RSS)")
+    ap.add_argument("--quick", action="store_true", help="10,000 patients, 2 repeats (smoke test)")
+    ap.add_argument("--out", default=str(HERE / "results"))
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.patients, args.repeats = 10000, 2
+    with tempfile.TemporaryDirectory(prefix="bench_simulate_") as tmp:
+        tmp = Path(tmp)
+        scenario = scenario_copy(args.patients, tmp)
+        warm = run_process(scenario_copy(64, tmp), tmp / "warm", args.threads)  # compile / load the cache
+        run_in_process(scenario_copy(64, tmp), tmp / "warm_in", args.threads)
+        procs, inproc = [], []
+        for r in range(args.repeats):  # alternate, so that a busy spell of a shared machine hits both
+            procs.append(run_process(scenario, tmp / f"p{r}", args.threads))
+            inproc.append(run_in_process(scenario, tmp / f"i{r}", args.threads))
+            print(f"repeat {r + 1}/{args.repeats}: process {procs[-1]['wall_s']:.2f} s (load "
+                  f"{procs[-1]['load_1min']:.2f}), in process {inproc[-1]['wall_s']:.2f} s (load "
+                  f"{inproc[-1]['load_1min']:.2f})", file=sys.stderr)
+        size = (tmp / "p0" / "patients.csv").stat().st_size
+        million = None
+        if args.million:
+            million = run_process(scenario_copy(10 ** 6, tmp), tmp / "million", args.threads)
+            million["patients_csv_bytes"] = (tmp / "million" / "patients.csv").stat().st_size
+            million["patients_per_s"] = million["patients"] / million["wall_s"]
+
+    n = args.patients
+    t = args.threads
+    pw, iw = median(procs, "wall_s"), median(inproc, "wall_s")
+    summary = {
+        "process_patients_per_s": n / pw,
+        "process_patients_per_cpu_s_x_threads": n / median(procs, "cpu_s") * t,
+        "in_process_patients_per_s": n / iw,
+        "in_process_patients_per_cpu_s_x_threads": n / median(inproc, "cpu_s") * t,
+        "engine_patients_per_s": n / median(inproc, "engine_kernel_s"),
+        "startup_s": median(procs, "wall_s") - iw,
+        "load_1min_median": float(np.median([r["load_1min"] for r in procs + inproc])),
+    }
+    share = {k: float(np.median([r[k] / r["wall_s"] for r in inproc]))
+             for k in ("prepare_s", "engine_s", "columns_s", "write_s", "rest_s")}
+    info = machine_info()
+    lines = [f"### `gvlmodel simulate`, Hess protocol, {n:,} patients, {t} threads, patients.csv written", "",
+             f"Scenario `{SCENARIO.relative_to(ROOT)}`" + (f" with size = {n}" if n != 100000 else "")
+             + f"; median of {args.repeats} repeats; load average (1 min) before the runs: median "
+             f"{summary['load_1min_median']:.2f} on {info['cpus_usable']} usable CPUs.", "",
+             "| measure | wall (median) | patients / s | patients / CPU-s × threads |", "|---|---:|---:|---:|",
+             f"| process (start-up, imports, cache load, run, write) | {pw:.2f} s | "
+             f"{summary['process_patients_per_s']:,.0f} | {summary['process_patients_per_cpu_s_x_threads']:,.0f} |",
+             f"| in process (`run_and_write`) | {iw:.2f} s | {summary['in_process_patients_per_s']:,.0f} | "
+             f"{summary['in_process_patients_per_cpu_s_x_threads']:,.0f} |",
+             f"| compiled engine only | {median(inproc, 'engine_kernel_s'):.2f} s | "
+             f"{summary['engine_patients_per_s']:,.0f} | |", "",
+             "Share of the in-process wall time: "
+             + ", ".join(f"{label} {100 * share[k]:.1f} %" for label, k in
+                         (("engine (run_inputs)", "engine_s"), ("draws and start states (prepare_cohort)", "prepare_s"),
+                          ("result columns", "columns_s"), ("writing patients.csv", "write_s"),
+                          ("summary, provenance, publishing", "rest_s"))) + ".",
+             f"Process start-up (interpreter, imports, numba cache): {summary['startup_s']:.2f} s; "
+             f"peak RSS {median(procs, 'max_rss_mb'):.0f} MB; patients.csv {size / 1e6:.1f} MB.", "",
+             f"Target ≥ {TARGET:,.0f} patients/s end to end on 2 threads: in process "
+             f"{'met' if summary['in_process_patients_per_s'] >= TARGET else 'NOT met'}, process "
+             f"{'met' if summary['process_patients_per_s'] >= TARGET else 'NOT met'}."]
+    if million:
+        lines += ["", f"10^6 patients (one process run): {million['wall_s']:.1f} s wall "
+                  f"({million['patients_per_s']:,.0f} patients/s, load {million['load_1min']:.2f}), "
+                  f"peak RSS {million['max_rss_mb']:.0f} MB (100,000: {median(procs, 'max_rss_mb'):.0f} MB), "
+                  f"patients.csv {million['patients_csv_bytes'] / 1e6:.0f} MB."]
+    lines += ["", machine_line(info, numbalsoda=False)]
+    md = "\n".join(lines) + "\n"
+    print(md)
+    write_results(args.out, "bench_simulate", md, {"patients": n, "threads": t, "summary": summary, "share": share,
+                                                   "process": procs, "in_process": inproc, "warm_up": warm,
+                                                   "million": million, "machine": info})
+
+
+if __name__ == "__main__":
+    main()
