@@ -31,6 +31,7 @@ SCRIPTS = {
     "fig5_stopping": ["fig5_stopping"],
     "fig6_sensitivity": ["fig6_sensitivity", "fig6_sensitivity_detail"],
     "fig7_posterior": ["fig7_posterior", "fig7_corner"],
+    "fig8_comparison": ["fig8_comparison"],
 }
 
 
@@ -73,6 +74,7 @@ def test_main_cli_arguments(tmp_path, capsys):
     ("fig3_predictive", "fit_hess2005/report.json", "gvlmodel fit experiments/fit_hess2005.toml"),
     ("fig5_stopping", "fit_hess2005/report.json", "gvlmodel fit experiments/fit_hess2005.toml"),
     ("fig7_posterior", "fit_hess2005/report.json", "gvlmodel fit experiments/fit_hess2005.toml"),
+    ("fig8_comparison", "compare_hess2005/report.json", "gvlmodel compare experiments/compare_hess2005.toml"),
 ])
 def test_missing_input_names_file_and_command(script, missing, command, tmp_path):
     mod = load_script(script)

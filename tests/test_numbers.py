@@ -73,7 +73,16 @@ def nums(results):
 def test_every_kind_of_result_gives_numbers(nums):
     folders = {name.split(".")[0] for name in nums}
     assert folders == {"fit_hess2005", "hess2005", "sensitivity_hess2005", "dynamics", "calibrate_patients",
-                       "predict_stop_hahnel2020"}
+                       "predict_stop_hahnel2020", "compare_hess2005"}
+
+
+def test_compare_numbers_are_the_reports(nums, results):
+    rep = json.loads((results / "compare_hess2005" / "report.json").read_text())
+    h2 = rep["holdout"]["variants"]["H2"]
+    assert nums["compare_hess2005.holdout.H2.log_score"].value == h2["log_score"]
+    row = rep["robustness"][0]
+    n = nums[f"compare_hess2005.robustness.{row['alternative']}.prob_H2"]
+    assert n.value == row["p_H2"] and n.low == pytest.approx(max(0.0, row["p_H2"] - 1.96 * row["se_H2"]))
 
 
 def test_every_number_has_a_description_a_unit_and_a_source_file(nums, results):
