@@ -39,6 +39,7 @@ def quick_run(tmp_path_factory):
     return results, figures, first, second
 
 
+@pytest.mark.slow  # about 90 s: `gvlmodel reproduce --quick` end to end (run with -m slow)
 def test_reproduce_quick_runs_end_to_end(quick_run):
     results, figures, first, _ = quick_run
     assert first.returncode == 0, first.stderr[-3000:]
@@ -51,6 +52,7 @@ def test_reproduce_quick_runs_end_to_end(quick_run):
     assert (results / "numbers.json").is_file() and (results / "numbers.tex").is_file()
 
 
+@pytest.mark.slow  # about 90 s: `gvlmodel reproduce --quick` end to end (run with -m slow)
 def test_second_run_skips_every_unchanged_step(quick_run):
     results, _, _, second = quick_run
     assert second.returncode == 0, second.stderr[-3000:]
@@ -58,6 +60,7 @@ def test_second_run_skips_every_unchanged_step(quick_run):
     assert all(v["status"] == "skipped" for k, v in run.items() if k != "numbers"), run
 
 
+@pytest.mark.slow  # about 90 s: `gvlmodel reproduce --quick` end to end (run with -m slow)
 def test_numbers_agree_with_their_results(quick_run):
     results = quick_run[0]
     nums = json.loads((results / "numbers.json").read_text())["numbers"]
