@@ -136,16 +136,25 @@ def decisive_panel(ax, dec: dict, threshold: float, a: str = "H2", b: str = "H1"
 
 def draw(results: Path = Path("results"), out: Path = Path("figures/output")) -> list[Path]:
     report = load(Path(results))
+    rows = report.get("robustness") or []
     with gp.use_style():
-        fig = gp.new_figure(gp.DOUBLE_COLUMN, 6.2)
-        top, bottom = fig.subfigures(2, 1, height_ratios=[1.0, 1.0])
-        ax_a = top.subplots()
+        if rows:
+            fig = gp.new_figure(gp.DOUBLE_COLUMN, 6.2)
+            top, bottom = fig.subfigures(2, 1, height_ratios=[1.0, 1.0])
+            ax_a = top.subplots()
+            robustness_panel(ax_a, rows)
+            gp.panel_label(ax_a, "a", x=-0.2)
+        else:  # panel (a) needs the refits: say so instead of leaving half the figure empty
+            fig = gp.new_figure(gp.DOUBLE_COLUMN, 3.4)
+            bottom = fig
+            fig.suptitle("(a) robustness refits not run here: gvlmodel compare without --no-refits, or "
+                         "gvlmodel reproduce --refit", fontsize=gp.SMALL_FONT_SIZE, color="0.35", x=0.02,
+                         ha="left")
         ax_b, ax_c = bottom.subplots(1, 2)
-        robustness_panel(ax_a, report.get("robustness") or [])
         holdout_panel(ax_b, report["holdout"])
         decisive_panel(ax_c, report["decisive"], float(report["settings"]["bayes_factor"]))
-        for ax, letter, x in ((ax_a, "a", -0.2), (ax_b, "b", -0.12), (ax_c, "c", -0.12)):
-            gp.panel_label(ax, letter, x=x)
+        gp.panel_label(ax_b, "b", x=-0.12)
+        gp.panel_label(ax_c, "c", x=-0.12)
         return gp.save_figure(fig, out, NAME)
 
 

@@ -320,3 +320,19 @@ def test_fig7_labels_use_the_equations_symbols_and_the_tables_units(captured, tm
         if name == "fig7_posterior":  # every fitted table parameter in fig6's notation, not a second one
             table = code_names & set(PARAMETER_TABLE)
             assert {b for b in table if any(gp.PARAMETER_SYMBOLS[b] in t for t in shown)} == table
+
+
+def test_fig8_without_refits_draws_panels_b_and_c_and_says_why(tmp_path):
+    """`gvlmodel reproduce` without --refit runs compare without the robustness refits: fig8 still draws,
+    and says how to get panel (a)."""
+    import json
+    import shutil
+
+    res = tmp_path / "results"
+    shutil.copytree(FIXTURES / "compare_hess2005", res / "compare_hess2005")
+    rep = json.loads((res / "compare_hess2005" / "report.json").read_text())
+    rep["robustness"] = []
+    (res / "compare_hess2005" / "report.json").write_text(json.dumps(rep))
+    mod = load_script("fig8_comparison")
+    out = tmp_path / "out"
+    _check_outputs(mod.draw(res, out), out, ["fig8_comparison"])
