@@ -303,12 +303,7 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> S
     """Validate a sensitivity config; ``quick`` applies its ``[quick]`` table."""
     check_tables(cfg, CONFIG_TABLES, source)
     st = cfg.get("study", {})
-    if "seed" not in st:
-        raise InputError("[study] seed: required (an integer >= 0)")
-    seed = limits.seed("[study] seed", st["seed"])
-    name = st.get("name", "sensitivity")
-    if not isinstance(name, str) or not name.isidentifier():
-        raise InputError(f"[study] name: expected a simple identifier, got {name!r}")
+    seed, name = limits.run_identity(st, "study", "sensitivity")
     methods = _names("[study] methods", st.get("methods", list(METHODS)), METHODS)
     outputs = _names("[study] outputs", st.get("outputs", list(OUTPUTS)), OUTPUTS)
     time_resolved = _bool("[study] time_resolved", st.get("time_resolved", True))

@@ -52,6 +52,18 @@ def seed(field: str, v) -> int:
     return integer(field, v, lo=0, hi=MAX_SEED)
 
 
+def run_identity(table: dict, where: str, default_name: str) -> tuple[int, str]:
+    """``(seed, name)`` of a run's main config table ``[where]``: the seed required (in ``[0, MAX_SEED]``),
+    the name a simple identifier (default ``default_name``); errors name ``[where] seed`` / ``[where] name``."""
+    if "seed" not in table:
+        raise InputError(f"[{where}] seed: required (an integer >= 0)")
+    s = seed(f"[{where}] seed", table["seed"])
+    name = table.get("name", default_name)
+    if not isinstance(name, str) or not name.isidentifier():
+        raise InputError(f"[{where}] name: expected a simple identifier, got {name!r}")
+    return s, name
+
+
 def max_threads() -> int:
     import numba
 
@@ -154,4 +166,4 @@ def patients_time(n_patients: float, n_threads: int | None = None) -> float:
 __all__ = ["RTOL_MIN", "RTOL_MAX", "ATOL_MAX", "MAX_COHORT_SIZE", "MAX_GENERATIONS", "MEMORY_SHARE",
            "rtol", "atol", "seed", "threads", "MAX_SEED", "cohort_size", "generations", "available_memory", "check_memory",
            "free_disk", "check_disk",
-           "engine_bytes_per_patient", "duration_text", "patients_time", "InputError"]
+           "engine_bytes_per_patient", "duration_text", "patients_time", "run_identity", "InputError"]

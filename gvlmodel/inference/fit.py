@@ -232,12 +232,7 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> F
         raise InputError(f"{source}: expected a table of tables ([fit], [trial], ...)")
     check_tables(cfg, CONFIG_TABLES, source)
     f = cfg.get("fit", {})
-    if "seed" not in f:
-        raise InputError("[fit] seed: required (an integer >= 0)")
-    seed = limits.seed("[fit] seed", f["seed"])
-    name = f.get("name", "fit")
-    if not isinstance(name, str) or not name.isidentifier():
-        raise InputError(f"[fit] name: expected a simple identifier, got {name!r}")
+    seed, name = limits.run_identity(f, "fit", "fit")
     data_name, data_sets = f.get("data", "hess2005"), available_calibrations()
     if not isinstance(data_name, str) or data_name not in data_sets:
         raise InputError(f"[fit] data: unknown data set {data_name!r}; allowed: {', '.join(data_sets)}")
