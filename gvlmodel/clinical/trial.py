@@ -15,7 +15,6 @@ between-patient spreads (``sd_<name>``, natural-log SD) and the protocol's
 """
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Callable, Mapping
@@ -194,19 +193,15 @@ def check_design(v: Mapping, name: Callable[[str], str]) -> None:
         fail(name("comparator_stop"), f"unknown value {v['comparator_stop']!r}; allowed: " + ", ".join(COMPARATOR_STOPS))
 
 
-@functools.lru_cache(maxsize=16)
-def _set_spreads(base_set: str) -> tuple:
+def base_spreads(base_set: str) -> dict[str, float]:
+    """Between-patient natural-log SDs of a virtual trial on ``base_set``: :data:`DEFAULT_POPULATION_SD`
+    with the set's own ``[population]`` (a calibrated set's estimated spreads) over them.  Read from the
+    set's file each time (a recalibration shipped in the same process is seen), like the set's values."""
     from ..model.parameters import parameter_set_info
 
     sd = dict(DEFAULT_POPULATION_SD)
     sd.update(parameter_set_info(base_set)["population"] or {})
-    return tuple(sd.items())
-
-
-def base_spreads(base_set: str) -> dict[str, float]:
-    """Between-patient natural-log SDs of a virtual trial on ``base_set``: :data:`DEFAULT_POPULATION_SD`
-    with the set's own ``[population]`` (a calibrated set's estimated spreads) over them."""
-    return dict(_set_spreads(base_set))
+    return sd
 
 
 def model_inputs(values: Mapping[str, float], fitted: tuple[FitParameter, ...],

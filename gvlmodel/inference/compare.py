@@ -33,8 +33,6 @@ resumes (the refits resume their ABC databases).
 from __future__ import annotations
 
 import copy
-import csv
-import io
 import json
 import math
 from dataclasses import dataclass
@@ -45,6 +43,8 @@ import numpy as np
 from ..core import limits
 from ..core.errors import InputError, check_tables, output_folder, read_toml, real
 from ..core.errors import integer as _int
+from ..clinical.scenario import table_csv
+from .fit import _stage as fit_stage, quantile_band
 from ..core.provenance import (atomic_write_json, atomic_write_text, begin_outputs, finish_outputs, lock_outputs,
                                package_digest, provenance_of)
 
@@ -297,7 +297,7 @@ def holdout_stim(cfg: CompareConfig, log=print) -> dict:
         score = float(np.log(np.mean(np.exp(lp - lp.max()))) + lp.max()) if lp.size else -math.inf
         out["variants"][v] = {
             "log_score": score, "draws_scored": int(lp.size), "draws": int(len(x)),
-            "relapse_free_6_months": _band(free6), "relapse_free_60_months": _band(free60),
+            "relapse_free_6_months": quantile_band(free6), "relapse_free_60_months": quantile_band(free60),
             "stoppers_per_draw_median": float(np.median(n_stop)) if n_stop else 0.0, "failed_solves": failed}
         log(f"  held-out STIM1, {v}: log score {score:.1f} ({lp.size}/{len(x)} draws with stoppers), relapse-free "
             f"at 60 months {out['variants'][v]['relapse_free_60_months']['median']}")
@@ -309,14 +309,6 @@ def holdout_stim(cfg: CompareConfig, log=print) -> dict:
     return out
 
 
-def _band(vals) -> dict:
-    v = np.asarray(vals, dtype=float)
-    if not v.size:
-        return {"median": None, "q05": None, "q95": None, "n": 0}
-    return {"median": float(np.median(v)), "q05": float(np.quantile(v, 0.05)), "q95": float(np.quantile(v, 0.95)),
-            "n": int(v.size)}
-
-
 # --------------------------------------------------------------------------
 # 3. what would decide: trial size and a T-cell measurement
 # --------------------------------------------------------------------------
@@ -324,30 +316,31 @@ def decisive_inputs(cfg: CompareConfig, log=print) -> dict:
     """Per variant and posterior draw: the probability that a stopped patient stays in CMR (Hess
     protocol, transplanted) and every patient's log10 effector fold change over the first
     ``effector_day`` days of imatinib."""
+    from dataclasses import replace
+
     from ..clinical.cohort import CohortSpec, Protocol, simulate_cohort
+    from ..clinical.trial import outcome_groups
     from ..model.indices import State
 
     fcfg, draws = _shipped_draws(cfg.fit_raw, str(cfg.fit_path), cfg.decisive_draws, cfg.seed + 17)
     d = fcfg.design
+    # the fit's Hess protocol, first stop only; every patient followed to the end (P(durable) of a patient,
+    # not of a trial's staggered follow-up)
+    hess = replace(d.protocols(1.0)[0], restart=False)
+    whole = replace(d, follow_up_min_days=0.0)
+    on_im = Protocol(escalated_dose_mg=d.escalated_dose_mg, stop="never", follow_up_days=cfg.effector_day,
+                     visit_interval_days=min(d.visit_interval_days, cfg.effector_day),
+                     detection_limit=d.detection_limit, noise_sd_log=d.noise_sd_log)
     out = {}
     for i, (v, (x, _)) in enumerate(draws.items()):
         p_durable, fold = [], []
         for j, row in enumerate(x):
-            params, population, uptake = _inputs(fcfg, v, row)
-            seed = cfg.seed + 100_000 + 1000 * i + j
-            hess = Protocol(escalated_dose_mg=d.escalated_dose_mg, stop="hess2005", restart=False,
-                            follow_up_days=d.follow_up_days, visit_interval_days=d.visit_interval_days,
-                            detection_limit=d.detection_limit, noise_sd_log=d.noise_sd_log)
-            spec = CohortSpec(size=cfg.cohort_size, seed=seed, transplant=True, relapse_mix=d.relapse_mix)
-            res = simulate_cohort(spec, hess, params, variant=v, population=population, progress=False)
-            c = res.columns
-            ok = c["solver_status"] == 0
-            st = c["stopped"] & ok
-            lost = c["lost_cmr"] & st & (c["days_stop_to_loss"] <= d.follow_up_after_stop_days)
-            p_durable.append(float((st & ~lost).sum() / st.sum()) if st.any() else math.nan)
-            on_im = Protocol(escalated_dose_mg=d.escalated_dose_mg, stop="never", follow_up_days=cfg.effector_day,
-                             visit_interval_days=min(d.visit_interval_days, cfg.effector_day),
-                             detection_limit=d.detection_limit, noise_sd_log=d.noise_sd_log)
+            params, population, _ = _inputs(fcfg, v, row)
+            spec = CohortSpec(size=cfg.cohort_size, seed=cfg.seed + 100_000 + 1000 * i + j, transplant=True,
+                              relapse_mix=d.relapse_mix)
+            g = outcome_groups(simulate_cohort(spec, hess, params, variant=v, population=population,
+                                               progress=False).columns, whole)
+            p_durable.append(float(g["durable"].sum() / g["stopped"].sum()) if g["stopped"].any() else math.nan)
             res2 = simulate_cohort(spec, on_im, params, variant=v, population=population, progress=False)
             z0 = res2.y0[:, State.Z]
             z1 = res2.columns["final_effectors"]
@@ -438,27 +431,14 @@ def decisiveness(cfg: CompareConfig, inputs: dict) -> list[dict]:
 # the run
 # --------------------------------------------------------------------------
 def _csv(rows: list[dict], columns) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: ("" if r.get(k) is None else (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k]))
-                    for k in columns})
-    return buf.getvalue()
+    """Rows as CSV in the scenario writer's format (``None`` and non-finite values empty)."""
+    return table_csv({k: np.array([r.get(k) for r in rows], dtype=object) for k in columns})
 
 
 def _stage(out: Path, name: str, compute, key: str):
-    path = out / "stages" / f"{name}.json"
-    if path.is_file():
-        try:
-            cached = json.loads(path.read_text(encoding="utf-8"))
-            if cached.get("key") == key:
-                return cached["result"]
-        except (OSError, ValueError):
-            pass
-    value = compute()
-    atomic_write_json(path, {"key": key, "result": value})
-    return value
+    """:func:`gvlmodel.inference.fit._stage`'s cache (``out/stages/<name>.json``, recomputed when ``key``
+    changes); returns the result."""
+    return fit_stage(out, name, compute, key)["result"]
 
 
 def _key(cfg: CompareConfig, name: str) -> str:
@@ -487,8 +467,8 @@ def run_compare(cfg: CompareConfig, out, *, robustness: bool = True, log=print, 
     def compute_dec():
         inp = decisive_inputs(cfg, log=log)
         return {"rows": decisiveness(cfg, inp),
-                "p_durable": {v: _band(e["p_durable"][np.isfinite(e["p_durable"])]) for v, e in inp.items()},
-                "log10_fold": {v: _band(np.concatenate(e["log10_fold"]) if e["log10_fold"] else []) for v, e in inp.items()}}
+                "p_durable": {v: quantile_band(e["p_durable"][np.isfinite(e["p_durable"])]) for v, e in inp.items()},
+                "log10_fold": {v: quantile_band(np.concatenate(e["log10_fold"]) if e["log10_fold"] else []) for v, e in inp.items()}}
     dec = _stage(out, "decisive", compute_dec, _key(cfg, "decisive"))
     atomic_write_text(out / "decisive.csv", _csv(dec["rows"], ("true", "alternative", "measurement", "patients",
                                                               "p_decisive", "p_misleading", "median_log10_bf")))

@@ -44,7 +44,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -853,6 +853,16 @@ def resample(x: np.ndarray, w: np.ndarray, n: int, seed: int) -> np.ndarray:
     return x[rng.choice(len(w), size=n, replace=True, p=w)]
 
 
+def quantile_band(vals) -> dict:
+    """Median and 5-95 % range of the finite ``vals`` over posterior draws (``None`` where there are none)."""
+    v = np.asarray(vals, dtype=float)
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return {"median": None, "q05": None, "q95": None, "n": 0}
+    return {"median": float(np.median(v)), "q05": float(np.quantile(v, 0.05)),
+            "q95": float(np.quantile(v, 0.95)), "n": int(v.size)}
+
+
 def weighted_quantiles(x: np.ndarray, w: np.ndarray, qs) -> np.ndarray:
     order = np.argsort(x)
     cw = np.cumsum(w[order])
@@ -977,13 +987,7 @@ def mechanistic_answers(cfg: FitConfig, variant: str, draws: np.ndarray, seed: i
         })
     log(f"  answers [{variant}]: Hess-protocol cohorts done ({len(draws)} draws)")
 
-    def band(vals):
-        v = np.asarray(vals, dtype=float)
-        v = v[np.isfinite(v)]
-        if not v.size:
-            return {"median": None, "q05": None, "q95": None, "n": 0}
-        return {"median": float(np.median(v)), "q05": float(np.quantile(v, 0.05)),
-                "q95": float(np.quantile(v, 0.95)), "n": int(v.size)}
+    band = quantile_band
 
     hess = {k: band([r[k] for r in hess_rows]) for k in hess_rows[0]}
     diff = [r["median_im_days_durable"] - r["median_im_days_lost"] for r in hess_rows]
@@ -1269,10 +1273,8 @@ def _run_fit(cfg: FitConfig, out: Path, ship: bool, log, scheduler, progress: bo
         atomic_write_json(state_path, {"digest": cfg.digest, "base_set_digest": base_digest, "config": cfg.raw})
     begin_outputs(out)
 
-    import dataclasses
-
     screen = _stage(out, "screen", lambda: screen_statistics(cfg, log=log))["result"]
-    cfg = dataclasses.replace(cfg, weights=dict(screen["weights"]))
+    cfg = replace(cfg, weights=dict(screen["weights"]))
 
     fits = {}
     for i, v in enumerate(cfg.variants):
