@@ -8,7 +8,8 @@ subclone R0 -> R1 feeding Y2; imatinib kills cycling LSCs and proliferating
 progenitors (no output block) and spares D, Q and the resistant subclone;
 effectors Z with influx, death, expansion inside an immune window of mature
 leukemic cells Y3 (scaled down by immunosuppression) and killing of every
-leukemic compartment (quiescent and dormant LSCs with relative susceptibility kappa_Q).
+leukemic compartment (quiescent LSCs with relative susceptibility kappa_Q, deeply dormant
+ones with kappa_D, 0 by default: immune-privileged).
 Equations: ``gvlmodel/model/model.py``.
 
 Run: ``python figures/fig1_schematic.py [--out figures/output]``
@@ -184,7 +185,7 @@ def _schematic(ax):
                  ls=(0, (2, 1.5)) if q else "-", width=1.8)
     _inhibit(ax, (X_Z - 5.2, top - 0.3), (X_COL["Q"] + 3.2 + 0.3, Y_D - 0.6), C_Z, lw=0.7, ls=(0, (2, 1.5)),
              width=1.8)
-    ax.text(13.2, 13.6, r"$\kappa_Q\,k\,(Q, D)$", ha="center", va="center", fontsize=FS_S, color=C_Z)
+    ax.text(13.2, 13.6, r"$\kappa_Q\,k\,Q$,  $\kappa_D\,k\,D$", ha="center", va="center", fontsize=FS_S, color=C_Z)
     ax.text(X_Z + 0.6, 17.2, "kill $k\\,Y_i$, $k\\,R_i$\n$k = z_{kill} Z$", ha="left", va="center", fontsize=FS_S,
             color=C_Z, linespacing=1.25)
 

@@ -74,10 +74,11 @@ def test_default_table_has_a_controlled_equilibrium_off_imatinib(params, transpl
     # residual LSCs (more than one, so reachable by the integrator), mostly quiescent, at a low BCR-ABL
     assert 10 < c["lsc"] < 1e3 and 0.001 < c["bcr_abl_percent"] < 0.01
     k = c["kill_rate"]
-    # quiescent loss a(k) = q_out + kappa k + delta_in kappa k / (delta_out + kappa k); D/Q = delta_in / (delta_out + kappa k)
-    kq = kp[KP.ZQREL] * k
-    a = kp[KP.QOUT] + kq + kp[KP.DIN] * kq / (kp[KP.DOUT] + kq)
-    dq = kp[KP.DIN] / (kp[KP.DOUT] + kq)
+    # quiescent loss a(k) = q_out + kappa_Q k + delta_in kappa_D k / (delta_out + kappa_D k);
+    # D/Q = delta_in / (delta_out + kappa_D k)
+    kq, kd = kp[KP.ZQREL] * k, kp[KP.ZDREL] * k
+    a = kp[KP.QOUT] + kq + kp[KP.DIN] * kd / (kp[KP.DOUT] + kd)
+    dq = kp[KP.DIN] / (kp[KP.DOUT] + kd)
     assert c["quiescent_fraction"] == pytest.approx(kp[KP.QIN] / (a + kp[KP.QIN] * (1 + dq)), rel=1e-12)
     assert c["dormant_fraction"] == pytest.approx(dq * c["quiescent_fraction"], rel=1e-12)
     assert 0.8 < c["quiescent_fraction"] + c["dormant_fraction"] < 0.95
@@ -158,8 +159,10 @@ def test_simulations_from_inside_the_basin_converge_to_the_controlled_state(para
     c = next(q for q in D.equilibria(kp, 0.0, resistant=False) if q["branch"] == "controlled")
     y = state(c)
     m = y > 0
+    # long enough for the slowest mode, the dormant pool's exchange (delta_out + kappa_D k), to settle
+    horizon = max(40000.0, 30.0 / (kp[KP.DOUT] + kp[KP.ZDREL] * c["kill_rate"]))
     for n, z in ((200.0, 3e4), (5.0, 5e3)):
-        r = simulate(params, y0=D.reduced_state(n, z, kp, 1.0), t_out=[0.0, 40000.0], schedule=((0.0, 0.0),),
+        r = simulate(params, y0=D.reduced_state(n, z, kp, 1.0), t_out=[0.0, horizon], schedule=((0.0, 0.0),),
                      transplant=transplant, rtol=SOLVER["rtol"], atol=SOLVER["atol"])
         assert r.success and not r.extinct
         dev = np.max(np.abs(np.log(r.y[-1][m] / y[m])))
@@ -172,7 +175,9 @@ def test_basins_eradicated_controlled_relapse(params):
     kp = kernel_parameters(params, "H2", True)
     stable = D.stable_off_im(kp)
     c = next(q for q in stable if q["branch"] == "controlled")
-    code, end_l, _, end_b, _ = D.classify_basins(params, "H2", True, lscs, zs, 40000.0, SOLVER, 1.0, stable)
+    # long enough for the dormant reservoir left by imatinib to drain (delta_out, immune-privileged by default)
+    horizon = max(40000.0, 40.0 / (kp[KP.DOUT] + kp[KP.ZDREL] * c["kill_rate"]))
+    code, end_l, _, end_b, _ = D.classify_basins(params, "H2", True, lscs, zs, horizon, SOLVER, 1.0, stable)
     B = D.BASIN_CODES
     assert np.all(code[:, 0] == B["eradicated"])  # below one LSC: extinct at the start
     assert code[1, 1] == code[1, 2] == B["controlled"]  # small clones with expanded effectors are held

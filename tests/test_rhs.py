@@ -31,7 +31,7 @@ def reference_terms(y, p, e):
         [grow * R0, -p[KP.D0] * R0, -k * R0],
         [p[KP.AY] * R0, -p[KP.D1] * R1, -k * R1],
         [p[KP.ZIN], -p[KP.ZD] * Z, (1 - p[KP.ZSUPP]) * p[KP.ZRHO] * 2 * u / (1 + u * u) * Z],
-        [p[KP.DIN] * Q, -p[KP.DOUT] * D, -p[KP.ZQREL] * k * D],
+        [p[KP.DIN] * Q, -p[KP.DOUT] * D, -p[KP.ZDREL] * k * D],
     ]
 
 

@@ -14,16 +14,16 @@ The normal hierarchy is regulated by its own niche (``phi`` depends on ``X0`` on
 at every equilibrium it sits at homeostasis (``X0 = x0_eq``; ``X0 = 0`` equilibria are
 unstable, ``r_x > d0``, and not enumerated).  A clone at equilibrium is either the
 imatinib-sensitive one (``R0 = R1 = 0``) or the resistant one (``D = Q = Y0 = Y1 = 0``):
-both together would need ``kappa_Q k = 0``.  Each clone family is parametrised by its
+both together would need ``kappa_Q k = 0`` and ``kappa_D k = 0``.  Each clone family is parametrised by its
 stem-cell count ``S`` (``D + Q + Y0`` or ``R0``), with ``k = z_kill Z`` the per-cell
 immune kill rate:
 
 * crowding ``g = 1 - S/K_L`` and the stem-cell balance fix ``k(S)`` in closed form
   (sensitive: ``(G - k) + q_out q_in / a(k) = 0`` with
   ``G = r_y g - d0 - k_IM e - q_in`` and the quiescent cells' equilibrium loss
-  ``a(k) = q_out + kappa_Q k + delta_in kappa_Q k / (delta_out + kappa_Q k)``, one root
+  ``a(k) = q_out + kappa_Q k + delta_in kappa_D k / (delta_out + kappa_D k)``, one root
   ``k >= 0`` found by Brent's method; resistant: ``k = r_y g - d0``), so ``Z = k/z_kill``;
-  ``Q = Y0 q_in/a(k)``, ``D = Q delta_in/(delta_out + kappa_Q k)`` and the progeny follow by
+  ``Q = Y0 q_in/a(k)``, ``D = Q delta_in/(delta_out + kappa_D k)`` and the progeny follow by
   production / loss;
 * the effector balance ``b_z - d_z Z + (1-s) rho 2u/(1+u^2) Z = 0`` (``u = Y3/K_z``) is
   then one scalar equation in ``S``; its roots are bracketed on a log grid of ``S``
@@ -443,19 +443,19 @@ def _stim(load, kp):
 def _quiescent_exit_load(k, kp):
     """``a(k)``: the per-capita loss of quiescent LSCs at equilibrium with kill ``k`` (``Q = q_in Y0 / a(k)``).
 
-    Quiescent cells leave to cycling (``q_out``), die by effectors (``kappa k``) and enter
-    dormancy (``delta_in``), from which the fraction ``delta_out / (delta_out + kappa k)``
-    returns: ``a = q_out + kappa k + delta_in kappa k / (delta_out + kappa k)``.
+    Quiescent cells leave to cycling (``q_out``), die by effectors (``kappa_Q k``) and enter
+    dormancy (``delta_in``), from which the fraction ``delta_out / (delta_out + kappa_D k)``
+    returns: ``a = q_out + kappa_Q k + delta_in kappa_D k / (delta_out + kappa_D k)``.
     """
-    kq = kp[KP.ZQREL] * k
+    kq, kd = kp[KP.ZQREL] * k, kp[KP.ZDREL] * k
     di, do = kp[KP.DIN], kp[KP.DOUT]
-    back = di if do + kq == 0.0 else di * kq / (do + kq)
+    back = di if do + kd == 0.0 else di * kd / (do + kd)
     return kp[KP.QOUT] + kq + back
 
 
 def _dormant_per_quiescent(k, kp) -> float:
-    """``D/Q`` at equilibrium with kill ``k``: ``delta_in / (delta_out + kappa k)`` (0 without dormancy)."""
-    den = kp[KP.DOUT] + kp[KP.ZQREL] * k
+    """``D/Q`` at equilibrium with kill ``k``: ``delta_in / (delta_out + kappa_D k)`` (0 without dormancy)."""
+    den = kp[KP.DOUT] + kp[KP.ZDREL] * k
     return 0.0 if kp[KP.DIN] == 0.0 else (kp[KP.DIN] / den if den > 0 else math.inf)
 
 
@@ -464,13 +464,13 @@ def _k_sensitive(G, kp):
 
     The left side falls with ``k`` from ``G + q_in`` at ``k = 0`` and is ``<= 0`` at
     ``k = G + q_in`` (``a >= q_out``), so the root is unique and bracketed; without
-    immune kill of quiescent cells it is ``G + q_in``.
+    immune kill of quiescent and dormant cells it is ``G + q_in``.
     """
-    qi, qo, kap = kp[KP.QIN], kp[KP.QOUT], kp[KP.ZQREL]
+    qi, qo = kp[KP.QIN], kp[KP.QOUT]
     c = G + qi
     if c < 0.0:
         return None
-    if kap == 0.0 or c == 0.0:
+    if (kp[KP.ZQREL] == 0.0 and kp[KP.ZDREL] == 0.0) or c == 0.0:
         return c
 
     def h(k):
@@ -869,9 +869,9 @@ def _stem_block_growth(lsc, k, kp, e):
     leading eigenvalue is real with a non-negative eigenvector; returns ``(lambda, (D/Y0, Q/Y0))``.
     """
     g = 1.0 - lsc / kp[KP.KL]
-    kq = kp[KP.ZQREL] * k
+    kq, kd = kp[KP.ZQREL] * k, kp[KP.ZDREL] * k
     di, do, qi, qo = kp[KP.DIN], kp[KP.DOUT], kp[KP.QIN], kp[KP.QOUT]
-    m = np.array([[-(do + kq), di, 0.0],
+    m = np.array([[-(do + kd), di, 0.0],
                   [do, -(qo + di + kq), qi],
                   [0.0, qo, kp[KP.RY] * g - kp[KP.D0] - kp[KP.IMKILL] * e - k - qi]])
     w, v = np.linalg.eig(m)
@@ -911,21 +911,33 @@ def lsc_nullcline(lsc: float, kp, e: float = 0.0) -> float:
 # --------------------------------------------------------------------------
 # basins
 # --------------------------------------------------------------------------
+def _active_lsc(y) -> float:
+    """Quiescent plus cycling sensitive LSCs, ``Q + Y0``: the pool that settles on the fast time scales."""
+    return float(y[State.Q] + y[State.Y0])
+
+
 def classify_end(r, stable_eqs) -> int:
-    """Basin code of a full-model run off IM: extinct, or the nearest stable sensitive equilibrium (half a decade)."""
+    """Basin code of a full-model run off IM: extinct, or the nearest stable sensitive equilibrium (half a decade).
+
+    Distance is measured on the active pool ``Q + Y0``: the deeply dormant reservoir left by
+    imatinib drains only at ``delta_out`` (decades when effectors cannot reach it), so the total
+    LSC count can still be far above the attractor's long after the active pool has settled there.
+    """
     if r.extinct:
         return BASIN_CODES["eradicated"]
     if not r.success:
         return BASIN_CODES["unresolved"]
     end = r.y[-1]
-    lsc = _lsc(end)
-    if lsc <= 0:
+    if _lsc(end) <= 0:
         return BASIN_CODES["eradicated"]
+    active = _active_lsc(end)
+    if active <= 0:  # only dormant cells left: they return to Q at delta_out; classify by the total
+        active = _lsc(end)
     best, dist = None, math.inf
     for q in stable_eqs:
         if q["lsc"] <= 0:
             continue
-        d = abs(math.log10(lsc) - math.log10(q["lsc"]))
+        d = abs(math.log10(active) - math.log10(_active_lsc(q["_y"])))
         if d < dist:
             best, dist = q, d
     if best is None or dist > 0.5:

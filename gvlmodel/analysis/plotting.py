@@ -118,7 +118,7 @@ PARAMETER_SYMBOLS = {
     "dormancy_in": r"$\delta_{in}$", "dormancy_out": r"$\delta_{out}$",
     "im_css_400": r"$C_{400}$", "im_ec50": r"$EC_{50}$", "im_kill_lsc": r"$k_{IM}$",
     "im_kill_progenitor": r"$k_{IM,P}$", "resistant_fraction": r"$f_R$", "z_death": r"$d_z$",
-    "z_half": r"$z_{half}$", "z_kill": r"$z_{kill}$", "z_quiescent_kill": r"$\kappa_Q$",
+    "z_half": r"$z_{half}$", "z_kill": r"$z_{kill}$", "z_quiescent_kill": r"$\kappa_Q$", "z_dormant_kill": r"$\kappa_D$",
     "immunosuppression": r"$s$", "z_influx_allo": r"$b_z^{allo}$", "z_expand_allo": r"$\rho_{allo}$",
     "z_influx_auto": r"$b_z^{auto}$", "z_expand_auto": r"$\rho_{auto}$",
 }

@@ -82,7 +82,8 @@ KERNEL_PARAMETER_IDS = {
     KP.QIN: "q_in", KP.QOUT: "q_out", KP.DIN: "dormancy_in", KP.DOUT: "dormancy_out",
     KP.IMKILL: "im_kill_lsc", KP.IMKILLP: "im_kill_progenitor",
     KP.ZIN: "z_influx", KP.ZD: "z_death", KP.ZRHO: "z_expand", KP.ZK: "K_z",
-    KP.ZKILL: "z_kill_active", KP.ZQREL: "z_quiescent_kill", KP.ZSUPP: "immunosuppression",
+    KP.ZKILL: "z_kill_active", KP.ZQREL: "z_quiescent_kill", KP.ZDREL: "z_dormant_kill",
+    KP.ZSUPP: "immunosuppression",
 }
 if set(KERNEL_PARAMETER_IDS) != set(KP):  # import-time guard; tests/test_sbml.py checks the values too
     raise RuntimeError("sbml: KERNEL_PARAMETER_IDS does not cover KP exactly: "
@@ -252,7 +253,7 @@ REACTIONS = (
     ("v_q_immune_kill", "immune kill of quiescent LSCs", "z_quiescent_kill * immune_kill * Q", ("Q",), (), ("Z",)),
     ("v_to_dormancy", "quiescent LSC entering deep dormancy", "dormancy_in * Q", ("Q",), ("D",), ()),
     ("v_from_dormancy", "dormant LSC returning to quiescence", "dormancy_out * D", ("D",), ("Q",), ()),
-    ("v_d_immune_kill", "immune kill of dormant LSCs", "z_quiescent_kill * immune_kill * D", ("D",), (), ("Z",)),
+    ("v_d_immune_kill", "immune kill of dormant LSCs", "z_dormant_kill * immune_kill * D", ("D",), (), ("Z",)),
     ("v_y0_renewal", "cycling LSC self-renewal at low density", "r_y * Y0", (), ("Y0",), ("Y0",)),
     ("v_y0_crowding", "cycling LSC self-renewal lost to crowding (logistic)", "r_y * lsc_occupancy * Y0",
      ("Y0",), (), ("D", "Q", "R0")),

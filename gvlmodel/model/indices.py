@@ -93,6 +93,7 @@ class KP(IntEnum):
     ZSUPP = 24  # immunosuppression factor, 0 (none) .. 1 (complete)
     DIN = 25  # quiescent -> deeply dormant LSC /day
     DOUT = 26  # deeply dormant -> quiescent LSC /day
+    ZDREL = 27  # relative susceptibility of deeply dormant LSC to effectors
 
 
 N_KP = len(KP)

@@ -16,7 +16,7 @@ BCR-ABL ratio counts):
     \dot X_1 &= a_x X_0 - d_1 X_1 \\
     \dot X_2 &= b_x X_1 - d_2 X_2 \\
     \dot X_3 &= c_x X_2 - d_3 X_3 \\
-    \dot D   &= \delta_{in} Q - \delta_{out} D - \kappa_Q k D \\
+    \dot D   &= \delta_{in} Q - \delta_{out} D - \kappa_D k D \\
     \dot Q   &= q_{in} Y_0 - q_{out} Q - \delta_{in} Q + \delta_{out} D - \kappa_Q k Q \\
     \dot Y_0 &= (r_y g - d_0 - k_{IM} e - k - q_{in}) Y_0 + q_{out} Q \\
     \dot Y_1 &= a_y Y_0 - (d_1 + k_{IM,P} e + k) Y_1 \\
@@ -40,7 +40,9 @@ Mechanisms and sources (details and values in :mod:`gvlmodel.model.parameters`):
   (Stein et al., Clin Cancer Res 2011);
 * **deep dormancy**: quiescent LSCs also exchange, slowly, with a deeply
   dormant pool ``D`` (rates ``delta_in``, ``delta_out``) that imatinib cannot
-  reach and effectors kill only at the quiescent susceptibility.  Under
+  reach and effectors kill at the relative susceptibility ``kappa_D`` (0 by
+  default: deeply quiescent stem cells switch off antigen presentation and
+  escape T cells until they re-enter cycle, Agudo et al., Immunity 2018).  Under
   continued imatinib the BCR-ABL decline then has a third, slowest phase set by
   ``delta_out`` (triphasic decline on long-term imatinib: Tang et al., Blood
   2011), and patients with undetectable BCR-ABL for years still carry LSCs
@@ -63,8 +65,11 @@ Mechanisms and sources (details and values in :mod:`gvlmodel.model.parameters`):
   2020: ``p_z y z / (K_z^2 + y^2)`` with ``p_z = 2 rho K_z``, so the per-capita
   expansion peaks at ``rho`` when ``Y3 = K_z``), scaled down by
   immunosuppression ``s``, and kill every leukemic compartment by mass action,
-  quiescent LSCs with relative susceptibility ``kappa_Q`` (Moore & Li 2004;
-  DeConde et al. 2005);
+  quiescent LSCs with relative susceptibility ``kappa_Q`` and deeply dormant
+  ones with ``kappa_D`` (Moore & Li 2004; DeConde et al. 2005).  Immune control
+  therefore holds the cycling and quiescent cells while the dormant reservoir
+  drains only through ``delta_out``: a controlled patient carries residual LSCs
+  at low BCR-ABL;
 * the window exists iff ``(1 - s) rho > d_z``; its edges are the roots of
   ``(1 - s) rho 2 u / (1 + u^2) = d_z`` (:func:`gvlmodel.model.symbolic.window_edges`).
   ``K_z`` is set from the table's ``z_half`` (BCR-ABL % at normal donor
@@ -211,7 +216,7 @@ def rhs_strided(y, yb, p, pb, e, out, ob, st, lane):
     drug_kill_y1 = p[pb + KP.IMKILLP * st + lane] * e * y1
     # immune kill
     immune_kill_q = p[pb + KP.ZQREL * st + lane] * immune_kill * q
-    immune_kill_d = p[pb + KP.ZQREL * st + lane] * immune_kill * dd
+    immune_kill_d = p[pb + KP.ZDREL * st + lane] * immune_kill * dd
     immune_kill_y0 = immune_kill * y0
     immune_kill_y1 = immune_kill * y1
     immune_kill_y2 = immune_kill * y2

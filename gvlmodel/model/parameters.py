@@ -140,7 +140,14 @@ _TABLE = (
       "Moore & Li, J Theor Biol 2004", "leukemic-cell kill rate per effector cell", "effector"),
     P("z_quiescent_kill", 0.02, "1", 0.0, 1.0, "linear",
       "assumed (quiescent LSCs largely escape immune killing)",
-      "susceptibility of quiescent and dormant LSCs to effectors, relative to cycling cells", "effector"),
+      "susceptibility of quiescent LSCs to effectors, relative to cycling cells", "effector"),
+    P("z_dormant_kill", 0.0, "1", 0.0, 1.0, "linear",
+      "Agudo et al., Immunity 2018 (deeply quiescent stem cells shut down MHC class I and TAP via NLRC5 and are "
+      "fully protected from T-cell killing until they re-enter cycle); Baldominos et al., Cell 2022 (quiescent "
+      "cancer cells resist T-cell attack); residual LSCs persist in lasting treatment-free remission "
+      "(Chomel et al., Oncotarget 2016)",
+      "susceptibility of deeply dormant LSCs to effectors, relative to cycling cells (0: immune-privileged)",
+      "effector"),
     P("immunosuppression", 0.0, "1", 0.0, 1.0, "linear",
       "Hess et al., J Clin Oncol 2005 (immunosuppression tapered before enrolment)",
       "fraction by which immunosuppressive drugs scale effector expansion down", "effector"),
@@ -255,7 +262,7 @@ def resolve_parameters(params: Mapping[str, float] | None = None, *, check_bound
         _fail("parameter 'r_x'", f"must exceed d0 ({merged['d0']}) for a normal stem-cell pool to exist, got {merged['r_x']}")
     if merged["x0_eq"] <= 0:
         _fail("parameter 'x0_eq'", "must be positive")
-    for name in ("z_quiescent_kill", "immunosuppression", "resistant_fraction"):
+    for name in ("z_quiescent_kill", "z_dormant_kill", "immunosuppression", "resistant_fraction"):
         if merged[name] > 1:
             _fail(f"parameter {name!r}", f"must lie in [0, 1], got {merged[name]}")
     if merged["z_half"] >= 100:
@@ -334,6 +341,7 @@ def _fill_kernel(p, variant: Variant, transplant: bool, k: np.ndarray) -> None:
     k[..., KP.ZK] = stimulus_scale(p)
     k[..., KP.ZKILL] = p["z_kill"]
     k[..., KP.ZQREL] = p["z_quiescent_kill"]
+    k[..., KP.ZDREL] = p["z_dormant_kill"]
     k[..., KP.ZSUPP] = p["immunosuppression"]
     if variant is Variant.H0:
         k[..., KP.ZIN] = 0.0

@@ -44,7 +44,7 @@ def rhs_sympy() -> sp.Matrix:
     f[State.X3] = P[KP.CX] * X2 - P[KP.D3] * X3
     f[State.Q] = (P[KP.QIN] * Y0 - P[KP.QOUT] * Q - P[KP.DIN] * Q + P[KP.DOUT] * D
                   - P[KP.ZQREL] * k * Q)
-    f[State.D] = P[KP.DIN] * Q - P[KP.DOUT] * D - P[KP.ZQREL] * k * D
+    f[State.D] = P[KP.DIN] * Q - P[KP.DOUT] * D - P[KP.ZDREL] * k * D
     f[State.Y0] = (growth - P[KP.D0] - P[KP.IMKILL] * e - k - P[KP.QIN]) * Y0 + P[KP.QOUT] * Q
     f[State.Y1] = P[KP.AY] * Y0 - (P[KP.D1] + P[KP.IMKILLP] * e + k) * Y1
     f[State.Y2] = P[KP.BY] * (Y1 + R1) - (P[KP.D2] + k) * Y2
