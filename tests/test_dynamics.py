@@ -42,7 +42,7 @@ def compiled_residual(y, kp, e):
 
 @pytest.mark.parametrize("transplant", [True, False])
 @pytest.mark.parametrize("overrides", [{}, {"z_half": 0.2, "z_expand_allo": 0.1, "z_expand_auto": 0.1},
-                                       {"z_kill": 1e-6}])
+                                       {"z_kill": 1e-6}, {"z_dormant_kill": 0.05}, {"z_quiescent_kill": 0.0}])
 def test_equilibria_are_fixed_points_with_sympy_jacobian_eigenvalues(params, transplant, overrides):
     kp = kernel_parameters({**params, **overrides}, "H2", transplant)
     for e in (0.0, 1.0):
