@@ -11,8 +11,8 @@ solver, so all of them integrate the identical ODE.
 Solvers, all on the same equations, tolerances and output times:
 
 * gvlmodel ``simulate()`` (public API) and ``solver.integrate`` (compiled kernel);
-* SciPy ``solve_ivp(method="LSODA")`` with an independent NumPy transcription
-  of the right-hand side (from the equations in ``gvlmodel/model/model.py``);
+* SciPy ``solve_ivp(method="LSODA")`` with a plain NumPy right-hand side (the sympy form of
+  the equations, :mod:`gvlmodel.model.symbolic`, lambdified);
 * SciPy ``solve_ivp(method="LSODA")`` with the numba right-hand side;
 * numbalsoda ``lsoda`` (optional) with a ``cfunc`` wrapping the numba
   right-hand side, driven from a ``numba.njit`` function (no Python overhead).
@@ -95,38 +95,18 @@ def segment_outputs(edges, t_out):
 
 
 # --------------------------------------------------------------------------
-# independent NumPy transcription of the model (from gvlmodel/model/model.py's docstring)
+# plain-Python/NumPy right-hand side, generated from the sympy form of the equations
 # --------------------------------------------------------------------------
 def make_python_rhs(kp, e):
-    """Plain-Python/NumPy ``f(t, y)`` for one constant-effect segment."""
-    d0, d1, d2, d3 = kp[KP.D0], kp[KP.D1], kp[KP.D2], kp[KP.D3]
-    r_x, a_x, b_x, c_x, K_N = kp[KP.RX], kp[KP.AX], kp[KP.BX], kp[KP.CX], kp[KP.KN]
-    r_y, K_L, a_y, b_y, c_y = kp[KP.RY], kp[KP.KL], kp[KP.AY], kp[KP.BY], kp[KP.CY]
-    q_in, q_out = kp[KP.QIN], kp[KP.QOUT]
-    k_im, k_im_p = kp[KP.IMKILL], kp[KP.IMKILLP]
-    b_z, d_z, rho, K_z = kp[KP.ZIN], kp[KP.ZD], kp[KP.ZRHO], kp[KP.ZK]
-    z_kill, kappa_q, s = kp[KP.ZKILL], kp[KP.ZQREL], kp[KP.ZSUPP]
+    """Plain-Python/NumPy ``f(t, y)`` for one constant-effect segment: the sympy system of
+    :mod:`gvlmodel.model.symbolic` lambdified to NumPy (what a SciPy user would write, and not a
+    second hand-typed copy of the equations; tests/test_rhs.py checks it against the compiled one)."""
+    from gvlmodel.model import symbolic
+
+    kp_t = tuple(float(v) for v in kp)
 
     def f(t, y):
-        X0, X1, X2, X3, Q, Y0, Y1, Y2, Y3, R0, R1, Z = y
-        phi = 1.0 / (1.0 + X0 / K_N)  # niche feedback on normal stem cells only
-        g = 1.0 - (Q + Y0 + R0) / K_L  # crowding of leukemic stem cells (both subclones)
-        k = z_kill * Z
-        u = Y3 / K_z  # effector stimulus: leukemic mature cells
-        return np.array([
-            (r_x * phi - d0) * X0,
-            a_x * X0 - d1 * X1,
-            b_x * X1 - d2 * X2,
-            c_x * X2 - d3 * X3,
-            q_in * Y0 - q_out * Q - kappa_q * k * Q,
-            (r_y * g - d0 - k_im * e - k - q_in) * Y0 + q_out * Q,
-            a_y * Y0 - (d1 + k_im_p * e + k) * Y1,
-            b_y * (Y1 + R1) - (d2 + k) * Y2,
-            c_y * Y2 - (d3 + k) * Y3,
-            (r_y * g - d0 - k) * R0,
-            a_y * R0 - (d1 + k) * R1,
-            b_z - d_z * Z + (1.0 - s) * rho * 2.0 * u / (1.0 + u * u) * Z,
-        ])
+        return symbolic.rhs_numeric(y, kp_t, e)
 
     return f
 
