@@ -102,10 +102,10 @@ def test_higher_dose_ordering_in_h2_at_default_and_fitted_parameters(parameter_s
 def test_h2_dose_inversions_happen_only_through_the_immune_window():
     """Over the whole bounds H2 can invert the dose ordering: a dose that pushes the load
     below the immune window stalls effector expansion, and the clone then fares better
-    than under a lower dose (measured: 40 inversions of >= 1 cell in 600 draws, all
-    immune-mediated).  The other route is crowding release near capacity: more drug empties the
-    stem-cell pool, and the surviving cycling LSCs renew faster (the same competitive release as
-    with a resistant subclone, above).  Property: every inversion is preceded by more effectors on
+    than under a lower dose.  The other route is crowding release near capacity: more drug empties
+    the stem-cell pool, and the surviving cycling LSCs renew faster (the same competitive release as
+    with a resistant subclone, above).  Measured on these 120 draws (seed 1): 29 inversions, 27
+    immune-mediated, 2 by crowding release, none both.  Property: every inversion is preceded by more effectors on
     the lower dose, or happens in a clone whose stem cells on the lower dose fill >= 10 % of the
     capacity; with static effectors (H1, above) there is none."""
     rng = np.random.default_rng(1)
