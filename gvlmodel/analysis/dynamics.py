@@ -184,6 +184,12 @@ def _lsc(y) -> float:
     """All leukemic stem cells ``D + Q + Y0 + R0`` of a state (the extinction variable)."""
     return float(y[State.D] + y[State.Q] + y[State.Y0] + y[State.R0])
 
+
+def _active_lsc(y) -> float:
+    """Quiescent plus cycling sensitive LSCs, ``Q + Y0``: the pool that settles on the fast time scales."""
+    return float(y[State.Q] + y[State.Y0])
+
+
 # --------------------------------------------------------------------------
 # configuration
 # --------------------------------------------------------------------------
@@ -911,11 +917,6 @@ def lsc_nullcline(lsc: float, kp, e: float = 0.0) -> float:
 # --------------------------------------------------------------------------
 # basins
 # --------------------------------------------------------------------------
-def _active_lsc(y) -> float:
-    """Quiescent plus cycling sensitive LSCs, ``Q + Y0``: the pool that settles on the fast time scales."""
-    return float(y[State.Q] + y[State.Y0])
-
-
 def classify_end(r, stable_eqs) -> int:
     """Basin code of a full-model run off IM: extinct, or the nearest stable sensitive equilibrium (half a decade).
 
