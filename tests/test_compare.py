@@ -10,7 +10,7 @@ from scipy import stats
 from gvlmodel.clinical.cohort import Protocol
 from gvlmodel.clinical.trial import TrialDesign, base_spreads, follow_up_by_patient, outcome_groups
 from gvlmodel.core.errors import InputError
-from gvlmodel.inference import compare
+from gvlmodel.inference import calibrate, compare
 from gvlmodel.inference.fit import _truncnorm_rv_class, load_config, parse_config, screen_statistics, shared_priors
 from gvlmodel.model.indices import PP
 from gvlmodel.model.parameters import parameter_set
@@ -127,13 +127,13 @@ def test_screen_drops_the_unreachable_lost_median():
 
 # ---------------------------------------------------------------- compare: exact pieces
 def test_stim_counts_are_the_observed_intervals():
-    counts, obs = compare.stim_counts()
+    counts, obs = calibrate.stim_counts()
     assert counts.tolist() == [57.0, 2.0, 3.0, 38.0] and obs["patients"] == 100
 
 
 def test_multinomial_log_pmf_matches_scipy():
     k, p = np.array([57.0, 2.0, 3.0, 38.0]), np.array([0.5, 0.05, 0.05, 0.4])
-    assert compare._multinomial_logpmf(k, p) == pytest.approx(stats.multinomial.logpmf(k, 100, p))
+    assert calibrate.multinomial_logpmf(k, p) == pytest.approx(stats.multinomial.logpmf(k, 100, p))
 
 
 def test_durable_power_is_exact_at_the_extremes():

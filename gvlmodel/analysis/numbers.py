@@ -450,6 +450,19 @@ def _calibration(c: _Collector, r: dict) -> None:
                     ("observed_second", "second slope reported by Michor et al. 2005")):
         c.add(("michor_slopes", k), ("MichorSlope", k), m.get(k), "1/day",
               f"natural-log slope of the population-median course on 400 mg/day: {what}")
+    pr = r.get("stim1_profile")
+    if pr:
+        from ..model.parameters import PARAMETER_TABLE
+
+        par = pr["parameter"]
+        unit = PARAMETER_TABLE[par].unit
+        for k, words, what in (("series_median", "SeriesOnly", "from the on-treatment series alone"),
+                               ("estimate", "Estimate", "set by the STIM1 relapse counts (likelihood profile)")):
+            c.add(("stim1_profile", k), ("STIM", "Profile", words), pr.get(k), unit,
+                  f"population median of {par} {what}")
+        for j, k in enumerate(("low", "high")):
+            c.add(("stim1_profile", f"ci95_{k}"), ("STIM", "Profile", "CI", k.capitalize()), (pr.get("ci95") or
+                  [None, None])[j], unit, f"population median of {par}: {k} end of the 95 % profile-likelihood interval")
     st = r.get("stim1")
     if st:
         c.add(("stim1", "stopped"), ("STIM", "Stopped"), st.get("stopped_in_window"), "patients",

@@ -4,7 +4,8 @@ The shared biology of transplanted and non-transplanted patients (hierarchy
 kinetics, imatinib response, autologous immunity) is calibrated on the
 individual BCR-ABL series of :mod:`gvlmodel.clinical.datasets` (Michor 2005: 68
 patients, first year of imatinib; Hähnel 2020: 21 patients, years of TKI until
-cessation).
+cessation), and the population median of the autologous expansion on the STIM1
+stopping trial (below).
 
 Likelihood (per sample ``j`` of patient ``i``, log10 scale, noise SD ``sigma``):
 
@@ -31,6 +32,17 @@ Davidian & Giltinan 1995):
 2. ``mu`` = mean of the ``theta_i``; ``Omega`` = their covariance plus the mean
    Laplace posterior covariance ``(J^T J)^-1``; ``sigma`` = the RMS of the
    quantified residuals.
+
+STIM1 stage (``stim1_parameter``): the on-treatment series barely inform the
+autologous effector expansion ``z_expand_auto`` (it acts once BCR-ABL is low,
+where most samples are censored; started from 0.15 or 0.18/day the series fit
+ends at 0.138 or 0.145/day), but what happens after a stop turns on it.  So its
+population median is then set by the STIM1 relapse counts (100 patients: relapse
+by 6 months, 6-12, 12-60, free at 60), by a likelihood profile over STIM1-like
+virtual trials with everything else at the series' estimate
+(:func:`stim1_profile`).  The shipped set records both values
+(``[stim1_calibration]``); ``gvlmodel compare`` scores its STIM1 prediction with
+the series-only value, so STIM1 stays held out there.
 
 The result is a population estimate (``mu``, ``omega``, ``sigma``) and
 per-patient posteriors (MAP and Laplace SD), from which :func:`ship_set`
@@ -67,8 +79,12 @@ POSTERIOR_SD_CAP_LOG10 = 2.0
 SERIES_DATASETS = ("michor2005", "hahnel2020")
 CONFIG_KEYS = {"calibrate", "fitted", "quick"}
 CALIBRATE_KEYS = {"name", "seed", "datasets", "variant", "base_set", "iterations", "noise_sd_log10",
-                  "max_patients", "dose_mg", "rtol", "max_nfev", "detection_limit_percent"}
-QUICK_KEYS = {"iterations", "max_patients", "max_nfev"}
+                  "max_patients", "dose_mg", "rtol", "max_nfev", "detection_limit_percent", "stim1_parameter",
+                  "stim1_size", "stim1_grid_points", "stim1_grid_factor"}
+QUICK_KEYS = {"iterations", "max_patients", "max_nfev", "stim1_size", "stim1_grid_points"}
+#: population medians the STIM1 relapse counts may set (the autologous effector rows: what decides a
+#: non-transplanted stop and what the on-treatment series leave open); "" switches the stage off
+STIM1_PARAMETERS = ("z_expand_auto", "z_influx_auto")
 
 
 @dataclass(frozen=True)
@@ -87,6 +103,10 @@ class CalibrationConfig:
     fitted: tuple[str, ...]
     prior_sd_log10: dict = field(default_factory=dict)
     raw: dict = field(default_factory=dict)
+    stim1_parameter: str = ""
+    stim1_size: int = 4000
+    stim1_grid_points: int = 13
+    stim1_grid_factor: float = 2.5
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.raw, sort_keys=True).encode()).hexdigest()[:16]
@@ -132,6 +152,10 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> C
             raise InputError(f"{source}: [fitted] {name!r} is a linear-scale parameter; only log-scale rows "
                              "can be fitted (log-normal between patients)")
         fitted[name] = real(f"[fitted] {name}", sd, lo=0.01, hi=3.0)
+    stim1_parameter = c.get("stim1_parameter", "")
+    if stim1_parameter not in ("",) + STIM1_PARAMETERS:
+        raise InputError(f"{source}: [calibrate] stim1_parameter: expected one of {list(STIM1_PARAMETERS)} or \"\" "
+                         f"(off), got {stim1_parameter!r}")
     return CalibrationConfig(
         name=str(c.get("name", "patients")),
         seed=limits.seed("[calibrate] seed", c.get("seed", 0)),
@@ -142,7 +166,11 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> C
         dose_mg=real("[calibrate] dose_mg", c.get("dose_mg", 400.0), lo=0.0, hi=1000.0, lo_open=True),
         rtol=limits.rtol("[calibrate] rtol", c.get("rtol", 1e-6), hi=1e-3),
         max_nfev=integer("[calibrate] max_nfev", c.get("max_nfev", 60), lo=5, hi=10_000),
-        fitted=tuple(fitted), prior_sd_log10=fitted, raw=cfg)
+        fitted=tuple(fitted), prior_sd_log10=fitted, raw=cfg, stim1_parameter=stim1_parameter,
+        stim1_size=limits.cohort_size("[calibrate] stim1_size", c.get("stim1_size", 4000)),
+        stim1_grid_points=integer("[calibrate] stim1_grid_points", c.get("stim1_grid_points", 13), lo=3, hi=101),
+        stim1_grid_factor=real("[calibrate] stim1_grid_factor", c.get("stim1_grid_factor", 2.5), lo=1.0, hi=100.0,
+                               lo_open=True))
 
 
 def load_config(path, *, quick: bool = False) -> CalibrationConfig:
@@ -414,13 +442,17 @@ def population_correlation(result: dict) -> dict:
     return out
 
 
-def population_parameters(result: dict) -> dict:
-    """The table with the population medians of the fitted parameters."""
+def population_parameters(result: dict, *, series_only: bool = False) -> dict:
+    """The table with the population medians of the fitted parameters (and, unless ``series_only``,
+    the median the STIM1 stage set: :func:`stim1_profile`)."""
     p = dict(result["base"])
     for name, m in zip(result["fitted"], result["mu"]):
         if name != START:
             row = PARAMETER_TABLE[name]
             p[name] = float(np.clip(10.0 ** m, row.lower, row.upper))
+    if not series_only and result.get("stim1_profile"):
+        prof = result["stim1_profile"]
+        p[prof["parameter"]] = prof["estimate"]
     return p
 
 
@@ -502,6 +534,99 @@ def stim_check(params: dict, sd_ln: dict, variant: str, *, size: int = 2000, see
     return out
 
 
+#: STIM1 relapse-time intervals (months after the stop) of the count likelihood
+STIM_EDGES_MONTHS = (6, 12, 60)
+
+
+def stim_counts() -> tuple[np.ndarray, dict]:
+    """Observed STIM1 counts of 100 patients: relapse by 6 months, in 6-12, in 12-60, free at 60."""
+    from ..clinical.datasets import load_stim1
+
+    o = load_stim1()["outcome"]
+    n = int(o["patients"])
+    free = [o["molecular_relapse_free_6_months"], o["molecular_relapse_free_12_months"],
+            o["molecular_relapse_free_60_months"]]
+    k_free = [round(f * n) for f in free]
+    counts = np.array([n - k_free[0], k_free[0] - k_free[1], k_free[1] - k_free[2], k_free[2]], dtype=float)
+    return counts, {"patients": n, "relapse_free": dict(zip(STIM_EDGES_MONTHS, free))}
+
+
+def multinomial_logpmf(k: np.ndarray, p: np.ndarray) -> float:
+    """log multinomial probability of counts ``k`` under cell probabilities ``p`` (normalised here)."""
+    p = p / p.sum()
+    return float(math.lgamma(k.sum() + 1) - sum(math.lgamma(x + 1) for x in k) + np.sum(k * np.log(p)))
+
+
+def stim_log_likelihood(trial: dict, counts: np.ndarray) -> float:
+    """log probability of the observed STIM1 counts under one simulated trial (:func:`stim_check`).
+
+    The interval probabilities come from the trial's ``n`` simulated stoppers, smoothed by a Jeffreys
+    prior (a share never simulated is not impossible, only below the trial's resolution of 1/n);
+    ``-inf`` when nobody in the trial qualified for a stop."""
+    f = [trial["simulated"][f"molecular_relapse_free_{m}_months"] for m in STIM_EDGES_MONTHS]
+    n = trial["stopped_in_window"]
+    if not n or not all(math.isfinite(a) for a in f):
+        return -math.inf
+    c = np.array([1 - f[0], f[0] - f[1], f[1] - f[2], f[2]]) * n
+    return multinomial_logpmf(counts, (c + 0.5) / (n + 2.0))
+
+
+def stim1_profile(params: dict, sd_ln: dict, variant: str, *, parameter: str, size: int = 4000,
+                  grid_points: int = 13, grid_factor: float = 2.5, seed: int = 0, correlation: dict | None = None,
+                  counts: np.ndarray | None = None, log=print) -> dict:
+    """Population median of ``cfg.stim1_parameter`` from the STIM1 relapse counts.
+
+    The on-treatment series barely inform the autologous effector parameters (they act once BCR-ABL
+    is low, where most samples are censored), while what happens after a stop turns on them: STIM1
+    (autologous immune control after stopping) is their calibration data.  With everything else at
+    the series' population estimate (``params``: medians; ``sd_ln``, ``correlation``: spreads), the
+    median of ``parameter`` is profiled on a log grid (``grid_points`` values within ``grid_factor``
+    of its value in ``params``, inside the table bounds): at each value a STIM1-like trial of
+    ``size`` virtual patients (:func:`stim_check`, one seed for the whole grid: common random
+    numbers) gives the multinomial log likelihood of ``counts`` (default: the observed STIM1 counts,
+    :func:`stim_counts`; :func:`stim_log_likelihood`).  A parabola
+    in log10 of the parameter through the grid points within 8 log-likelihood units of the best is the
+    profile; its vertex is the estimate and the values where it falls 1.92 below are the 95 %
+    interval (likelihood-ratio).  If the parabola is not concave or its vertex lies outside the grid,
+    the best grid value is the estimate and the interval is reported as undetermined."""
+    if parameter not in STIM1_PARAMETERS:
+        raise InputError(f"stim1_profile: parameter: expected one of {list(STIM1_PARAMETERS)}, got {parameter!r}")
+    name = parameter
+    row = PARAMETER_TABLE[name]
+    centre = float(params[name])
+    lo = max(row.lower, centre / grid_factor)
+    hi = min(row.upper, centre * grid_factor)
+    grid = np.geomspace(lo, hi, grid_points)
+    counts = stim_counts()[0] if counts is None else np.asarray(counts, dtype=float)
+    ll, free6, stoppers = [], [], []
+    for v in grid:
+        trial = stim_check({**params, name: float(v)}, sd_ln, variant, size=size, seed=seed,
+                           correlation=correlation)
+        ll.append(stim_log_likelihood(trial, counts))
+        free6.append(trial["simulated"]["molecular_relapse_free_6_months"])
+        stoppers.append(trial["stopped_in_window"])
+        log(f"calibrate: STIM1 profile, {name} = {v:.4g}: log likelihood {ll[-1]:.2f} "
+            f"(relapse-free at 6 months {free6[-1]:.3f}, {stoppers[-1]} stoppers)")
+    ll = np.array(ll)
+    x = np.log10(grid)
+    best = int(np.argmax(ll))
+    estimate, ci, shape = float(grid[best]), [float("nan"), float("nan")], "best grid value"
+    near = np.isfinite(ll) & (ll >= ll[best] - 8.0)
+    if near.sum() >= 3:
+        a, b, c = np.polyfit(x[near], ll[near], 2)
+        if a < 0 and x[0] <= -b / (2 * a) <= x[-1]:
+            xv = -b / (2 * a)
+            half = math.sqrt(1.92 / -a)
+            estimate = float(10.0 ** xv)
+            ci = [float(10.0 ** (xv - half)), float(10.0 ** (xv + half))]
+            shape = "parabola vertex"
+    estimate = float(np.clip(estimate, row.lower, row.upper))
+    return {"parameter": name, "series_median": float(centre), "estimate": estimate, "ci95": ci,
+            "method": shape, "grid": grid.tolist(), "log_likelihood": ll.tolist(),
+            "relapse_free_6_months": free6, "stoppers": stoppers, "size": size, "seed": seed,
+            "observed_counts": counts.tolist()}
+
+
 # --------------------------------------------------------------------------
 # outputs
 # --------------------------------------------------------------------------
@@ -548,6 +673,8 @@ def summary(result: dict, cfg: CalibrationConfig, *, stim: dict | None = None) -
     out = {"name": cfg.name, "variant": cfg.variant, "datasets": list(cfg.datasets), "population": pop,
            "noise_sd_log10": result["sigma"], "per_dataset": per_ds, "history": result["history"],
            "michor_slopes": median_course_slopes(params, cfg.variant)}
+    if result.get("stim1_profile"):
+        out["stim1_profile"] = result["stim1_profile"]
     if stim is not None:
         out["stim1"] = stim
     return out
@@ -565,6 +692,17 @@ def report_markdown(s: dict) -> str:
               "## Population estimate", "", "| quantity | median | between-patient SD (log10) |", "|---|---:|---:|"]
     for n, v in s["population"].items():
         lines.append(f"| `{n}` | {v['median']:.4g} | {v['sd_log10']:.3f} |")
+    if "stim1_profile" in s:
+        pr = s["stim1_profile"]
+        lines += ["", f"## STIM1 sets the population median of `{pr['parameter']}`", "",
+                  f"Series alone: {pr['series_median']:.4g}. Profile of the STIM1 count likelihood "
+                  f"({pr['size']} virtual patients per value, seed {pr['seed']}; observed counts "
+                  f"{[int(c) for c in pr['observed_counts']]}: relapse by 6 months, 6-12, 12-60, free at 60): "
+                  f"estimate **{pr['estimate']:.4g}** ({pr['method']}), 95 % interval "
+                  f"{pr['ci95'][0]:.3g}-{pr['ci95'][1]:.3g}.", "",
+                  "| value | log likelihood | relapse-free at 6 months | stoppers |", "|---:|---:|---:|---:|"]
+        for v, ll, f6, n in zip(pr["grid"], pr["log_likelihood"], pr["relapse_free_6_months"], pr["stoppers"]):
+            lines.append(f"| {v:.4g} | {ll:.2f} | {f6:.3f} | {n} |")
     m = s["michor_slopes"]
     lines += ["", "## Population-median course against Michor 2005", "",
               f"- first slope (days 30-120): {m['first_slope_per_day']:.4f}/day (reported about {m['observed_first']})",
@@ -605,6 +743,13 @@ def ship_set_toml(result: dict, cfg: CalibrationConfig, summary_: dict) -> str:
     lines += ["", "[calibration_fit]", f"noise_sd_log10 = {_toml_value(summary_['noise_sd_log10'])}"]
     for ds, v in summary_["per_dataset"].items():
         lines.append(f"{ds}_residual_sd_log10_median = {_toml_value(v['residual_sd_log10_median'])}")
+    prof = result.get("stim1_profile")
+    if prof:
+        lines += ["", "# the median STIM1 set (the value in [parameters]); series_median: the series alone "
+                  "(what a prediction of STIM1 held out of the calibration uses)", "[stim1_calibration]",
+                  f'parameter = "{prof["parameter"]}"', f"series_median = {_toml_value(prof['series_median'])}",
+                  f"estimate = {_toml_value(prof['estimate'])}", f"ci95_low = {_toml_value(prof['ci95'][0])}",
+                  f"ci95_high = {_toml_value(prof['ci95'][1])}", f"trial_size = {prof['size']}"]
     return "\n".join(lines) + "\n"
 
 
@@ -616,6 +761,15 @@ def run_calibrate(cfg: CalibrationConfig, out: Path, *, ship: bool = False, stim
     out.mkdir(parents=True, exist_ok=True)
     begin_outputs(out)
     result = calibrate(cfg, log=log, progress=progress)
+    if cfg.stim1_parameter:
+        result["stim1_profile"] = stim1_profile(
+            population_parameters(result, series_only=True), population_sd_ln(result), cfg.variant,
+            parameter=cfg.stim1_parameter, size=cfg.stim1_size, grid_points=cfg.stim1_grid_points,
+            grid_factor=cfg.stim1_grid_factor, seed=cfg.seed, correlation=population_correlation(result) or None,
+            log=log)
+        prof = result["stim1_profile"]
+        log(f"calibrate: STIM1 sets the median of {prof['parameter']}: {prof['estimate']:.4g} (95 % "
+            f"{prof['ci95'][0]:.3g}-{prof['ci95'][1]:.3g}; series alone {prof['series_median']:.4g})")
     params = population_parameters(result)
     stim = (stim_check(params, population_sd_ln(result), cfg.variant, size=stim_size, seed=cfg.seed,
                        correlation=population_correlation(result) or None) if stim_size else None)

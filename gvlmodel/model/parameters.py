@@ -161,7 +161,8 @@ _TABLE = (
     P("z_influx_auto", 6.7, "cells/day", 0.1, 1.0e3, "log", HAHNEL + " (r_z = 200 cells/month)",
       "autologous effector influx (non-transplanted patients)", "effector-auto"),
     P("z_expand_auto", 0.15, "1/day", 0.01, 2.0, "log",
-      HAHNEL + " (p_z/(2 K_z) of 3-10/month, about 0.1-0.33/day); Clapp et al., Cancer Res 2015",
+      HAHNEL + " (p_z/(2 K_z) of 3-10/month, about 0.1-0.33/day); Clapp et al., Cancer Res 2015; "
+      "the set 'patients' takes its population median from the STIM1 relapse counts (gvlmodel calibrate)",
       "peak autologous effector expansion rate (at load z_half)", "effector-auto"),
 )
 del P
@@ -215,10 +216,12 @@ def parameter_set_info(name: str = "default") -> dict:
     """A set's parameters plus what a fitted set also carries (``None`` where absent):
     ``variant``, ``population`` (natural-log SDs), ``correlation`` (between the population's log
     values, ``{a: {b: r}}``), ``calibration_fit`` (a calibrated set's noise and residual SDs),
-    ``stop_uptake`` and the ``posterior`` sample."""
+    ``stim1_calibration`` (the median STIM1 set, and the series' own value), ``stop_uptake`` and the
+    ``posterior`` sample."""
     params = parameter_set(name)
     info = {"parameters": params, "variant": None, "population": None, "stop_uptake": None, "posterior": None,
-            "predictive": None, "population_bounds": "clip", "correlation": None, "calibration_fit": None}
+            "predictive": None, "population_bounds": "clip", "correlation": None, "calibration_fit": None,
+            "stim1_calibration": None}
     if name != "default":
         with open(PARAMETER_SET_DIR / f"{name}.toml", "rb") as fh:
             data = tomllib.load(fh)
@@ -227,6 +230,7 @@ def parameter_set_info(name: str = "default") -> dict:
         info["population_bounds"] = data.get("population_bounds", "clip")
         info["correlation"] = data.get("correlation")
         info["calibration_fit"] = data.get("calibration_fit")
+        info["stim1_calibration"] = data.get("stim1_calibration")
         info["stop_uptake"] = data.get("treatment", {}).get("stop_uptake")
         info["posterior"] = data.get("posterior")
         info["predictive"] = data.get("predictive")
