@@ -505,7 +505,10 @@ def report_markdown(r: dict, cfg: CompareConfig) -> str:
     h = r["holdout"]
     L += ["## 2. Held-out data: STIM1", "",
           "Each variant's Hess posterior (shipped sets) predicts a STIM1-like stop in non-transplanted patients, "
-          "data no fit used. Log score = log posterior predictive probability of the observed counts "
+          "data the Hess fit did not use"
+          + ("; " + ", ".join(f"`{k}` at the value of the on-treatment series alone ({v:.4g}; the calibration uses "
+                              "STIM1 for it)" for k, v in h.get("series_only", {}).items()) if h.get("series_only")
+             else "") + ". Log score = log posterior predictive probability of the observed counts "
           f"{[int(x) for x in h['observed_counts']]} (relapse by 6 months, 6–12, 12–60, free at 60; 100 patients).",
           "", "| variant | log score | log10 BF of the best | relapse-free 6 mo (5–95 %) | relapse-free 60 mo (5–95 %) | "
           "draws with stoppers |", "|---|---|---|---|---|---|"]

@@ -162,7 +162,7 @@ _TABLE = (
       "autologous effector influx (non-transplanted patients)", "effector-auto"),
     P("z_expand_auto", 0.15, "1/day", 0.01, 2.0, "log",
       HAHNEL + " (p_z/(2 K_z) of 3-10/month, about 0.1-0.33/day); Clapp et al., Cancer Res 2015; "
-      "the set 'patients' takes its population median from the STIM1 relapse counts (gvlmodel calibrate)",
+      "the calibrated set patients takes its population median from the STIM1 relapse counts (gvlmodel calibrate)",
       "peak autologous effector expansion rate (at load z_half)", "effector-auto"),
 )
 del P
