@@ -611,6 +611,8 @@ def stim1_profile(params: dict, sd_ln: dict, variant: str, *, parameter: str, si
     x = np.log10(grid)
     best = int(np.argmax(ll))
     estimate, ci, shape = float(grid[best]), [float("nan"), float("nan")], "best grid value"
+    if not np.isfinite(ll[best]):  # no virtual patient met the stop criteria anywhere: STIM1 says nothing
+        estimate, shape = centre, "no stoppers in any trial: series value kept"
     near = np.isfinite(ll) & (ll >= ll[best] - 8.0)
     if near.sum() >= 3:
         a, b, c = np.polyfit(x[near], ll[near], 2)
