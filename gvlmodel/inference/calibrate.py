@@ -692,8 +692,10 @@ def report_markdown(s: dict) -> str:
                      f"{v['residual_sd_log10_max']:.3f} | {v['share_residual_sd_le_0_5']:.2f} |")
     lines += ["", f"Measurement noise (re-estimated): SD {s['noise_sd_log10']:.3f} log10.", "",
               "## Population estimate", "", "| quantity | median | between-patient SD (log10) |", "|---|---:|---:|"]
+    stim_set = (s.get("stim1_profile") or {}).get("parameter")
     for n, v in s["population"].items():
-        lines.append(f"| `{n}` | {v['median']:.4g} | {v['sd_log10']:.3f} |")
+        note = " (series; the shipped median is set by STIM1, below)" if n == stim_set else ""
+        lines.append(f"| `{n}` | {v['median']:.4g}{note} | {v['sd_log10']:.3f} |")
     if "stim1_profile" in s:
         pr = s["stim1_profile"]
         lines += ["", f"## STIM1 sets the population median of `{pr['parameter']}`", "",
