@@ -113,8 +113,8 @@ def test_workspace_layout_blocks_do_not_overlap():
     blocks = [(lay.OFF_Y, lay.BLOCK), (lay.OFF_YN, lay.BLOCK), (lay.OFF_T, lay.BLOCK),
               (lay.OFF_E5, lay.BLOCK), (lay.OFF_E3, lay.BLOCK), (lay.OFF_INV, lay.BLOCK),
               (lay.OFF_K, lay.N_K * lay.BLOCK), (lay.OFF_P, lay.N_KP * lay.W), (lay.OFF_EFF, lay.W), (lay.OFF_H, lay.W),
-              (lay.OFF_HB, lay.BLOCK), (lay.OFF_A5, lay.W), (lay.OFF_A3, lay.W), (lay.OFF_CK, lay.W),
-              (lay.OFF_ERR, lay.W), (lay.OFF_NEG, lay.W)]
+              (lay.OFF_HB, lay.BLOCK), (lay.OFF_SQN, lay.BLOCK), (lay.OFF_CK, lay.W), (lay.OFF_ERR, lay.W),
+              (lay.OFF_NEG, lay.W), (lay.OFF_LEO, lay.W), (lay.OFF_LEN, lay.W), (lay.OFF_FAC, lay.W)]
     covered = np.zeros(lay.WS_LEN, dtype=int)
     for off, size in blocks:
         covered[off:off + size] += 1

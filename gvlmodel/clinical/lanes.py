@@ -26,30 +26,30 @@ from numba import prange
 
 from ..model._dop853_kernels import dop853_errors_lanes, dop853_stages_lanes
 from ..core._jit import jit
-from ..model._lane_layout import (BLOCK, N_K, OFF_A3, OFF_A5, OFF_CK, OFF_E3, OFF_E5, OFF_EFF, OFF_ERR, OFF_F, OFF_H,
-                                  OFF_HB, OFF_INV, OFF_K, OFF_NEG, OFF_P, OFF_T, OFF_Y, OFF_YN, W, WS_LEN)
+from ..model._lane_layout import (BLOCK, N_K, OFF_CK, OFF_E3, OFF_E5, OFF_EFF, OFF_ERR, OFF_F, OFF_FAC, OFF_H, OFF_HB,
+                                  OFF_INV, OFF_K, OFF_LEN, OFF_LEO, OFF_NEG, OFF_P, OFF_SQN, OFF_T, OFF_Y, OFF_YN, W,
+                                  WS_LEN)
 from ..model.indices import N_KP, N_PS, N_STATES, PP, PS, State
 from ..model.model import lsc_count, rhs_strided, zero_lsc
 from .protocol import enrol, sample_visit, write_results
-from ..model.solver import (BETA, ERROR_EXPONENT, EVENT_RHS, MAX_FACTOR, MAX_STEPS_REACHED, MIN_FACTOR, N_INTERP,
-                            N_STAGES, N_STAGES_EXT, N_STATS, NON_FINITE, PI_EXPONENT, SAFETY, ST_EXTINCTIONS, ST_REJECTED,
-                            ST_RHS, ST_STEPS, STEP_TOO_SMALL, _initial_step, _step_floor, extinction_in_step)
+from ..model.solver import (ERR_OLD_FLOOR, ERROR_EXPONENT, EVENT_RHS, MAX_STEPS_REACHED, MIN_FACTOR, N_INTERP,
+                            N_STAGES, N_STAGES_EXT, N_STATS, NON_FINITE, SAFETY, ST_EXTINCTIONS, ST_REJECTED, ST_RHS,
+                            ST_STEPS, STEP_TOO_SMALL, _initial_step, _step_floor, accept_factor, error_norm,
+                            extinction_in_step, log2_err_memory)
 
 NS = N_STATES
 
 # per-lane control (float array ``lc[l, C_*]``)
 C_T = 0  # current time
 C_H = 1  # proposed step size
-C_ERR_OLD = 2  # PI controller memory
-C_REJECTED = 3  # 1 after a rejected attempt
-C_H_TRY = 4  # unclipped step size of the current attempt
-C_LAST = 5  # 1 if the attempt is clipped to the interval end
-C_H_MIN = 6
-C_T_END = 7  # next visit (end of the current interval)
-C_T_VISIT = 8  # last visit reached
-C_ERR = 9  # error norm of the current attempt
-C_EVENT = 10  # day of extinction (nan if none)
-N_C = 11
+C_REJECTED = 2  # 1 after a rejected attempt
+C_H_TRY = 3  # unclipped step size of the current attempt
+C_LAST = 4  # 1 if the attempt is clipped to the interval end
+C_H_MIN = 5
+C_T_END = 6  # next visit (end of the current interval)
+C_T_VISIT = 7  # last visit reached
+C_EVENT = 8  # day of extinction (nan if none)
+N_C = 9
 # per-lane integers ``li[l, I_*]``
 I_PATIENT = 0  # row of the patient in this lane (-1: idle)
 I_VISIT = 1  # index of the next visit
@@ -93,7 +93,7 @@ def _begin_interval(l, lc, li, ws, ps_all, st_all, kp_all, effects_all, pp, sy, 
         zero_lsc(ws, OFF_Y, W, l)
         lc[l, C_EVENT] = t
         st[ST_EXTINCTIONS] += 1
-    lc[l, C_ERR_OLD] = 1e-4
+    ws[OFF_LEO + l] = log2_err_memory(ERR_OLD_FLOOR)
     rhs_strided(ws, OFF_Y, ws, OFF_P, e, ws, OFF_F, W, l)
     st[ST_RHS] += 1
     if lc[l, C_H] <= 0.0:
@@ -153,44 +153,48 @@ def _extinction_step(l, lc, ws, st, kp, pp, sy, syn, sf, sK, sF, s1):
 
 @jit
 def _norms(ws, rtol, atol):
-    """Per-lane finiteness sum, error norm and negativity sum, as the scalar solver computes them.
+    """Per-lane finiteness sum, error norm, negativity sum and step-size factor, as the scalar solver
+    computes them.
 
-    Overwrites the error blocks with the squared scaled errors.  The sums run over the states in the
-    scalar solver's order; the error norm (two square roots and a division per lane) and the sum of
-    squared scaled negative components are computed for all lanes at once (vector instructions give
-    the same IEEE results), so the per-lane accept/reject code only reads them.
+    Overwrites the error blocks with the squared scaled errors.  The sums run over the states in the scalar
+    solver's order, with the accumulators in registers; the error norm
+    (:func:`gvlmodel.model.solver.error_norm`) and the factor an accepted step would give
+    (:func:`gvlmodel.model.solver.accept_factor`, from the controller memory at ``OFF_LEO``) are
+    computed for all lanes at once (vector instructions give the same IEEE results), so the per-lane
+    accept/reject code only reads them.
     """
     for m in range(BLOCK):
         a = abs(ws[OFF_Y + m])
-        b = abs(ws[OFF_YN + m])
+        v = ws[OFF_YN + m]
+        b = abs(v)
         inv = 1.0 / (atol + (a if a >= b else b) * rtol)  # = max(a, b) for the finite steps that count
         ws[OFF_INV + m] = inv
         r5 = ws[OFF_E5 + m] * inv
         r3 = ws[OFF_E3 + m] * inv
         ws[OFF_E5 + m] = r5 * r5
         ws[OFF_E3 + m] = r3 * r3
-        ws[OFF_T + m] = ws[OFF_YN + m] + ws[OFF_K + N_STAGES * BLOCK + m]
-    for l in range(W):
-        ws[OFF_CK + l] = 0.0
-        ws[OFF_A5 + l] = 0.0
-        ws[OFF_A3 + l] = 0.0
-    for i in range(NS):
-        for l in range(W):
-            ws[OFF_CK + l] += ws[OFF_T + i * W + l]
-            ws[OFF_A5 + l] += ws[OFF_E5 + i * W + l]
-            ws[OFF_A3 + l] += ws[OFF_E3 + i * W + l]
+        ws[OFF_T + m] = v + ws[OFF_K + N_STAGES * BLOCK + m]
+        sq = (v * inv) ** 2
+        ws[OFF_SQN + m] = sq if v < 0.0 else 0.0  # adding 0.0 leaves the sum as the scalar solver's
     n = float(NS)
     for l in range(W):
-        e5 = np.sqrt(ws[OFF_A5 + l] / n)
-        e3 = np.sqrt(ws[OFF_A3 + l] / n)
-        err = ws[OFF_H + l] * e5 * e5 / np.sqrt(e5 * e5 + 0.01 * e3 * e3)
-        ws[OFF_ERR + l] = 0.0 if (e5 == 0.0) & (e3 == 0.0) else err
-        ws[OFF_NEG + l] = 0.0
-    for i in range(NS):  # adding 0.0 for a non-negative component leaves the sum as the scalar solver's
-        for l in range(W):
-            v = ws[OFF_YN + i * W + l]
-            sq = (v * ws[OFF_INV + i * W + l]) ** 2
-            ws[OFF_NEG + l] += sq if v < 0.0 else 0.0
+        ck = 0.0
+        a5 = 0.0
+        a3 = 0.0
+        neg = 0.0
+        for i in range(NS):
+            ck += ws[OFF_T + i * W + l]
+            a5 += ws[OFF_E5 + i * W + l]
+            a3 += ws[OFF_E3 + i * W + l]
+            neg += ws[OFF_SQN + i * W + l]
+        ws[OFF_CK + l] = ck
+        err = error_norm(ws[OFF_H + l], a5, a3, n)
+        ws[OFF_ERR + l] = err
+        ws[OFF_NEG + l] = neg
+    for l in range(W):
+        err = ws[OFF_ERR + l]
+        ws[OFF_FAC + l] = accept_factor(err, ws[OFF_LEO + l])
+        ws[OFF_LEN + l] = log2_err_memory(err)
 
 
 @jit
@@ -334,11 +338,8 @@ def _run_block(lo, stride, hi, kp_all, y0_all, effects_all, pp, eps, uu, measure
                 for k in range(NS):
                     ws[OFF_Y + k * W + l] = ws[OFF_YN + k * W + l]
                     ws[OFF_F + k * W + l] = ws[OFF_K + N_STAGES * BLOCK + k * W + l]
-                if err == 0.0:
-                    factor = MAX_FACTOR
-                else:
-                    factor = min(MAX_FACTOR, SAFETY * err ** PI_EXPONENT * lc[l, C_ERR_OLD] ** BETA)
-                lc[l, C_ERR_OLD] = max(err, 1e-4)
+                factor = ws[OFF_FAC + l]  # accept_factor(err, controller memory), from _norms
+                ws[OFF_LEO + l] = ws[OFF_LEN + l]
                 if lc[l, C_REJECTED] != 0.0:
                     factor = min(1.0, factor)
                 lc[l, C_REJECTED] = 0.0

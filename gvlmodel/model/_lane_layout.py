@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .indices import N_KP, N_STATES
 
-W = 8  #: lanes per engine (8 doubles = one AVX-512 register; two AVX2 registers)
+W = 4  #: lanes per engine (4 doubles = one AVX2 register; measured as fast as 8 and with fewer idle lanes)
 BLOCK = N_STATES * W  #: one state-sized block (all lanes)
 N_K = 13  #: DOP853 stages kept per step (12 + the FSAL stage)
 
@@ -27,9 +27,11 @@ OFF_P = OFF_K + N_K * BLOCK  # kernel parameters, parameter k of lane l at OFF_P
 OFF_EFF = OFF_P + N_KP * W  # imatinib effect per lane
 OFF_H = OFF_EFF + W  # step size per lane (0 for idle lanes)
 OFF_HB = OFF_H + W  # step size broadcast to a state-sized block (element i * W + l = h of lane l)
-OFF_A5 = OFF_HB + BLOCK  # per-lane sums for the error norms and the finiteness check
-OFF_A3 = OFF_A5 + W
-OFF_CK = OFF_A3 + W
+OFF_SQN = OFF_HB + BLOCK  # squared scaled negative components of the proposed state (0 for the others)
+OFF_CK = OFF_SQN + BLOCK  # per-lane finiteness check: sum of the proposed state and its derivative
 OFF_ERR = OFF_CK + W  # per-lane error norm of the attempt (the scalar solver's ``err``)
 OFF_NEG = OFF_ERR + W  # per-lane sum of squared scaled negative components of the proposed state
-WS_LEN = OFF_NEG + W
+OFF_LEO = OFF_NEG + W  # PI controller memory per lane: log2 of the last accepted error norm (solver.log2_err_memory)
+OFF_LEN = OFF_LEO + W  # the same for the current attempt (becomes OFF_LEO if it is accepted)
+OFF_FAC = OFF_LEN + W  # step-size factor per lane if the attempt is accepted (solver.accept_factor)
+WS_LEN = OFF_FAC + W

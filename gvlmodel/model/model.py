@@ -122,8 +122,9 @@ def im_effects(dose_mg, css_400, ec50, out):
 
 @jit(inline="always")
 def niche_feedback(stem, kn):
-    """Homeostatic feedback ``phi = 1/(1 + X0/K_N)`` on normal stem-cell self-renewal."""
-    return 1.0 / (1.0 + stem / kn)
+    """Homeostatic feedback ``phi = 1/(1 + X0/K_N)`` on normal stem-cell self-renewal, as
+    ``K_N / (K_N + X0)`` (one division: the right-hand side's divisions bound its speed)."""
+    return kn / (kn + stem)
 
 
 @jit(inline="always")
@@ -150,9 +151,9 @@ def zero_lsc(y, yb, st, lane):
 
 @jit(inline="always")
 def effector_stimulation(load, zk, supp, rho):
-    """Per-capita effector expansion ``(1-s) rho 2u/(1+u^2)``, ``u = Y3/K_z``."""
-    u = load / zk
-    return (1.0 - supp) * rho * 2.0 * u / (1.0 + u * u)
+    """Per-capita effector expansion ``(1-s) rho 2u/(1+u^2)``, ``u = Y3/K_z``, as
+    ``(1-s) rho 2 Y3 K_z / (K_z^2 + Y3^2)`` (one division)."""
+    return (1.0 - supp) * rho * 2.0 * load * zk / (zk * zk + load * load)
 
 
 @jit(inline="always")

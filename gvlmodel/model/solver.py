@@ -70,6 +70,7 @@ MAX_FACTOR = 10.0
 ERROR_EXPONENT = -1.0 / 8.0
 BETA = 0.08
 PI_EXPONENT = -(1.0 / 8.0 - 0.2 * BETA)
+ERR_OLD_FLOOR = 1e-4  # the controller's memory of the last accepted error norm is at least this
 
 # status codes (see gvlmodel.model.simulate.STATUS_MESSAGES)
 SUCCESS = 0
@@ -118,6 +119,73 @@ def _bits_float(typingctx, b):
         return builder.bitcast(args[0], llvm_ir.DoubleType())
 
     return types.float64(types.int64), codegen
+
+
+_SQRT2 = 1.4142135623730951
+_INV_LN2 = 1.4426950408889634
+_LN2 = 0.6931471805599453
+_TINY_ERR = 1e-300  # below this any error norm gives the largest step factor
+_TWO52_BIAS = 4503599627371519.0  # 2**52 + 1023: float <-> biased exponent by bit casts (no int64 conversion)
+
+
+@jit(inline="always")
+def _log2(x):
+    """``log2(x)`` for a positive normal ``x`` (absolute error < 1e-10), from the bits and a series.
+
+    ``x = 2**e m`` with ``m`` in ``[sqrt(1/2), sqrt(2))``; ``ln m = 2 atanh(s)``, ``s = (m - 1)/(m + 1)``,
+    ``|s| < 0.172``, summed to ``s**11``.  Only IEEE operations and bit casts, without branches or
+    int64/float conversions (which AVX2 lacks): the same bits in scalar and vector code, so the
+    one-patient and the lock-step engines agree exactly, and a loop over lanes vectorises (libm's
+    ``pow``, used before, does neither and cost ~10 % of a cohort run).
+    """
+    b = _float_bits(x)
+    m = _bits_float((b & 0x000FFFFFFFFFFFFF) | 0x3FF0000000000000)  # mantissa in [1, 2)
+    big = m > _SQRT2
+    m = m * (1.0 - 0.5 * big)  # exact: m or m / 2
+    e = (_bits_float((b >> 52) | 0x4330000000000000) - _TWO52_BIAS) + big  # exponent, exact
+    s = (m - 1.0) / (m + 1.0)
+    s2 = s * s
+    ln_m = s * (2.0 + s2 * (2.0 / 3.0 + s2 * (0.4 + s2 * (2.0 / 7.0 + s2 * (2.0 / 9.0 + s2 * (2.0 / 11.0))))))
+    return e + ln_m * _INV_LN2
+
+
+@jit(inline="always")
+def _exp2(y):
+    """``2**y`` for ``y`` in ``[-1000, 1000]`` (relative error < 1e-11): ``2**n`` by bits times a
+    Taylor series of ``exp`` on ``[-ln2/2, ln2/2]`` (see :func:`_log2` for why not libm)."""
+    n = np.floor(y)
+    r = (y - n - 0.5) * _LN2
+    p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (
+        1.0 / 720.0 + r * (1.0 / 5040.0 + r * (1.0 / 40320.0 + r * (1.0 / 362880.0)))))))))
+    two_n = _bits_float(_float_bits(n + _TWO52_BIAS) << 52)  # 2**n: n + 1023 sits in the low bits
+    return p * _SQRT2 * two_n
+
+
+@jit(inline="always")
+def error_norm(h, acc5, acc3, n):
+    """SciPy's DOP853 error measure from the sums of squared scaled 5th- and 3rd-order errors:
+    ``h e5**2 / sqrt(e5**2 + 0.01 e3**2)`` with ``e5**2 = acc5 / n``, ``e3**2 = acc3 / n`` (0 if both are 0)."""
+    a5 = acc5 / n
+    a3 = acc3 / n
+    den = np.sqrt(a5 + 0.01 * a3)
+    return 0.0 if den == 0.0 else h * a5 / den
+
+
+@jit(inline="always")
+def log2_err_memory(err):
+    """The PI controller's memory of an accepted step: ``log2(max(err, ERR_OLD_FLOOR))``."""
+    return _log2(max(err, ERR_OLD_FLOOR))
+
+
+@jit(inline="always")
+def accept_factor(err, log2_err_old):
+    """Step-size factor after an accepted step (``err < 1``): Gustafsson's PI controller in Hairer's
+    form, ``min(MAX_FACTOR, SAFETY err**PI_EXPONENT err_old**BETA)`` (``MAX_FACTOR`` if ``err`` is 0),
+    evaluated as ``2**(PI_EXPONENT log2 err + BETA log2 err_old)`` (:func:`_log2`, :func:`_exp2`;
+    relative error < 1e-10).  Branch-free, so the lock-step engine computes it for all lanes at once."""
+    y = PI_EXPONENT * _log2(min(max(err, _TINY_ERR), 1.0)) + BETA * log2_err_old
+    f = min(MAX_FACTOR, SAFETY * _exp2(min(y, 4.0)))  # 0.9 * 2**4 > MAX_FACTOR
+    return MAX_FACTOR if err == 0.0 else f
 
 
 @jit
@@ -322,7 +390,7 @@ def integrate_ws(y0, kp, seg_bounds, seg_effect, t_out, rtol, atol, max_steps, t
         k_out += 1
 
     h = h_io[0]
-    err_old = 1e-4
+    log2_err_old = log2_err_memory(ERR_OLD_FLOOR)
     for seg in range(n_seg):
         e = seg_effect[seg]
         t_end = seg_bounds[seg + 1]
@@ -374,12 +442,7 @@ def integrate_ws(y0, kp, seg_bounds, seg_effect, t_out, rtol, atol, max_steps, t
                 if not h >= h_min:
                     return NON_FINITE
                 continue
-            e5 = np.sqrt(acc5 / n)
-            e3 = np.sqrt(acc3 / n)
-            if e5 == 0.0 and e3 == 0.0:
-                err = 0.0
-            else:
-                err = h * e5 * e5 / np.sqrt(e5 * e5 + 0.01 * e3 * e3)
+            err = error_norm(h, acc5, acc3, float(n))
             if not err < 1.0:  # also rejects a nan error (overflowing sums)
                 h *= max(MIN_FACTOR, SAFETY * err ** ERROR_EXPONENT)
                 stats[ST_REJECTED] += 1
@@ -427,11 +490,8 @@ def integrate_ws(y0, kp, seg_bounds, seg_effect, t_out, rtol, atol, max_steps, t
                 for i in range(n):
                     y_out[k_out, i] = y[i]
                 k_out += 1
-            if err == 0.0:
-                factor = MAX_FACTOR
-            else:
-                factor = min(MAX_FACTOR, SAFETY * err ** PI_EXPONENT * err_old ** BETA)
-            err_old = max(err, 1e-4)
+            factor = accept_factor(err, log2_err_old)
+            log2_err_old = log2_err_memory(err)
             if rejected:
                 factor = min(1.0, factor)
             rejected = False
