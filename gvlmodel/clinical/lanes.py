@@ -76,7 +76,7 @@ def _finish(l, status, lc, li, ws, ps_all, st_all, res_f, res_i, yv):
     li[l, I_PATIENT] = -1
     ws[OFF_H + l] = 0.0
 
-@jit
+@jit(inline="always")  # no call: passing its arrays would cost reference counting per visit
 def _begin_interval(l, lc, li, ws, ps_all, st_all, kp_all, effects_all, pp, sy, sf, s1, s2):
     """Start of one :func:`gvlmodel.model.solver.integrate_ws` call: from the last visit to the next."""
     i = li[l, I_PATIENT]
@@ -106,7 +106,7 @@ def _begin_interval(l, lc, li, ws, ps_all, st_all, kp_all, effects_all, pp, sy, 
     lc[l, C_REJECTED] = 0.0
 
 
-@jit
+@jit(inline="always")  # no call: passing its arrays would cost reference counting per visit
 def _visit(l, lc, li, ws, ps_all, pp, eps, uu, measured, yv):
     """Sample and protocol rules at the visit the lane has just reached."""
     i = li[l, I_PATIENT]
