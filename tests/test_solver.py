@@ -182,7 +182,7 @@ def test_generated_dop853_kernels_are_up_to_date():
     from gvlmodel.model import _dop853_codegen
 
     assert Path(_dop853_codegen.TARGET).read_text() == _dop853_codegen.source(), (
-        "run `python -m gvlmodel.model._dop853_codegen`")
+        "run `python gvlmodel/model/_dop853_codegen.py`")
 
 
 @pytest.mark.parametrize("t0,gap_ulps", [(0.3, 0), (0.3, 1), (255.5, 2), (1000.0, 1), (1000.0, 9)])

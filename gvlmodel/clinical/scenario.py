@@ -33,6 +33,8 @@ naming the key and what is allowed (the CLI exits with status 2).
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -478,9 +480,15 @@ def _write(scenario: Scenario, out: Path, parts, progress=None) -> tuple[list[st
     keep = _Kept(scenario.cohort.size)
     wall, threads, solver_options = 0.0, None, None
     batch = scenario.trajectory_batch()
+    # the patients table of part k is formatted and written in a second thread while part k + 1 is computed
+    # (the compiled engine releases the GIL): the formatting would otherwise leave the engine's cores idle
+    pool = ThreadPoolExecutor(1, thread_name_prefix="gvlmodel-writer")
+    pending = None
     try:
         for r in parts:
-            writers["patients"].write(patient_table(r))
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(writers["patients"].write, patient_table(r))
             pid = r.columns["patient_id"]
             rows = np.flatnonzero(np.isin(pid, ids)) if ids.size else np.array([], dtype=int)
             for lo in range(0, rows.size, batch):
@@ -491,12 +499,17 @@ def _write(scenario: Scenario, out: Path, parts, progress=None) -> tuple[list[st
             threads, solver_options = r.threads, r.solver_options
             if progress is not None:
                 progress(r.n)
+        if pending is not None:
+            pending.result()
         view = _Streamed(keep.columns(), scenario.cohort, wall, threads)
         summary = view.summary()
     except BaseException:
+        pool.shutdown(wait=True)  # no write may still be running when the temporary files go
         for w in writers.values():
             w.discard()
         raise
+    finally:
+        pool.shutdown(wait=True)
     summary["scenario"] = {"variant": scenario.variant, "parameter_set": scenario.parameter_set_name,
                            "transplant": scenario.cohort.transplant, "start": scenario.cohort.start,
                            "stop_rule": str(scenario.protocol.stop), "stop_uptake": scenario.protocol.stop_uptake,

@@ -8,7 +8,6 @@ silently, never turned into ``nan`` rates).  Intervals are Clopper-Pearson
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import binomtest
 
 
 def rate(k: int, n: int) -> dict:
@@ -16,6 +15,8 @@ def rate(k: int, n: int) -> dict:
     k, n = int(k), int(n)
     if n == 0:
         return {"k": 0, "n": 0, "rate": None, "ci95": None}
+    from scipy.stats import binomtest  # here: importing scipy.stats costs every command ~0.3 s of start-up
+
     ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
     return {"k": k, "n": n, "rate": k / n, "ci95": [float(ci.low), float(ci.high)]}
 

@@ -60,8 +60,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import least_squares
-from scipy.special import log_ndtr
 
 from ..core import limits
 from ..clinical.datasets import DATASETS, DAYS_PER_MONTH, PatientSeries
@@ -238,6 +236,8 @@ def residuals(theta, fitted, base, series, cfg, mu, omega, sigma, schedule=None)
 def standardized_residuals(ratio, theta, series, mu, omega, sigma) -> np.ndarray:
     """The stacked residuals of model ratios ``ratio`` (%, at the sample days) and log10 quantities
     ``theta``: half their sum of squares is the negative log posterior up to a constant."""
+    from scipy.special import log_ndtr  # here: importing scipy.special costs every command ~0.2 s
+
     lm = np.log10(np.maximum(ratio, 1e-12))
     lo = np.log10(np.minimum(np.asarray(series.bcr_abl_percent, dtype=float), OBS_CAP))
     cens = np.asarray(series.censored, dtype=bool)
@@ -304,6 +304,8 @@ def fit_patient(series, fitted, base, cfg, mu, omega, sigma, x0, *, schedule=Non
     square root, capped at ``POSTERIOR_SD_CAP_LOG10``), the model ``ratio`` at the sample days, ``status``
     ("success", "solver: ..." or "failed: ..."), optimiser message and counts, and the residual SD.
     """
+    from scipy.optimize import least_squares  # here: importing scipy.optimize costs every command ~0.3 s
+
     lo, hi = bounds_log10(fitted, start_bounds)
     x0 = np.clip(x0, lo + 1e-9, hi - 1e-9)
     t0 = time.perf_counter()

@@ -49,8 +49,7 @@ import numpy as np
 from llvmlite import ir as llvm_ir
 from numba.core import types
 from numba.core.extending import intrinsic
-from scipy.integrate._ivp import dop853_coefficients as _dop
-
+from . import _dop853_kernels as _dop
 from ._dop853_kernels import dop853_errors, dop853_stages
 from ..core._jit import jit
 from .indices import N_STATES, State
