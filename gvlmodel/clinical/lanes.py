@@ -80,29 +80,27 @@ def _finish(l, status, lc, li, ws, ps_all, st_all, res_f, res_i, yv):
 def _begin_interval(l, lc, li, ws, ps_all, st_all, kp_all, effects_all, pp, sy, sf, s1, s2):
     """Start of one :func:`gvlmodel.model.solver.integrate_ws` call: from the last visit to the next."""
     i = li[l, I_PATIENT]
-    ps = ps_all[l]
-    st = st_all[l]
     t = lc[l, C_T]
     t_end = li[l, I_VISIT] * pp[PP.VISIT]
     lc[l, C_T_END] = t_end
-    e = effects_all[i, int(ps[PS.DOSE])]
+    e = effects_all[i, int(ps_all[l, PS.DOSE])]
     ws[OFF_EFF + l] = e
     thr = pp[PP.EXTINCTION]
     lsc = lsc_count(ws, OFF_Y, W, l)
     if thr > 0.0 and lsc > 0.0 and lsc < thr:
         zero_lsc(ws, OFF_Y, W, l)
         lc[l, C_EVENT] = t
-        st[ST_EXTINCTIONS] += 1
+        st_all[l, ST_EXTINCTIONS] += 1
     ws[OFF_LEO + l] = log2_err_memory(ERR_OLD_FLOOR)
     rhs_strided(ws, OFF_Y, ws, OFF_P, e, ws, OFF_F, W, l)
-    st[ST_RHS] += 1
+    st_all[l, ST_RHS] += 1
     if lc[l, C_H] <= 0.0:
         _load_lane(ws, l, sy)
         for k in range(NS):
             sf[k] = ws[OFF_F + k * W + l]
         lc[l, C_H] = _initial_step(sy, sf, kp_all[i], e, pp[PP.RTOL], pp[PP.ATOL], max(t_end - t, _step_floor(t)),
                                    s1, s2)
-        st[ST_RHS] += 1
+        st_all[l, ST_RHS] += 1
     lc[l, C_REJECTED] = 0.0
 
 
@@ -293,14 +291,13 @@ def _run_block(lo, stride, hi, kp_all, y0_all, effects_all, pp, eps, uu, measure
             if not stepping[l]:
                 continue
             i = li[l, I_PATIENT]
-            st = st_all[l]
-            st[ST_RHS] += N_STAGES
+            st_all[l, ST_RHS] += N_STAGES
             h = lc[l, C_H]
             t = lc[l, C_T]
             if not np.isfinite(ws[OFF_CK + l]):
                 h *= 0.25
                 lc[l, C_H] = h
-                st[ST_REJECTED] += 1
+                st_all[l, ST_REJECTED] += 1
                 lc[l, C_REJECTED] = 1.0
                 if not h >= lc[l, C_H_MIN]:
                     _finish(l, NON_FINITE, lc, li, ws, ps_all, st_all, res_f, res_i, yv)
@@ -310,7 +307,7 @@ def _run_block(lo, stride, hi, kp_all, y0_all, effects_all, pp, eps, uu, measure
             err = ws[OFF_ERR + l]  # h e5^2 / sqrt(e5^2 + 0.01 e3^2) of the scaled error norms (_norms)
             if not err < 1.0:  # also rejects a nan error (overflowing sums)
                 lc[l, C_H] = h * max(MIN_FACTOR, SAFETY * err ** ERROR_EXPONENT)
-                st[ST_REJECTED] += 1
+                st_all[l, ST_REJECTED] += 1
                 lc[l, C_REJECTED] = 1.0
                 continue
             # non-negativity: reject a step that leaves the orthant by more than the tolerance, else project
@@ -318,21 +315,21 @@ def _run_block(lo, stride, hi, kp_all, y0_all, effects_all, pp, eps, uu, measure
             if neg > 0.0:
                 if np.sqrt(neg / n) > 1.0:
                     lc[l, C_H] = h * 0.5
-                    st[ST_REJECTED] += 1
+                    st_all[l, ST_REJECTED] += 1
                     lc[l, C_REJECTED] = 1.0
                     continue
                 for k in range(NS):
                     if ws[OFF_YN + k * W + l] < 0.0:
                         ws[OFF_YN + k * W + l] = 0.0
                 rhs_strided(ws, OFF_YN, ws, OFF_P, ws[OFF_EFF + l], ws, OFF_K + N_STAGES * BLOCK, W, l)
-                st[ST_RHS] += 1
+                st_all[l, ST_RHS] += 1
             # accepted
-            st[ST_STEPS] += 1
+            st_all[l, ST_STEPS] += 1
             last = lc[l, C_LAST] != 0.0
             lsc_old = lsc_count(ws, OFF_Y, W, l)
             lsc_new = lsc_count(ws, OFF_YN, W, l)
             if thr > 0.0 and lsc_old >= thr and lsc_new < thr:
-                _extinction_step(l, lc, ws, st, kp_all[i], pp, sy, syn, sf, sK, sF, s1)
+                _extinction_step(l, lc, ws, st_all[l], kp_all[i], pp, sy, syn, sf, sK, sF, s1)
             else:
                 lc[l, C_T] = lc[l, C_T_END] if last else t + h
                 for k in range(NS):

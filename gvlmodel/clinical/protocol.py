@@ -185,7 +185,7 @@ def enrol(y0, y, ps, pp, eps, uu, measured):
     return event
 
 
-@jit
+@jit(inline="always")  # inlined into the engines: no reference counting of its arrays per visit
 def sample_visit(ps, y, t_prev, t, k, pp, eps, uu, measured):
     """Visit ``k`` on day ``t`` (the previous one on ``t_prev``): imatinib days, the PCR sample of
     state ``y`` and the protocol rules."""
