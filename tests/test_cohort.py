@@ -227,3 +227,19 @@ def test_table_csv_quotes_text_that_holds_a_comma_so_every_row_keeps_its_fields(
     assert rows[0] == ["patient_id", "solver_message", "rate"]
     assert rows[2] == ["1", "step size 1e-12, at t=3.5", ""] and rows[3] == ["2", 'a "quote"', "1"]
     assert text.splitlines()[1] == "0,ok,0.5"  # plain text unquoted, as before
+
+
+def test_summary_rate_interval_is_clopper_pearson():
+    """``rate`` takes the beta-quantile form of the exact interval (no scipy.stats at start-up): it must
+    agree with SciPy's binomial test, and a limit at 0 or n is the closed end."""
+    from scipy.stats import binomtest
+
+    from gvlmodel.clinical.summary import rate
+
+    for n, k in [(1, 0), (1, 1), (10, 3), (44, 0), (44, 9), (44, 44), (2000, 131), (100000, 99999)]:
+        ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+        got = rate(k, n)
+        assert got["rate"] == k / n
+        assert got["ci95"] == pytest.approx([ci.low, ci.high], abs=1e-10)
+        assert (got["ci95"][0] == 0.0) == (k == 0) and (got["ci95"][1] == 1.0) == (k == n)
+    assert rate(0, 0)["ci95"] is None
