@@ -203,3 +203,46 @@ def test_dose_change_a_few_ulp_after_the_start_is_solved(t0, gap_ulps):
     ref = reference_solution(None, "H2", True, y0, [(t0, 600.0)], np.array(t_out))
     assert error_in_tolerance_units(res.y, ref) < GLOBAL_ERROR_UNITS
     assert error_in_tolerance_units(res.y, at_start.y) < GLOBAL_ERROR_UNITS
+
+
+def test_step_size_factor_equals_the_pi_controller_formula():
+    """``accept_factor`` (log2/exp2 by bits, so that the lock-step engine can compute it for all lanes)
+    is Hairer's PI controller ``min(MAX_FACTOR, SAFETY err**PI_EXPONENT err_old**BETA)`` to 1e-10."""
+    from numba import njit
+
+    from gvlmodel.model import solver as S
+
+    @njit
+    def factors(err, err_old):
+        out = np.empty_like(err)
+        for i in range(err.size):
+            out[i] = S.accept_factor(err[i], S.log2_err_memory(err_old[i]))
+        return out
+
+    @njit
+    def logs(x):
+        out = np.empty_like(x)
+        for i in range(x.size):
+            out[i] = S._log2(x[i])
+        return out
+
+    @njit
+    def exps(x):
+        out = np.empty_like(x)
+        for i in range(x.size):
+            out[i] = S._exp2(x[i])
+        return out
+
+    rng = np.random.default_rng(19)
+    err = np.concatenate([10 ** rng.uniform(-320, 0, 20000), [0.0, 1e-300, 0.5, 0.999999]])
+    err_old = np.concatenate([10 ** rng.uniform(-12, 0, 20000), [1e-4, 0.3, 1e-6, 0.9]])
+    expected = np.minimum(S.MAX_FACTOR, S.SAFETY * np.maximum(err, 1e-300) ** S.PI_EXPONENT
+                          * np.maximum(err_old, S.ERR_OLD_FLOOR) ** S.BETA)
+    expected[err == 0.0] = S.MAX_FACTOR
+    got = factors(err, err_old)
+    assert np.all(np.abs(got / expected - 1.0) < 1e-10)
+    assert got.max() == S.MAX_FACTOR and got.min() > 0.0
+    x = 10 ** rng.uniform(-300, 300, 20000)
+    assert np.max(np.abs(logs(x) - np.log2(x))) < 1e-10
+    y = rng.uniform(-1000, 1000, 20000)
+    assert np.max(np.abs(exps(y) / np.exp2(y) - 1.0)) < 1e-10

@@ -632,9 +632,12 @@ def concat_inputs(parts: list[CohortInputs]) -> CohortInputs:
 #: memory of one patient's result columns (CohortResult.columns), bytes
 RESULT_BYTES_PER_PATIENT = 400.0
 #: patients per lock-step engine (one ``prange`` task).  A block's lanes idle while its last patients
-#: finish: 7.4 % of lane-steps at 64 patients, 1.8 % at 256 (Hess protocol, 8 lanes); 256 still gives 32
-#: tasks per thread in a 16,384-patient chunk on 2 threads (``benchmarks/bench_simulate.py``)
+#: finish: 7.4 % of lane-steps at 64 patients, 1.8 % at 256 (Hess protocol, 8 lanes); 256 still gives 64
+#: tasks per thread in a 32,768-patient part of ``gvlmodel simulate`` on 2 threads (``benchmarks/bench_simulate.py``)
 LANE_BLOCK = 256
+#: patients per compiled call of :func:`run_inputs` (the progress bar moves between calls); each call ends
+#: with threads idle while the last blocks finish, so calls are long (~3 s on 2 threads)
+RUN_CHUNK = 65536
 
 
 def lane_block(n: int, threads: int) -> int:
@@ -655,7 +658,7 @@ def check_threads(threads, field: str = "threads") -> int:
     return limits.threads(field, threads)
 
 
-def run_inputs(inp: CohortInputs, threads: int, progress: bool | None = None, chunk: int = 16384):
+def run_inputs(inp: CohortInputs, threads: int, progress: bool | None = None, chunk: int = RUN_CHUNK):
     """Run prepared patients through the compiled engine: ``(measured, res_f, res_i, wall_s)``.
 
     Patients who would not stop run under the rule "never"; each group in
@@ -718,7 +721,7 @@ def run_inputs(inp: CohortInputs, threads: int, progress: bool | None = None, ch
 def simulate_cohort(cohort: CohortSpec, protocol: Protocol | None = None, parameters=None, *, variant="H2",
                     population: Population | None = None, rtol: float = 1e-6, atol: float = 1e-6,
                     extinction_threshold: float = 1.0, max_steps: int = 200_000, threads: int | None = None,
-                    progress: bool | None = None, chunk: int = 16384, patients: range | None = None) -> CohortResult:
+                    progress: bool | None = None, chunk: int = RUN_CHUNK, patients: range | None = None) -> CohortResult:
     """Run a virtual cohort through the protocol (compiled, parallel over patients).
 
     ``patients``: run only these (consecutive) ids of the cohort, each exactly as in the whole cohort
