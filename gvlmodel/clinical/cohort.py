@@ -611,6 +611,10 @@ def prepare_replicates(cohort: CohortSpec, protocol: Protocol, bases, sds, uptak
 #: one compiled cohort run at a time per process (numba's parallel layer is not re-entrant from several threads,
 #: and Dask may run several tasks in threads of one worker)
 ENGINE_LOCK = threading.Lock()
+#: per thread: ``before_engine``, a callable :func:`run_inputs` calls (once) when its patients are drawn and
+#: the compiled engine is about to start (``gvlmodel simulate`` then starts writing the previous part, so
+#: that the writer's Python shares the cores with the GIL-free engine, not with drawing the patients)
+ENGINE_HOOKS = threading.local()
 
 
 def concat_inputs(parts: list[CohortInputs]) -> CohortInputs:
@@ -686,6 +690,10 @@ def run_inputs(inp: CohortInputs, threads: int, progress: bool | None = None, ch
     pp_never = pp.copy()
     pp_never[PP.STOP_RULE] = float(StopRule.NEVER)
     groups = [(pp, np.flatnonzero(inp.would_stop)), (pp_never, np.flatnonzero(~inp.would_stop))]
+    hook = getattr(ENGINE_HOOKS, "before_engine", None)
+    if hook is not None:
+        ENGINE_HOOKS.before_engine = None
+        hook()
     old_threads = numba.get_num_threads()
     numba.set_num_threads(threads)
     t0 = time.perf_counter()

@@ -41,8 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .cohort import (DEFAULT_POPULATION_SD, RESULT_BYTES_PER_PATIENT, CohortResult, CohortSpec, Population, Protocol, _real, patient_trajectory,
-                     simulate_cohort)
+from .cohort import (DEFAULT_POPULATION_SD, ENGINE_HOOKS, RESULT_BYTES_PER_PATIENT, CohortResult, CohortSpec,
+                     Population, Protocol, _real, patient_trajectory, simulate_cohort)
 from ..core import limits
 from ..core.errors import InputError, check_tables, read_toml
 from ..core.limits import available_memory  # noqa: F401  (its home is gvlmodel.core.limits)
@@ -330,6 +330,9 @@ def _integral(a: np.ndarray, finite: np.ndarray) -> bool:
     return bool(f.size) and bool(np.all((np.abs(f) < 1e10) & (f == np.trunc(f)) & ~((f == 0.0) & np.signbit(f))))
 
 
+_CSV_BATCH = 1024  # rows per formatting batch of table_csv (~10 ms)
+
+
 def table_csv(columns: dict[str, np.ndarray], header: bool = True) -> str:
     """Columns (equal lengths) as CSV text: a header row (unless ``header=False``: a part appended to a
     table) and one row per entry (see :func:`format_column`)."""
@@ -350,8 +353,12 @@ def table_csv(columns: dict[str, np.ndarray], header: bool = True) -> str:
     if len(lengths) > 1:
         raise ValueError(f"table_csv: columns of unequal length {sorted(lengths)}")
     fmt = ",".join(specs)
-    body = "\n".join(map(fmt.__mod__, zip(*fields)))
-    return (",".join(names) + "\n" if header else "") + (body + "\n" if fields and fields[0] else "")
+    n = len(fields[0]) if fields else 0
+    # rows formatted in batches: one C-level join holds the GIL throughout, and `gvlmodel simulate` formats
+    # in a second thread while the main thread prepares the next part of the cohort
+    body = "\n".join("\n".join(map(fmt.__mod__, zip(*(f[lo:lo + _CSV_BATCH] for f in fields))))
+                     for lo in range(0, n, _CSV_BATCH))
+    return (",".join(names) + "\n" if header else "") + (body + "\n" if n else "")
 
 
 def table_arrow(columns: dict[str, np.ndarray]):
@@ -480,15 +487,27 @@ def _write(scenario: Scenario, out: Path, parts, progress=None) -> tuple[list[st
     keep = _Kept(scenario.cohort.size)
     wall, threads, solver_options = 0.0, None, None
     batch = scenario.trajectory_batch()
-    # the patients table of part k is formatted and written in a second thread while part k + 1 is computed
-    # (the compiled engine releases the GIL): the formatting would otherwise leave the engine's cores idle
+    # the patients table of part k is formatted and written in a second thread while part k + 1 runs in the
+    # compiled engine (which releases the GIL): started when that engine starts (after the draws, which need
+    # the GIL), and waited for before part k + 1 is written
     pool = ThreadPoolExecutor(1, thread_name_prefix="gvlmodel-writer")
-    pending = None
+    queued = []  # the patients table not yet handed to the writer
+    pending = []  # the writer's job
+
+    def start_writing():
+        if queued:
+            pending.append(pool.submit(writers["patients"].write, queued.pop()))
+
+    def finish_writing():
+        start_writing()  # (a part that ran no engine leaves its predecessor queued)
+        while pending:
+            pending.pop().result()
+
     try:
         for r in parts:
-            if pending is not None:
-                pending.result()
-            pending = pool.submit(writers["patients"].write, patient_table(r))
+            finish_writing()
+            queued.append(patient_table(r))
+            ENGINE_HOOKS.before_engine = start_writing
             pid = r.columns["patient_id"]
             rows = np.flatnonzero(np.isin(pid, ids)) if ids.size else np.array([], dtype=int)
             for lo in range(0, rows.size, batch):
@@ -499,11 +518,12 @@ def _write(scenario: Scenario, out: Path, parts, progress=None) -> tuple[list[st
             threads, solver_options = r.threads, r.solver_options
             if progress is not None:
                 progress(r.n)
-        if pending is not None:
-            pending.result()
+        ENGINE_HOOKS.before_engine = None
+        finish_writing()
         view = _Streamed(keep.columns(), scenario.cohort, wall, threads)
         summary = view.summary()
     except BaseException:
+        ENGINE_HOOKS.before_engine = None
         pool.shutdown(wait=True)  # no write may still be running when the temporary files go
         for w in writers.values():
             w.discard()
