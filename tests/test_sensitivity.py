@@ -375,3 +375,37 @@ def test_cli_bad_config_exits_2_and_writes_nothing(tmp_path, study_toml, table, 
     assert p.returncode == 2, err
     assert field in err and "Traceback" not in err
     assert (list(out.iterdir()) == []) if existing else not out.exists()
+
+
+def test_a_changed_parameter_set_or_package_is_not_resumed(tmp_path, monkeypatch):
+    """Saved samples and evaluations belong to the inputs that made them: after a refit of the set (new
+    values, same config file) or a change of the package's code, the study refuses the folder, and
+    `gvlmodel reproduce` starts its own study folder afresh instead of resuming."""
+    import gvlmodel.core._jit as jit_mod
+    from gvlmodel.workflow import reproduce as rep
+
+    cfg = small_config()
+    parsed = sens.parse_config(cfg, source="t")
+    digest = parsed.model_digest()
+    sens.run_study(parsed, tmp_path, progress=False, log=lambda m: None)
+    logged = []
+    rep._discard_stale_study(tmp_path, digest, logged.append)  # the same study: kept
+    assert not logged and (tmp_path / "evaluations").exists()
+    real_info = sens.parameter_set_info
+
+    def refitted(name):
+        info = copy.deepcopy(real_info(name))
+        info["parameters"]["z_kill"] *= 1.5  # a refitted median, same config file
+        return info
+
+    monkeypatch.setattr(sens, "parameter_set_info", refitted)
+    refit = sens.parse_config(cfg, source="t")
+    assert refit.model_digest() != digest
+    with pytest.raises(InputError, match="different study"):
+        sens.run_study(refit, tmp_path, progress=False, log=lambda m: None)
+    rep._discard_stale_study(tmp_path, refit.model_digest(), logged.append)
+    assert "afresh" in logged[0] and not (tmp_path / "evaluations").exists()
+    assert not (tmp_path / "samples").exists() and not (tmp_path / "study_state.json").exists()
+    monkeypatch.setattr(sens, "parameter_set_info", real_info)
+    monkeypatch.setattr(jit_mod, "source_digest", lambda: "another-version")
+    assert sens.parse_config(cfg, source="t").model_digest() != digest

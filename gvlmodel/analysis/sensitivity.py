@@ -270,11 +270,19 @@ class StudyConfig:
                             available, what="this study")
 
     def model_digest(self) -> str:
-        """Hash of everything that changes model evaluations (not the analysis settings)."""
+        """Hash of everything that changes model evaluations (not the analysis settings): the config, the
+        sampled problem (its bounds come from the parameter set's posterior), the parameter set itself
+        and the package's source (the equations and the solver), so that saved samples and evaluations
+        are resumed only by the very study that made them."""
+        from ..core._jit import source_digest
+
         keep = {k: v for k, v in self.raw["config"].items() if k not in ("sobol", "morris", "local", "quick")}
         keep["sobol_n"], keep["morris"] = self.sobol_n, [self.morris_trajectories, self.morris_levels]
         keep["local"] = [self.local, list(self.local_steps), self.local_cohort_size]
         keep["quick_cohort"] = [self.design.size]
+        keep["problem"] = self.problem
+        keep["parameter_set"] = parameter_set_info(self.set_name)
+        keep["package"] = source_digest()
         return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -873,8 +881,9 @@ def _run_study(cfg: StudyConfig, out: Path, scheduler, progress: bool, log) -> d
         except (OSError, ValueError):
             old = {}
         if not isinstance(old, dict) or old.get("model_digest") != digest:
-            raise InputError(f"--out {out}: holds evaluations of a different study (model, design or sample "
-                             "sizes differ) or an unreadable study_state.json; choose an empty folder")
+            raise InputError(f"--out {out}: holds evaluations of a different study (config, parameter set, "
+                             "sample sizes or the package's code differ) or an unreadable study_state.json; choose "
+                             "an empty folder")
         log(f"resuming the study in {out}")
     out.mkdir(parents=True, exist_ok=True)
     begin_outputs(out)
