@@ -33,9 +33,8 @@ naming the key and what is allowed (the CLI exits with status 2).
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import io
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
