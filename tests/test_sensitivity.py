@@ -382,15 +382,13 @@ def test_a_changed_parameter_set_or_package_is_not_resumed(tmp_path, monkeypatch
     values, same config file) or a change of the package's code, the study refuses the folder, and
     `gvlmodel reproduce` starts its own study folder afresh instead of resuming."""
     import gvlmodel.core._jit as jit_mod
-    from gvlmodel.workflow import reproduce as rep
 
     cfg = small_config()
     parsed = sens.parse_config(cfg, source="t")
     digest = parsed.model_digest()
     sens.run_study(parsed, tmp_path, progress=False, log=lambda m: None)
-    logged = []
-    rep._discard_stale_study(tmp_path, digest, logged.append)  # the same study: kept
-    assert not logged and (tmp_path / "evaluations").exists()
+    assert sens.saved_study_matches(tmp_path, digest) is True  # the same study: resumed
+    assert sens.saved_study_matches(tmp_path / "empty", digest) is None
     real_info = sens.parameter_set_info
 
     def refitted(name):
@@ -403,9 +401,17 @@ def test_a_changed_parameter_set_or_package_is_not_resumed(tmp_path, monkeypatch
     assert refit.model_digest() != digest
     with pytest.raises(InputError, match="different study"):
         sens.run_study(refit, tmp_path, progress=False, log=lambda m: None)
-    rep._discard_stale_study(tmp_path, refit.model_digest(), logged.append)
-    assert "afresh" in logged[0] and not (tmp_path / "evaluations").exists()
-    assert not (tmp_path / "samples").exists() and not (tmp_path / "study_state.json").exists()
+    assert sens.saved_study_matches(tmp_path, refit.model_digest()) is False
+    # `gvlmodel reproduce` starts its own stale study folder afresh
+    from gvlmodel.workflow import reproduce as rep
+
+    config = tmp_path.parent / f"{tmp_path.name}_study.toml"
+    config.write_text(_toml(cfg))
+    logged = []
+    rep.run_step(rep.Step("study", "sensitivity", config, tmp_path), quick=False, refit=False, threads=None,
+                 log=logged.append)
+    assert any("afresh" in m for m in logged)
+    assert sens.saved_study_matches(tmp_path, refit.model_digest()) is True  # the new study, run to the end
     monkeypatch.setattr(sens, "parameter_set_info", real_info)
     monkeypatch.setattr(jit_mod, "source_digest", lambda: "another-version")
     assert sens.parse_config(cfg, source="t").model_digest() != digest

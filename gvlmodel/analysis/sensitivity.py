@@ -63,6 +63,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shutil
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -864,9 +865,33 @@ def run_study(cfg: StudyConfig, out: Path, *, scheduler=None, progress: bool = T
         client.close()
 
 
+STUDY_STATE = "study_state.json"
+
+
+def saved_study_matches(out: Path, digest: str) -> bool | None:
+    """Whether the study saved in ``out`` was made with ``digest`` (:meth:`StudyConfig.model_digest`);
+    ``None`` if ``out`` holds no saved study (an unreadable state counts as another study's)."""
+    state = Path(out) / STUDY_STATE
+    if not state.is_file():
+        return None
+    try:
+        old = json.loads(state.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(old, dict) and old.get("model_digest") == digest
+
+
+def discard_saved_study(out: Path) -> None:
+    """Remove a study's saved samples, evaluations and state from ``out`` (the next run starts afresh)."""
+    out = Path(out)
+    for sub in ("samples", "evaluations"):
+        shutil.rmtree(out / sub, ignore_errors=True)
+    (out / STUDY_STATE).unlink(missing_ok=True)
+
+
 def _run_study(cfg: StudyConfig, out: Path, scheduler, progress: bool, log) -> dict:
     out = Path(out)
-    state = out / "study_state.json"
+    state = out / STUDY_STATE
     digest = cfg.model_digest()
     output_folder(out)
     # everything that can refuse the study happens before the first write to ``out``
@@ -875,12 +900,9 @@ def _run_study(cfg: StudyConfig, out: Path, scheduler, progress: bool, log) -> d
     log(f"{runs:.3g} patient simulations ({limits.duration_text(secs)} at {limits.PATIENTS_PER_S_PER_THREAD:g} "
         "patients/s per thread)")
     evaluator = CohortEvaluator(cfg)
-    if state.is_file():
-        try:
-            old = json.loads(state.read_text())
-        except (OSError, ValueError):
-            old = {}
-        if not isinstance(old, dict) or old.get("model_digest") != digest:
+    matches = saved_study_matches(out, digest)
+    if matches is not None:
+        if not matches:
             raise InputError(f"--out {out}: holds evaluations of a different study (config, parameter set, "
                              "sample sizes or the package's code differ) or an unreadable study_state.json; choose "
                              "an empty folder")

@@ -75,27 +75,6 @@ def _done(out: Path, digest: str) -> bool:
         return False
 
 
-def _discard_stale_study(out: Path, digest: str, log) -> None:
-    """Remove a sensitivity study's saved samples and evaluations from ``out`` (this step's own results
-    folder) if another config, parameter set or package version made them: a re-run after a refit or an
-    update starts afresh instead of resuming evaluations of other inputs (the study refuses those)."""
-    import shutil
-
-    state = out / "study_state.json"
-    if not state.is_file():
-        return
-    try:
-        old = json.loads(state.read_text()).get("model_digest")
-    except (OSError, ValueError, AttributeError):
-        old = None
-    if old == digest:
-        return
-    log(f"{out}: the saved study was made with other inputs; starting it afresh")
-    for sub in ("samples", "evaluations"):
-        shutil.rmtree(out / sub, ignore_errors=True)
-    state.unlink()
-
-
 def run_step(step: Step, *, quick: bool, refit: bool, threads: int | None, log, progress: bool = False) -> None:
     """Run one experiment into ``step.out`` (``progress``: the step's own progress bars)."""
     if step.kind == "calibrate":
@@ -142,10 +121,14 @@ def run_step(step: Step, *, quick: bool, refit: bool, threads: int | None, log, 
             raise SolverError(f"example {step.config}: the solve failed (status {res.status}): {res.message}; "
                               f"see {step.out}/summary.json")
     elif step.kind == "sensitivity":
-        from ..analysis.sensitivity import load_config, run_study
+        from ..analysis.sensitivity import discard_saved_study, load_config, run_study, saved_study_matches
 
         cfg = load_config(step.config, quick=quick)
-        _discard_stale_study(step.out, cfg.model_digest(), log)
+        if saved_study_matches(step.out, cfg.model_digest()) is False:
+            # this step's own folder, made by another config, parameter set or package version (a refit, an
+            # update): start afresh instead of resuming evaluations of other inputs, which the study refuses
+            log(f"{step.out}: the saved study was made with other inputs; starting it afresh")
+            discard_saved_study(step.out)
         run_study(cfg, step.out, progress=progress, log=log)
     elif step.kind == "dynamics":
         from ..analysis.dynamics import run_dynamics
