@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ..model._dop853_kernels import dop853_errors_lanes, dop853_stages_lanes
+from ..model._dop853_kernels import dop853_errors_at, dop853_stages_lanes
 from ..core._jit import jit
 from ..model._lane_layout import (BLOCK, N_K, OFF_CK, OFF_E3, OFF_E5, OFF_EFF, OFF_ERR, OFF_F, OFF_FAC, OFF_H, OFF_HB,
                                   OFF_INV, OFF_K, OFF_LEN, OFF_LEO, OFF_NEG, OFF_P, OFF_SQN, OFF_T, OFF_Y, OFF_YN, W,
@@ -154,7 +154,8 @@ def _norms(ws, rtol, atol):
     """Per-lane finiteness sum, error norm, negativity sum and step-size factor, as the scalar solver
     computes them.
 
-    Overwrites the error blocks with the squared scaled errors.  The sums run over the states in the scalar
+    Forms the error estimates from the stage blocks (:func:`dop853_errors_at`, inlined) and writes their
+    squared scaled values to the error blocks.  The sums run over the states in the scalar
     solver's order, with the accumulators in registers; the error norm
     (:func:`gvlmodel.model.solver.error_norm`) and the factor an accepted step would give
     (:func:`gvlmodel.model.solver.accept_factor`, from the controller memory at ``OFF_LEO``) are
@@ -167,8 +168,9 @@ def _norms(ws, rtol, atol):
         b = abs(v)
         inv = 1.0 / (atol + (a if a >= b else b) * rtol)  # = max(a, b) for the finite steps that count
         ws[OFF_INV + m] = inv
-        r5 = ws[OFF_E5 + m] * inv
-        r3 = ws[OFF_E3 + m] * inv
+        e5, e3 = dop853_errors_at(ws, m)
+        r5 = e5 * inv
+        r3 = e3 * inv
         ws[OFF_E5 + m] = r5 * r5
         ws[OFF_E3 + m] = r3 * r3
         ws[OFF_T + m] = v + ws[OFF_K + N_STAGES * BLOCK + m]
@@ -284,7 +286,6 @@ def _run_block(lo, stride, hi, kp_all, y0_all, effects_all, pp, eps, uu, measure
             for l in range(W):
                 ws[OFF_HB + k * W + l] = ws[OFF_H + l]
         dop853_stages_lanes(ws)
-        dop853_errors_lanes(ws)
         _norms(ws, rtol, atol)
         # --- per lane: accept or reject (as gvlmodel.model.solver.integrate_ws), events, visits ---
         for l in range(W):

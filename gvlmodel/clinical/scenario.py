@@ -43,6 +43,7 @@ import numpy as np
 from .cohort import (DEFAULT_POPULATION_SD, ENGINE_HOOKS, RESULT_BYTES_PER_PATIENT, CohortResult, CohortSpec,
                      Population, Protocol, _real, patient_trajectory, simulate_cohort)
 from ..core import limits
+from ..core.csvtext import csv_body, numeric_cells, text_cells
 from ..core.errors import InputError, check_tables, read_toml
 from ..core.limits import available_memory  # noqa: F401  (its home is gvlmodel.core.limits)
 from ..core.limits import engine_bytes_per_patient
@@ -329,35 +330,37 @@ def _integral(a: np.ndarray, finite: np.ndarray) -> bool:
     return bool(f.size) and bool(np.all((np.abs(f) < 1e10) & (f == np.trunc(f)) & ~((f == 0.0) & np.signbit(f))))
 
 
-_CSV_BATCH = 1024  # rows per formatting batch of table_csv (~10 ms)
-
-
 def table_csv(columns: dict[str, np.ndarray], header: bool = True) -> str:
     """Columns (equal lengths) as CSV text: a header row (unless ``header=False``: a part appended to a
-    table) and one row per entry (see :func:`format_column`)."""
+    table) and one row per entry, each cell as :func:`_fmt` writes it (see :func:`format_column`)."""
+    return table_csv_bytes(columns, header).decode("utf-8")
+
+
+def table_csv_bytes(columns: dict[str, np.ndarray], header: bool = True) -> bytes:
+    """:func:`table_csv` as UTF-8 bytes.  Float and integer columns are formatted and the rows joined by
+    compiled kernels (:mod:`gvlmodel.core.csvtext`: the same text as ``%.10g`` and ``%d``, ~10x faster
+    than Python's formatting); booleans and text go through :func:`format_column`, each distinct text once."""
     names = list(columns)
-    fields, specs = [], []
-    for k in names:  # finite floats and integers go to one printf-style format per row (C speed, same text)
-        a = np.asarray(columns[k])
-        if a.dtype.kind == "f" and np.isfinite(a).all() and not _integral(a, np.ones(a.shape, dtype=bool)):
-            fields.append(a.tolist())
-            specs.append("%.10g")
-        elif a.dtype.kind in "iu":
-            fields.append(a.tolist())
-            specs.append("%d")
+    cells, lengths = [], set()
+    for k in names:
+        v = columns[k]
+        a = np.asarray(v)
+        if a.ndim == 1 and (a.dtype.kind in "fi" or (a.dtype.kind == "u" and (a.size == 0 or a.max() < 2 ** 63))):
+            table, lens = numeric_cells(a)
+            cells.append((table, lens, None))
+        elif a.ndim == 1 and a.dtype == bool:
+            cells.append((_BOOL_TABLE, _BOOL_LENS, a.astype(np.int64)))
         else:
-            fields.append(format_column(columns[k]))
-            specs.append("%s")
-    lengths = {len(c) for c in fields}
+            cells.append(text_cells(format_column(v)))
+        lengths.add(len(cells[-1][2]) if cells[-1][2] is not None else len(cells[-1][1]))
     if len(lengths) > 1:
         raise ValueError(f"table_csv: columns of unequal length {sorted(lengths)}")
-    fmt = ",".join(specs)
-    n = len(fields[0]) if fields else 0
-    # rows formatted in batches: one C-level join holds the GIL throughout, and `gvlmodel simulate` formats
-    # in a second thread while the main thread prepares the next part of the cohort
-    body = "\n".join("\n".join(map(fmt.__mod__, zip(*(f[lo:lo + _CSV_BATCH] for f in fields))))
-                     for lo in range(0, n, _CSV_BATCH))
-    return (",".join(names) + "\n" if header else "") + (body + "\n" if n else "")
+    n = lengths.pop() if lengths else 0
+    return ((",".join(names) + "\n").encode("utf-8") if header else b"") + csv_body(cells, n)
+
+
+_BOOL_TABLE = np.frombuffer(b"false" b"true\0", dtype=np.uint8).reshape(2, 5)
+_BOOL_LENS = np.array([5, 4], dtype=np.int64)
 
 
 def table_arrow(columns: dict[str, np.ndarray]):
@@ -390,7 +393,7 @@ class TableWriter:
 
     def write(self, columns: dict[str, np.ndarray]) -> None:
         if self.fmt == "csv":
-            self.file.fh.write(table_csv(columns, header=self.header).encode("utf-8"))
+            self.file.fh.write(table_csv_bytes(columns, header=self.header))
         else:
             import pyarrow.parquet as pq
 

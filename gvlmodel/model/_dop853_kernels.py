@@ -5,7 +5,7 @@ import numpy as np
 
 from ..core._jit import jit
 from .indices import N_STATES
-from ._lane_layout import BLOCK, OFF_E3, OFF_E5, OFF_EFF, OFF_HB, OFF_K, OFF_P, OFF_T, OFF_Y, OFF_YN, W
+from ._lane_layout import BLOCK, OFF_EFF, OFF_HB, OFF_K, OFF_P, OFF_T, OFF_Y, OFF_YN, W
 from .model import rhs, rhs_strided
 
 NS = N_STATES
@@ -52,31 +52,31 @@ def dop853_stages(y, K, h, kp, e, tmp, out):
         tmp[i] = y[i] + h * (0.02958758547680685 * K[0, i] + 0.08876275643042054 * K[2, i])
     rhs(tmp, kp, e, K[3])
     for i in range(NS):
-        tmp[i] = y[i] + h * (0.2413651341592667 * K[0, i] + -0.8845494793282861 * K[2, i] + 0.924834003261792 * K[3, i])
+        tmp[i] = y[i] + h * ((0.2413651341592667 * K[0, i] + -0.8845494793282861 * K[2, i]) + (0.924834003261792 * K[3, i]))
     rhs(tmp, kp, e, K[4])
     for i in range(NS):
-        tmp[i] = y[i] + h * (0.037037037037037035 * K[0, i] + 0.17082860872947386 * K[3, i] + 0.12546768756682242 * K[4, i])
+        tmp[i] = y[i] + h * ((0.037037037037037035 * K[0, i] + 0.17082860872947386 * K[3, i]) + (0.12546768756682242 * K[4, i]))
     rhs(tmp, kp, e, K[5])
     for i in range(NS):
-        tmp[i] = y[i] + h * (0.037109375 * K[0, i] + 0.17025221101954405 * K[3, i] + 0.06021653898045596 * K[4, i] + -0.017578125 * K[5, i])
+        tmp[i] = y[i] + h * ((0.037109375 * K[0, i] + 0.17025221101954405 * K[3, i]) + (0.06021653898045596 * K[4, i] + -0.017578125 * K[5, i]))
     rhs(tmp, kp, e, K[6])
     for i in range(NS):
-        tmp[i] = y[i] + h * (0.03709200011850479 * K[0, i] + 0.17038392571223998 * K[3, i] + 0.10726203044637328 * K[4, i] + -0.015319437748624402 * K[5, i] + 0.008273789163814023 * K[6, i])
+        tmp[i] = y[i] + h * (((0.03709200011850479 * K[0, i] + 0.17038392571223998 * K[3, i]) + (0.10726203044637328 * K[4, i])) + (-0.015319437748624402 * K[5, i] + 0.008273789163814023 * K[6, i]))
     rhs(tmp, kp, e, K[7])
     for i in range(NS):
-        tmp[i] = y[i] + h * (0.6241109587160757 * K[0, i] + -3.3608926294469414 * K[3, i] + -0.868219346841726 * K[4, i] + 27.59209969944671 * K[5, i] + 20.154067550477894 * K[6, i] + -43.48988418106996 * K[7, i])
+        tmp[i] = y[i] + h * (((0.6241109587160757 * K[0, i] + -3.3608926294469414 * K[3, i]) + (-0.868219346841726 * K[4, i])) + ((27.59209969944671 * K[5, i] + 20.154067550477894 * K[6, i]) + (-43.48988418106996 * K[7, i])))
     rhs(tmp, kp, e, K[8])
     for i in range(NS):
-        tmp[i] = y[i] + h * (0.47766253643826434 * K[0, i] + -2.4881146199716677 * K[3, i] + -0.590290826836843 * K[4, i] + 21.230051448181193 * K[5, i] + 15.279233632882423 * K[6, i] + -33.28821096898486 * K[7, i] + -0.020331201708508627 * K[8, i])
+        tmp[i] = y[i] + h * (((0.47766253643826434 * K[0, i] + -2.4881146199716677 * K[3, i]) + (-0.590290826836843 * K[4, i] + 21.230051448181193 * K[5, i])) + ((15.279233632882423 * K[6, i] + -33.28821096898486 * K[7, i]) + (-0.020331201708508627 * K[8, i])))
     rhs(tmp, kp, e, K[9])
     for i in range(NS):
-        tmp[i] = y[i] + h * (-0.9371424300859873 * K[0, i] + 5.186372428844064 * K[3, i] + 1.0914373489967295 * K[4, i] + -8.149787010746927 * K[5, i] + -18.52006565999696 * K[6, i] + 22.739487099350505 * K[7, i] + 2.4936055526796523 * K[8, i] + -3.0467644718982196 * K[9, i])
+        tmp[i] = y[i] + h * (((-0.9371424300859873 * K[0, i] + 5.186372428844064 * K[3, i]) + (1.0914373489967295 * K[4, i] + -8.149787010746927 * K[5, i])) + ((-18.52006565999696 * K[6, i] + 22.739487099350505 * K[7, i]) + (2.4936055526796523 * K[8, i] + -3.0467644718982196 * K[9, i])))
     rhs(tmp, kp, e, K[10])
     for i in range(NS):
-        tmp[i] = y[i] + h * (2.273310147516538 * K[0, i] + -10.53449546673725 * K[3, i] + -2.0008720582248625 * K[4, i] + -17.9589318631188 * K[5, i] + 27.94888452941996 * K[6, i] + -2.8589982771350235 * K[7, i] + -8.87285693353063 * K[8, i] + 12.360567175794303 * K[9, i] + 0.6433927460157636 * K[10, i])
+        tmp[i] = y[i] + h * ((((2.273310147516538 * K[0, i] + -10.53449546673725 * K[3, i]) + (-2.0008720582248625 * K[4, i])) + (-17.9589318631188 * K[5, i] + 27.94888452941996 * K[6, i])) + ((-2.8589982771350235 * K[7, i] + -8.87285693353063 * K[8, i]) + (12.360567175794303 * K[9, i] + 0.6433927460157636 * K[10, i])))
     rhs(tmp, kp, e, K[11])
     for i in range(NS):
-        out[i] = y[i] + h * (0.054293734116568765 * K[0, i] + 4.450312892752409 * K[5, i] + 1.8915178993145003 * K[6, i] + -5.801203960010585 * K[7, i] + 0.3111643669578199 * K[8, i] + -0.1521609496625161 * K[9, i] + 0.20136540080403034 * K[10, i] + 0.04471061572777259 * K[11, i])
+        out[i] = y[i] + h * (((0.054293734116568765 * K[0, i] + 4.450312892752409 * K[5, i]) + (1.8915178993145003 * K[6, i] + -5.801203960010585 * K[7, i])) + ((0.3111643669578199 * K[8, i] + -0.1521609496625161 * K[9, i]) + (0.20136540080403034 * K[10, i] + 0.04471061572777259 * K[11, i])))
 
 
 @jit
@@ -96,39 +96,39 @@ def dop853_stages_lanes(ws):
     for l in range(W):
         rhs_strided(ws, OFF_T, ws, OFF_P, ws[OFF_EFF + l], ws, OFF_K + 3 * BLOCK, W, l)
     for m in range(BLOCK):
-        ws[OFF_T + m] = ws[OFF_Y + m] + ws[OFF_HB + m] * (0.2413651341592667 * ws[OFF_K + 0 * BLOCK + m] + -0.8845494793282861 * ws[OFF_K + 2 * BLOCK + m] + 0.924834003261792 * ws[OFF_K + 3 * BLOCK + m])
+        ws[OFF_T + m] = ws[OFF_Y + m] + ws[OFF_HB + m] * ((0.2413651341592667 * ws[OFF_K + 0 * BLOCK + m] + -0.8845494793282861 * ws[OFF_K + 2 * BLOCK + m]) + (0.924834003261792 * ws[OFF_K + 3 * BLOCK + m]))
     for l in range(W):
         rhs_strided(ws, OFF_T, ws, OFF_P, ws[OFF_EFF + l], ws, OFF_K + 4 * BLOCK, W, l)
     for m in range(BLOCK):
-        ws[OFF_T + m] = ws[OFF_Y + m] + ws[OFF_HB + m] * (0.037037037037037035 * ws[OFF_K + 0 * BLOCK + m] + 0.17082860872947386 * ws[OFF_K + 3 * BLOCK + m] + 0.12546768756682242 * ws[OFF_K + 4 * BLOCK + m])
+        ws[OFF_T + m] = ws[OFF_Y + m] + ws[OFF_HB + m] * ((0.037037037037037035 * ws[OFF_K + 0 * BLOCK + m] + 0.17082860872947386 * ws[OFF_K + 3 * BLOCK + m]) + (0.12546768756682242 * ws[OFF_K + 4 * BLOCK + m]))
     for l in range(W):
         rhs_strided(ws, OFF_T, ws, OFF_P, ws[OFF_EFF + l], ws, OFF_K + 5 * BLOCK, W, l)
     for m in range(BLOCK):
-        ws[OFF_T + m] = ws[OFF_Y + m] + ws[OFF_HB + m] * (0.037109375 * ws[OFF_K + 0 * BLOCK + m] + 0.17025221101954405 * ws[OFF_K + 3 * BLOCK + m] + 0.06021653898045596 * ws[OFF_K + 4 * BLOCK + m] + -0.017578125 * ws[OFF_K + 5 * BLOCK + m])
+        ws[OFF_T + m] = ws[OFF_Y + m] + ws[OFF_HB + m] * ((0.037109375 * ws[OFF_K + 0 * BLOCK + m] + 0.17025221101954405 * ws[OFF_K + 3 * BLOCK + m]) + (0.06021653898045596 * ws[OFF_K + 4 * BLOCK + m] + -0.017578125 * ws[OFF_K + 5 * BLOCK + m]))
     for l in range(W):
         rhs_strided(ws, OFF_T, ws, OFF_P, ws[OFF_EFF + l], ws, OFF_K + 6 * BLOCK, W, l)
     for m in range(BLOCK):
-        ws[OFF_T + m] = ws[OFF_Y + m] + ws[OFF_HB + m] * (0.03709200011850479 * ws[OFF_K + 0 * BLOCK + m] + 0.17038392571223998 * ws[OFF_K + 3 * BLOCK + m] + 0.10726203044637328 * ws[OFF_K + 4 * BLOCK + m] + -0.015319437748624402 * ws[OFF_K + 5 * BLOCK + m] + 0.008273789163814023 * ws[OFF_K + 6 * BLOCK + m])
+        ws[OFF_T + m] = ws[OFF_Y + m] + ws[OFF_HB + m] * (((0.03709200011850479 * ws[OFF_K + 0 * BLOCK + m] + 0.17038392571223998 * ws[OFF_K + 3 * BLOCK + m]) + (0.10726203044637328 * ws[OFF_K + 4 * BLOCK + m])) + (-0.015319437748624402 * ws[OFF_K + 5 * BLOCK + m] + 0.008273789163814023 * ws[OFF_K + 6 * BLOCK + m]))
     for l in range(W):
         rhs_strided(ws, OFF_T, ws, OFF_P, ws[OFF_EFF + l], ws, OFF_K + 7 * BLOCK, W, l)
     for m in range(BLOCK):
-        ws[OFF_T + m] = ws[OFF_Y + m] + ws[OFF_HB + m] * (0.6241109587160757 * ws[OFF_K + 0 * BLOCK + m] + -3.3608926294469414 * ws[OFF_K + 3 * BLOCK + m] + -0.868219346841726 * ws[OFF_K + 4 * BLOCK + m] + 27.59209969944671 * ws[OFF_K + 5 * BLOCK + m] + 20.154067550477894 * ws[OFF_K + 6 * BLOCK + m] + -43.48988418106996 * ws[OFF_K + 7 * BLOCK + m])
+        ws[OFF_T + m] = ws[OFF_Y + m] + ws[OFF_HB + m] * (((0.6241109587160757 * ws[OFF_K + 0 * BLOCK + m] + -3.3608926294469414 * ws[OFF_K + 3 * BLOCK + m]) + (-0.868219346841726 * ws[OFF_K + 4 * BLOCK + m])) + ((27.59209969944671 * ws[OFF_K + 5 * BLOCK + m] + 20.154067550477894 * ws[OFF_K + 6 * BLOCK + m]) + (-43.48988418106996 * ws[OFF_K + 7 * BLOCK + m])))
     for l in range(W):
         rhs_strided(ws, OFF_T, ws, OFF_P, ws[OFF_EFF + l], ws, OFF_K + 8 * BLOCK, W, l)
     for m in range(BLOCK):
-        ws[OFF_T + m] = ws[OFF_Y + m] + ws[OFF_HB + m] * (0.47766253643826434 * ws[OFF_K + 0 * BLOCK + m] + -2.4881146199716677 * ws[OFF_K + 3 * BLOCK + m] + -0.590290826836843 * ws[OFF_K + 4 * BLOCK + m] + 21.230051448181193 * ws[OFF_K + 5 * BLOCK + m] + 15.279233632882423 * ws[OFF_K + 6 * BLOCK + m] + -33.28821096898486 * ws[OFF_K + 7 * BLOCK + m] + -0.020331201708508627 * ws[OFF_K + 8 * BLOCK + m])
+        ws[OFF_T + m] = ws[OFF_Y + m] + ws[OFF_HB + m] * (((0.47766253643826434 * ws[OFF_K + 0 * BLOCK + m] + -2.4881146199716677 * ws[OFF_K + 3 * BLOCK + m]) + (-0.590290826836843 * ws[OFF_K + 4 * BLOCK + m] + 21.230051448181193 * ws[OFF_K + 5 * BLOCK + m])) + ((15.279233632882423 * ws[OFF_K + 6 * BLOCK + m] + -33.28821096898486 * ws[OFF_K + 7 * BLOCK + m]) + (-0.020331201708508627 * ws[OFF_K + 8 * BLOCK + m])))
     for l in range(W):
         rhs_strided(ws, OFF_T, ws, OFF_P, ws[OFF_EFF + l], ws, OFF_K + 9 * BLOCK, W, l)
     for m in range(BLOCK):
-        ws[OFF_T + m] = ws[OFF_Y + m] + ws[OFF_HB + m] * (-0.9371424300859873 * ws[OFF_K + 0 * BLOCK + m] + 5.186372428844064 * ws[OFF_K + 3 * BLOCK + m] + 1.0914373489967295 * ws[OFF_K + 4 * BLOCK + m] + -8.149787010746927 * ws[OFF_K + 5 * BLOCK + m] + -18.52006565999696 * ws[OFF_K + 6 * BLOCK + m] + 22.739487099350505 * ws[OFF_K + 7 * BLOCK + m] + 2.4936055526796523 * ws[OFF_K + 8 * BLOCK + m] + -3.0467644718982196 * ws[OFF_K + 9 * BLOCK + m])
+        ws[OFF_T + m] = ws[OFF_Y + m] + ws[OFF_HB + m] * (((-0.9371424300859873 * ws[OFF_K + 0 * BLOCK + m] + 5.186372428844064 * ws[OFF_K + 3 * BLOCK + m]) + (1.0914373489967295 * ws[OFF_K + 4 * BLOCK + m] + -8.149787010746927 * ws[OFF_K + 5 * BLOCK + m])) + ((-18.52006565999696 * ws[OFF_K + 6 * BLOCK + m] + 22.739487099350505 * ws[OFF_K + 7 * BLOCK + m]) + (2.4936055526796523 * ws[OFF_K + 8 * BLOCK + m] + -3.0467644718982196 * ws[OFF_K + 9 * BLOCK + m])))
     for l in range(W):
         rhs_strided(ws, OFF_T, ws, OFF_P, ws[OFF_EFF + l], ws, OFF_K + 10 * BLOCK, W, l)
     for m in range(BLOCK):
-        ws[OFF_T + m] = ws[OFF_Y + m] + ws[OFF_HB + m] * (2.273310147516538 * ws[OFF_K + 0 * BLOCK + m] + -10.53449546673725 * ws[OFF_K + 3 * BLOCK + m] + -2.0008720582248625 * ws[OFF_K + 4 * BLOCK + m] + -17.9589318631188 * ws[OFF_K + 5 * BLOCK + m] + 27.94888452941996 * ws[OFF_K + 6 * BLOCK + m] + -2.8589982771350235 * ws[OFF_K + 7 * BLOCK + m] + -8.87285693353063 * ws[OFF_K + 8 * BLOCK + m] + 12.360567175794303 * ws[OFF_K + 9 * BLOCK + m] + 0.6433927460157636 * ws[OFF_K + 10 * BLOCK + m])
+        ws[OFF_T + m] = ws[OFF_Y + m] + ws[OFF_HB + m] * ((((2.273310147516538 * ws[OFF_K + 0 * BLOCK + m] + -10.53449546673725 * ws[OFF_K + 3 * BLOCK + m]) + (-2.0008720582248625 * ws[OFF_K + 4 * BLOCK + m])) + (-17.9589318631188 * ws[OFF_K + 5 * BLOCK + m] + 27.94888452941996 * ws[OFF_K + 6 * BLOCK + m])) + ((-2.8589982771350235 * ws[OFF_K + 7 * BLOCK + m] + -8.87285693353063 * ws[OFF_K + 8 * BLOCK + m]) + (12.360567175794303 * ws[OFF_K + 9 * BLOCK + m] + 0.6433927460157636 * ws[OFF_K + 10 * BLOCK + m])))
     for l in range(W):
         rhs_strided(ws, OFF_T, ws, OFF_P, ws[OFF_EFF + l], ws, OFF_K + 11 * BLOCK, W, l)
     for m in range(BLOCK):
-        ws[OFF_YN + m] = ws[OFF_Y + m] + ws[OFF_HB + m] * (0.054293734116568765 * ws[OFF_K + 0 * BLOCK + m] + 4.450312892752409 * ws[OFF_K + 5 * BLOCK + m] + 1.8915178993145003 * ws[OFF_K + 6 * BLOCK + m] + -5.801203960010585 * ws[OFF_K + 7 * BLOCK + m] + 0.3111643669578199 * ws[OFF_K + 8 * BLOCK + m] + -0.1521609496625161 * ws[OFF_K + 9 * BLOCK + m] + 0.20136540080403034 * ws[OFF_K + 10 * BLOCK + m] + 0.04471061572777259 * ws[OFF_K + 11 * BLOCK + m])
+        ws[OFF_YN + m] = ws[OFF_Y + m] + ws[OFF_HB + m] * (((0.054293734116568765 * ws[OFF_K + 0 * BLOCK + m] + 4.450312892752409 * ws[OFF_K + 5 * BLOCK + m]) + (1.8915178993145003 * ws[OFF_K + 6 * BLOCK + m] + -5.801203960010585 * ws[OFF_K + 7 * BLOCK + m])) + ((0.3111643669578199 * ws[OFF_K + 8 * BLOCK + m] + -0.1521609496625161 * ws[OFF_K + 9 * BLOCK + m]) + (0.20136540080403034 * ws[OFF_K + 10 * BLOCK + m] + 0.04471061572777259 * ws[OFF_K + 11 * BLOCK + m])))
     for l in range(W):
         rhs_strided(ws, OFF_YN, ws, OFF_P, ws[OFF_EFF + l], ws, OFF_K + 12 * BLOCK, W, l)
 
@@ -137,13 +137,13 @@ def dop853_stages_lanes(ws):
 def dop853_errors(K, err5, err3):
     """5th- and 3rd-order error estimates (per unit step) from the 13 stages (FSAL stage last)."""
     for i in range(NS):
-        err5[i] = 0.01312004499419488 * K[0, i] + -1.2251564463762044 * K[5, i] + -0.4957589496572502 * K[6, i] + 1.6643771824549864 * K[7, i] + -0.35032884874997366 * K[8, i] + 0.3341791187130175 * K[9, i] + 0.08192320648511571 * K[10, i] + -0.022355307863886294 * K[11, i]
-        err3[i] = -0.18980075407240762 * K[0, i] + 4.450312892752409 * K[5, i] + 1.8915178993145003 * K[6, i] + -5.801203960010585 * K[7, i] + -0.4226823213237919 * K[8, i] + -0.1521609496625161 * K[9, i] + 0.20136540080403034 * K[10, i] + 0.02265179219836082 * K[11, i]
+        err5[i] = ((0.01312004499419488 * K[0, i] + -1.2251564463762044 * K[5, i]) + (-0.4957589496572502 * K[6, i] + 1.6643771824549864 * K[7, i])) + ((-0.35032884874997366 * K[8, i] + 0.3341791187130175 * K[9, i]) + (0.08192320648511571 * K[10, i] + -0.022355307863886294 * K[11, i]))
+        err3[i] = ((-0.18980075407240762 * K[0, i] + 4.450312892752409 * K[5, i]) + (1.8915178993145003 * K[6, i] + -5.801203960010585 * K[7, i])) + ((-0.4226823213237919 * K[8, i] + -0.1521609496625161 * K[9, i]) + (0.20136540080403034 * K[10, i] + 0.02265179219836082 * K[11, i]))
 
 
-@jit
-def dop853_errors_lanes(ws):
-    """:func:`dop853_errors` for every lane of the flat workspace."""
-    for m in range(BLOCK):
-        ws[OFF_E5 + m] = 0.01312004499419488 * ws[OFF_K + 0 * BLOCK + m] + -1.2251564463762044 * ws[OFF_K + 5 * BLOCK + m] + -0.4957589496572502 * ws[OFF_K + 6 * BLOCK + m] + 1.6643771824549864 * ws[OFF_K + 7 * BLOCK + m] + -0.35032884874997366 * ws[OFF_K + 8 * BLOCK + m] + 0.3341791187130175 * ws[OFF_K + 9 * BLOCK + m] + 0.08192320648511571 * ws[OFF_K + 10 * BLOCK + m] + -0.022355307863886294 * ws[OFF_K + 11 * BLOCK + m]
-        ws[OFF_E3 + m] = -0.18980075407240762 * ws[OFF_K + 0 * BLOCK + m] + 4.450312892752409 * ws[OFF_K + 5 * BLOCK + m] + 1.8915178993145003 * ws[OFF_K + 6 * BLOCK + m] + -5.801203960010585 * ws[OFF_K + 7 * BLOCK + m] + -0.4226823213237919 * ws[OFF_K + 8 * BLOCK + m] + -0.1521609496625161 * ws[OFF_K + 9 * BLOCK + m] + 0.20136540080403034 * ws[OFF_K + 10 * BLOCK + m] + 0.02265179219836082 * ws[OFF_K + 11 * BLOCK + m]
+@jit(inline="always")
+def dop853_errors_at(ws, m):
+    """:func:`dop853_errors` of element ``m`` of the flat workspace's stage blocks (one state of
+    one lane), returned as ``(err5, err3)``: inlined into the error norms' vector loop."""
+    return (((0.01312004499419488 * ws[OFF_K + 0 * BLOCK + m] + -1.2251564463762044 * ws[OFF_K + 5 * BLOCK + m]) + (-0.4957589496572502 * ws[OFF_K + 6 * BLOCK + m] + 1.6643771824549864 * ws[OFF_K + 7 * BLOCK + m])) + ((-0.35032884874997366 * ws[OFF_K + 8 * BLOCK + m] + 0.3341791187130175 * ws[OFF_K + 9 * BLOCK + m]) + (0.08192320648511571 * ws[OFF_K + 10 * BLOCK + m] + -0.022355307863886294 * ws[OFF_K + 11 * BLOCK + m])),
+            ((-0.18980075407240762 * ws[OFF_K + 0 * BLOCK + m] + 4.450312892752409 * ws[OFF_K + 5 * BLOCK + m]) + (1.8915178993145003 * ws[OFF_K + 6 * BLOCK + m] + -5.801203960010585 * ws[OFF_K + 7 * BLOCK + m])) + ((-0.4226823213237919 * ws[OFF_K + 8 * BLOCK + m] + -0.1521609496625161 * ws[OFF_K + 9 * BLOCK + m]) + (0.20136540080403034 * ws[OFF_K + 10 * BLOCK + m] + 0.02265179219836082 * ws[OFF_K + 11 * BLOCK + m])))

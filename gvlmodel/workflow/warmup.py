@@ -20,7 +20,8 @@ from ..core._jit import KERNELS, CompileListener, record_compiles, uncached_kern
 
 
 #: the modules that define kernels (imported before :data:`KERNELS` is read)
-KERNEL_MODULES = ("model.measurement", "model.model", "model._dop853_kernels", "model.solver", "clinical.protocol", "clinical.lanes")
+KERNEL_MODULES = ("core.csvtext", "model.measurement", "model.model", "model._dop853_kernels", "model.solver",
+                  "clinical.protocol", "clinical.lanes")
 
 
 def kernels_to_compile() -> list[str]:
@@ -70,7 +71,12 @@ def _entry_points():
         pp = Protocol(follow_up_days=30.0, visit_interval_days=30.0).kernel_vector(1e-6, 1e-6, 1.0, 1000)
         run_rules(np.array([0.0, 30.0]), np.array([1.0, 0.0]), pp, np.empty((2, len(PS))))
 
-    return [("solver", one_solve), ("cohort engines", cohorts), ("protocol rules", rules)]
+    def tables():
+        from ..clinical.scenario import table_csv
+
+        table_csv({"x": np.array([0.5, np.nan]), "n": np.array([1, 2]), "b": np.array([True, False])})
+
+    return [("solver", one_solve), ("cohort engines", cohorts), ("protocol rules", rules), ("tables", tables)]
 
 
 def compile_kernels(progress: bool = True, file=None) -> list[str]:
