@@ -29,7 +29,7 @@ from ..core._jit import jit
 from ..model._lane_layout import (BLOCK, N_K, OFF_CK, OFF_E3, OFF_E5, OFF_EFF, OFF_ERR, OFF_F, OFF_FAC, OFF_H, OFF_HB,
                                   OFF_INV, OFF_K, OFF_LEN, OFF_LEO, OFF_NEG, OFF_P, OFF_SQN, OFF_T, OFF_Y, OFF_YN, W,
                                   WS_LEN)
-from ..model.indices import N_KP, N_PS, N_STATES, PP, PS, State
+from ..model.indices import N_KP, N_PS, N_STATES, PP, PS
 from ..model.model import lsc_count, rhs_strided, zero_lsc
 from .protocol import enrol, sample_visit, write_results
 from ..model.solver import (ERR_OLD_FLOOR, ERROR_EXPONENT, EVENT_RHS, MAX_STEPS_REACHED, MIN_FACTOR, N_INTERP,

@@ -33,7 +33,6 @@ naming the key and what is allowed (the CLI exits with status 2).
 """
 from __future__ import annotations
 
-import io
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path

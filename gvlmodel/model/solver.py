@@ -57,7 +57,7 @@ from numba.core.extending import intrinsic
 from . import _dop853_kernels as _dop
 from ._dop853_kernels import dop853_errors, dop853_stages
 from ..core._jit import jit
-from .indices import N_STATES, State
+from .indices import N_STATES
 from .model import lsc_count, rhs, zero_lsc
 
 # tableau (module-level arrays are frozen into the compiled code as constants)
