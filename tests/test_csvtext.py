@@ -56,6 +56,20 @@ def test_integers_are_written_as_python_writes_them():
     assert _texts(np.array([3, 255], dtype=np.uint8)) == ["3", "255"]
 
 
+def test_strided_columns_use_the_compiled_signature():
+    """A column that is a view of a table (strided) is formatted without compiling a second signature."""
+    from gvlmodel.core.csvtext import format_g10, format_int
+
+    table = np.arange(12.0).reshape(4, 3) / 7.0
+    ints = np.arange(12).reshape(4, 3)
+    numeric_cells(np.array([0.5]))
+    numeric_cells(np.array([5]))
+    before = (len(format_g10.signatures), len(format_int.signatures))
+    assert _texts(table[:, 1]) == _python(table[:, 1])
+    assert _texts(ints[:, 2]) == _python(ints[:, 2])
+    assert (len(format_g10.signatures), len(format_int.signatures)) == before
+
+
 def test_tables_equal_the_cell_formatter_row_by_row():
     """A table with every kind of column (floats with gaps, integers, booleans, text with commas, quotes
     and non-ASCII letters, None, mixed objects) is the cell formatter's text joined by commas and lines."""

@@ -189,11 +189,11 @@ def numeric_cells(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     cells = np.empty((n, CELL), dtype=np.uint8)
     lens = np.empty(n, dtype=np.int64)
     fallback = np.empty(n, dtype=np.bool_)
-    if a.dtype.kind == "f":
-        format_g10(a.astype(np.float64, copy=False), cells, lens, fallback)
+    if a.dtype.kind == "f":  # contiguous float64 / int64: the one compiled signature (a column view of a
+        format_g10(np.ascontiguousarray(a, dtype=np.float64), cells, lens, fallback)  # table is strided)
         fmt = "{:.10g}".format
     else:
-        format_int(a.astype(np.int64, copy=False), cells, lens, fallback)
+        format_int(np.ascontiguousarray(a, dtype=np.int64), cells, lens, fallback)
         fmt = "{:d}".format
     for i in np.flatnonzero(fallback).tolist():
         text = fmt(a[i].item()).encode("ascii")
