@@ -192,8 +192,8 @@ def test_streamed_patients_csv_equals_a_cell_by_cell_table_of_the_one_patient_en
 
 
 def test_integral_float_columns_are_written_as_the_cell_formatter_does():
-    """Visit days (integral floats, some missing) take a shortcut through integers: the same text as ``%.10g``,
-    also for -0.0, values of 10 digits and the first value that %.10g writes in exponent form."""
+    """Visit days (integral floats, some missing): the same text as ``%.10g``, also for -0.0, values of
+    10 digits and the first value that %.10g writes in exponent form."""
     from gvlmodel.clinical.scenario import _fmt, format_column, table_csv
 
     cases = [np.array([0.0, 30.0, 1800.0, np.nan, -60.0]), np.array([-0.0, 30.0]), np.array([9999999999.0, 1.0]),

@@ -291,22 +291,15 @@ def _fmt(v) -> str:
 
 def format_column(values) -> list[str]:
     """One table column as text, vectorised by type: booleans ``true``/``false``, integers as such,
-    floats ``%.10g`` with non-finite values empty, anything else by :func:`_fmt` (mixed lists; ``None`` is
-    empty, text quoted when it holds a comma, quote or line break)."""
+    floats ``%.10g`` with non-finite values empty (both by the compiled kernels of
+    :mod:`gvlmodel.core.csvtext`), anything else by :func:`_fmt` (mixed lists; ``None`` is empty, text
+    quoted when it holds a comma, quote or line break)."""
     a = np.asarray(values)
-    if a.dtype == bool:
+    if a.ndim == 1 and a.dtype == bool:
         return np.where(a, "true", "false").tolist()
-    if a.dtype.kind in "iu":
-        return list(map(str, a.tolist()))
-    if a.dtype.kind == "f":
-        finite = np.isfinite(a)
-        if _integral(a, finite):  # days on the visit grid: ``%.10g`` of an integer below 10**10 is its digits
-            text = list(map(str, np.where(finite, a, 0.0).astype(np.int64).tolist()))
-        else:
-            text = list(map("{:.10g}".format, a.tolist()))  # the C-level loop of str.format: ~1.5x a comprehension
-        for i in np.flatnonzero(~finite).tolist():
-            text[i] = ""
-        return text
+    if _numeric(a):
+        cells, lens = numeric_cells(a)
+        return [bytes(c[:m]).decode("ascii") for c, m in zip(cells, lens.tolist())]
     if a.dtype == object and a.ndim == 1:  # labels (relapse type, solver message): each distinct text formatted once
         cache: dict = {}
 
@@ -322,11 +315,9 @@ def format_column(values) -> list[str]:
     return [_fmt(v) for v in values]
 
 
-def _integral(a: np.ndarray, finite: np.ndarray) -> bool:
-    """Whether every finite value of float array ``a`` is an integer of at most 10 digits and none is ``-0.0``
-    (then ``%.10g`` writes exactly its decimal digits)."""
-    f = a[finite]
-    return bool(f.size) and bool(np.all((np.abs(f) < 1e10) & (f == np.trunc(f)) & ~((f == 0.0) & np.signbit(f))))
+def _numeric(a: np.ndarray) -> bool:
+    """Whether column ``a`` goes to the compiled formatters: 1-D floats, or integers that fit int64."""
+    return a.ndim == 1 and (a.dtype.kind in "fi" or (a.dtype.kind == "u" and (a.size == 0 or a.max() < 2 ** 63)))
 
 
 def table_csv(columns: dict[str, np.ndarray], header: bool = True) -> str:
@@ -344,7 +335,7 @@ def table_csv_bytes(columns: dict[str, np.ndarray], header: bool = True) -> byte
     for k in names:
         v = columns[k]
         a = np.asarray(v)
-        if a.ndim == 1 and (a.dtype.kind in "fi" or (a.dtype.kind == "u" and (a.size == 0 or a.max() < 2 ** 63))):
+        if _numeric(a):
             table, lens = numeric_cells(a)
             cells.append((table, lens, None))
         elif a.ndim == 1 and a.dtype == bool:
