@@ -83,6 +83,26 @@ def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "gvlmodel.workflow.cli", *args], capture_output=True, text=True, cwd=ROOT)
 
 
+def test_a_fit_stopped_by_the_evaluation_cap_is_reported_as_not_converged():
+    """An optimiser that stops at ``max_nfev`` did not converge (its estimate depends on its path, down to
+    rounding): the fit says so, and the tables and summary count it, beside the converged fits."""
+    rng = np.random.default_rng(5)
+    days = np.concatenate((np.arange(0, 361, 30.0), np.arange(450, 1461, 90.0)))
+    truth = [70.0, 0.8, 0.004]
+    mu = np.log10(truth) + np.array([0.15, -0.3, 0.3])
+    fits = {}
+    for cap in (5, 200):
+        cfg = small_config(max_nfev=cap)
+        s = synthetic_patient(truth, cfg, days=days, noise=0.1, rng=rng)
+        fits[cap] = cal.fit_patient(s, cfg.fitted, default_parameters(), cfg, mu, np.full(3, 1.0), 0.1, mu)
+    assert fits[5]["status"] == "success" and fits[5]["nfev"] >= 5 and not fits[5]["converged"]
+    assert fits[200]["converged"] and fits[200]["nfev"] < 200
+    result = {"series": [s, s], "fits": [fits[5], fits[200]], "fitted": cfg.fitted}
+    rows = cal.patients_table(result).splitlines()
+    assert rows[0].endswith(",nfev,optimizer_converged")
+    assert rows[1].endswith(",false") and rows[2].endswith(",true")
+
+
 def test_cli_quick_run_writes_fits_population_report_and_provenance_last(tmp_path):
     out = tmp_path / "cal"
     r = run_cli("calibrate", str(CONFIG), "--out", str(out), "--quick", "--stim-size", "0")
@@ -113,6 +133,9 @@ def test_per_patient_fits_reproduce_the_series(full_calibration):
     for ds in ("michor2005", "hahnel2020"):
         v = s["per_dataset"][ds]
         assert v["failed"] == 0
+        assert 0 <= v["not_converged"] <= v["patients"]
+        assert v["not_converged"] == sum(1 for x, f in zip(full_calibration[1]["series"], full_calibration[1]["fits"])
+                                         if x.dataset == ds and not f["converged"])
         assert v["residual_sd_log10_median"] <= 0.5
         assert v["share_residual_sd_le_0_5"] >= 0.9
 

@@ -443,6 +443,8 @@ def _calibration(c: _Collector, r: dict) -> None:
         c.add(("residual_sd_log10", ds, "share_le_0_5"), (ds, "ResidSDShareGood"), v.get("share_residual_sd_le_0_5"),
               "fraction", f"{ds}: share of patients fitted with a residual SD of at most 0.5 log10")
         c.add(("failed", ds), (ds, "Failed"), v.get("failed"), "patients", f"{ds}: patients whose fit failed")
+        c.add(("not_converged", ds), (ds, "NotConverged"), v.get("not_converged"), "patients",
+              f"{ds}: patients whose optimiser stopped at max_nfev (estimate path-dependent)")
     m = r.get("michor_slopes") or {}
     for k, what in (("first_slope_per_day", "first slope (days 30-120)"),
                     ("second_slope_per_day", "second slope (days 180-365)"),

@@ -406,6 +406,7 @@ def fits_table(preds: list[dict]) -> str:
                                  for f in fits]
     for key in ("residual_sd_log10", "status", "nfev"):
         cols[key] = [f[key] for f in fits]
+    cols["optimizer_converged"] = [f["converged"] for f in fits]  # False: stopped at max_nfev
     return table_csv(cols)
 
 
