@@ -694,7 +694,7 @@ def report_markdown(s: dict) -> str:
              "| data set | patients | failed | not converged | residual SD log10 (median) | max | share <= 0.5 |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for ds, v in s["per_dataset"].items():
-        lines.append(f"| {ds} | {v['patients']} | {v['failed']} | {v.get('not_converged', 0)} | "
+        lines.append(f"| {ds} | {v['patients']} | {v['failed']} | {v['not_converged']} | "
                      f"{v['residual_sd_log10_median']:.3f} | {v['residual_sd_log10_max']:.3f} | "
                      f"{v['share_residual_sd_le_0_5']:.2f} |")
     lines += ["", "Not converged: the optimiser stopped at `max_nfev` (`optimizer_converged = false` in "

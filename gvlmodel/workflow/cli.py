@@ -315,7 +315,7 @@ def main(argv=None) -> int:
             for ds, v in s["per_dataset"].items():
                 print(f"{ds}: {v['patients']} patients, residual SD log10 median {v['residual_sd_log10_median']:.3f}, "
                       f"max {v['residual_sd_log10_max']:.3f}, failed {v['failed']}, "
-                      f"not converged (max_nfev reached) {v.get('not_converged', 0)}")
+                      f"not converged (max_nfev reached) {v['not_converged']}")
             print(f"calibrate: {time.perf_counter() - t0:.0f} s; wrote {args.out}/patients.csv, population.json, "
                   "report.md")
         elif args.command == "predict-stop":
