@@ -174,3 +174,39 @@ def test_a_lane_resumes_exactly_at_the_visit_after_an_event_step_rounding_past_i
     lanes._visit(0, lc, li, ws, ps_all, inp.pp, inp.eps, inp.uu, measured, np.zeros((lay.W, lanes.NS)))
     assert lc[0, lanes.C_T] == t_visit and lc[0, lanes.C_T_VISIT] == t_visit and li[0, lanes.I_VISIT] == 2
     assert measured[0, 1] == 0.0  # the visit's sample was taken (an empty marrow reads undetectable)
+
+
+def test_normal_hierarchy_at_rest_is_detected_exactly():
+    """Start states put the normal hierarchy at homeostasis; the engine's clone-only step needs its
+    derivatives to be exactly 0.0, and a one-ulp nudge must be seen."""
+    from gvlmodel.clinical.lanes import normal_at_rest
+
+    for name in sorted(SCENARIOS):
+        inp = _inputs(*SCENARIOS[name])
+        work = np.empty(lay.N_NORMAL)
+        assert all(normal_at_rest(inp.kp[i], inp.y0[i], work) for i in range(inp.kp.shape[0])), name
+    y = inp.y0[0].copy()
+    y[State.X2] = np.nextafter(y[State.X2], np.inf)
+    assert not normal_at_rest(inp.kp[0], y, work)
+    kp = inp.kp[0].copy()
+    kp[KP.RX] = np.nan
+    assert not normal_at_rest(kp, inp.y0[0], work)
+
+
+@pytest.mark.parametrize("name", ["hess2005", "non_transplanted_course_restart"])
+def test_clone_only_steps_equal_full_steps_bit_for_bit(name):
+    """A block takes the clone-only step when all its patients' normal hierarchies are at rest and the full
+    step otherwise.  Nudging every fifth patient off rest sends every block through the full step: the
+    other patients' results must not change in any bit, and both paths equal the scalar engine."""
+    inp = _inputs(*SCENARIOS[name])
+    at_rest = _run(run_cohort_lanes, inp, None, 16)
+    y0 = inp.y0.copy()
+    y0[::5, State.X0] *= 1.001
+    nudged = dataclasses.replace(inp, y0=y0)
+    full = _run(run_cohort_lanes, nudged, None, 16)
+    _assert_identical(_run(run_cohort, nudged), full)
+    keep = np.ones(inp.kp.shape[0], dtype=bool)
+    keep[::5] = False
+    _assert_identical([x[keep] for x in at_rest], [x[keep] for x in full])
+    # the nudged patients' normal hierarchies did move (the full step integrated them)
+    assert not np.array_equal(at_rest[0][~keep], full[0][~keep], equal_nan=True)

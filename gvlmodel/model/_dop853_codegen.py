@@ -38,26 +38,35 @@ def _lane_combo(coeffs, rows):
     return _tree([f"{float(c)!r} * ws[OFF_K + {j} * BLOCK + m]" for j, c in zip(rows, coeffs) if float(c) != 0.0])
 
 
-def _lane_source(A, B, ns) -> list[str]:
-    """The same sums for all lanes of the flat lock-step workspace (``gvlmodel.model.model._lane_layout``)."""
-    out = [
-        "",
-        "",
-        "@jit",
-        "def dop853_stages_lanes(ws):",
-        '    """:func:`dop853_stages` for every lane (``K[0] = f(y)`` on entry; step sizes at ``OFF_HB``),',
-        '    then the FSAL stage ``K[12] = f(y_new)``."""',
-    ]
+def _lane_source(A, B, ns, name, lo, rhs, doc) -> list[str]:
+    """The same sums for all lanes of the flat lock-step workspace (``gvlmodel.model.model._lane_layout``),
+    over the block elements from ``lo`` on, with the right-hand side ``rhs``."""
+    rng = "BLOCK" if lo == "0" else f"{lo}, BLOCK"
+    out = ["", "", "@jit", f"def {name}(ws):"] + [f"    {line}" if line else "" for line in doc]
     for s in range(1, ns):
-        out.append("    for m in range(BLOCK):")
+        out.append(f"    for m in range({rng}):")
         out.append(f"        ws[OFF_T + m] = ws[OFF_Y + m] + ws[OFF_HB + m] * ({_lane_combo(A[s, :s], range(s))})")
         out.append("    for l in range(W):")
-        out.append(f"        rhs_strided(ws, OFF_T, ws, OFF_P, ws[OFF_EFF + l], ws, OFF_K + {s} * BLOCK, W, l)")
-    out.append("    for m in range(BLOCK):")
+        out.append(f"        {rhs}(ws, OFF_T, ws, OFF_P, ws[OFF_EFF + l], ws, OFF_K + {s} * BLOCK, W, l)")
+    out.append(f"    for m in range({rng}):")
     out.append(f"        ws[OFF_YN + m] = ws[OFF_Y + m] + ws[OFF_HB + m] * ({_lane_combo(B, range(ns))})")
     out.append("    for l in range(W):")
-    out.append(f"        rhs_strided(ws, OFF_YN, ws, OFF_P, ws[OFF_EFF + l], ws, OFF_K + {ns} * BLOCK, W, l)")
+    out.append(f"        {rhs}(ws, OFF_YN, ws, OFF_P, ws[OFF_EFF + l], ws, OFF_K + {ns} * BLOCK, W, l)")
     return out
+
+
+_LANES_DOC = [
+    '""":func:`dop853_stages` for every lane (``K[0] = f(y)`` on entry; step sizes at ``OFF_HB``),',
+    'then the FSAL stage ``K[12] = f(y_new)``."""',
+]
+_LANES_CLONE_DOC = [
+    '""":func:`dop853_stages_lanes` for the clone and the effectors only (block elements from ``CLONE``).',
+    "",
+    "For lanes whose normal hierarchy is at rest: its derivatives are exactly 0.0 and it reads no other",
+    "state, so every stage leaves it unchanged, its stage derivatives stay 0.0 and its entries of the",
+    "state, proposed state and stage blocks are not touched here (the caller keeps them).  The results",
+    'equal :func:`dop853_stages_lanes` bit for bit (the clone\'s fluxes never read the normal states)."""',
+]
 
 
 def _matrix(M) -> str:
@@ -91,8 +100,8 @@ def source() -> str:
         "",
         "from ..core._jit import jit",
         "from .indices import N_STATES",
-        "from ._lane_layout import BLOCK, OFF_EFF, OFF_HB, OFF_K, OFF_P, OFF_T, OFF_Y, OFF_YN, W",
-        "from .model import rhs, rhs_strided",
+        "from ._lane_layout import BLOCK, CLONE, OFF_EFF, OFF_HB, OFF_K, OFF_P, OFF_T, OFF_Y, OFF_YN, W",
+        "from .model import clone_rhs_strided, rhs, rhs_strided",
         "",
         "NS = N_STATES",
         "",
@@ -115,7 +124,8 @@ def source() -> str:
         out.append(f"    rhs(tmp, kp, e, K[{s}])")
     out.append("    for i in range(NS):")
     out.append(f"        out[i] = y[i] + h * ({_combo(B, range(ns))})")
-    out += _lane_source(A, B, ns)
+    out += _lane_source(A, B, ns, "dop853_stages_lanes", "0", "rhs_strided", _LANES_DOC)
+    out += _lane_source(A, B, ns, "dop853_stages_lanes_clone", "CLONE", "clone_rhs_strided", _LANES_CLONE_DOC)
     out += [
         "",
         "",

@@ -5,8 +5,8 @@ import numpy as np
 
 from ..core._jit import jit
 from .indices import N_STATES
-from ._lane_layout import BLOCK, OFF_EFF, OFF_HB, OFF_K, OFF_P, OFF_T, OFF_Y, OFF_YN, W
-from .model import rhs, rhs_strided
+from ._lane_layout import BLOCK, CLONE, OFF_EFF, OFF_HB, OFF_K, OFF_P, OFF_T, OFF_Y, OFF_YN, W
+from .model import clone_rhs_strided, rhs, rhs_strided
 
 NS = N_STATES
 
@@ -131,6 +131,64 @@ def dop853_stages_lanes(ws):
         ws[OFF_YN + m] = ws[OFF_Y + m] + ws[OFF_HB + m] * (((0.054293734116568765 * ws[OFF_K + 0 * BLOCK + m] + 4.450312892752409 * ws[OFF_K + 5 * BLOCK + m]) + (1.8915178993145003 * ws[OFF_K + 6 * BLOCK + m] + -5.801203960010585 * ws[OFF_K + 7 * BLOCK + m])) + ((0.3111643669578199 * ws[OFF_K + 8 * BLOCK + m] + -0.1521609496625161 * ws[OFF_K + 9 * BLOCK + m]) + (0.20136540080403034 * ws[OFF_K + 10 * BLOCK + m] + 0.04471061572777259 * ws[OFF_K + 11 * BLOCK + m])))
     for l in range(W):
         rhs_strided(ws, OFF_YN, ws, OFF_P, ws[OFF_EFF + l], ws, OFF_K + 12 * BLOCK, W, l)
+
+
+@jit
+def dop853_stages_lanes_clone(ws):
+    """:func:`dop853_stages_lanes` for the clone and the effectors only (block elements from ``CLONE``).
+
+    For lanes whose normal hierarchy is at rest: its derivatives are exactly 0.0 and it reads no other
+    state, so every stage leaves it unchanged, its stage derivatives stay 0.0 and its entries of the
+    state, proposed state and stage blocks are not touched here (the caller keeps them).  The results
+    equal :func:`dop853_stages_lanes` bit for bit (the clone's fluxes never read the normal states)."""
+    for m in range(CLONE, BLOCK):
+        ws[OFF_T + m] = ws[OFF_Y + m] + ws[OFF_HB + m] * (0.05260015195876773 * ws[OFF_K + 0 * BLOCK + m])
+    for l in range(W):
+        clone_rhs_strided(ws, OFF_T, ws, OFF_P, ws[OFF_EFF + l], ws, OFF_K + 1 * BLOCK, W, l)
+    for m in range(CLONE, BLOCK):
+        ws[OFF_T + m] = ws[OFF_Y + m] + ws[OFF_HB + m] * (0.0197250569845379 * ws[OFF_K + 0 * BLOCK + m] + 0.0591751709536137 * ws[OFF_K + 1 * BLOCK + m])
+    for l in range(W):
+        clone_rhs_strided(ws, OFF_T, ws, OFF_P, ws[OFF_EFF + l], ws, OFF_K + 2 * BLOCK, W, l)
+    for m in range(CLONE, BLOCK):
+        ws[OFF_T + m] = ws[OFF_Y + m] + ws[OFF_HB + m] * (0.02958758547680685 * ws[OFF_K + 0 * BLOCK + m] + 0.08876275643042054 * ws[OFF_K + 2 * BLOCK + m])
+    for l in range(W):
+        clone_rhs_strided(ws, OFF_T, ws, OFF_P, ws[OFF_EFF + l], ws, OFF_K + 3 * BLOCK, W, l)
+    for m in range(CLONE, BLOCK):
+        ws[OFF_T + m] = ws[OFF_Y + m] + ws[OFF_HB + m] * ((0.2413651341592667 * ws[OFF_K + 0 * BLOCK + m] + -0.8845494793282861 * ws[OFF_K + 2 * BLOCK + m]) + (0.924834003261792 * ws[OFF_K + 3 * BLOCK + m]))
+    for l in range(W):
+        clone_rhs_strided(ws, OFF_T, ws, OFF_P, ws[OFF_EFF + l], ws, OFF_K + 4 * BLOCK, W, l)
+    for m in range(CLONE, BLOCK):
+        ws[OFF_T + m] = ws[OFF_Y + m] + ws[OFF_HB + m] * ((0.037037037037037035 * ws[OFF_K + 0 * BLOCK + m] + 0.17082860872947386 * ws[OFF_K + 3 * BLOCK + m]) + (0.12546768756682242 * ws[OFF_K + 4 * BLOCK + m]))
+    for l in range(W):
+        clone_rhs_strided(ws, OFF_T, ws, OFF_P, ws[OFF_EFF + l], ws, OFF_K + 5 * BLOCK, W, l)
+    for m in range(CLONE, BLOCK):
+        ws[OFF_T + m] = ws[OFF_Y + m] + ws[OFF_HB + m] * ((0.037109375 * ws[OFF_K + 0 * BLOCK + m] + 0.17025221101954405 * ws[OFF_K + 3 * BLOCK + m]) + (0.06021653898045596 * ws[OFF_K + 4 * BLOCK + m] + -0.017578125 * ws[OFF_K + 5 * BLOCK + m]))
+    for l in range(W):
+        clone_rhs_strided(ws, OFF_T, ws, OFF_P, ws[OFF_EFF + l], ws, OFF_K + 6 * BLOCK, W, l)
+    for m in range(CLONE, BLOCK):
+        ws[OFF_T + m] = ws[OFF_Y + m] + ws[OFF_HB + m] * (((0.03709200011850479 * ws[OFF_K + 0 * BLOCK + m] + 0.17038392571223998 * ws[OFF_K + 3 * BLOCK + m]) + (0.10726203044637328 * ws[OFF_K + 4 * BLOCK + m])) + (-0.015319437748624402 * ws[OFF_K + 5 * BLOCK + m] + 0.008273789163814023 * ws[OFF_K + 6 * BLOCK + m]))
+    for l in range(W):
+        clone_rhs_strided(ws, OFF_T, ws, OFF_P, ws[OFF_EFF + l], ws, OFF_K + 7 * BLOCK, W, l)
+    for m in range(CLONE, BLOCK):
+        ws[OFF_T + m] = ws[OFF_Y + m] + ws[OFF_HB + m] * (((0.6241109587160757 * ws[OFF_K + 0 * BLOCK + m] + -3.3608926294469414 * ws[OFF_K + 3 * BLOCK + m]) + (-0.868219346841726 * ws[OFF_K + 4 * BLOCK + m])) + ((27.59209969944671 * ws[OFF_K + 5 * BLOCK + m] + 20.154067550477894 * ws[OFF_K + 6 * BLOCK + m]) + (-43.48988418106996 * ws[OFF_K + 7 * BLOCK + m])))
+    for l in range(W):
+        clone_rhs_strided(ws, OFF_T, ws, OFF_P, ws[OFF_EFF + l], ws, OFF_K + 8 * BLOCK, W, l)
+    for m in range(CLONE, BLOCK):
+        ws[OFF_T + m] = ws[OFF_Y + m] + ws[OFF_HB + m] * (((0.47766253643826434 * ws[OFF_K + 0 * BLOCK + m] + -2.4881146199716677 * ws[OFF_K + 3 * BLOCK + m]) + (-0.590290826836843 * ws[OFF_K + 4 * BLOCK + m] + 21.230051448181193 * ws[OFF_K + 5 * BLOCK + m])) + ((15.279233632882423 * ws[OFF_K + 6 * BLOCK + m] + -33.28821096898486 * ws[OFF_K + 7 * BLOCK + m]) + (-0.020331201708508627 * ws[OFF_K + 8 * BLOCK + m])))
+    for l in range(W):
+        clone_rhs_strided(ws, OFF_T, ws, OFF_P, ws[OFF_EFF + l], ws, OFF_K + 9 * BLOCK, W, l)
+    for m in range(CLONE, BLOCK):
+        ws[OFF_T + m] = ws[OFF_Y + m] + ws[OFF_HB + m] * (((-0.9371424300859873 * ws[OFF_K + 0 * BLOCK + m] + 5.186372428844064 * ws[OFF_K + 3 * BLOCK + m]) + (1.0914373489967295 * ws[OFF_K + 4 * BLOCK + m] + -8.149787010746927 * ws[OFF_K + 5 * BLOCK + m])) + ((-18.52006565999696 * ws[OFF_K + 6 * BLOCK + m] + 22.739487099350505 * ws[OFF_K + 7 * BLOCK + m]) + (2.4936055526796523 * ws[OFF_K + 8 * BLOCK + m] + -3.0467644718982196 * ws[OFF_K + 9 * BLOCK + m])))
+    for l in range(W):
+        clone_rhs_strided(ws, OFF_T, ws, OFF_P, ws[OFF_EFF + l], ws, OFF_K + 10 * BLOCK, W, l)
+    for m in range(CLONE, BLOCK):
+        ws[OFF_T + m] = ws[OFF_Y + m] + ws[OFF_HB + m] * ((((2.273310147516538 * ws[OFF_K + 0 * BLOCK + m] + -10.53449546673725 * ws[OFF_K + 3 * BLOCK + m]) + (-2.0008720582248625 * ws[OFF_K + 4 * BLOCK + m])) + (-17.9589318631188 * ws[OFF_K + 5 * BLOCK + m] + 27.94888452941996 * ws[OFF_K + 6 * BLOCK + m])) + ((-2.8589982771350235 * ws[OFF_K + 7 * BLOCK + m] + -8.87285693353063 * ws[OFF_K + 8 * BLOCK + m]) + (12.360567175794303 * ws[OFF_K + 9 * BLOCK + m] + 0.6433927460157636 * ws[OFF_K + 10 * BLOCK + m])))
+    for l in range(W):
+        clone_rhs_strided(ws, OFF_T, ws, OFF_P, ws[OFF_EFF + l], ws, OFF_K + 11 * BLOCK, W, l)
+    for m in range(CLONE, BLOCK):
+        ws[OFF_YN + m] = ws[OFF_Y + m] + ws[OFF_HB + m] * (((0.054293734116568765 * ws[OFF_K + 0 * BLOCK + m] + 4.450312892752409 * ws[OFF_K + 5 * BLOCK + m]) + (1.8915178993145003 * ws[OFF_K + 6 * BLOCK + m] + -5.801203960010585 * ws[OFF_K + 7 * BLOCK + m])) + ((0.3111643669578199 * ws[OFF_K + 8 * BLOCK + m] + -0.1521609496625161 * ws[OFF_K + 9 * BLOCK + m]) + (0.20136540080403034 * ws[OFF_K + 10 * BLOCK + m] + 0.04471061572777259 * ws[OFF_K + 11 * BLOCK + m])))
+    for l in range(W):
+        clone_rhs_strided(ws, OFF_YN, ws, OFF_P, ws[OFF_EFF + l], ws, OFF_K + 12 * BLOCK, W, l)
 
 
 @jit

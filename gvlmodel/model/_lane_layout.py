@@ -9,10 +9,14 @@ alias checks (numba cannot mark separate array arguments ``noalias``).
 """
 from __future__ import annotations
 
-from .indices import N_KP, N_STATES
+from .indices import N_KP, N_STATES, NORMAL_STATES
 
 W = 8  #: lanes per engine (two AVX2 registers; measured faster than 4, 12 or 16 lanes)
 BLOCK = N_STATES * W  #: one state-sized block (all lanes)
+N_NORMAL = len(NORMAL_STATES)  #: the normal hierarchy: the first states of every block
+if tuple(int(i) for i in NORMAL_STATES) != tuple(range(N_NORMAL)):  # pragma: no cover - guards State edits
+    raise ImportError("the lock-step layout needs the normal states first in State (indices 0..N_NORMAL-1)")
+CLONE = N_NORMAL * W  #: first element of a block after the normal hierarchy (clone and effectors)
 N_K = 13  #: DOP853 stages kept per step (12 + the FSAL stage)
 
 OFF_Y = 0  # state

@@ -157,21 +157,40 @@ def effector_stimulation(load, zk, supp, rho):
 
 
 @jit(inline="always")
-def rhs_strided(y, yb, p, pb, e, out, ob, st, lane):
-    """The right-hand side on strided storage: the one place the equations are written.
+def normal_rhs_strided(y, yb, p, pb, out, ob, st, lane):
+    """Derivatives of the normal (donor) hierarchy ``X0..X3``: self-renewal under niche feedback,
+    death and differentiation.
 
-    Component ``i`` of the state is ``y[yb + i * st + lane]``, parameter ``k`` is
-    ``p[pb + k * st + lane]`` and derivative ``i`` goes to ``out[ob + i * st + lane]``.
-    :func:`rhs` calls it with stride 1 (one state vector); the lock-step cohort
-    engine (:mod:`gvlmodel.clinical.lanes`) calls it with stride ``W`` on one flat
-    workspace, lane by lane, where constant offsets let LLVM vectorise across
-    patients.  Inlined at the numba IR level, so both uses compile to straight
-    loads and stores.  See the module docstring for the system.
+    The normal hierarchy is an autonomous block of the system: none of its fluxes reads a leukemic
+    or effector state or the drug effect (the clone does not displace donor stem cells, see the
+    module docstring), so :func:`clone_rhs_strided` and this function together are the whole right-hand
+    side.  Storage as in :func:`rhs_strided`.
     """
     x0 = y[yb + State.X0 * st + lane]
     x1 = y[yb + State.X1 * st + lane]
     x2 = y[yb + State.X2 * st + lane]
     x3 = y[yb + State.X3 * st + lane]
+    phi = niche_feedback(x0, p[pb + KP.KN * st + lane])
+    # self-renewal and death of stem cells
+    renewal_x = p[pb + KP.RX * st + lane] * phi * x0
+    death_x0 = p[pb + KP.D0 * st + lane] * x0
+    # differentiation (production of the next compartment)
+    diff_x1 = p[pb + KP.AX * st + lane] * x0
+    diff_x2 = p[pb + KP.BX * st + lane] * x1
+    diff_x3 = p[pb + KP.CX * st + lane] * x2
+    out[ob + State.X0 * st + lane] = renewal_x - death_x0
+    out[ob + State.X1 * st + lane] = diff_x1 - p[pb + KP.D1 * st + lane] * x1
+    out[ob + State.X2 * st + lane] = diff_x2 - p[pb + KP.D2 * st + lane] * x2
+    out[ob + State.X3 * st + lane] = diff_x3 - p[pb + KP.D3 * st + lane] * x3
+
+
+@jit(inline="always")
+def clone_rhs_strided(y, yb, p, pb, e, out, ob, st, lane):
+    """Derivatives of the leukemic clone (``D, Q, Y0..Y3, R0, R1``) and the effectors ``Z``.
+
+    Reads no normal state: the leukemic and effector fluxes depend on the clone, the effectors and
+    the drug effect ``e`` only.  Storage as in :func:`rhs_strided`.
+    """
     q = y[yb + State.Q * st + lane]
     y0 = y[yb + State.Y0 * st + lane]
     y1 = y[yb + State.Y1 * st + lane]
@@ -187,15 +206,12 @@ def rhs_strided(y, yb, p, pb, e, out, ob, st, lane):
     d3 = p[pb + KP.D3 * st + lane]
     ay = p[pb + KP.AY * st + lane]
 
-    phi = niche_feedback(x0, p[pb + KP.KN * st + lane])
     growth_y = p[pb + KP.RY * st + lane] * crowding(dd + q + y0 + r0, p[pb + KP.KL * st + lane])
     immune_kill = p[pb + KP.ZKILL * st + lane] * z  # per leukemic cell per day
 
     # self-renewal and death of stem cells
-    renewal_x = p[pb + KP.RX * st + lane] * phi * x0
     renewal_y = growth_y * y0
     renewal_r = growth_y * r0
-    death_x0 = d0 * x0
     death_y0 = d0 * y0
     death_r0 = d0 * r0
     # quiescence exchange
@@ -205,9 +221,6 @@ def rhs_strided(y, yb, p, pb, e, out, ob, st, lane):
     to_dormancy = p[pb + KP.DIN * st + lane] * q
     from_dormancy = p[pb + KP.DOUT * st + lane] * dd
     # differentiation (production of the next compartment)
-    diff_x1 = p[pb + KP.AX * st + lane] * x0
-    diff_x2 = p[pb + KP.BX * st + lane] * x1
-    diff_x3 = p[pb + KP.CX * st + lane] * x2
     diff_y1 = ay * y0
     diff_r1 = ay * r0
     diff_y2 = p[pb + KP.BY * st + lane] * (y1 + r1)
@@ -230,10 +243,6 @@ def rhs_strided(y, yb, p, pb, e, out, ob, st, lane):
     expansion_z = effector_stimulation(y3, p[pb + KP.ZK * st + lane], p[pb + KP.ZSUPP * st + lane],
                                        p[pb + KP.ZRHO * st + lane]) * z
 
-    out[ob + State.X0 * st + lane] = renewal_x - death_x0
-    out[ob + State.X1 * st + lane] = diff_x1 - d1 * x1
-    out[ob + State.X2 * st + lane] = diff_x2 - d2 * x2
-    out[ob + State.X3 * st + lane] = diff_x3 - d3 * x3
     out[ob + State.Q * st + lane] = (to_quiescence - from_quiescence - to_dormancy + from_dormancy
                                      - immune_kill_q)
     out[ob + State.D * st + lane] = to_dormancy - from_dormancy - immune_kill_d
@@ -245,6 +254,24 @@ def rhs_strided(y, yb, p, pb, e, out, ob, st, lane):
     out[ob + State.R0 * st + lane] = renewal_r - death_r0 - immune_kill_r0
     out[ob + State.R1 * st + lane] = diff_r1 - d1 * r1 - immune_kill_r1
     out[ob + State.Z * st + lane] = influx_z - death_z + expansion_z
+
+
+@jit(inline="always")
+def rhs_strided(y, yb, p, pb, e, out, ob, st, lane):
+    """The right-hand side on strided storage: the one place the equations are written.
+
+    Component ``i`` of the state is ``y[yb + i * st + lane]``, parameter ``k`` is
+    ``p[pb + k * st + lane]`` and derivative ``i`` goes to ``out[ob + i * st + lane]``.
+    :func:`rhs` calls it with stride 1 (one state vector); the lock-step cohort
+    engine (:mod:`gvlmodel.clinical.lanes`) calls it with stride ``W`` on one flat
+    workspace, lane by lane, where constant offsets let LLVM vectorise across
+    patients.  Inlined at the numba IR level, so both uses compile to straight
+    loads and stores.  See the module docstring for the system; the fluxes are
+    written in its two blocks, :func:`normal_rhs_strided` (the autonomous normal
+    hierarchy) and :func:`clone_rhs_strided` (clone and effectors).
+    """
+    normal_rhs_strided(y, yb, p, pb, out, ob, st, lane)
+    clone_rhs_strided(y, yb, p, pb, e, out, ob, st, lane)
 
 
 @jit
