@@ -57,8 +57,8 @@ from bench_solvers import machine_info, machine_line, write_results  # noqa: E40
 SCENARIO = HERE / "simulate_hess2005_100k.toml"
 TARGET = 20000.0  # patients/s end to end on 2 threads (issue 19, point 5)
 # the command, run from this checkout whatever is installed
-CLI = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); from gvlmodel.workflow.cli import main; "
-       "sys.exit(main())"]
+CLI = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
+       "from gvlmodel.workflow.cli import console_main; sys.exit(console_main())"]
 
 
 def scenario_copy(n: int, folder: Path) -> Path:

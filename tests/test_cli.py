@@ -118,3 +118,21 @@ def test_version_and_help_describe_the_package():
     assert r.returncode == 0 and r.stdout.strip() == f"gvlmodel {gvlmodel.__version__}"
     r = run("--help")
     assert r.returncode == 0 and "gvlmodel reproduce" in r.stdout and not r.stdout.rstrip().endswith(",")
+
+
+def test_console_entry_point_returns_main_status_and_skips_the_exit_collection(monkeypatch):
+    """The installed ``gvlmodel`` command is ``console_main``: ``main``'s exit status, then ``gc.freeze``
+    (only there: ``main`` called from Python leaves the collector alone)."""
+    import gc
+    import tomllib
+    from pathlib import Path
+
+    from gvlmodel.workflow import cli
+
+    calls = []
+    monkeypatch.setattr(cli, "main", lambda argv=None: calls.append("main") or 3)
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+    assert cli.console_main() == 3
+    assert calls == ["main", "freeze"]
+    scripts = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["gvlmodel"] == "gvlmodel.workflow.cli:console_main"
