@@ -33,9 +33,9 @@ from numba import prange
 
 from ..model._dop853_kernels import dop853_errors_at, dop853_stages_lanes, dop853_stages_lanes_clone
 from ..core._jit import jit
-from ..model._lane_layout import (BLOCK, CLONE, N_K, N_NORMAL, OFF_CK, OFF_E3, OFF_E5, OFF_EFF, OFF_ERR, OFF_F, OFF_FAC, OFF_H, OFF_HB,
-                                  OFF_INV, OFF_K, OFF_LEN, OFF_LEO, OFF_NEG, OFF_P, OFF_SQN, OFF_T, OFF_Y, OFF_YN, W,
-                                  WS_LEN)
+from ..model._lane_layout import (BLOCK, CLONE, N_K, N_NORMAL, OFF_CK, OFF_E3, OFF_E5, OFF_EFF, OFF_ERR, OFF_F,
+                                  OFF_FAC, OFF_H, OFF_HB, OFF_INV, OFF_K, OFF_LEN, OFF_LEO, OFF_NEG, OFF_P, OFF_SQN, OFF_T,
+                                  OFF_Y, OFF_YN, W, WS_LEN)
 from ..model.indices import N_KP, N_PS, N_STATES, PP, PS
 from ..model.model import lsc_count, normal_rhs_strided, rhs_strided, zero_lsc
 from .protocol import enrol, sample_visit, write_results
