@@ -210,3 +210,20 @@ def test_clone_only_steps_equal_full_steps_bit_for_bit(name):
     _assert_identical([x[keep] for x in at_rest], [x[keep] for x in full])
     # the nudged patients' normal hierarchies did move (the full step integrated them)
     assert not np.array_equal(at_rest[0][~keep], full[0][~keep], equal_nan=True)
+
+
+def test_lane_norms_see_a_negative_state_whose_square_underflows():
+    """The lock-step engine's negativity sum counts a component of -1e-168 (scaled by 1/atol = 1e6 it
+    squares to below the smallest float), in its lane only, so the step is projected as in the scalar solver."""
+    from gvlmodel.clinical.lanes import _norms
+    from gvlmodel.model.solver import NEG_FLOOR
+
+    ws = np.zeros(lay.WS_LEN)
+    ws[lay.OFF_Y:lay.OFF_Y + 2 * lay.BLOCK] = 1.0  # state and proposed state positive
+    ws[lay.OFF_H:lay.OFF_H + lay.W] = 1.0
+    lane = 3
+    ws[lay.OFF_YN + State.Y1 * lay.W + lane] = -1e-168
+    _norms(ws, 1e-6, 1e-6)
+    neg = ws[lay.OFF_NEG:lay.OFF_NEG + lay.W]
+    assert neg[lane] >= NEG_FLOOR
+    assert np.all(np.delete(neg, lane) == 0.0)

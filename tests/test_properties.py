@@ -35,6 +35,26 @@ def test_states_stay_non_negative(rng, variant):
         assert np.all(res.y >= 0.0)
 
 
+def test_tiny_negative_states_are_projected_not_reported():
+    """A negative state too small for its squared scaled value to be representable (-1e-168 / atol 1e-6
+    squares to below the smallest float) must still be projected onto the orthant, not returned with
+    ``success``.  Both cases were reported as success with negative states (-4.5e-174, -1.4e-168)."""
+    from gvlmodel.model.indices import N_STATES
+
+    y0 = np.zeros(N_STATES)
+    y0[State.X2] = 1e-300
+    res = simulate(y0=y0, t_out=np.linspace(0.0, 1825.0, 61), variant="H0", transplant=False, rtol=1e-2)
+    assert res.success, res.message
+    assert res.y.min() >= 0.0
+    p = {"d2": 0.07539, "z_dormant_kill": 0.1708, "x0_eq": 446200.0, "z_influx_auto": 1000.0, "d1": 0.1852,
+         "z_quiescent_kill": 0.3802, "z_kill": 1.388e-05, "z_death": 0.02853, "a_x": 1.071}
+    y0 = initial_state(p, bcr_abl=1e-6, variant="H2", transplant=False)
+    res = simulate(p, y0=y0, t_out=np.linspace(0.0, 7300.0, 80), schedule=[(0.0, 400.0)], variant="H2",
+                   transplant=False, rtol=1e-10, extinction_threshold=0.0)
+    assert res.success, res.message
+    assert res.y.min() >= 0.0
+
+
 def test_extinct_clone_stays_extinct(rng):
     for _ in range(N_DRAWS):
         p = draw_parameters(rng)

@@ -39,7 +39,7 @@ from ..model._lane_layout import (BLOCK, CLONE, N_K, N_NORMAL, OFF_CK, OFF_E3, O
 from ..model.indices import N_KP, N_PS, N_STATES, PP, PS
 from ..model.model import lsc_count, normal_rhs_strided, rhs_strided, zero_lsc
 from .protocol import enrol, sample_visit, write_results
-from ..model.solver import (ERR_OLD_FLOOR, ERROR_EXPONENT, EVENT_RHS, MAX_STEPS_REACHED, MIN_FACTOR, N_INTERP,
+from ..model.solver import (ERR_OLD_FLOOR, ERROR_EXPONENT, EVENT_RHS, MAX_STEPS_REACHED, MIN_FACTOR, N_INTERP, NEG_FLOOR,
                             N_STAGES, N_STAGES_EXT, N_STATS, NON_FINITE, SAFETY, ST_EXTINCTIONS, ST_REJECTED, ST_RHS,
                             ST_STEPS, STEP_TOO_SMALL, _initial_step, _step_floor, accept_factor, error_norm,
                             extinction_in_step, log2_err_memory)
@@ -184,7 +184,7 @@ def _norms_from(ws, rtol, atol, m0):
         ws[OFF_E3 + m] = r3 * r3
         ws[OFF_T + m] = v + ws[OFF_K + N_STAGES * BLOCK + m]
         sq = (v * inv) ** 2
-        ws[OFF_SQN + m] = sq if v < 0.0 else 0.0  # adding 0.0 leaves the sum as the scalar solver's
+        ws[OFF_SQN + m] = max(sq, NEG_FLOOR) if v < 0.0 else 0.0  # adding 0.0 leaves the sum as the scalar solver's
     n = float(NS)
     for l in range(W):
         ck = 0.0

@@ -75,6 +75,10 @@ ERROR_EXPONENT = -1.0 / 8.0
 BETA = 0.08
 PI_EXPONENT = -(1.0 / 8.0 - 0.2 * BETA)
 ERR_OLD_FLOOR = 1e-4  # the controller's memory of the last accepted error norm is at least this
+#: least contribution of a negative component to the negativity sum (the smallest normal float): a negative
+#: state so small that its squared scaled value underflows to 0.0 (e.g. -1e-168 / 1e-6) must still be seen
+#: and projected; any other contribution is unchanged
+NEG_FLOOR = 2.2250738585072014e-308
 
 # status codes (see gvlmodel.model.simulate.STATUS_MESSAGES)
 SUCCESS = 0
@@ -459,7 +463,7 @@ def integrate_ws(y0, kp, seg_bounds, seg_effect, t_out, rtol, atol, max_steps, t
             neg = 0.0
             for i in range(n):
                 if y_new[i] < 0.0:
-                    neg += (y_new[i] * inv_scale[i]) ** 2
+                    neg += max((y_new[i] * inv_scale[i]) ** 2, NEG_FLOOR)
             if neg > 0.0:
                 if np.sqrt(neg / n) > 1.0:
                     h *= 0.5
