@@ -4,6 +4,7 @@ before anything is written, every entry point applies the same limits, and the e
 from __future__ import annotations
 
 import copy
+import io
 import json
 import os
 import subprocess
@@ -276,22 +277,99 @@ def test_output_into_a_closed_pipe_exits_cleanly():
 
 
 def test_a_log_line_into_a_closed_pipe_does_not_stop_the_run(tmp_path, monkeypatch):
-    """In process: print raising BrokenPipeError (the reader closed) ends the printing, not the command."""
-    import builtins
-
-    from gvlmodel.workflow import cli
-
-    real_print = builtins.print
-
-    def broken(*a, **kw):
-        if kw.get("file") in (None, sys.stdout):
-            raise BrokenPipeError(32, "Broken pipe")
-        return real_print(*a, **kw)
-
-    monkeypatch.setattr(builtins, "print", broken)
-    monkeypatch.setattr(cli, "_stdout_gone", lambda: None)
+    """In process: standard output whose reader has gone (writes raise BrokenPipeError) ends the printing,
+    not the command, and does not change its exit status."""
     cfg = tmp_path / "ex.toml"
     cfg.write_text("days = 60\n")
+    monkeypatch.setattr(sys, "stdout", _ClosedPipe())
     assert main(["example", str(cfg), "--out", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "provenance.json").is_file()
     np.testing.assert_equal(len((tmp_path / "out" / "trajectory.csv").read_text().splitlines()), 4)
+
+
+class _ClosedPipe(io.StringIO):
+    """A standard stream whose reader has gone."""
+
+    def write(self, text):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self):
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_closed_pipe_keeps_the_exit_status_of_a_solver_failure_and_of_a_refusal(tmp_path, monkeypatch):
+    """`gvlmodel simulate ... | head -1`: a run whose solves failed still exits 1 (it exited 0 when the
+    closed pipe interrupted its report), and a refused run exits 2 with stderr closed too (it exited 1)."""
+    scenario = tmp_path / "fail.toml"
+    scenario.write_text("[cohort]\nsize = 3\nseed = 1\n[treatment]\nfollow_up_days = 360\n[solver]\nmax_steps = 3\n")
+    monkeypatch.setattr(sys, "stdout", _ClosedPipe())
+    assert main(["simulate", str(scenario), "--out", str(tmp_path / "out"), "--no-progress"]) == 1
+    assert (tmp_path / "out" / "provenance.json").is_file()  # the failures are reported in the folder
+    monkeypatch.setattr(sys, "stderr", _ClosedPipe())
+    assert main(["simulate", str(tmp_path / "missing.toml"), "--out", str(tmp_path / "out2"), "--no-progress"]) == 2
+    assert not (tmp_path / "out2").exists()
+
+
+# --------------------------------------------------------------------------
+# saved state that cannot be resumed, files that cannot be written, example schedules
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("case", ["state_is_a_folder", "corrupt_database"])
+def test_a_fit_folder_that_cannot_be_resumed_exits_2_and_changes_nothing(tmp_path, capsys, case):
+    """A folder in place of fit_state.json, or an ABC database that is not SQLite, is refused before the
+    lock with the recovery advice (both gave a traceback, exit 1 and a stale lock)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    if case == "state_is_a_folder":
+        (out / "fit_state.json").mkdir()
+        needle = "fit_state.json"
+    else:
+        (out / "fit_state.json").write_text('{"digest": "x"}')
+        (out / "abc_H1.db").write_bytes(bytes(range(256)) * 4)
+        needle = "abc_H1.db"
+    before = sorted(p.name for p in out.iterdir())
+    assert main(["fit", str(FIT), "--out", str(out), "--quick", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "corrupt" in err and "remove" in err, err
+    assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_a_corrupt_saved_sensitivity_sample_exits_2_and_changes_nothing(tmp_path, capsys):
+    """A truncated samples/sobol.npy of a study being resumed is refused before anything in the folder is
+    changed (it gave a traceback, exit 1, a stale lock and a removed provenance.json)."""
+    from gvlmodel.analysis.sensitivity import STUDY_STATE, load_config
+
+    out = tmp_path / "out"
+    (out / "samples").mkdir(parents=True)
+    cfg = load_config(SENS, quick=True)
+    (out / STUDY_STATE).write_text(json.dumps({"model_digest": cfg.model_digest()}))
+    (out / "samples" / "sobol.npy").write_bytes(b"\x93NUMPY" + b"\x00" * 94)
+    (out / "provenance.json").write_text("{}")
+    before = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    assert main(["sensitivity", str(SENS), "--quick", "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "sobol.npy" in err and "corrupt" in err and "remove" in err, err
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before
+
+
+def test_a_file_that_cannot_be_written_exits_2_and_leaves_nothing(tmp_path, capsys, monkeypatch):
+    """A full disk (or any OSError of a write) is exit 2 with the system's message, the lock released and
+    the folder the run created removed (it was a traceback, exit 1 and a folder holding the stale lock)."""
+    from gvlmodel.core import provenance
+
+    def full(path, data):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(provenance, "atomic_write_bytes", full)
+    cfg = tmp_path / "ex.toml"
+    cfg.write_text("days = 60\n")
+    out = tmp_path / "out"
+    _refused(capsys, ["example", cfg, "--out", out], out, "No space left on device")
+
+
+@pytest.mark.parametrize("value", ["5", "-1", "0.5", "true", "nan", '"daily"', "[1, 2]", "[[0, 400], [0, 600]]",
+                                   "[[0, -400]]", "[]"])
+def test_an_example_schedule_must_be_day_dose_pairs(tmp_path, capsys, value):
+    cfg = tmp_path / "ex.toml"
+    cfg.write_text(f"schedule = {value}\n")
+    out = tmp_path / "out"
+    _refused(capsys, ["example", cfg, "--out", out], out, "config key 'schedule'")

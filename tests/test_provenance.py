@@ -1,10 +1,13 @@
 """Provenance records: the commit's dirty flag, atomic writes, pruning of a command's stale outputs."""
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from gvlmodel.core.provenance import atomic_write_json, git_commit, provenance, prune_outputs
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _git(repo, *args):
@@ -93,3 +96,80 @@ def test_a_second_writer_into_a_locked_folder_exits_2_and_a_killed_holder_releas
     release_outputs(out)
     assert main(["simulate", str(scenario), "--out", str(out), "--no-progress"]) == 0
     assert (out / "provenance.json").is_file() and not (out / LOCK_NAME).exists()  # released and removed
+
+
+def _hold_lock(folder: Path):
+    """Lock ``folder`` as another gvlmodel process would (a second open file description: flock conflicts
+    with this process's own lock_outputs); returns the descriptor to close."""
+    import fcntl
+    import os
+
+    from gvlmodel.core.provenance import LOCK_NAME
+
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.pwrite(fd, b"pid 1 on elsewhere\n", 0)
+    return fd
+
+
+def test_reproduce_discards_a_saved_study_only_under_the_lock(tmp_path):
+    """A sensitivity step whose folder holds another study's evaluations, while another run writes there:
+    refused before anything is removed (reproduce deleted the running study's samples, then hit the lock)."""
+    import os
+
+    from gvlmodel.core.errors import InputError
+    from gvlmodel.core.provenance import abandon_outputs
+    from gvlmodel.workflow.reproduce import Step, run_step
+
+    out = tmp_path / "sensitivity_hess2005"
+    fd = _hold_lock(out)
+    try:
+        (out / "study_state.json").write_text('{"model_digest": "another study"}')
+        (out / "samples").mkdir()
+        (out / "samples" / "sobol.npy").write_bytes(b"running study")
+        step = Step("sensitivity_hess2005", "sensitivity", ROOT / "experiments" / "sensitivity_hess2005.toml", out)
+        with pytest.raises(InputError, match="another gvlmodel run"):
+            run_step(step, quick=True, refit=False, threads=None, log=lambda m: None)
+        assert (out / "samples" / "sobol.npy").read_bytes() == b"running study"
+        assert (out / "study_state.json").is_file()
+    finally:
+        abandon_outputs()
+        os.close(fd)
+
+
+def test_reproduce_locks_its_figure_folder(tmp_path):
+    """A second reproduce writing figures into the same folder is refused before its first step (both ran
+    and interleaved their figure files)."""
+    import os
+    import shutil
+
+    from gvlmodel.core.errors import InputError
+    from gvlmodel.core.provenance import abandon_outputs
+    from gvlmodel.workflow.reproduce import reproduce
+
+    root = tmp_path / "root"
+    (root / "experiments").mkdir(parents=True)
+    shutil.copy(ROOT / "experiments" / "example.toml", root / "experiments" / "example.toml")
+    figures = tmp_path / "figures"
+    fd = _hold_lock(figures)
+    try:
+        with pytest.raises(InputError, match=f"--out {figures}"):
+            reproduce(root, tmp_path / "results", figures, quick=True, log=lambda m: None)
+        assert not (tmp_path / "results" / "example").exists()  # no step ran
+    finally:
+        abandon_outputs()
+        os.close(fd)
+
+
+def test_taking_a_lock_removes_temporary_files_a_killed_run_left(tmp_path):
+    from gvlmodel.core.provenance import lock_outputs, release_outputs
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".patients.csv.k2j4x.tmp").write_bytes(b"partial")
+    (out / "patients.csv").write_text("kept")
+    (out / "notes.tmp").write_text("not ours")  # not a hidden temporary file: left alone
+    lock_outputs(out)
+    release_outputs(out)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.tmp", "patients.csv"]

@@ -889,6 +889,27 @@ def discard_saved_study(out: Path) -> None:
     (out / STUDY_STATE).unlink(missing_ok=True)
 
 
+def _saved_samples(out: Path, cfg: StudyConfig) -> dict:
+    """The samples a resumed study saved (``samples/<method>.npy``), checked before anything in ``out`` is
+    changed: an unreadable or malformed file is an :class:`InputError` saying how to start afresh."""
+    saved = {}
+    for method in cfg.methods:
+        spath = out / "samples" / f"{method}.npy"
+        if not spath.exists():
+            continue
+        try:
+            X = np.load(spath, allow_pickle=False)
+            if X.ndim != 2 or X.shape[1] != cfg.problem["num_vars"] or X.shape[0] == 0 or not np.all(np.isfinite(X)):
+                raise ValueError(f"expected a finite array of samples x {cfg.problem['num_vars']} parameters, got "
+                                 f"shape {X.shape}")
+        except (OSError, ValueError, EOFError) as exc:
+            raise InputError(f"--out {out}: the saved study's {spath} is unreadable or corrupt ({exc}); nothing was "
+                             f"changed. To start the study afresh remove {out}/samples, {out}/evaluations and "
+                             f"{out}/{STUDY_STATE}, or choose an empty folder") from None
+        saved[method] = X
+    return saved
+
+
 def _run_study(cfg: StudyConfig, out: Path, scheduler, progress: bool, log) -> dict:
     out = Path(out)
     state = out / STUDY_STATE
@@ -907,8 +928,8 @@ def _run_study(cfg: StudyConfig, out: Path, scheduler, progress: bool, log) -> d
                              "sample sizes or the package's code differ) or an unreadable study_state.json; choose "
                              "an empty folder")
         log(f"resuming the study in {out}")
-    out.mkdir(parents=True, exist_ok=True)
-    begin_outputs(out)
+    saved = _saved_samples(out, cfg) if matches else {}
+    begin_outputs(out)  # creates the folder (removed again if the run is refused)
     atomic_write_json(state, {"model_digest": digest, "config": cfg.raw})
     problem = cfg.problem
     atomic_write_json(out / "problem.json", problem)
@@ -921,8 +942,8 @@ def _run_study(cfg: StudyConfig, out: Path, scheduler, progress: bool, log) -> d
 
     for method in cfg.methods:
         spath = out / "samples" / f"{method}.npy"
-        if spath.is_file():
-            X = np.load(spath)
+        if method in saved:
+            X = saved[method]
         else:
             n = cfg.sobol_n if method == "sobol" else cfg.morris_trajectories
             X = sample(method, problem, n=n, seed=int(seeds[0 if method == "sobol" else 1]), levels=cfg.morris_levels)

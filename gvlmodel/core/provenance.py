@@ -129,7 +129,8 @@ def lock_outputs(out: Path) -> None:
     An advisory ``flock`` on ``out/.gvlmodel.lock``: a second gvlmodel process writing into the same
     folder gets an :class:`~gvlmodel.core.errors.InputError` (exit 2) naming the holder, before it writes
     anything there.  The kernel drops the lock when its process ends, however it ends, so a lock left
-    by a killed run is recovered by the next one (its lock file stays until then).  Re-entrant within
+    by a killed run is recovered by the next one (its lock file stays until then), which also removes the
+    temporary files (``.*.tmp``) such a run left in ``out``.  Re-entrant within
     a process; released, and the lock file removed, by :func:`finish_outputs` (or dropped at exit).
     """
     import fcntl
@@ -167,6 +168,12 @@ def lock_outputs(out: Path) -> None:
     os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
                   f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}\n".encode(), 0)
     _HELD[key] = fd
+    for stale in out.glob(".*.tmp"):  # temporary files of a killed run: every writer here holds this lock
+        try:
+            if stale.is_file():
+                stale.unlink()
+        except OSError:
+            pass
 
 
 def release_outputs(out: Path) -> None:

@@ -772,8 +772,7 @@ def run_calibrate(cfg: CalibrationConfig, out: Path, *, ship: bool = False, stim
     """``gvlmodel calibrate``: fit, write the tables and report, optionally ship the set."""
     from ..core.provenance import atomic_write_json, atomic_write_text, begin_outputs, finish_outputs, provenance
 
-    out.mkdir(parents=True, exist_ok=True)
-    begin_outputs(out)
+    begin_outputs(out)  # creates the folder (removed again if the run is refused)
     result = calibrate(cfg, log=log, progress=progress)
     if cfg.stim1_parameter:
         result["stim1_profile"] = stim1_profile(

@@ -1199,17 +1199,33 @@ def _write_tables(out: Path, cfg: FitConfig, pred_rows: list[dict], post: dict) 
             ",".join(repr(float(a)) for a in row) + f",{float(wt)!r}\n" for row, wt in zip(x, w)))
 
 
+def _check_sqlite(path: Path) -> None:
+    """Raise ``ValueError`` unless ``path`` is a readable SQLite database (opened read-only)."""
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        raise ValueError(f"{path.name}: {exc}") from None
+
+
 def _check_fit_state(state_path: Path, cfg: FitConfig, base_digest: str) -> bool:
     """Whether ``state_path`` (``fit_state.json``) exists and belongs to this config and base set; an
     unreadable one, or one of another fit, is an :class:`InputError` saying how to recover (nothing in
     the folder is changed)."""
-    if not state_path.is_file():
+    if not state_path.exists():
         return False
     out = state_path.parent
     try:
-        state = json.loads(state_path.read_text(encoding="utf-8"))
+        state = json.loads(state_path.read_text(encoding="utf-8"))  # a folder in its place: IsADirectoryError
         if not isinstance(state, dict):
             raise ValueError(f"expected a JSON object, got {type(state).__name__}")
+        for db in sorted(out.glob("abc_*.db")):  # the databases a resumed fit opens: SQLite files
+            _check_sqlite(db)
     except (OSError, ValueError, RecursionError) as exc:
         raise InputError(f"--out {out}: {state_path} is unreadable or corrupt ({exc}); it ties the fit's ABC "
                          f"databases to their config, so nothing was changed. To start the fit afresh remove "
@@ -1417,8 +1433,7 @@ def run_from_shipped(cfg: FitConfig, out: Path, *, log=print, progress: bool = F
     warn = [f"set {cfg.name}_{v} was fitted with config digest {d['fit_config_digest']}, this config is "
             f"{cfg.digest}" for v, d in sets.items()
             if d.get("fit_config_digest") != parse_config(cfg.raw["config"], source="config").digest]
-    out.mkdir(parents=True, exist_ok=True)
-    begin_outputs(out)
+    begin_outputs(out)  # creates the folder (removed again if the run is refused)
     probs = {v: (float(d["model_probability"]) if isinstance(d.get("model_probability"), (int, float)) else None)
              for v, d in sets.items()}
     known = {v: p for v, p in probs.items() if p is not None}

@@ -487,8 +487,7 @@ def run_predict_stop(history_path, out: Path, *, horizon_days: float = 365.0, dr
     settings = {tr: FitSettings(variant=p.variant, rtol=rtol, max_nfev=max_nfev) for tr, p in priors.items()}
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    begin_outputs(out)
+    begin_outputs(out)  # creates the folder (removed again if the run is refused)
     iterator = histories
     if progress:
         from tqdm import tqdm

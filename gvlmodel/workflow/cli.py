@@ -57,6 +57,12 @@ def _example_config(path: str | None) -> dict:
     # the solution (states and derived columns) and the table's text, built in memory before its write
     limits.check_memory({"trajectory": rows * (N_STATES + 8) * (8.0 + TEXT_CELL_BYTES)},
                         {"trajectory": "config key 'days' or a larger 'interval_days'"}, what="this example")
+    from ..model.simulate import DoseSchedule
+
+    try:  # a list of [day, dose_mg] pairs, checked here (before anything is written)
+        DoseSchedule.from_steps(cfg["schedule"])
+    except InputError as exc:
+        raise InputError(f"config key 'schedule': {exc} (e.g. schedule = [[0, 400], [90, 600], [365, 0]])") from None
     if not isinstance(cfg["parameters"], dict):
         raise InputError("config key 'parameters': expected a table of parameter name = value")
     from ..model.parameters import resolve_parameters
@@ -81,13 +87,12 @@ def run_example(config: str | None, out: Path):
     if t[-1] < cfg["days"] - 1e-9:  # the course ends at `days` even off the visit grid (1825 = 60 x 30 + 25)
         t = np.append(t, cfg["days"])
     y0 = initial_state(cfg["parameters"], bcr_abl=cfg["bcr_abl"], variant=cfg["variant"], transplant=cfg["transplant"])
-    res = simulate(cfg["parameters"], y0=y0, t_out=t, schedule=[tuple(s) for s in cfg["schedule"]],
+    res = simulate(cfg["parameters"], y0=y0, t_out=t, schedule=cfg["schedule"],
                    variant=cfg["variant"], transplant=cfg["transplant"], rtol=cfg["rtol"])
     from ..clinical.scenario import table_csv
 
     text = table_csv(res.as_dict())  # rows a failed solve did not reach are left empty, not nan
-    out.mkdir(parents=True, exist_ok=True)
-    begin_outputs(out)
+    begin_outputs(out)  # creates the folder (removed again if the run is refused)
     atomic_write_text(out / "trajectory.csv", text)
     final = float(res.bcr_abl[-1])
     summary = {"status": res.status, "message": res.message, "n_steps": res.n_steps, "n_rhs": res.n_rhs,
@@ -250,7 +255,61 @@ def build_parser() -> argparse.ArgumentParser:
 MODEL_COMMANDS = {"example", "simulate", "fit", "compare", "calibrate", "predict-stop", "sensitivity", "dynamics", "reproduce"}
 
 
+class _ReaderMayLeave:
+    """A standard stream whose reader may have gone (``gvlmodel ... | head``): once a write or flush
+    finds the pipe closed, the stream's file descriptor is pointed at /dev/null and further output is
+    dropped, so a closed pipe neither raises nor changes the command's exit status."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._gone = False
+
+    def _reader_gone(self) -> None:
+        self._gone = True
+        import os
+
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, self._stream.fileno())  # the interpreter's final flush must not raise either
+            finally:
+                os.close(devnull)
+        except (AttributeError, OSError, ValueError):  # not a real file (captured in a test)
+            pass
+
+    def write(self, text):
+        if not self._gone:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._reader_gone()
+        return len(text)
+
+    def flush(self):
+        if not self._gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._reader_gone()
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def main(argv=None) -> int:
+    """The ``gvlmodel`` command line; returns the exit status (0 done, 1 a solve failed, 2 refused: bad
+    input, an output folder in use, or a file that cannot be read or written)."""
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _ReaderMayLeave(out), _ReaderMayLeave(err)
+    try:
+        return _main(argv)
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        sys.stdout, sys.stderr = out, err
+
+
+def _main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     progress = wanted(getattr(args, "no_progress", False))  # bars on a terminal, unless --no-progress
@@ -368,32 +427,16 @@ def main(argv=None) -> int:
         abandon_outputs()
         print(f"gvlmodel: {exc}", file=sys.stderr)
         return 1
-    except BrokenPipeError:  # `gvlmodel ... | head`: the reader has gone; stop quietly
-        _stdout_gone()
-        return 0
+    except OSError as exc:  # a file that cannot be read or written (disk full, a folder where a file belongs, ...)
+        abandon_outputs()
+        print(f"gvlmodel: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
-def _stdout_gone() -> None:
-    """Point standard output at /dev/null once its reader has closed the pipe, so that neither later
-    prints nor the interpreter's final flush raise ``BrokenPipeError`` again."""
-    import os
-
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, sys.stdout.fileno())
-    except (AttributeError, OSError, ValueError):  # not a real file (captured in a test)
-        sys.stdout = open(os.devnull, "w")
-    finally:
-        os.close(devnull)
-
-
 def _say(message: str) -> None:
-    """Progress line on standard output; a closed pipe (``| head``) silences it without stopping the run."""
-    try:
-        print(message, flush=True)
-    except BrokenPipeError:
-        _stdout_gone()
+    """Progress line on standard output (a closed pipe, ``| head``, silences it: :class:`_ReaderMayLeave`)."""
+    print(message, flush=True)
 
 
 def console_main() -> int:

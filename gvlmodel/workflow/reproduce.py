@@ -123,7 +123,10 @@ def run_step(step: Step, *, quick: bool, refit: bool, threads: int | None, log, 
     elif step.kind == "sensitivity":
         from ..analysis.sensitivity import discard_saved_study, load_config, run_study, saved_study_matches
 
+        from ..core.provenance import lock_outputs
+
         cfg = load_config(step.config, quick=quick)
+        lock_outputs(step.out)  # before anything there is discarded: another run may be writing to it
         if saved_study_matches(step.out, cfg.model_digest()) is False:
             # this step's own folder, made by another config, parameter set or package version (a refit, an
             # update): start afresh instead of resuming evaluations of other inputs, which the study refuses
@@ -164,6 +167,7 @@ def reproduce(root: Path = Path("."), results: Path | None = None, figures_out: 
     from ..core.provenance import lock_outputs, release_outputs
 
     lock_outputs(results)  # one reproduce per results folder (each step also locks its own)
+    lock_outputs(figures_out)  # and per figure folder
     pkg = package_digest()
     report, digests = {}, {}
     n_total = len(steps) + len(figs) + 1
@@ -215,6 +219,7 @@ def reproduce(root: Path = Path("."), results: Path | None = None, figures_out: 
         "steps": report, "total_wall_s": total, "quick": quick, "refit": refit,
         "provenance": provenance({"command": "reproduce", "quick": quick, "refit": refit, "force": force,
                                   "step_digests": digests}, seed=None)})
+    release_outputs(figures_out)
     release_outputs(results)
     log(f"reproduce: {total:.0f} s in all; results in {results}, figures in {figures_out}")
     return report
