@@ -313,7 +313,7 @@ def test_a_closed_pipe_keeps_the_exit_status_of_a_solver_failure_and_of_a_refusa
 # --------------------------------------------------------------------------
 # saved state that cannot be resumed, files that cannot be written, example schedules
 # --------------------------------------------------------------------------
-@pytest.mark.parametrize("case", ["state_is_a_folder", "corrupt_database"])
+@pytest.mark.parametrize("case", ["state_is_a_folder", "corrupt_database", "database_without_state"])
 def test_a_fit_folder_that_cannot_be_resumed_exits_2_and_changes_nothing(tmp_path, capsys, case):
     """A folder in place of fit_state.json, or an ABC database that is not SQLite, is refused before the
     lock with the recovery advice (both gave a traceback, exit 1 and a stale lock)."""
@@ -322,14 +322,17 @@ def test_a_fit_folder_that_cannot_be_resumed_exits_2_and_changes_nothing(tmp_pat
     if case == "state_is_a_folder":
         (out / "fit_state.json").mkdir()
         needle = "fit_state.json"
-    else:
+    elif case == "corrupt_database":
         (out / "fit_state.json").write_text('{"digest": "x"}')
         (out / "abc_H1.db").write_bytes(bytes(range(256)) * 4)
         needle = "abc_H1.db"
+    else:
+        (out / "abc_H1.db").write_bytes(b"")
+        needle = "no fit_state.json"
     before = sorted(p.name for p in out.iterdir())
     assert main(["fit", str(FIT), "--out", str(out), "--quick", "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert needle in err and "corrupt" in err and "remove" in err, err
+    assert needle in err and ("corrupt" in err or "cannot be resumed" in err) and "emove" in err, err
     assert sorted(p.name for p in out.iterdir()) == before
 
 

@@ -1217,9 +1217,14 @@ def _check_fit_state(state_path: Path, cfg: FitConfig, base_digest: str) -> bool
     """Whether ``state_path`` (``fit_state.json``) exists and belongs to this config and base set; an
     unreadable one, or one of another fit, is an :class:`InputError` saying how to recover (nothing in
     the folder is changed)."""
-    if not state_path.exists():
-        return False
     out = state_path.parent
+    if not state_path.exists():
+        dbs = sorted(p.name for p in out.glob("abc_*.db"))
+        if dbs:  # a fit writes fit_state.json before its first database: these belong to no known config
+            raise InputError(f"--out {out}: holds ABC databases ({', '.join(dbs)}) but no fit_state.json, which ties "
+                             f"them to a config, so they cannot be resumed; nothing was changed. Remove them (and "
+                             f"{out}/stages/) to start afresh, or choose an empty folder")
+        return False
     try:
         state = json.loads(state_path.read_text(encoding="utf-8"))  # a folder in its place: IsADirectoryError
         if not isinstance(state, dict):
