@@ -376,3 +376,68 @@ def test_an_example_schedule_must_be_day_dose_pairs(tmp_path, capsys, value):
     cfg.write_text(f"schedule = {value}\n")
     out = tmp_path / "out"
     _refused(capsys, ["example", cfg, "--out", out], out, "config key 'schedule'")
+
+
+@pytest.mark.parametrize("command", ["simulate", "example"])
+def test_a_write_failing_after_some_files_were_published_leaves_no_folder(tmp_path, capsys, monkeypatch, command):
+    """The disk fills between files: what the run had published in the folder it created goes too (the
+    tables or trajectory stayed, without provenance.json)."""
+    from gvlmodel.core import provenance
+
+    real = provenance.atomic_write_bytes
+
+    def full_at_summary(path, data):
+        if Path(path).name == "summary.json":
+            raise OSError(28, "No space left on device", str(path))
+        return real(path, data)
+
+    monkeypatch.setattr(provenance, "atomic_write_bytes", full_at_summary)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[cohort]\nsize = 3\nseed = 1\n[treatment]\nfollow_up_days = 60\n" if command == "simulate"
+                   else "days = 60\n")
+    out = tmp_path / "out"
+    _refused(capsys, [command, cfg, "--out", out, *(["--no-progress"] if command == "simulate" else [])], out,
+             "No space left on device")
+    # into a folder that existed before, the published files stay, without provenance.json (incomplete)
+    out.mkdir()
+    assert main([command, str(cfg), "--out", str(out)]) == 2
+    assert not (out / "provenance.json").exists() and not list(out.glob(".*"))
+
+
+def test_a_study_state_that_is_a_folder_is_refused_before_anything_changes(tmp_path, capsys):
+    out = tmp_path / "out"
+    (out / "study_state.json").mkdir(parents=True)
+    (out / "provenance.json").write_text("{}")
+    assert main(["sensitivity", str(SENS), "--quick", "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "study_state.json" in err and "remove" in err, err
+    assert sorted(p.name for p in out.iterdir()) == ["provenance.json", "study_state.json"]
+
+
+class _FullStream(io.StringIO):
+    """A standard stream that cannot take more (``> /dev/full``)."""
+
+    def write(self, text):
+        raise OSError(28, "No space left on device")
+
+    def flush(self):
+        raise OSError(28, "No space left on device")
+
+
+def test_an_unwritable_stdout_or_stderr_keeps_the_exit_status(tmp_path, monkeypatch):
+    """`> /dev/full`: the messages are lost, not the status (a solver failure was exit 2, a refusal 1)."""
+    scenario = tmp_path / "fail.toml"
+    scenario.write_text("[cohort]\nsize = 3\nseed = 1\n[treatment]\nfollow_up_days = 360\n[solver]\nmax_steps = 3\n")
+    monkeypatch.setattr(sys, "stdout", _FullStream())
+    assert main(["simulate", str(scenario), "--out", str(tmp_path / "out"), "--no-progress"]) == 1
+    monkeypatch.setattr(sys, "stderr", _FullStream())
+    assert main(["simulate", str(tmp_path / "missing.toml"), "--out", str(tmp_path / "o2"), "--no-progress"]) == 2
+
+
+def test_parameter_sets_are_listed(capsys):
+    """`gvlmodel parameters --sets` (a set without a stop uptake, `patients`, raised a TypeError)."""
+    from gvlmodel.model.parameters import available_parameter_sets
+
+    assert main(["parameters", "--sets"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == list(available_parameter_sets())

@@ -154,7 +154,7 @@ def test_reproduce_locks_its_figure_folder(tmp_path):
     figures = tmp_path / "figures"
     fd = _hold_lock(figures)
     try:
-        with pytest.raises(InputError, match=f"--out {figures}"):
+        with pytest.raises(InputError, match=f"--figures {figures}: another gvlmodel run"):
             reproduce(root, tmp_path / "results", figures, quick=True, log=lambda m: None)
         assert not (tmp_path / "results" / "example").exists()  # no step ran
     finally:

@@ -872,8 +872,8 @@ def saved_study_matches(out: Path, digest: str) -> bool | None:
     """Whether the study saved in ``out`` was made with ``digest`` (:meth:`StudyConfig.model_digest`);
     ``None`` if ``out`` holds no saved study (an unreadable state counts as another study's)."""
     state = Path(out) / STUDY_STATE
-    if not state.is_file():
-        return None
+    if not state.exists():
+        return None  # (anything else in its place, e.g. a folder, is unreadable: another study's)
     try:
         old = json.loads(state.read_text())
     except (OSError, ValueError):
@@ -925,8 +925,9 @@ def _run_study(cfg: StudyConfig, out: Path, scheduler, progress: bool, log) -> d
     if matches is not None:
         if not matches:
             raise InputError(f"--out {out}: holds evaluations of a different study (config, parameter set, "
-                             "sample sizes or the package's code differ) or an unreadable study_state.json; choose "
-                             "an empty folder")
+                             f"sample sizes or the package's code differ) or an unreadable {STUDY_STATE}; nothing was "
+                             f"changed. To start afresh remove {out}/samples, {out}/evaluations and {out}/{STUDY_STATE}, "
+                             "or choose an empty folder")
         log(f"resuming the study in {out}")
     saved = _saved_samples(out, cfg) if matches else {}
     begin_outputs(out)  # creates the folder (removed again if the run is refused)

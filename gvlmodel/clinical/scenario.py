@@ -48,7 +48,7 @@ from ..core.limits import available_memory  # noqa: F401  (its home is gvlmodel.
 from ..core.limits import engine_bytes_per_patient
 from ..model.parameters import PARAMETER_NAMES, available_parameter_sets, parameter_set_info, parse_variant, resolve_parameters
 from ..core.provenance import (AtomicFile, atomic_write_json, begin_outputs, finish_outputs, lock_outputs, provenance,
-                               prune_outputs, resolved_config)
+                               prune_outputs, resolved_config, unpublish)
 
 TABLES = {
     "cohort": {"size", "seed", "transplant", "start", "relapse_mix", "relapse_ranges", "diagnosis_range"},
@@ -529,15 +529,22 @@ def _write(scenario: Scenario, out: Path, parts, progress=None) -> tuple[list[st
     begin_outputs(out)
     names = [w.name for w in writers.values()]
     prune_outputs(out, RESULT_FILES, names + ["summary.json", "provenance.json"])
-    for w in writers.values():
-        w.commit()
-    atomic_write_json(out / "summary.json", summary)
-    prov = provenance(scenario.config, seed=scenario.cohort.seed)
-    prov["resolved"] = {"parameters": scenario.parameters, "variant": scenario.variant,
-                        "cohort": resolved_config(scenario.cohort), "population": resolved_config(scenario.population),
-                        "protocol": resolved_config(scenario.protocol),
-                        "solver": solver_options, "threads": threads, "output_format": fmt}
-    finish_outputs(out, prov)
+    try:  # publish: a failure (a full disk) removes what this run published in a folder it created
+        for w in writers.values():
+            w.commit()
+        atomic_write_json(out / "summary.json", summary)
+        prov = provenance(scenario.config, seed=scenario.cohort.seed)
+        prov["resolved"] = {"parameters": scenario.parameters, "variant": scenario.variant,
+                            "cohort": resolved_config(scenario.cohort),
+                            "population": resolved_config(scenario.population),
+                            "protocol": resolved_config(scenario.protocol),
+                            "solver": solver_options, "threads": threads, "output_format": fmt}
+        finish_outputs(out, prov)
+    except BaseException:
+        for w in writers.values():
+            w.discard()
+        unpublish(out, names + ["summary.json", "provenance.json"])
+        raise
     return names + ["summary.json", "provenance.json"], summary, view
 
 

@@ -103,7 +103,10 @@ class AtomicFile:
         os.replace(self.tmp, self.path)
 
     def discard(self) -> None:
-        self.fh.close()
+        try:
+            self.fh.close()
+        except OSError:  # its buffered data cannot be written (the reason to discard it)
+            pass
         if os.path.exists(self.tmp):
             os.unlink(self.tmp)
 
@@ -123,15 +126,16 @@ _HELD: dict[str, int] = {}  # resolved folder -> the open, locked file descripto
 _CREATED: set[str] = set()  # folders lock_outputs created (removed again by abandon_outputs if left empty)
 
 
-def lock_outputs(out: Path) -> None:
+def lock_outputs(out: Path, option: str = "--out") -> None:
     """Take the exclusive lock on output folder ``out`` (created if needed) for this process.
 
     An advisory ``flock`` on ``out/.gvlmodel.lock``: a second gvlmodel process writing into the same
     folder gets an :class:`~gvlmodel.core.errors.InputError` (exit 2) naming the holder, before it writes
     anything there.  The kernel drops the lock when its process ends, however it ends, so a lock left
     by a killed run is recovered by the next one (its lock file stays until then), which also removes the
-    temporary files (``.*.tmp``) such a run left in ``out``.  Re-entrant within
-    a process; released, and the lock file removed, by :func:`finish_outputs` (or dropped at exit).
+    temporary files (``.*.tmp``) such a run left in ``out``; ``option`` names the folder in the message.
+    Re-entrant within a process; released, and the lock file removed, by :func:`finish_outputs` (or
+    dropped at exit).
     """
     import fcntl
     import socket
@@ -155,7 +159,7 @@ def lock_outputs(out: Path) -> None:
                 holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown process"
             finally:
                 os.close(fd)
-            raise InputError(f"--out {out}: another gvlmodel run ({holder}) is writing to this folder; "
+            raise InputError(f"{option} {out}: another gvlmodel run ({holder}) is writing to this folder; "
                              "wait for it to finish or choose another folder") from None
         try:  # the file we locked must still be the one at the path (a releasing run unlinks it)
             same = os.fstat(fd).st_ino == os.stat(path).st_ino
@@ -197,6 +201,17 @@ def abandon_outputs() -> None:
         except OSError:
             pass
     _CREATED.clear()
+
+
+def unpublish(out: Path, names) -> None:
+    """After a failure while publishing a one-shot run's files (``simulate``, ``example``): remove the files
+    ``names`` it had already published in ``out`` if this run created ``out`` (nothing there is anyone
+    else's), so the failure leaves no folder behind (:func:`abandon_outputs` then removes it).  In a folder
+    that existed before, they stay, without ``provenance.json``: the folder is marked incomplete."""
+    out = Path(out)
+    if str(out.resolve()) in _CREATED:
+        for name in names:
+            (out / name).unlink(missing_ok=True)
 
 
 def finish_outputs(out: Path, record: dict) -> None:

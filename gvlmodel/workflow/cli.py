@@ -17,7 +17,7 @@ from ..core.version import __version__
 from ..core.errors import InputError, SolverError, output_folder, read_toml, real
 from ..core.progress import wanted
 from ..core.provenance import (abandon_outputs, atomic_write_json, atomic_write_text, begin_outputs, finish_outputs,
-                               lock_outputs, provenance)
+                               lock_outputs, provenance, unpublish)
 
 #: most rows of the example's trajectory
 MAX_EXAMPLE_ROWS = 1e6
@@ -92,15 +92,19 @@ def run_example(config: str | None, out: Path):
     from ..clinical.scenario import table_csv
 
     text = table_csv(res.as_dict())  # rows a failed solve did not reach are left empty, not nan
-    begin_outputs(out)  # creates the folder (removed again if the run is refused)
-    atomic_write_text(out / "trajectory.csv", text)
     final = float(res.bcr_abl[-1])
     summary = {"status": res.status, "message": res.message, "n_steps": res.n_steps, "n_rhs": res.n_rhs,
                "extinct": res.extinct, "t_extinct_days": res.t_extinct if res.extinct else None,
                "final_bcr_abl_percent": final if np.isfinite(final) else None,
                "days_reached": float(res.t[np.all(np.isfinite(res.y), axis=1)][-1])}
-    atomic_write_json(out / "summary.json", summary)
-    finish_outputs(out, provenance(cfg, seed=None))
+    begin_outputs(out)  # creates the folder (removed again if the run is refused)
+    try:  # a failure (a full disk) removes what this run published in a folder it created
+        atomic_write_text(out / "trajectory.csv", text)
+        atomic_write_json(out / "summary.json", summary)
+        finish_outputs(out, provenance(cfg, seed=None))
+    except BaseException:
+        unpublish(out, ["trajectory.csv", "summary.json", "provenance.json"])
+        raise
     return out, res
 
 
@@ -257,8 +261,9 @@ MODEL_COMMANDS = {"example", "simulate", "fit", "compare", "calibrate", "predict
 
 class _ReaderMayLeave:
     """A standard stream whose reader may have gone (``gvlmodel ... | head``): once a write or flush
-    finds the pipe closed, the stream's file descriptor is pointed at /dev/null and further output is
-    dropped, so a closed pipe neither raises nor changes the command's exit status."""
+    finds the pipe closed (or the stream cannot be written at all, ``> /dev/full``), the stream's file
+    descriptor is pointed at /dev/null and further output is dropped, so the messages' fate neither raises
+    nor changes the command's exit status (the run's results are in its output folder)."""
 
     def __init__(self, stream):
         self._stream = stream
@@ -281,7 +286,7 @@ class _ReaderMayLeave:
         if not self._gone:
             try:
                 return self._stream.write(text)
-            except BrokenPipeError:
+            except OSError:  # BrokenPipeError, or a stream that cannot take more (> /dev/full)
                 self._reader_gone()
         return len(text)
 
@@ -289,7 +294,7 @@ class _ReaderMayLeave:
         if not self._gone:
             try:
                 self._stream.flush()
-            except BrokenPipeError:
+            except OSError:
                 self._reader_gone()
 
     def __getattr__(self, name):
@@ -410,8 +415,12 @@ def _main(argv=None) -> int:
             if args.sets:
                 for name in available_parameter_sets():
                     info = parameter_set_info(name)
-                    what = ("table values (literature and assumptions)" if name == "default" else
-                            f"fitted, variant {info['variant']}, stop_uptake {info['stop_uptake']:.3g}")
+                    if name == "default":
+                        what = "table values (literature and assumptions)"
+                    else:
+                        what = f"fitted, variant {info['variant'] or 'any'}"
+                        if info["stop_uptake"] is not None:
+                            what += f", stop_uptake {info['stop_uptake']:.3g}"
                     print(f"{name}: {what}")
             else:
                 print(table_markdown())

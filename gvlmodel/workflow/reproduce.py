@@ -166,8 +166,8 @@ def reproduce(root: Path = Path("."), results: Path | None = None, figures_out: 
     steps, figs = plan(root, results, figures_out)
     from ..core.provenance import lock_outputs, release_outputs
 
-    lock_outputs(results)  # one reproduce per results folder (each step also locks its own)
-    lock_outputs(figures_out)  # and per figure folder
+    lock_outputs(results, "--results")  # one reproduce per results folder (each step also locks its own)
+    lock_outputs(figures_out, "--figures")  # and per figure folder
     pkg = package_digest()
     report, digests = {}, {}
     n_total = len(steps) + len(figs) + 1
