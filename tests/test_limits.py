@@ -281,31 +281,39 @@ def test_a_log_line_into_a_closed_pipe_does_not_stop_the_run(tmp_path, monkeypat
     not the command, and does not change its exit status."""
     cfg = tmp_path / "ex.toml"
     cfg.write_text("days = 60\n")
-    monkeypatch.setattr(sys, "stdout", _ClosedPipe())
+    monkeypatch.setattr(sys, "stdout", _BrokenStream())
     assert main(["example", str(cfg), "--out", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "provenance.json").is_file()
     np.testing.assert_equal(len((tmp_path / "out" / "trajectory.csv").read_text().splitlines()), 4)
 
 
-class _ClosedPipe(io.StringIO):
-    """A standard stream whose reader has gone."""
+class _BrokenStream(io.StringIO):
+    """A standard stream whose writes fail with ``error``: its reader has gone (``| head``), or it cannot
+    take more (``> /dev/full``)."""
+
+    def __init__(self, error=None):
+        super().__init__()
+        self.error = error if error is not None else BrokenPipeError(32, "Broken pipe")
 
     def write(self, text):
-        raise BrokenPipeError(32, "Broken pipe")
+        raise self.error
 
     def flush(self):
-        raise BrokenPipeError(32, "Broken pipe")
+        raise self.error
 
 
-def test_a_closed_pipe_keeps_the_exit_status_of_a_solver_failure_and_of_a_refusal(tmp_path, monkeypatch):
-    """`gvlmodel simulate ... | head -1`: a run whose solves failed still exits 1 (it exited 0 when the
-    closed pipe interrupted its report), and a refused run exits 2 with stderr closed too (it exited 1)."""
+@pytest.mark.parametrize("error", [BrokenPipeError(32, "Broken pipe"), OSError(28, "No space left on device")],
+                         ids=["closed_pipe", "full_stream"])
+def test_a_closed_or_unwritable_stream_keeps_the_exit_status(tmp_path, monkeypatch, error):
+    """`gvlmodel simulate ... | head -1` or `> /dev/full`: a run whose solves failed still exits 1 (it
+    exited 0 with a closed pipe, 2 with a full stream), and a refused run exits 2 with stderr gone too (it
+    exited 1): the messages are lost, not the status."""
     scenario = tmp_path / "fail.toml"
     scenario.write_text("[cohort]\nsize = 3\nseed = 1\n[treatment]\nfollow_up_days = 360\n[solver]\nmax_steps = 3\n")
-    monkeypatch.setattr(sys, "stdout", _ClosedPipe())
+    monkeypatch.setattr(sys, "stdout", _BrokenStream(error))
     assert main(["simulate", str(scenario), "--out", str(tmp_path / "out"), "--no-progress"]) == 1
     assert (tmp_path / "out" / "provenance.json").is_file()  # the failures are reported in the folder
-    monkeypatch.setattr(sys, "stderr", _ClosedPipe())
+    monkeypatch.setattr(sys, "stderr", _BrokenStream(error))
     assert main(["simulate", str(tmp_path / "missing.toml"), "--out", str(tmp_path / "out2"), "--no-progress"]) == 2
     assert not (tmp_path / "out2").exists()
 
@@ -313,7 +321,7 @@ def test_a_closed_pipe_keeps_the_exit_status_of_a_solver_failure_and_of_a_refusa
 # --------------------------------------------------------------------------
 # saved state that cannot be resumed, files that cannot be written, example schedules
 # --------------------------------------------------------------------------
-@pytest.mark.parametrize("case", ["state_is_a_folder", "corrupt_database", "database_without_state"])
+@pytest.mark.parametrize("case", ["state_is_a_folder", "corrupt_database", "empty_database", "database_without_state"])
 def test_a_fit_folder_that_cannot_be_resumed_exits_2_and_changes_nothing(tmp_path, capsys, case):
     """A folder in place of fit_state.json, or an ABC database that is not SQLite, is refused before the
     lock with the recovery advice (both gave a traceback, exit 1 and a stale lock)."""
@@ -322,9 +330,9 @@ def test_a_fit_folder_that_cannot_be_resumed_exits_2_and_changes_nothing(tmp_pat
     if case == "state_is_a_folder":
         (out / "fit_state.json").mkdir()
         needle = "fit_state.json"
-    elif case == "corrupt_database":
+    elif case in ("corrupt_database", "empty_database"):
         (out / "fit_state.json").write_text('{"digest": "x"}')
-        (out / "abc_H1.db").write_bytes(bytes(range(256)) * 4)
+        (out / "abc_H1.db").write_bytes(bytes(range(256)) * 4 if case == "corrupt_database" else b"")
         needle = "abc_H1.db"
     else:
         (out / "abc_H1.db").write_bytes(b"")
@@ -412,26 +420,6 @@ def test_a_study_state_that_is_a_folder_is_refused_before_anything_changes(tmp_p
     err = capsys.readouterr().err
     assert "study_state.json" in err and "remove" in err, err
     assert sorted(p.name for p in out.iterdir()) == ["provenance.json", "study_state.json"]
-
-
-class _FullStream(io.StringIO):
-    """A standard stream that cannot take more (``> /dev/full``)."""
-
-    def write(self, text):
-        raise OSError(28, "No space left on device")
-
-    def flush(self):
-        raise OSError(28, "No space left on device")
-
-
-def test_an_unwritable_stdout_or_stderr_keeps_the_exit_status(tmp_path, monkeypatch):
-    """`> /dev/full`: the messages are lost, not the status (a solver failure was exit 2, a refusal 1)."""
-    scenario = tmp_path / "fail.toml"
-    scenario.write_text("[cohort]\nsize = 3\nseed = 1\n[treatment]\nfollow_up_days = 360\n[solver]\nmax_steps = 3\n")
-    monkeypatch.setattr(sys, "stdout", _FullStream())
-    assert main(["simulate", str(scenario), "--out", str(tmp_path / "out"), "--no-progress"]) == 1
-    monkeypatch.setattr(sys, "stderr", _FullStream())
-    assert main(["simulate", str(tmp_path / "missing.toml"), "--out", str(tmp_path / "o2"), "--no-progress"]) == 2
 
 
 def test_parameter_sets_are_listed(capsys):

@@ -1199,18 +1199,21 @@ def _write_tables(out: Path, cfg: FitConfig, pred_rows: list[dict], post: dict) 
             ",".join(repr(float(a)) for a in row) + f",{float(wt)!r}\n" for row, wt in zip(x, w)))
 
 
-def _check_sqlite(path: Path) -> None:
-    """Raise ``ValueError`` unless ``path`` is a readable SQLite database (opened read-only)."""
+def _check_abc_database(path: Path) -> None:
+    """Raise ``ValueError`` unless ``path`` is a readable SQLite database holding pyabc's runs (opened
+    read-only)."""
     import sqlite3
 
     try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
         try:
-            con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            found = con.execute("SELECT count(*) FROM sqlite_master WHERE name = 'abc_smc'").fetchone()[0]
         finally:
             con.close()
     except sqlite3.Error as exc:
         raise ValueError(f"{path.name}: {exc}") from None
+    if not found:
+        raise ValueError(f"{path.name}: not a pyabc database (no abc_smc table)")
 
 
 def _check_fit_state(state_path: Path, cfg: FitConfig, base_digest: str) -> bool:
@@ -1229,8 +1232,8 @@ def _check_fit_state(state_path: Path, cfg: FitConfig, base_digest: str) -> bool
         state = json.loads(state_path.read_text(encoding="utf-8"))  # a folder in its place: IsADirectoryError
         if not isinstance(state, dict):
             raise ValueError(f"expected a JSON object, got {type(state).__name__}")
-        for db in sorted(out.glob("abc_*.db")):  # the databases a resumed fit opens: SQLite files
-            _check_sqlite(db)
+        for db in sorted(out.glob("abc_*.db")):  # the databases a resumed fit opens
+            _check_abc_database(db)
     except (OSError, ValueError, RecursionError) as exc:
         raise InputError(f"--out {out}: {state_path} is unreadable or corrupt ({exc}); it ties the fit's ABC "
                          f"databases to their config, so nothing was changed. To start the fit afresh remove "
