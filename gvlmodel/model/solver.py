@@ -78,7 +78,7 @@ ERR_OLD_FLOOR = 1e-4  # the controller's memory of the last accepted error norm 
 #: least contribution of a negative component to the negativity sum (the smallest normal float): a negative
 #: state so small that its squared scaled value underflows to 0.0 (e.g. -1e-168 / 1e-6) must still be seen
 #: and projected; any other contribution is unchanged
-NEG_FLOOR = 2.2250738585072014e-308
+NEG_FLOOR = float(np.finfo(np.float64).tiny)
 
 # status codes (see gvlmodel.model.simulate.STATUS_MESSAGES)
 SUCCESS = 0
