@@ -321,10 +321,12 @@ def test_a_closed_or_unwritable_stream_keeps_the_exit_status(tmp_path, monkeypat
 # --------------------------------------------------------------------------
 # saved state that cannot be resumed, files that cannot be written, example schedules
 # --------------------------------------------------------------------------
-@pytest.mark.parametrize("case", ["state_is_a_folder", "corrupt_database", "empty_database", "database_without_state"])
+@pytest.mark.parametrize("case", ["state_is_a_folder", "corrupt_database", "empty_database", "database_without_state",
+                                  "stage_is_a_folder"])
 def test_a_fit_folder_that_cannot_be_resumed_exits_2_and_changes_nothing(tmp_path, capsys, case):
     """A folder in place of fit_state.json, or an ABC database that is not SQLite, is refused before the
-    lock with the recovery advice (both gave a traceback, exit 1 and a stale lock)."""
+    lock with the recovery advice (both gave a traceback, exit 1 and a stale lock); so is a folder in place
+    of a stage's result file."""
     out = tmp_path / "out"
     out.mkdir()
     if case == "state_is_a_folder":
@@ -334,9 +336,12 @@ def test_a_fit_folder_that_cannot_be_resumed_exits_2_and_changes_nothing(tmp_pat
         (out / "fit_state.json").write_text('{"digest": "x"}')
         (out / "abc_H1.db").write_bytes(bytes(range(256)) * 4 if case == "corrupt_database" else b"")
         needle = "abc_H1.db"
-    else:
+    elif case == "database_without_state":
         (out / "abc_H1.db").write_bytes(b"")
         needle = "no fit_state.json"
+    else:  # it was found only when the stage's result was written, after the stage ran (exit 2, bare message)
+        (out / "stages" / "screen.json").mkdir(parents=True)
+        needle = "screen.json"
     before = sorted(p.name for p in out.iterdir())
     assert main(["fit", str(FIT), "--out", str(out), "--quick", "--no-progress"]) == 2
     err = capsys.readouterr().err
@@ -344,21 +349,28 @@ def test_a_fit_folder_that_cannot_be_resumed_exits_2_and_changes_nothing(tmp_pat
     assert sorted(p.name for p in out.iterdir()) == before
 
 
-def test_a_corrupt_saved_sensitivity_sample_exits_2_and_changes_nothing(tmp_path, capsys):
+@pytest.mark.parametrize("case", ["truncated_sample", "chunk_is_a_folder"])
+def test_a_corrupt_saved_sensitivity_sample_exits_2_and_changes_nothing(tmp_path, capsys, case):
     """A truncated samples/sobol.npy of a study being resumed is refused before anything in the folder is
-    changed (it gave a traceback, exit 1, a stale lock and a removed provenance.json)."""
+    changed (it gave a traceback, exit 1, a stale lock and a removed provenance.json); so is a folder in
+    place of a saved chunk of evaluations (found only when the chunk, evaluated again, could not be saved)."""
     from gvlmodel.analysis.sensitivity import STUDY_STATE, load_config
 
     out = tmp_path / "out"
     (out / "samples").mkdir(parents=True)
     cfg = load_config(SENS, quick=True)
     (out / STUDY_STATE).write_text(json.dumps({"model_digest": cfg.model_digest()}))
-    (out / "samples" / "sobol.npy").write_bytes(b"\x93NUMPY" + b"\x00" * 94)
+    if case == "truncated_sample":
+        (out / "samples" / "sobol.npy").write_bytes(b"\x93NUMPY" + b"\x00" * 94)
+        needle, word = "sobol.npy", "corrupt"
+    else:
+        (out / "evaluations" / "sobol" / "chunk_00000.npz").mkdir(parents=True)
+        needle, word = "chunk_00000.npz", "cannot be resumed"
     (out / "provenance.json").write_text("{}")
     before = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
     assert main(["sensitivity", str(SENS), "--quick", "--out", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert "sobol.npy" in err and "corrupt" in err and "remove" in err, err
+    assert needle in err and word in err and "remove" in err, err
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before
 
 

@@ -173,3 +173,24 @@ def test_taking_a_lock_removes_temporary_files_a_killed_run_left(tmp_path):
     lock_outputs(out)
     release_outputs(out)
     assert sorted(p.name for p in out.iterdir()) == ["notes.tmp", "patients.csv"]
+
+
+def test_taking_a_lock_removes_temporary_files_in_subfolders_but_not_in_another_runs_folder(tmp_path):
+    """A killed study leaves temporary files in samples/ and evaluations/<method>/ (they survived the next
+    run); a subfolder with a lock file of its own is another run's output folder and is left alone."""
+    from gvlmodel.core.provenance import LOCK_NAME, lock_outputs, release_outputs
+
+    out = tmp_path / "out"
+    (out / "samples").mkdir(parents=True)
+    (out / "evaluations" / "sobol").mkdir(parents=True)
+    (out / "samples" / ".sobol.npy.a1.tmp").write_bytes(b"partial")
+    (out / "evaluations" / "sobol" / ".chunk_0003.npy.b2.tmp").write_bytes(b"partial")
+    (out / "evaluations" / "sobol" / "chunk_0002.npy").write_bytes(b"kept")
+    other = out / "step"
+    other.mkdir()
+    (other / LOCK_NAME).write_text("pid 1 on elsewhere\n")
+    (other / ".patients.csv.c3.tmp").write_bytes(b"another run's")
+    lock_outputs(out)
+    release_outputs(out)
+    left = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert left == ["evaluations/sobol/chunk_0002.npy", f"step/{LOCK_NAME}", "step/.patients.csv.c3.tmp"], left

@@ -79,8 +79,8 @@ from ..core.errors import integer as _int
 from ..core.errors import real as _num
 from ..model.indices import RF, RI
 from ..model.parameters import parameter_set_info, parse_variant
-from ..core.provenance import (atomic_write_bytes, atomic_write_json, atomic_write_text, begin_outputs, finish_outputs,
-                               provenance_of)
+from ..core.provenance import (atomic_write_bytes, atomic_write_json, atomic_write_text, begin_outputs,
+                               entry_in_the_way, finish_outputs, provenance_of)
 from ..model.simulate import MAX_DAYS
 from ..clinical.trial import FitParameter, TrialDesign, fit_parameter, model_inputs
 
@@ -889,6 +889,18 @@ def discard_saved_study(out: Path) -> None:
     (out / STUDY_STATE).unlink(missing_ok=True)
 
 
+def _check_saved_layout(out: Path) -> None:
+    """A folder where the study saves a file (``samples/*.npy``, ``evaluations/**.npz``), or a file where it
+    keeps a folder, is an :class:`InputError` before anything in ``out`` is changed (it was found only when a
+    result could not be saved over it, after the evaluations)."""
+    for sub in ("samples", "evaluations"):
+        odd = entry_in_the_way(out / sub, (".npy", ".npz"))
+        if odd is not None:
+            raise InputError(f"--out {out}: {odd} is in the way of the saved study's files, so it cannot be resumed "
+                             f"there; nothing was changed. To start the study afresh remove {out}/samples, "
+                             f"{out}/evaluations and {out}/{STUDY_STATE}, or choose an empty folder")
+
+
 def _saved_samples(out: Path, cfg: StudyConfig) -> dict:
     """The samples a resumed study saved (``samples/<method>.npy``), checked before anything in ``out`` is
     changed: an unreadable or malformed file is an :class:`InputError` saying how to start afresh."""
@@ -929,6 +941,7 @@ def _run_study(cfg: StudyConfig, out: Path, scheduler, progress: bool, log) -> d
                              f"changed. To start afresh remove {out}/samples, {out}/evaluations and {out}/{STUDY_STATE}, "
                              "or choose an empty folder")
         log(f"resuming the study in {out}")
+    _check_saved_layout(out)
     saved = _saved_samples(out, cfg) if matches else {}
     begin_outputs(out)  # creates the folder (removed again if the run is refused)
     atomic_write_json(state, {"model_digest": digest, "config": cfg.raw})

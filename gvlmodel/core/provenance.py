@@ -133,7 +133,8 @@ def lock_outputs(out: Path, option: str = "--out") -> None:
     folder gets an :class:`~gvlmodel.core.errors.InputError` (exit 2) naming the holder, before it writes
     anything there.  The kernel drops the lock when its process ends, however it ends, so a lock left
     by a killed run is recovered by the next one (its lock file stays until then), which also removes the
-    temporary files (``.*.tmp``) such a run left in ``out``; ``option`` names the folder in the message.
+    temporary files (``.*.tmp``) such a run left in ``out`` and its subfolders
+    (:func:`_remove_stale_temporaries`); ``option`` names the folder in the message.
     Re-entrant within a process; released, and the lock file removed, by :func:`finish_outputs` (or
     dropped at exit).
     """
@@ -172,12 +173,31 @@ def lock_outputs(out: Path, option: str = "--out") -> None:
     os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
                   f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}\n".encode(), 0)
     _HELD[key] = fd
-    for stale in out.glob(".*.tmp"):  # temporary files of a killed run: every writer here holds this lock
-        try:
-            if stale.is_file():
-                stale.unlink()
-        except OSError:
-            pass
+    _remove_stale_temporaries(out)
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Remove the temporary files (``.*.tmp``) that killed runs left in ``out``, whose lock this process
+    has just taken, and in its subfolders (a study's ``samples/``, ``evaluations/``, a fit's ``stages/``):
+    every writer there holds this lock.
+
+    A subfolder with a lock file of its own is another run's output folder (held, or left by a killed run)
+    and is left alone: its own lock's next holder cleans it.  A folder's files are listed before its lock
+    file is looked for, so a run that takes that lock in between has the lock file in place, and one that
+    takes it later writes only files the listing does not hold.  Symbolic links are not followed.
+    """
+    for root, dirs, files in os.walk(out):
+        here = Path(root)
+        stale = [here / name for name in files if name.startswith(".") and name.endswith(".tmp")]
+        if here != out and (LOCK_NAME in files or (here / LOCK_NAME).exists()):
+            dirs[:] = []
+            continue
+        for path in stale:
+            try:
+                if path.is_file() and not path.is_symlink():
+                    path.unlink()
+            except OSError:
+                pass
 
 
 def release_outputs(out: Path) -> None:
@@ -219,6 +239,27 @@ def finish_outputs(out: Path, record: dict) -> None:
     atomic_write_json(Path(out) / "provenance.json", record)
     release_outputs(out)
     _CREATED.discard(str(Path(out).resolve()))
+
+
+def entry_in_the_way(folder: Path, suffixes: tuple[str, ...]) -> Path | None:
+    """The first path under ``folder`` that stands where a run saves state: ``folder`` itself if it is not
+    a folder, or an entry below it named like the run's files (``suffixes``) that is not a regular file (a
+    folder in a file's place); ``None`` if there is none (or no ``folder``).
+
+    Resumable commands check their saved state with this before they change anything: such an entry was
+    otherwise found only when the run's result could not be written over it, after the work.
+    """
+    folder = Path(folder)
+    if not (folder.exists() or folder.is_symlink()):
+        return None
+    if not folder.is_dir():
+        return folder
+    for root, dirs, files in os.walk(folder):
+        for name in sorted(dirs + files):
+            path = Path(root) / name
+            if name.endswith(suffixes) and not path.is_file():
+                return path
+    return None
 
 
 def begin_outputs(out: Path) -> None:

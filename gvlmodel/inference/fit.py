@@ -54,8 +54,8 @@ from ..core import limits
 from ..core.errors import InputError, boolean, check_tables, output_folder, read_toml, real
 from ..core.errors import integer as _int
 from ..model.parameters import Variant, parse_variant
-from ..core.provenance import (atomic_write_json, atomic_write_text, begin_outputs, finish_outputs, lock_outputs,
-                               package_digest, provenance_of)
+from ..core.provenance import (atomic_write_json, atomic_write_text, begin_outputs, entry_in_the_way, finish_outputs,
+                               lock_outputs, package_digest, provenance_of)
 from ..model.simulate import MAX_DAYS
 from ..clinical.trial import (DIAGNOSTICS, STATISTICS, UNDEFINED, FitParameter, TrialDesign, TrialSpec, diagnostics,
                               fit_parameter, model_inputs, observed, outcome_groups, run_trial, simulate_trials, statistics)
@@ -1221,6 +1221,11 @@ def _check_fit_state(state_path: Path, cfg: FitConfig, base_digest: str) -> bool
     unreadable one, or one of another fit, is an :class:`InputError` saying how to recover (nothing in
     the folder is changed)."""
     out = state_path.parent
+    odd = entry_in_the_way(out / "stages", (".json",))  # each stage's result is a file there (_stage)
+    if odd is not None:
+        raise InputError(f"--out {out}: {odd} is in the way of the fit's stage results (files in {out}/stages/), so "
+                         f"the fit cannot be resumed there; nothing was changed. Remove it to recompute that stage, "
+                         f"or choose an empty folder")
     if not state_path.exists():
         dbs = sorted(p.name for p in out.glob("abc_*.db"))
         if dbs:  # a fit writes fit_state.json before its first database: these belong to no known config
