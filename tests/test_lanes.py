@@ -15,7 +15,7 @@ import pytest
 from gvlmodel.model import _lane_layout as lay
 from gvlmodel.clinical.cohort import CohortSpec, Population, Protocol, _resolve_base, prepare_cohort
 from gvlmodel.model.indices import KP, N_RF, N_RI, PP, RF, RI, State, StopRule
-from gvlmodel.clinical.lanes import run_cohort_lanes
+from gvlmodel.clinical.lanes import run_cohort_lanes, run_rows_lanes
 from gvlmodel.model.parameters import parse_variant
 from gvlmodel.clinical.protocol import run_cohort
 from gvlmodel.model.solver import MAX_STEPS_REACHED, NON_FINITE
@@ -59,6 +59,22 @@ SCENARIOS = {
 def test_lanes_equal_scalar_engine_bit_for_bit(name, block):
     inp = _inputs(*SCENARIOS[name])
     _assert_identical(_run(run_cohort, inp), _run(run_cohort_lanes, inp, None, block))
+
+
+def test_listed_rows_run_in_place_and_leave_the_others_alone():
+    """run_rows_lanes (what run_inputs calls per group, without copies) gives the listed rows exactly the
+    scalar engine's results, in any order of the list, and writes no other row."""
+    inp = _inputs(*SCENARIOS["hess2005"])
+    ref = _run(run_cohort, inp)
+    n = inp.kp.shape[0]
+    rows = np.arange(n)[::-3][:-1].copy()  # every third row from the last, not the first: unordered, a subset
+    m = np.full((n, ref[0].shape[1]), -7.0)
+    f = np.full((n, ref[1].shape[1]), -7.0)
+    i = np.full((n, ref[2].shape[1]), -7, dtype=np.int64)
+    run_rows_lanes(inp.kp, inp.y0, inp.effects, inp.pp, inp.eps, inp.uu, m, f, i, rows, 16)
+    others = np.setdiff1d(np.arange(n), rows)
+    assert others.size > 0 and (m[others] == -7.0).all() and (f[others] == -7.0).all() and (i[others] == -7).all()
+    _assert_identical((m[rows], f[rows], i[rows]), tuple(x[rows] for x in ref))
 
 
 def test_lanes_cover_events_and_every_stop_rule():

@@ -176,13 +176,15 @@ def test_streamed_patients_csv_equals_a_cell_by_cell_table_of_the_one_patient_en
     files, _, _ = run_and_write(scenario, tmp_path / "fast", threads=2, progress=False, chunk=700)
     fast = (tmp_path / "fast" / "patients.csv").read_text()
 
-    class OnePatientEngine:  # run_inputs calls the lock-step engine with a block size: the scalar engine has none
+    class OnePatientEngine:  # run_inputs calls the lock-step engine on listed rows: the scalar engine runs them
         signatures = [None]
 
-        def __call__(self, kp, y0, effects, pp, eps, uu, measured, res_f, res_i, block):
-            run_cohort(kp, y0, effects, pp, eps, uu, measured, res_f, res_i)
+        def __call__(self, kp, y0, effects, pp, eps, uu, measured, res_f, res_i, rows, block):
+            m, f, i = measured[rows], res_f[rows], res_i[rows]
+            run_cohort(kp[rows], y0[rows], effects[rows], pp, eps[rows], uu[rows], m, f, i)
+            measured[rows], res_f[rows], res_i[rows] = m, f, i
 
-    monkeypatch.setattr(lanes, "run_cohort_lanes", OnePatientEngine())
+    monkeypatch.setattr(lanes, "run_rows_lanes", OnePatientEngine())
     ref = patient_table(scenario.run(threads=1, progress=False))
     names = list(ref)
     rows = [",".join(_fmt(ref[k][r]) for k in names) for r in range(scenario.cohort.size)]

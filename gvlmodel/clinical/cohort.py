@@ -668,14 +668,14 @@ def run_inputs(inp: CohortInputs, threads: int, progress: bool | None = None, ch
     Patients who would not stop run under the rule "never"; each group in
     chunks (a progress bar appears when ``progress`` or after 2 s unless
     ``progress is False``).  The engine is the lock-step one
-    (:func:`gvlmodel.clinical.lanes.run_cohort_lanes`, blocks of :func:`lane_block`
+    (:func:`gvlmodel.clinical.lanes.run_rows_lanes`, blocks of :func:`lane_block`
     patients per thread task), whose results equal the one-patient-at-a-time engine
     :func:`gvlmodel.clinical.protocol.run_cohort` bit for bit.  Results do not depend
     on ``threads`` or ``chunk``.
     """
     import numba
 
-    from .lanes import run_cohort_lanes
+    from .lanes import run_rows_lanes
 
     kp, y0, effects, eps, uu, pp = inp.kp, inp.y0, inp.effects, inp.eps, inp.uu, inp.pp
     n = kp.shape[0]
@@ -683,12 +683,13 @@ def run_inputs(inp: CohortInputs, threads: int, progress: bool | None = None, ch
     measured = np.empty((n, n_vis + 1))
     res_f = np.empty((n, N_RF))
     res_i = np.empty((n, N_RI), dtype=np.int64)
-    if not run_cohort_lanes.signatures:  # first use in this process: compile or load the cache outside the timer
+    if not run_rows_lanes.signatures:  # first use in this process: compile or load the cache outside the timer
         one = slice(0, 1)
-        run_cohort_lanes(kp[one], y0[one], effects[one], pp, eps[one], uu[one], measured[one].copy(),
-                         res_f[one].copy(), res_i[one].copy(), lane_block(1, threads))
+        run_rows_lanes(kp[one], y0[one], effects[one], pp, eps[one], uu[one], measured[one].copy(),
+                       res_f[one].copy(), res_i[one].copy(), np.zeros(1, dtype=np.int64), lane_block(1, threads))
     pp_never = pp.copy()
     pp_never[PP.STOP_RULE] = float(StopRule.NEVER)
+    # each group runs on the cohort's arrays, its rows listed (no copies in and out)
     groups = [(pp, np.flatnonzero(inp.would_stop)), (pp_never, np.flatnonzero(~inp.would_stop))]
     hook = getattr(ENGINE_HOOKS, "before_engine", None)
     if hook is not None:
@@ -701,16 +702,12 @@ def run_inputs(inp: CohortInputs, threads: int, progress: bool | None = None, ch
         bar = None
         done = 0
         for pp_g, idx in groups:
-            whole = idx.size == n  # no copies needed
             for lo_ in range(0, idx.size, chunk):
-                s = slice(lo_, min(idx.size, lo_ + chunk)) if whole else idx[lo_:lo_ + chunk]
-                m_g, f_g, i_g = measured[s], res_f[s], res_i[s]
+                rows = idx[lo_:lo_ + chunk]
                 with numba.parallel_chunksize(1):  # blocks handed out one at a time: no thread waits on a slow one
-                    run_cohort_lanes(kp[s], y0[s], effects[s], pp_g, eps[s], uu[s], m_g, f_g, i_g,
-                                     lane_block(m_g.shape[0], threads))
-                if not whole:
-                    measured[s], res_f[s], res_i[s] = m_g, f_g, i_g
-                done += m_g.shape[0]
+                    run_rows_lanes(kp, y0, effects, pp_g, eps, uu, measured, res_f, res_i, rows,
+                                   lane_block(rows.size, threads))
+                done += rows.size
                 if bar is None and progress is not False and done < n and (
                         progress or time.perf_counter() - t0 > 2.0):
                     from tqdm.auto import tqdm

@@ -239,12 +239,12 @@ def normal_at_rest(kp, y0, work):
 
 
 @jit
-def _refill(l, nxt, stride, hi, lc, li, ws, ps_all, st_all, kp_all, y0_all, effects_all, pp, eps, uu, measured, res_f,
-            res_i, yv, sy, sf, s1, s2):
-    """Give an idle lane the block's next patient ``nxt`` (then ``nxt + stride``, ...; one with no visit
-    after enrolment finishes at once); returns the next ``nxt``."""
+def _refill(l, nxt, stride, hi, rows, lc, li, ws, ps_all, st_all, kp_all, y0_all, effects_all, pp, eps, uu, measured,
+            res_f, res_i, yv, sy, sf, s1, s2):
+    """Give an idle lane the block's next patient ``rows[nxt]`` (then ``rows[nxt + stride]``, ...; one with no
+    visit after enrolment finishes at once); returns the next ``nxt``."""
     while nxt < hi and li[l, I_PATIENT] < 0:
-        _enrol(l, nxt, lc, li, ws, ps_all, st_all, kp_all, y0_all, pp, eps, uu, measured, yv)
+        _enrol(l, rows[nxt], lc, li, ws, ps_all, st_all, kp_all, y0_all, pp, eps, uu, measured, yv)
         nxt += stride
         if int(pp[PP.N_VISITS]) >= 1:
             _begin_interval(l, lc, li, ws, ps_all, st_all, kp_all, effects_all, pp, sy, sf, s1, s2)
@@ -254,8 +254,8 @@ def _refill(l, nxt, stride, hi, lc, li, ws, ps_all, st_all, kp_all, y0_all, effe
 
 
 @jit
-def _run_block(lo, stride, hi, kp_all, y0_all, effects_all, pp, eps, uu, measured, res_f, res_i):
-    """Patients ``lo, lo + stride, ... < hi`` through the protocol, ``W`` at a time.
+def _run_block(lo, stride, hi, rows, kp_all, y0_all, effects_all, pp, eps, uu, measured, res_f, res_i):
+    """Patients ``rows[lo], rows[lo + stride], ...`` (positions below ``hi``) through the protocol, ``W`` at a time.
 
     If every patient of the block starts with the normal hierarchy at rest (:func:`normal_at_rest`),
     the steps integrate the clone and the effectors only (:func:`dop853_stages_lanes_clone`): the normal
@@ -283,21 +283,23 @@ def _run_block(lo, stride, hi, kp_all, y0_all, effects_all, pp, eps, uu, measure
     sK = np.empty((N_STAGES_EXT, NS))
     sF = np.empty((N_INTERP, NS))
     rest = True
-    for i in range(lo, hi, stride):
+    for j in range(lo, hi, stride):
+        i = rows[j]
         if not normal_at_rest(kp_all[i], y0_all[i], s1):
             rest = False
             break
     s0 = N_NORMAL if rest else 0  # first state the steps integrate
     # idle lanes compute on a copy of the first patient (finite numbers, results unused)
+    first = rows[lo]
     for l in range(W):
         for k in range(N_KP):
-            ws[OFF_P + k * W + l] = kp_all[lo, k]
+            ws[OFF_P + k * W + l] = kp_all[first, k]
         for k in range(NS):
-            ws[OFF_Y + k * W + l] = y0_all[lo, k]
+            ws[OFF_Y + k * W + l] = y0_all[first, k]
     nxt = lo
     for l in range(W):
-        nxt = _refill(l, nxt, stride, hi, lc, li, ws, ps_all, st_all, kp_all, y0_all, effects_all, pp, eps, uu, measured,
-                      res_f, res_i, yv, sy, sf, s1, s2)
+        nxt = _refill(l, nxt, stride, hi, rows, lc, li, ws, ps_all, st_all, kp_all, y0_all, effects_all, pp, eps, uu,
+                      measured, res_f, res_i, yv, sy, sf, s1, s2)
     n = float(NS)
     while True:
         # --- per lane: step budget, step-size floor, clip to the next visit ---
@@ -319,8 +321,8 @@ def _run_block(lo, stride, hi, kp_all, y0_all, effects_all, pp, eps, uu, measure
                     status = NON_FINITE if np.isnan(h) else STEP_TOO_SMALL
             if status != 0:  # the lane's next patient steps from the next round on
                 _finish(l, status, lc, li, ws, ps_all, st_all, res_f, res_i, yv)
-                nxt = _refill(l, nxt, stride, hi, lc, li, ws, ps_all, st_all, kp_all, y0_all, effects_all, pp, eps, uu,
-                              measured, res_f, res_i, yv, sy, sf, s1, s2)
+                nxt = _refill(l, nxt, stride, hi, rows, lc, li, ws, ps_all, st_all, kp_all, y0_all, effects_all, pp,
+                              eps, uu, measured, res_f, res_i, yv, sy, sf, s1, s2)
                 n_stepping += 1 if li[l, I_PATIENT] >= 0 else 0  # keep the loop going
                 continue
             lc[l, C_H_TRY] = h
@@ -360,8 +362,8 @@ def _run_block(lo, stride, hi, kp_all, y0_all, effects_all, pp, eps, uu, measure
                 lc[l, C_REJECTED] = 1.0
                 if not h >= lc[l, C_H_MIN]:
                     _finish(l, NON_FINITE, lc, li, ws, ps_all, st_all, res_f, res_i, yv)
-                    nxt = _refill(l, nxt, stride, hi, lc, li, ws, ps_all, st_all, kp_all, y0_all, effects_all, pp, eps,
-                                  uu, measured, res_f, res_i, yv, sy, sf, s1, s2)
+                    nxt = _refill(l, nxt, stride, hi, rows, lc, li, ws, ps_all, st_all, kp_all, y0_all, effects_all, pp,
+                                  eps, uu, measured, res_f, res_i, yv, sy, sf, s1, s2)
                 continue
             err = ws[OFF_ERR + l]  # h e5^2 / sqrt(e5^2 + 0.01 e3^2) of the scaled error norms (_norms)
             if not err < 1.0:  # also rejects a nan error (overflowing sums)
@@ -407,21 +409,35 @@ def _run_block(lo, stride, hi, kp_all, y0_all, effects_all, pp, eps, uu, measure
                     _begin_interval(l, lc, li, ws, ps_all, st_all, kp_all, effects_all, pp, sy, sf, s1, s2)
                 else:
                     _finish(l, 0, lc, li, ws, ps_all, st_all, res_f, res_i, yv)
-                    nxt = _refill(l, nxt, stride, hi, lc, li, ws, ps_all, st_all, kp_all, y0_all, effects_all, pp, eps,
-                                  uu, measured, res_f, res_i, yv, sy, sf, s1, s2)
+                    nxt = _refill(l, nxt, stride, hi, rows, lc, li, ws, ps_all, st_all, kp_all, y0_all, effects_all, pp,
+                                  eps, uu, measured, res_f, res_i, yv, sy, sf, s1, s2)
 
 
 @jit(parallel=True)
+def run_rows_lanes(kp_all, y0_all, effects_all, pp, eps, uu, measured, res_f, res_i, rows, block):
+    """:func:`run_cohort_lanes` for the patients (rows of every array) listed in ``rows`` only: their results
+    are written to their rows, the other rows are left as they are.
+
+    Lets a caller run groups of a cohort (e.g. under different protocol vectors ``pp``) without copying
+    their inputs and results out of the cohort's arrays and back.
+    """
+    n = rows.shape[0]
+    block = max(1, block)
+    nb = (n + block - 1) // block
+    for b in prange(nb):
+        # block b takes positions b, b + nb, ...: cost varies with patient id (relapse types are assigned in id
+        # order), so interleaving keeps the threads' shares of the work equal
+        _run_block(np.int64(b), np.int64(nb), np.int64(n), rows, kp_all, y0_all, effects_all, pp, eps, uu,
+                   measured, res_f, res_i)
+
+
+@jit
 def run_cohort_lanes(kp_all, y0_all, effects_all, pp, eps, uu, measured, res_f, res_i, block):
     """:func:`gvlmodel.clinical.protocol.run_cohort` with the lock-step engine: blocks of about ``block`` patients in parallel.
 
     Same arguments and results as the scalar engine (bit for bit); ``block``
-    patients share one ``W``-lane engine and blocks run in a ``prange``.
+    patients share one ``W``-lane engine and blocks run in a ``prange``
+    (:func:`run_rows_lanes` over every row).
     """
-    n = kp_all.shape[0]
-    block = max(1, block)
-    nb = (n + block - 1) // block
-    for b in prange(nb):
-        # block b takes patients b, b + nb, ...: cost varies with patient id (relapse types are assigned in id
-        # order), so interleaving keeps the threads' shares of the work equal
-        _run_block(np.int64(b), np.int64(nb), np.int64(n), kp_all, y0_all, effects_all, pp, eps, uu, measured, res_f, res_i)
+    run_rows_lanes(kp_all, y0_all, effects_all, pp, eps, uu, measured, res_f, res_i,
+                   np.arange(kp_all.shape[0]), block)
