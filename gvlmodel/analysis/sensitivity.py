@@ -890,9 +890,10 @@ def discard_saved_study(out: Path) -> None:
 
 
 def _check_saved_layout(out: Path) -> None:
-    """A folder where the study saves a file (``samples/*.npy``, ``evaluations/**.npz``), or a file where it
-    keeps a folder, is an :class:`InputError` before anything in ``out`` is changed (it was found only when a
-    result could not be saved over it, after the evaluations)."""
+    """A folder where the study saves a file (``samples/*.npy``, ``evaluations/**.npz``), or a file in place of
+    ``samples/`` or ``evaluations/``, is an :class:`InputError` before anything in ``out`` is changed (it was
+    found only when a result could not be saved over it, after the evaluations).  A file in place of a
+    method's folder (``evaluations/<method>``) is not checked: it still fails when the first chunk is saved."""
     for sub in ("samples", "evaluations"):
         odd = entry_in_the_way(out / sub, (".npy", ".npz"))
         if odd is not None:
