@@ -349,11 +349,12 @@ def test_a_fit_folder_that_cannot_be_resumed_exits_2_and_changes_nothing(tmp_pat
     assert sorted(p.name for p in out.iterdir()) == before
 
 
-@pytest.mark.parametrize("case", ["truncated_sample", "chunk_is_a_folder"])
+@pytest.mark.parametrize("case", ["truncated_sample", "chunk_is_a_folder", "method_folder_is_a_file"])
 def test_a_corrupt_saved_sensitivity_sample_exits_2_and_changes_nothing(tmp_path, capsys, case):
     """A truncated samples/sobol.npy of a study being resumed is refused before anything in the folder is
     changed (it gave a traceback, exit 1, a stale lock and a removed provenance.json); so is a folder in
-    place of a saved chunk of evaluations (found only when the chunk, evaluated again, could not be saved)."""
+    place of a saved chunk of evaluations, or a file in place of a method's folder of chunks (each found only
+    when a chunk, evaluated again, could not be saved: exit 2 with the bare system message)."""
     from gvlmodel.analysis.sensitivity import STUDY_STATE, load_config
 
     out = tmp_path / "out"
@@ -363,9 +364,13 @@ def test_a_corrupt_saved_sensitivity_sample_exits_2_and_changes_nothing(tmp_path
     if case == "truncated_sample":
         (out / "samples" / "sobol.npy").write_bytes(b"\x93NUMPY" + b"\x00" * 94)
         needle, word = "sobol.npy", "corrupt"
-    else:
+    elif case == "chunk_is_a_folder":
         (out / "evaluations" / "sobol" / "chunk_00000.npz").mkdir(parents=True)
         needle, word = "chunk_00000.npz", "cannot be resumed"
+    else:
+        (out / "evaluations").mkdir()
+        (out / "evaluations" / "sobol").write_text("not a folder")
+        needle, word = "evaluations/sobol", "cannot be resumed"
     (out / "provenance.json").write_text("{}")
     before = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
     assert main(["sensitivity", str(SENS), "--quick", "--out", str(out), "--no-progress"]) == 2

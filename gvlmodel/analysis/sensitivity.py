@@ -889,17 +889,20 @@ def discard_saved_study(out: Path) -> None:
     (out / STUDY_STATE).unlink(missing_ok=True)
 
 
-def _check_saved_layout(out: Path) -> None:
+def _check_saved_layout(out: Path, methods) -> None:
     """A folder where the study saves a file (``samples/*.npy``, ``evaluations/**.npz``), or a file in place of
-    ``samples/`` or ``evaluations/``, is an :class:`InputError` before anything in ``out`` is changed (it was
-    found only when a result could not be saved over it, after the evaluations).  A file in place of a
-    method's folder (``evaluations/<method>``) is not checked: it still fails when the first chunk is saved."""
-    for sub in ("samples", "evaluations"):
-        odd = entry_in_the_way(out / sub, (".npy", ".npz"))
-        if odd is not None:
-            raise InputError(f"--out {out}: {odd} is in the way of the saved study's files, so it cannot be resumed "
-                             f"there; nothing was changed. To start the study afresh remove {out}/samples, "
-                             f"{out}/evaluations and {out}/{STUDY_STATE}, or choose an empty folder")
+    a folder it saves into (``samples/``, ``evaluations/``, ``evaluations/<method>`` of each of ``methods``), is
+    an :class:`InputError` before anything in ``out`` is changed (it was found only when a result could not be
+    saved over it, after the evaluations)."""
+    in_the_way = [entry_in_the_way(out / sub, (".npy", ".npz")) for sub in ("samples", "evaluations")]
+    for m in methods:  # a file, or a link to nothing, where the method's chunks go
+        folder = out / "evaluations" / m
+        in_the_way.append(folder if (folder.exists() or folder.is_symlink()) and not folder.is_dir() else None)
+    odd = next((p for p in in_the_way if p is not None), None)
+    if odd is not None:
+        raise InputError(f"--out {out}: {odd} is in the way of the saved study's files, so it cannot be resumed "
+                         f"there; nothing was changed. To start the study afresh remove {out}/samples, "
+                         f"{out}/evaluations and {out}/{STUDY_STATE}, or choose an empty folder")
 
 
 def _saved_samples(out: Path, cfg: StudyConfig) -> dict:
@@ -942,7 +945,7 @@ def _run_study(cfg: StudyConfig, out: Path, scheduler, progress: bool, log) -> d
                              f"changed. To start afresh remove {out}/samples, {out}/evaluations and {out}/{STUDY_STATE}, "
                              "or choose an empty folder")
         log(f"resuming the study in {out}")
-    _check_saved_layout(out)
+    _check_saved_layout(out, cfg.methods)
     saved = _saved_samples(out, cfg) if matches else {}
     begin_outputs(out)  # creates the folder (removed again if the run is refused)
     atomic_write_json(state, {"model_digest": digest, "config": cfg.raw})
