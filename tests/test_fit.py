@@ -466,7 +466,7 @@ def test_run_fit_refuses_an_out_path_that_is_a_file(tmp_path):
     ({"size": -1}, r"TrialDesign\.size: must be an integer in \[1, 10000000\]"),
     ({"size": 1.5}, r"TrialDesign\.size: expected an integer"),
     ({"rtol": 0}, r"TrialDesign\.rtol: must be >= 1e-13"),
-    ({"atol": 0}, r"TrialDesign\.atol: must be > 0"),
+    ({"atol": 0}, r"TrialDesign\.atol: must be >= 1e-20"),
     ({"relapse_mix": {"molecular": True}}, r"TrialDesign\.relapse_mix\.molecular: expected a finite number"),
     ({"comparator_size": -1}, r"TrialDesign\.comparator_size"),
     ({"follow_up_after_stop_days": math.nan}, r"TrialDesign\.follow_up_after_stop_days"),

@@ -353,7 +353,7 @@ def test_cli_export_loads_in_roadrunner(tmp_path, capsys):
     (["--schedule", "0:400,100"], "--schedule", "DAY:MG"),
     (["--schedule", "30:400"], "--schedule", "day 0"),
     (["--schedule", "0:400,90:5000"], "--schedule", "mg/day"),
-    (["--extinction-threshold", "-1"], "--extinction-threshold", "non-negative"),
+    (["--extinction-threshold", "-1"], "--extinction-threshold", "must be >= 0"),
 ])
 def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, args, option, allowed):
     out = tmp_path / "model.xml"

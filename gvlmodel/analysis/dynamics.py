@@ -229,10 +229,15 @@ def _doses(field, v) -> list:
     return sorted({_real(f"{field}[]", x, 0.0, MAX_DOSE_MG) for x in v})
 
 
-def _range(field, v) -> list:
+#: largest phase-plane start (cells): LSCs 10x the largest carrying capacity of the parameter table
+#: (``lsc_capacity`` <= 1e8), effectors 1e12; far larger starts overflow the states
+MAX_PHASE_LSC, MAX_PHASE_Z = 1e9, 1e12
+
+
+def _range(field, v, hi=None) -> list:
     if not isinstance(v, (list, tuple)) or len(v) != 2:
         _fail(field, f"expected [low, high] with 0 < low < high, got {v!r}")
-    lo, hi = (_real(f"{field}[]", x, 0.0, lo_open=True) for x in v)
+    lo, hi = (_real(f"{field}[]", x, 0.0, hi, lo_open=True) for x in v)
     if not lo < hi:
         _fail(field, f"expected [low, high] with 0 < low < high, got {v!r}")
     return [lo, hi]
@@ -287,9 +292,9 @@ def parse_dynamics_config(cfg: dict, quick: bool | None = None) -> dict:
             o["phase_plane"][key] = _int(f"[phase_plane] {key}", ph[key], 2, 500)
     if "n_field" in ph:
         o["phase_plane"]["n_field"] = _int("[phase_plane] n_field", ph["n_field"], 10, 2000)
-    for key in ("lsc_range", "z_range"):
+    for key, top in (("lsc_range", MAX_PHASE_LSC), ("z_range", MAX_PHASE_Z)):
         if key in ph:
-            o["phase_plane"][key] = _range(f"[phase_plane] {key}", ph[key])
+            o["phase_plane"][key] = _range(f"[phase_plane] {key}", ph[key], top)
     if "horizon_days" in ph:
         o["phase_plane"]["horizon_days"] = _real("[phase_plane] horizon_days", ph["horizon_days"], 100.0, 1e7)
     if "stop_dose_mg" in ph:
@@ -300,8 +305,8 @@ def parse_dynamics_config(cfg: dict, quick: bool | None = None) -> dict:
         v = ph["trajectory_starts"]
         if not isinstance(v, list) or not all(isinstance(s, list) and len(s) == 2 for s in v):
             _fail("[phase_plane] trajectory_starts", f"expected a list of [lsc, effectors] pairs (cells), got {v!r}")
-        o["phase_plane"]["trajectory_starts"] = [[_real("[phase_plane] trajectory_starts[]", x, 0.0) for x in s]
-                                                 for s in v]
+        o["phase_plane"]["trajectory_starts"] = [[_real("[phase_plane] trajectory_starts[]", x, 0.0, top)
+                                                  for x, top in zip(s, (MAX_PHASE_LSC, MAX_PHASE_Z))] for s in v]
     # min IM
     mi_real = {"dose_mg": (1.0, MAX_DOSE_MG), "max_days": (1.0, MAX_DAYS), "grid_days": (1.0, 3650.0),
                "window_days": (1.0, MAX_DAYS), "check_interval_days": (0.5, 3650.0), "detection_limit": (1e-9, 0.1),

@@ -133,7 +133,7 @@ def experiment_tag(folder: str) -> str:
 def _load(path: Path):
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
 
 

@@ -54,6 +54,7 @@ import numpy as np
 
 from ..core.version import __version__
 from ..core.errors import InputError
+from ..core import limits
 from ..model.indices import KP, STATE_DESCRIPTIONS, N_STATES, State
 from ..model.parameters import PARAMETER_TABLE, Variant, available_parameter_sets, kernel_parameters, parameter_set, \
     resolve_parameters
@@ -571,6 +572,10 @@ def run_export(args) -> Path:
 
     if Path(args.out).is_dir():
         raise InputError(f"--out: {args.out} is a folder; give the name of the SBML file to write")
+    if Path(args.out).is_symlink() or (Path(args.out).exists() and not Path(args.out).is_file()):
+        # the atomic write would replace a link, a device (/dev/full) or a FIFO by a regular file
+        raise InputError(f"--out: {args.out} is not a regular file (a link, device or FIFO); give the name of a "
+                         "new or regular file")
     from ..core.errors import output_folder
 
     output_folder(Path(args.out).absolute().parent, "--out")  # its folder must be writable, checked before the work
@@ -583,9 +588,8 @@ def run_export(args) -> Path:
     bcr_abl = _number("--bcr-abl", args.bcr_abl)
     if not 0.0 <= bcr_abl < 100.0:
         raise InputError(f"--bcr-abl: initial BCR-ABL ratio in percent must lie in [0, 100), got {args.bcr_abl}")
-    threshold = _number("--extinction-threshold", args.extinction_threshold)
-    if threshold < 0:
-        raise InputError(f"--extinction-threshold: expected a non-negative number of cells, got {args.extinction_threshold}")
+    threshold = limits.extinction_threshold("--extinction-threshold",
+                                            _number("--extinction-threshold", args.extinction_threshold))
     steps = _schedule_option(args.schedule)
     _libsbml()
     params = parameter_set(args.parameters)

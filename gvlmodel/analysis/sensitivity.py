@@ -264,7 +264,9 @@ class StudyConfig:
         limits.check_memory(self.memory_estimate(),
                             {"samples": sample_key,
                              "engine": f"{self._key('[study] chunk_samples', 'chunk_samples')} or "
-                                       f"{self._key('[cohort] size', 'cohort_size')}",
+                                       + (self._key("[local] cohort_size", "local_cohort_size")
+                                          if self.local and self.local_cohort_size > self.design.size
+                                          else self._key("[cohort] size", "cohort_size")),  # the larger cohort
                              "bootstrap": f"[sobol] bootstrap or {self._key('[sobol] n', 'sobol_n')}" if sobol_boot
                              else "[morris] bootstrap or "
                                   f"{self._key('[morris] trajectories', 'morris_trajectories')}"},
@@ -414,7 +416,7 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> S
         raise InputError(f"[local] step: must be one of steps {list(steps)}, got {step}")
     threads = st.get("threads")
     sobol_conf = _num("[sobol] conf_level", so.get("conf_level", 0.95), 0.5, 0.999)
-    return StudyConfig(
+    study = StudyConfig(
         name=name, seed=seed, methods=methods, outputs=outputs, time_resolved=time_resolved, set_name=set_name,
         variant=variant, factors=factors, bounds=tuple(bounds), ranges=ranges, design=design,
         cohort_seed=limits.seed("[cohort] seed", co.get("seed", seed)), stop_uptake=stop_uptake,
@@ -439,6 +441,12 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> S
                              _positive_int),
         threads=None if threads is None else limits.threads("[study] threads", threads),
         raw={"config": cfg, "quick": quick})
+    shortest = study.min_im_stop_days[0] + study.min_im_window_days  # follow-up of the shortest min_im course
+    if "min_im_days" in outputs and design.visit_interval_days > shortest:
+        raise InputError(f"[treatment] visit_interval_days: must be <= {shortest:g}, the follow-up of the shortest "
+                         f"course of output min_im_days ([min_im] stop_days[0] + window_days), got "
+                         f"{design.visit_interval_days:g}")
+    return study
 
 
 def load_config(path, *, quick: bool = False) -> StudyConfig:
@@ -601,13 +609,16 @@ def _chunk_path(folder: Path, i: int) -> Path:
     return folder / f"chunk_{i:05d}.npz"
 
 
-def _load_chunk(path: Path, X: np.ndarray):
-    """A checkpointed chunk's outputs, or ``None`` if unreadable or made from other samples."""
+def _load_chunk(path: Path, X: np.ndarray, n_out: int | None = None):
+    """A checkpointed chunk's outputs, or ``None`` (evaluated again) if unreadable, made from other samples or
+    not a float array of a row per sample (and ``n_out`` outputs, if given)."""
     try:
         with np.load(path) as z:
-            if z["X"].shape == X.shape and np.array_equal(z["X"], X):
-                return z["Y"]
-    except (OSError, ValueError, KeyError, EOFError):
+            x, y = z["X"], z["Y"]
+            if (x.dtype.kind == "f" and x.shape == X.shape and np.array_equal(x, X) and y.dtype.kind == "f"
+                    and y.ndim == 2 and y.shape[0] == X.shape[0] and (n_out is None or y.shape[1] == n_out)):
+                return y
+    except (OSError, ValueError, KeyError, EOFError, TypeError):
         pass
     return None
 
@@ -629,7 +640,8 @@ def evaluate(X: np.ndarray, evaluator, folder: Path | None = None, *, chunk_samp
         for i, s in enumerate(starts):
             p = _chunk_path(Path(folder), i)
             if p.is_file():
-                y = _load_chunk(p, X[s:s + chunk_samples])
+                names = getattr(evaluator, "output_names", None)
+                y = _load_chunk(p, X[s:s + chunk_samples], None if names is None else len(names))
                 if y is not None:
                     parts[i] = y
     todo = [i for i in range(len(starts)) if i not in parts]
@@ -876,7 +888,7 @@ def saved_study_matches(out: Path, digest: str) -> bool | None:
         return None  # (anything else in its place, e.g. a folder, is unreadable: another study's)
     try:
         old = json.loads(state.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # (RecursionError: nested too deeply to read)
         return False
     return isinstance(old, dict) and old.get("model_digest") == digest
 
@@ -918,7 +930,7 @@ def _saved_samples(out: Path, cfg: StudyConfig) -> dict:
             if X.ndim != 2 or X.shape[1] != cfg.problem["num_vars"] or X.shape[0] == 0 or not np.all(np.isfinite(X)):
                 raise ValueError(f"expected a finite array of samples x {cfg.problem['num_vars']} parameters, got "
                                  f"shape {X.shape}")
-        except (OSError, ValueError, EOFError) as exc:
+        except (OSError, ValueError, EOFError, TypeError) as exc:  # (TypeError: not numbers)
             raise InputError(f"--out {out}: the saved study's {spath} is unreadable or corrupt ({exc}); nothing was "
                              f"changed. To start the study afresh remove {out}/samples, {out}/evaluations and "
                              f"{out}/{STUDY_STATE}, or choose an empty folder") from None

@@ -121,6 +121,10 @@ class CohortSpec:
         return np.repeat(np.array(names, dtype=object), counts)
 
 
+#: largest weight of one relapse type (a count or a fraction; a larger one could overflow the weights' sum)
+MAX_RELAPSE_WEIGHT = 1e12
+
+
 def relapse_mix(field_name: str, v) -> dict[str, float]:
     """A relapse mix (table of relapse type = count or fraction, not all zero), validated; errors name
     ``field_name`` (``cohort.relapse_mix``, ``[trial] relapse_mix``, ...)."""
@@ -131,7 +135,7 @@ def relapse_mix(field_name: str, v) -> dict[str, float]:
     for k, x in v.items():
         if k not in RELAPSE_TYPES:
             _fail(field_name, f"unknown relapse type {k!r}; allowed: {', '.join(RELAPSE_TYPES)}")
-        mix[k] = _real(f"{field_name}.{k}", x, lo=0.0)
+        mix[k] = _real(f"{field_name}.{k}", x, lo=0.0, hi=MAX_RELAPSE_WEIGHT)  # (their sum stays finite)
     if sum(mix.values()) <= 0:
         _fail(field_name, "counts or fractions must not all be zero")
     return mix
@@ -752,8 +756,8 @@ def simulate_cohort(cohort: CohortSpec, protocol: Protocol | None = None, parame
     base = resolve_parameters(base)
     rtol = limits.rtol("solver.rtol", rtol)
     atol = limits.atol("solver.atol", atol)
-    extinction_threshold = _real("solver.extinction_threshold", extinction_threshold, lo=0.0)
-    max_steps = _integer("solver.max_steps", max_steps, lo=1)
+    extinction_threshold = limits.extinction_threshold("solver.extinction_threshold", extinction_threshold)
+    max_steps = limits.max_steps("solver.max_steps", max_steps)
     threads = check_threads(threads)
     if patients is None:
         patients = range(cohort.size)

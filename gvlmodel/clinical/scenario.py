@@ -228,13 +228,10 @@ def parse_scenario(cfg: dict) -> Scenario:
         if key in so:
             solver[key] = check(f"solver.{key}", so[key])
     if "extinction_threshold" in so:
-        solver["extinction_threshold"] = _real("solver.extinction_threshold", so["extinction_threshold"], lo=0.0,
-                                               hi=1e6)
+        solver["extinction_threshold"] = limits.extinction_threshold("solver.extinction_threshold",
+                                                                     so["extinction_threshold"])
     if "max_steps" in so:
-        v = so["max_steps"]
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise InputError(f"solver.max_steps: expected a positive integer, got {v!r}")
-        solver["max_steps"] = v
+        solver["max_steps"] = limits.max_steps("solver.max_steps", so["max_steps"])
     traj = ou.get("trajectories", "none")
     allowed_traj = '"none", "all", a number N (the first N patients) or a list of patient ids'
     if isinstance(traj, str):

@@ -17,13 +17,21 @@ class SolverError(RuntimeError):
     """Raised only on request (``raise_on_failure=True``) for a failed solve."""
 
 
+#: largest config file read (a config is a few kilobytes; parameter sets with posteriors ~100 KB)
+MAX_CONFIG_BYTES = 16 * 2 ** 20
+
+
 def read_toml(path, label: str = "config") -> dict:
     """Parse a TOML file; a missing or malformed file is an :class:`InputError` naming it."""
     import tomllib
 
     try:
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
+            data = fh.read(MAX_CONFIG_BYTES + 1)  # (a device such as /dev/zero never ends)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise InputError(f"{label} {path}: larger than {MAX_CONFIG_BYTES // 2 ** 20} MiB; a config is a few "
+                             "kilobytes of TOML")
+        return tomllib.loads(data.decode("utf-8"))
     except FileNotFoundError:
         raise InputError(f"{label}: file not found: {path}") from None
     except IsADirectoryError:
@@ -88,14 +96,29 @@ def fail(field: str, message: str):
 
 def real(field: str, v, lo=None, hi=None, lo_open: bool = False) -> float:
     """A finite real number (not a bool) in ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``)."""
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v):
-        fail(field, f"expected a finite number, got {v!r}")
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not _finite(v):
+        fail(field, f"expected a finite number, got {_shown(v)}")
     v = float(v)
     if lo is not None and (v < lo or (lo_open and v == lo)):
         fail(field, f"must be {'>' if lo_open else '>='} {lo:g}, got {v:g}")
     if hi is not None and v > hi:
         fail(field, f"must be <= {hi:g}, got {v:g}")
     return v
+
+
+def _finite(v) -> bool:
+    """Whether the number ``v`` is finite as a float (an integer too large for a float is not)."""
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
+
+
+def _shown(v) -> str:
+    """``repr(v)``, an integer of more than 30 digits shortened to its magnitude."""
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 10 ** 30:
+        return f"an integer of {len(str(abs(v)))} digits"
+    return repr(v)
 
 
 def parse_number(field: str, text: str) -> float:
@@ -129,6 +152,8 @@ def real_array(field: str, v, what: str = "numbers") -> np.ndarray:
             fail(field, f"expected {what}; got nested sequences of unequal length")
         if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real):
             fail(field, f"expected {what}, got {x!r}")
+        if not _finite(x) and isinstance(x, numbers.Integral):  # beyond float range (NumPy: OverflowError)
+            fail(field, f"expected finite {what}, got {_shown(x)}")
     return a.astype(float)
 
 
@@ -149,7 +174,7 @@ def integer(field: str, v, lo: int = 0, hi: int | None = None) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
         fail(field, f"expected an integer, got {v!r}")
     if v < lo or (hi is not None and v > hi):
-        fail(field, f"must be an integer in [{lo}, {hi if hi is not None else 'inf'}], got {v}")
+        fail(field, f"must be an integer in [{lo}, {hi if hi is not None else 'inf'}], got {_shown(v)}")
     return int(v)
 
 

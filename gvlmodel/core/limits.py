@@ -20,13 +20,20 @@ from .errors import InputError, integer, real
 #: solver tolerances accepted everywhere: below RTOL_MIN DOP853's steps shrink to rounding error
 #: (the run never ends or fails on max_steps), above RTOL_MAX the error control is meaningless
 RTOL_MIN, RTOL_MAX = 1e-13, 1e-2
-#: absolute tolerance (cells): any positive value up to ATOL_MAX (the relative tolerance bounds the steps)
-ATOL_MAX = 1e3
+#: absolute tolerance (cells): from ATOL_MIN (below it the error weight of a zero state overflows and every
+#: step is rejected) up to ATOL_MAX (the relative tolerance bounds the steps)
+ATOL_MIN, ATOL_MAX = 1e-20, 1e3
+#: most steps a solve may take (above it a run is not bounded in time; the engines keep it as a float)
+MAX_STEPS = 10 ** 9
+#: largest extinction threshold (LSCs): an untreated clone holds ~1e5-1e6 LSCs
+MAX_EXTINCTION_THRESHOLD = 1e6
 #: largest cohort one call accepts (scenario, API, fit designs, sensitivity cohorts)
 MAX_COHORT_SIZE = 10_000_000
 #: most ABC generations a fit may ask for (each is at least one population of simulations; a fit
 #: ends long before, when the acceptance rate reaches ``[fit] min_acceptance_rate``)
 MAX_GENERATIONS = 1000
+#: longest run name (``[fit] name``, ``[study] name``): it becomes part of file names (255 bytes at most)
+MAX_NAME_LENGTH = 64
 #: largest seed (TOML integers are 64-bit; NumPy's SeedSequence takes any, other readers do not)
 MAX_SEED = 2 ** 63 - 1
 #: share of the available memory a run may plan to use
@@ -43,8 +50,18 @@ def rtol(field: str, v, hi: float = RTOL_MAX) -> float:
 
 
 def atol(field: str, v) -> float:
-    """An absolute tolerance in ``(0, ATOL_MAX]`` (cells)."""
-    return real(field, v, lo=0.0, hi=ATOL_MAX, lo_open=True)
+    """An absolute tolerance in ``[ATOL_MIN, ATOL_MAX]`` (cells)."""
+    return real(field, v, lo=ATOL_MIN, hi=ATOL_MAX)
+
+
+def max_steps(field: str, v) -> int:
+    """A step budget in ``[1, MAX_STEPS]``."""
+    return integer(field, v, lo=1, hi=MAX_STEPS)
+
+
+def extinction_threshold(field: str, v) -> float:
+    """An extinction threshold in ``[0, MAX_EXTINCTION_THRESHOLD]`` LSCs (0: no extinction event)."""
+    return real(field, v, lo=0.0, hi=MAX_EXTINCTION_THRESHOLD)
 
 
 def seed(field: str, v) -> int:
@@ -59,8 +76,10 @@ def run_identity(table: dict, where: str, default_name: str) -> tuple[int, str]:
         raise InputError(f"[{where}] seed: required (an integer >= 0)")
     s = seed(f"[{where}] seed", table["seed"])
     name = table.get("name", default_name)
-    if not isinstance(name, str) or not name.isidentifier():
-        raise InputError(f"[{where}] name: expected a simple identifier, got {name!r}")
+    if not isinstance(name, str) or not name.isidentifier() or len(name) > MAX_NAME_LENGTH:
+        shown = repr(name[:80]) + f"... ({len(name)} characters)" if isinstance(name, str) and len(name) > 80 else repr(name)
+        raise InputError(f"[{where}] name: expected a simple identifier of at most {MAX_NAME_LENGTH} characters "
+                         f"(it names files), got {shown}")
     return s, name
 
 

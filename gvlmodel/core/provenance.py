@@ -144,15 +144,28 @@ def lock_outputs(out: Path, option: str = "--out") -> None:
     from .errors import InputError
 
     out = Path(out)
+    if out.is_symlink() and not out.exists():
+        raise InputError(f"{option} {out}: a symbolic link to nothing ({os.readlink(out)}); create its target "
+                         "folder or choose another folder")
     if not out.exists():
+        missing = [out] + [a for a in out.parents if not (a.exists() or a.is_symlink())]
         out.mkdir(parents=True, exist_ok=True)
-        _CREATED.add(str(out.resolve()))
+        _CREATED.update(str(f.resolve()) for f in missing)  # the parents it made too
     key = str(out.resolve())
     if key in _HELD:
         return
     path = out / LOCK_NAME
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        # never through a link (it would truncate the file it points to), nor into a folder or device
+        odd = "a link, folder or special file" if path.is_symlink() or (path.exists() and not path.is_file()) else ""
+        if not odd:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+            except OSError as exc:  # (one put there meanwhile)
+                odd = exc.strerror or str(exc)
+        if odd:
+            raise InputError(f"{option} {out}: {path} is not a gvlmodel lock file ({odd}); remove it or choose "
+                             "another folder")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -238,7 +251,9 @@ def finish_outputs(out: Path, record: dict) -> None:
     """Write ``out/provenance.json`` (last: the folder is complete) and release the folder's lock."""
     atomic_write_json(Path(out) / "provenance.json", record)
     release_outputs(out)
-    _CREATED.discard(str(Path(out).resolve()))
+    done = Path(out).resolve()
+    for key in [k for k in _CREATED if done == Path(k) or Path(k) in done.parents]:  # it and the parents it made
+        _CREATED.discard(key)
 
 
 def entry_in_the_way(folder: Path, suffixes: tuple[str, ...]) -> Path | None:

@@ -479,6 +479,31 @@ def median_course_slopes(params: dict, variant: str, start: float = 60.0) -> dic
             "observed_first": -0.05, "observed_second": -0.008, "source": "Michor et al., Nature 2005"}
 
 
+def _stim_protocol(max_years_to_stop: float = 10.0, follow_up_months: float = 60.0):
+    """The protocol of :func:`stim_check`'s trial."""
+    from ..clinical.cohort import Protocol
+    from ..clinical.datasets import load_stim1
+
+    stim = load_stim1()
+    follow = max_years_to_stop * 365.25 + follow_up_months * DAYS_PER_MONTH
+    return Protocol(stop={"min_days": float(stim["eligibility"]["min_imatinib_days"]),
+                          "undetectable_days": float(stim["eligibility"]["min_undetectable_days"])},
+                    escalate=False, follow_up_days=follow, visit_interval_days=30.0, restart=False,
+                    loss_rule="stim1")
+
+
+def check_stim_size(field: str, size) -> int:
+    """The size of :func:`stim_check`'s trial (0: no trial), refused (exit 2, naming ``field``) before any work
+    when out of ``[0, MAX_COHORT_SIZE]`` or when its cohort cannot be held in this machine's memory."""
+    from ..clinical.cohort import RESULT_BYTES_PER_PATIENT
+
+    size = limits.cohort_size(field, size, lo=0)
+    limits.check_memory({"cohort": size * (limits.engine_bytes_per_patient(_stim_protocol().n_visits)
+                                           + RESULT_BYTES_PER_PATIENT)}, {"cohort": field},
+                        what=f"the STIM1 trial ({field})")
+    return size
+
+
 def stim_check(params: dict, sd_ln: dict, variant: str, *, size: int = 2000, seed: int = 2010,
                max_years_to_stop: float = 10.0, follow_up_months: float = 60.0, threads=None,
                correlation: dict | None = None) -> dict:
@@ -493,15 +518,11 @@ def stim_check(params: dict, sd_ln: dict, variant: str, *, size: int = 2000, see
     the patients who stopped within ``max_years_to_stop`` years (so every one of them is followed
     the full ``follow_up_months``): one denominator for every time point, no selection of early
     stoppers at late time points."""
-    from ..clinical.cohort import CohortSpec, Population, Protocol, simulate_cohort
+    from ..clinical.cohort import CohortSpec, Population, simulate_cohort
     from ..clinical.datasets import load_stim1
 
     stim = load_stim1()
-    follow = max_years_to_stop * 365.25 + follow_up_months * DAYS_PER_MONTH
-    proto = Protocol(stop={"min_days": float(stim["eligibility"]["min_imatinib_days"]),
-                           "undetectable_days": float(stim["eligibility"]["min_undetectable_days"])},
-                     escalate=False, follow_up_days=follow, visit_interval_days=30.0, restart=False,
-                     loss_rule="stim1")
+    proto = _stim_protocol(max_years_to_stop, follow_up_months)
     pop = Population(sd_log=sd_ln, medians={}, bounds="truncate", correlation=correlation)
     res = simulate_cohort(CohortSpec(size=size, seed=seed, transplant=False, start="diagnosis"), proto,
                           params, variant=variant, population=pop, progress=False, threads=threads)
@@ -772,6 +793,7 @@ def run_calibrate(cfg: CalibrationConfig, out: Path, *, ship: bool = False, stim
     """``gvlmodel calibrate``: fit, write the tables and report, optionally ship the set."""
     from ..core.provenance import atomic_write_json, atomic_write_text, begin_outputs, finish_outputs, provenance
 
+    stim_size = check_stim_size("stim_size", stim_size)
     begin_outputs(out)  # creates the folder (removed again if the run is refused)
     result = calibrate(cfg, log=log, progress=progress)
     if cfg.stim1_parameter:

@@ -1139,17 +1139,27 @@ def _stage(out: Path, name: str, compute, key: str | None = None):
     if path.is_file():
         try:
             cached = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):  # a damaged cache entry is recomputed (then rewritten atomically)
+            if not (isinstance(cached, dict) and "result" in cached
+                    and cached.get("check") == _result_check(cached["result"])):
+                cached = None  # edited, or written by a version without the check
+        except (OSError, ValueError, RecursionError):  # a damaged cache entry is recomputed (then rewritten atomically)
             cached = None
-        if isinstance(cached, dict) and "result" in cached and (key is None or cached.get("key") == key):
+        if cached is not None and (key is None or cached.get("key") == key):
             return cached
     t0 = time.perf_counter()
     value = compute()
-    value = {"result": value, "wall_s": time.perf_counter() - t0}
+    read_back = json.loads(json.dumps(value, default=str))  # the result as a resumed run reads it
+    value = {"result": value, "wall_s": time.perf_counter() - t0, "check": _result_check(read_back)}
     if key is not None:
         value["key"] = key
     atomic_write_json(path, value)
     return value
+
+
+def _result_check(result) -> str:
+    """Digest of a stage's result as read back from its file: a damaged or edited entry (e.g. a result of the
+    wrong type, which the stages after it would fail on) no longer matches and is recomputed."""
+    return hashlib.sha256(json.dumps(result, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _stage_key(cfg: "FitConfig", name: str, draws: np.ndarray, seed: int) -> str:

@@ -50,7 +50,7 @@ from ..clinical.datasets import PatientSeries, _group, _read_csv
 from ..core.errors import InputError, integer, real
 from ..model.parameters import PARAMETER_TABLE, parameter_set, parameter_set_info, parse_variant
 from ..clinical.scenario import _fmt, table_csv
-from ..model.simulate import MAX_DOSE_MG, initial_state, simulate
+from ..model.simulate import MAX_DAYS, MAX_DOSE_MG, initial_state, simulate
 
 #: the MMR level (% IS): recurrence = loss of MMR after the stop
 MMR_PERCENT = 0.1
@@ -474,7 +474,7 @@ def run_predict_stop(history_path, out: Path, *, horizon_days: float = 365.0, dr
     from ..analysis.plotting import new_figure, save_figure, use_style
     from ..core.provenance import atomic_write_json, atomic_write_text, begin_outputs, finish_outputs, provenance
 
-    horizon_days = real("--horizon-days", horizon_days, lo=1.0, hi=36525.0)
+    horizon_days = real("--horizon-days", horizon_days, lo=1.0, hi=MAX_DAYS)
     draws = integer("--draws", draws, lo=20, hi=100_000)
     seed = limits.seed("--seed", seed)
     threshold_percent = real("--threshold-percent", threshold_percent, lo=0.0, hi=100.0, lo_open=True)
@@ -555,7 +555,7 @@ def load_predict_config(path, *, quick: bool = False) -> dict:
     if "dataset" in c and c["dataset"] not in HISTORY_DATASETS:
         raise InputError(f"{path}: [predict_stop] dataset: unknown {c['dataset']!r}; allowed: {list(HISTORY_DATASETS)}")
     out = {"raw": cfg, "quick": quick,
-           "horizon_days": real("[predict_stop] horizon_days", c.get("horizon_days", 365.0), lo=1.0, hi=36525.0),
+           "horizon_days": real("[predict_stop] horizon_days", c.get("horizon_days", 365.0), lo=1.0, hi=MAX_DAYS),
            "draws": integer("[predict_stop] draws", c.get("draws", 2000), lo=20, hi=100_000),
            "seed": limits.seed("[predict_stop] seed", c.get("seed", 1)),
            "threshold_percent": real("[predict_stop] threshold_percent", c.get("threshold_percent", MMR_PERCENT),

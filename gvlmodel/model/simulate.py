@@ -8,7 +8,7 @@ import numpy as np
 
 from ..core import limits
 from . import solver
-from ..core.errors import InputError, SolverError, boolean, integer, real, real_array
+from ..core.errors import InputError, SolverError, boolean, real, real_array
 from .indices import KP, N_KP, N_STATES, State
 from .measurement import bcr_abl_percent
 from . import model
@@ -287,6 +287,10 @@ def _as_times(t_out) -> np.ndarray:
         raise InputError("t_out: output times must be finite")
     if (t[1:] < t[:-1]).any():
         raise InputError("t_out: output times must be sorted in increasing order")
+    # (no cap on the span: equilibrium analyses integrate for centuries; a solve is bounded by max_steps)
+    # the result holds the states and outputs at every time: refuse what this machine cannot hold
+    limits.check_memory({"trajectory": t.size * (N_STATES + 8) * 8.0}, {"trajectory": "the number of t_out times"},
+                        what="this simulation")
     return t
 
 
@@ -324,8 +328,8 @@ def simulate(params: Mapping[str, float] | None = None, *, y0=None, t_out, sched
     start = times[0] if t0 is None else real("t0", t0, hi=times[0])
     rtol = limits.rtol("rtol", rtol)
     atol = limits.atol("atol (cells)", atol)
-    extinction_threshold = real("extinction_threshold (LSCs)", extinction_threshold, lo=0.0)
-    max_steps = integer("max_steps", max_steps, lo=1)
+    extinction_threshold = limits.extinction_threshold("extinction_threshold (LSCs)", extinction_threshold)
+    max_steps = limits.max_steps("max_steps", max_steps)
     raise_on_failure = boolean("raise_on_failure", raise_on_failure)
     sched = DoseSchedule.from_steps(schedule)
     end = max(times[-1], start)

@@ -266,8 +266,10 @@ class _ReaderMayLeave:
     nor changes the command's exit status (the run's results are in its output folder)."""
 
     def __init__(self, stream):
-        self._stream = stream
-        self._gone = False
+        import os
+
+        self._gone = stream is None  # started with the descriptor closed (``>&-``): Python gives None
+        self._stream = open(os.devnull, "w") if stream is None else stream
 
     def _reader_gone(self) -> None:
         self._gone = True
@@ -368,11 +370,10 @@ def _main(argv=None) -> int:
             tables = ("robustness.csv, " if rep["robustness_run"] else "") + "holdout.json, decisive.csv"
             print(f"compare: {time.perf_counter() - t0:.0f} s; wrote {args.out}/report.md, report.json, {tables}")
         elif args.command == "calibrate":
-            from ..inference.calibrate import load_config as load_calibration_config, run_calibrate
+            from ..inference.calibrate import check_stim_size, load_config as load_calibration_config, run_calibrate
 
             cfg = load_calibration_config(args.config, quick=args.quick)
-            if args.stim_size < 0:
-                raise InputError(f"--stim-size: expected a number of patients >= 0, got {args.stim_size}")
+            args.stim_size = check_stim_size("--stim-size", args.stim_size)
             t0 = time.perf_counter()
             s = run_calibrate(cfg, args.out, ship=args.ship, stim_size=args.stim_size,
                               log=_say, progress=progress)
@@ -458,7 +459,13 @@ def console_main() -> int:
     does this: :func:`main` called from Python (tests, notebooks) leaves the collector alone.
     """
     import gc
+    import os
 
+    for fd in (0, 1, 2):  # a descriptor closed at start (``>&-``) would be reused by the next file opened,
+        try:             # and output meant for the terminal would land in a result file: point it at /dev/null
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)  # takes the lowest free descriptor: this one
     status = main()
     gc.freeze()
     return status

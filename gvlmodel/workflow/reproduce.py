@@ -70,8 +70,9 @@ def _digest(*parts) -> str:
 def _done(out: Path, digest: str) -> bool:
     f = out / ".reproduce.json"
     try:
-        return json.loads(f.read_text()).get("digest") == digest
-    except (OSError, ValueError):
+        stamp = json.loads(f.read_text())
+        return isinstance(stamp, dict) and stamp.get("digest") == digest
+    except (OSError, ValueError, RecursionError):  # an unreadable stamp: the step runs again
         return False
 
 
@@ -192,8 +193,9 @@ def reproduce(root: Path = Path("."), results: Path | None = None, figures_out: 
         stamp = figures_out / f".{script.stem}.reproduce.json"
         head = f"[{j}/{n_total}] figure {script.stem}"
         try:
-            same = json.loads(stamp.read_text()).get("digest") == digest
-        except (OSError, ValueError):
+            old = json.loads(stamp.read_text())
+            same = isinstance(old, dict) and old.get("digest") == digest
+        except (OSError, ValueError, RecursionError):
             same = False
         if not force and same:
             log(f"{head}: unchanged, skipped")
