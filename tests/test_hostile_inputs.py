@@ -285,3 +285,185 @@ def test_a_damaged_reproduce_stamp_reruns_the_step(tmp_path, content):
 
     (tmp_path / ".reproduce.json").write_text(content)
     assert _done(tmp_path, "abc") is False
+
+
+# --------------------------------------------------------------------------
+# second audit: the API, calibrate, predict-stop, reproduce
+# --------------------------------------------------------------------------
+COMPARE = ROOT / "experiments" / "compare_hess2005.toml"
+HISTORY = ("patient_id,day,bcr_abl_percent,below_detection,stop_day,transplant\n"
+           "{pid},0,10,0,400,false\n{pid},100,1,0,400,false\n{pid},200,0.1,0,400,false\n{pid},400,0.01,0,400,false\n")
+
+
+def test_a_calibrate_name_that_is_not_an_identifier_is_refused(tmp_path, capsys):
+    """``--ship`` wrote ``parameter_sets/<name>.toml`` from the unchecked name: ``../../x`` escaped the folder and a
+    quote made the shipped set invalid TOML (``gvlmodel parameters --sets`` then failed)."""
+    out = tmp_path / "out"
+    _exits_2(capsys, ["calibrate", _changed(CALIBRATE, tmp_path, calibrate={"name": '../../evil"set'}), "--quick",
+                      "--stim-size", 0, "--ship", "--out", out, "--no-progress"], "[calibrate] name", "identifier")
+    assert not out.exists()
+
+
+def test_sizes_of_stim_trials_are_checked_when_the_config_is_read(tmp_path, capsys):
+    """``[calibrate] stim1_size`` and compare's ``[holdout] stim_size`` of 10^7 failed after the fits had run."""
+    from gvlmodel.inference import calibrate, compare
+
+    with pytest.raises(InputError, match=r"\[calibrate\] stim1_size"):
+        calibrate.load_config(_changed(CALIBRATE, tmp_path, calibrate={"stim1_size": 10_000_000}))
+    with pytest.raises(InputError, match=r"\[holdout\] stim_size"):
+        compare.load_config(_changed(COMPARE, tmp_path, holdout={"stim_size": 10_000_000}, compare={"fit": str(FIT)}))
+
+
+def test_an_unexpected_error_leaves_no_lock_and_no_folder(tmp_path, monkeypatch):
+    """Only InputError, SolverError and OSError released the lock and removed the folder a run created."""
+    from gvlmodel.clinical import scenario
+
+    def broken(self, columns):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(scenario.TableWriter, "write", broken)
+    cfg = tmp_path / "s.toml"
+    cfg.write_text("[cohort]\nsize = 4\nseed = 1\n[treatment]\nfollow_up_days = 60\n")
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["simulate", str(cfg), "--out", str(tmp_path / "o" / "deep"), "--no-progress"])
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_spread_on_a_parameter_whose_median_is_zero_is_refused(tmp_path, capsys):
+    """Every patient's draw was NaN (truncated bounds) and every solve failed: exit 1, NaN summaries."""
+    cfg = tmp_path / "s.toml"
+    cfg.write_text('[cohort]\nsize = 8\nseed = 1\n[parameters]\nset = "patients"\n[population]\nz_dormant_kill = 0.5\n')
+    _exits_2(capsys, ["simulate", cfg, "--out", tmp_path / "o"], "[population]", "z_dormant_kill", "positive median")
+    assert not (tmp_path / "o").exists()
+    from gvlmodel.clinical.cohort import CohortSpec, Population, simulate_cohort
+
+    with pytest.raises(InputError, match="z_dormant_kill"):
+        simulate_cohort(CohortSpec(size=4, seed=1), population=Population(sd_log={"z_dormant_kill": 0.5}))
+
+
+@pytest.mark.parametrize("params, needle", [({"d1": 0.0}, "'d1': must be positive"),
+                                            ({"dormancy_out": 0}, "'dormancy_out': must be positive"),
+                                            ({"d0": 10 ** 400}, "'d0': must be finite"),
+                                            ({"resistant_fraction": 1.0}, "'resistant_fraction': must be below 1")])
+def test_parameter_values_that_break_the_model_are_refused_by_the_api(params, needle):
+    """They gave ZeroDivisionError, OverflowError or NaN start states (the CLI's table bounds refused them)."""
+    from gvlmodel import initial_state, simulate
+
+    with pytest.raises(InputError, match=needle):
+        simulate(params, t_out=[0.0, 10.0])
+    with pytest.raises(InputError, match=needle):
+        initial_state(params)
+
+
+def test_api_objects_refuse_odd_arguments_with_input_errors():
+    """Each was a bare TypeError or ValueError."""
+    from gvlmodel.clinical.cohort import CohortSpec, Population, Protocol
+    from gvlmodel.clinical.datasets import PatientSeries
+    from gvlmodel.model.parameters import salib_problem
+
+    with pytest.raises(InputError, match="treatment.stop"):
+        Protocol(stop={1: 10}).stop_rule()
+    with pytest.raises(InputError, match="bounds"):
+        Population(bounds=np.array(["clip", "x"]))
+    with pytest.raises(InputError, match="cohort.start"):
+        CohortSpec(size=8, seed=1, start=np.array([["relapse", "diagnosis"]]))
+    for bad in (5, [["d0"]]):
+        with pytest.raises(InputError, match="names|parameter"):
+            salib_problem(bad)
+    with pytest.raises(InputError, match="bcr_abl_percent"):
+        PatientSeries("p", [0, 1], ["a", "b"], [0, 0])
+
+
+def test_a_schedule_starting_after_a_single_output_time_is_refused_as_for_two():
+    from gvlmodel import simulate
+
+    for t_out in ([5.0], [5.0, 6.0]):
+        with pytest.raises(InputError, match="first start day 10"):
+            simulate(t_out=t_out, schedule=[(10.0, 400.0)])
+    one = simulate(t_out=[100.0], schedule=[(0.0, 400.0), (90.0, 600.0)])
+    assert one.dose_mg[0] == 600.0  # the dose at that time (it was the schedule's first)
+
+
+def test_a_trajectory_grid_finer_than_the_scenarios_is_refused():
+    from gvlmodel.clinical.cohort import MIN_TIME_STEP_DAYS, CohortSpec, Protocol, patient_trajectory, simulate_cohort
+
+    res = simulate_cohort(CohortSpec(size=2, seed=1), Protocol(follow_up_days=60.0), progress=False)
+    with pytest.raises(InputError, match="time_step_days"):
+        patient_trajectory(res, 0, MIN_TIME_STEP_DAYS / 10)
+
+
+def test_run_calibrate_refuses_what_is_not_a_config(tmp_path):
+    from gvlmodel.inference.calibrate import run_calibrate
+
+    with pytest.raises(InputError, match="CalibrationConfig"):
+        run_calibrate({}, tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("case", ["long_id", "clash"])
+def test_predict_stop_histories_that_cannot_be_written_are_refused_before_the_fits(tmp_path, capsys, case):
+    """A 300-character id failed on the figure's file name after every fit; ids ``P 1`` and ``P_1`` wrote the
+    same figure."""
+    if case == "long_id":
+        text, needle = HISTORY.format(pid="a" * 300), "at most 64"
+    else:
+        text, needle = HISTORY.format(pid="P 1") + HISTORY.format(pid="P_1").split("\n", 1)[1], "P_1.png"
+    hist = tmp_path / "h.csv"
+    hist.write_text(text)
+    out = tmp_path / "out"
+    _exits_2(capsys, ["predict-stop", hist, "--out", out, "--draws", 20, "--no-progress"], needle)
+    assert not out.exists()
+
+
+def test_predict_stop_keeps_a_piped_history_and_removes_an_earlier_runs_figures(tmp_path):
+    """The provenance re-read the history at the end (empty for ``<(...)``); figures of patients of an
+    earlier run stayed beside the new provenance."""
+    import threading
+
+    from gvlmodel.inference.predict import run_predict_stop
+
+    out = tmp_path / "out"
+    (out / "figures").mkdir(parents=True)
+    (out / "figures" / "old.png").write_bytes(b"x")
+    (out / "figures" / "notes.txt").write_text("mine")
+    fifo = tmp_path / "history.fifo"
+    os.mkfifo(fifo)
+    text = HISTORY.format(pid="p1")
+    writer = threading.Thread(target=lambda: fifo.write_text(text))
+    writer.start()
+    preds = run_predict_stop(fifo, out, draws=20, seed=1, log=lambda m: None)
+    writer.join()
+    assert len(preds) == 1
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["config"]["history_csv"] == text
+    assert sorted(p.name for p in (out / "figures").iterdir()) == ["notes.txt", "p1.pdf", "p1.png"]
+
+
+def test_reproduce_reruns_a_step_whose_folder_another_run_replaced(tmp_path):
+    """``gvlmodel simulate ... --out results/<step>`` between two reproduce runs: the step was skipped and the
+    numbers quoted the other run."""
+    from gvlmodel.core.provenance import atomic_write_json
+    from gvlmodel.workflow.reproduce import _done, _provenance_digest
+
+    (tmp_path / "provenance.json").write_text('{"run": 1}')
+    atomic_write_json(tmp_path / ".reproduce.json", {"digest": "abc", "provenance": _provenance_digest(tmp_path)})
+    assert _done(tmp_path, "abc")
+    (tmp_path / "provenance.json").write_text('{"run": 2}')
+    assert not _done(tmp_path, "abc")
+    (tmp_path / "provenance.json").unlink()
+    assert not _done(tmp_path, "abc")
+
+
+def test_the_memory_check_sees_the_address_space_limit(monkeypatch):
+    """Under ``ulimit -v`` a run the check had passed failed with MemoryError."""
+    import resource
+
+    with open("/proc/self/status") as fh:
+        size = next(float(line.split()[1]) * 1024.0 for line in fh if line.startswith("VmSize:"))
+    soft = int(size + 2 ** 30)  # a gibibyte beyond what this process has mapped now
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (soft, resource.RLIM_INFINITY))
+    left = limits._address_space_left()
+    assert left is not None and 0.5 * 2 ** 30 < left <= 2 ** 30
+    assert limits.available_memory() <= left
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (int(size / 2), resource.RLIM_INFINITY))
+    assert limits.available_memory() == 1.0  # nothing left: refused, not "unknown" (0)

@@ -61,6 +61,9 @@ def results(tmp_path_factory) -> Path:
     preds = [{"patient_id": "1", "status": "success", "message": "", "p_recurrence": 0.7, "in_mmr_at_stop": True},
              {"patient_id": "2", "status": "failed", "message": "x", "p_recurrence": None, "in_mmr_at_stop": False}]
     (pred / "summary.json").write_text(json.dumps(predict_summary(preds, 365.0, 0.1)))
+    for d in res.iterdir():  # complete folders (the fixtures are truncated copies without their provenance)
+        if d.is_dir() and not (d / "provenance.json").exists():
+            (d / "provenance.json").write_text("{}")
     gn.write_numbers(res)
     return res
 
@@ -207,3 +210,23 @@ def test_safe_stop_is_where_the_median_reaches_the_level(nums, results):
         t = first_crossing(days, [r["median"] for r in rows], gn.SAFE_STOP_LEVEL)
         assert n.value == (f"> {max(days):g}" if t is None else pytest.approx(t, abs=0.05))
         assert n.unit == "days"
+
+
+def test_a_folder_without_provenance_gives_no_numbers(results, tmp_path):
+    """A run still going, killed or refused (no provenance.json, written last) contributed its numbers."""
+    res = tmp_path / "results"
+    shutil.copytree(results / "hess2005", res / "stale")
+    assert any(n.name.startswith("stale.") for n in gn.collect(res))
+    (res / "stale" / "provenance.json").unlink()
+    assert gn.collect(res) == []
+
+
+def test_folders_that_would_share_macros_are_refused_naming_both(results, tmp_path):
+    """``my_run`` and ``myRun`` gave a bare ValueError after every reproduce step had run."""
+    from gvlmodel.core.errors import InputError
+
+    res = tmp_path / "results"
+    for name in ("my_run", "myRun"):
+        shutil.copytree(results / "hess2005", res / name)
+    with pytest.raises(InputError, match="'myRun' and 'my_run'|'my_run' and 'myRun'"):
+        gn.collect(res)

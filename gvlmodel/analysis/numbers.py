@@ -542,12 +542,25 @@ def _predict_stop(c: _Collector, s: dict) -> None:
 
 
 def collect(results: Path) -> list[Number]:
-    """Numbers from every result folder in ``results`` that holds a known kind of result."""
+    """Numbers from every complete result folder in ``results`` (one with ``provenance.json``, which every
+    command writes last: a run still going, killed or refused is left out) that holds a known kind of result.
+
+    Two folders whose names give the same macro prefix (``my_run``, ``myRun``) are an :class:`InputError`
+    naming both, before anything is written."""
+    from ..core.errors import InputError
+
     results = Path(results)
     out: list[Number] = []
     if not results.is_dir():
         return out
-    for d in sorted(p for p in results.iterdir() if p.is_dir()):
+    folders = sorted(p for p in results.iterdir() if p.is_dir() and (p / "provenance.json").is_file())
+    tags: dict[str, str] = {}
+    for d in folders:
+        other = tags.setdefault(experiment_tag(d.name), d.name)
+        if other != d.name:
+            raise InputError(f"{results}: the result folders {other!r} and {d.name!r} would share the LaTeX macros "
+                             f"\\gvl{experiment_tag(d.name)}...; rename one of them")
+    for d in folders:
         name = d.name
         if (d / "predictions.csv").is_file() and (d / "summary.json").is_file():
             r = _load(d / "summary.json")

@@ -94,7 +94,7 @@ class CohortSpec:
         object.__setattr__(self, "size", limits.cohort_size("cohort.size", self.size))
         object.__setattr__(self, "seed", limits.seed("cohort.seed", self.seed))
         object.__setattr__(self, "transplant", _boolean("cohort.transplant", self.transplant))
-        if self.start not in STARTS:
+        if not isinstance(self.start, str) or self.start not in STARTS:
             _fail("cohort.start", f"unknown start {self.start!r}; allowed: {', '.join(STARTS)}")
         object.__setattr__(self, "relapse_mix", relapse_mix("cohort.relapse_mix", self.relapse_mix))
         if not isinstance(self.relapse_ranges, Mapping):
@@ -210,7 +210,7 @@ class Protocol:
                 return StopRule.NEVER, 0.0, 0.0
             _fail("treatment.stop", f"unknown stop rule {s!r}; {allowed}")
         if isinstance(s, Mapping):
-            keys = set(s)
+            keys = set(map(str, s))  # (a key that is not a string is reported, not compared)
             if keys == {"after_days"}:
                 return StopRule.AFTER_DAYS, _real("treatment.stop.after_days", s["after_days"], lo=0.0), 0.0
             if keys == {"min_days"}:  # the Hess 2005 rule with another minimum imatinib duration
@@ -255,7 +255,7 @@ POPULATION_BOUNDS = ("clip", "truncate")
 
 def population_bounds(field_name: str, v) -> str:
     """``v`` as one of :data:`POPULATION_BOUNDS`; errors name ``field_name``."""
-    if v not in POPULATION_BOUNDS:
+    if not isinstance(v, str) or v not in POPULATION_BOUNDS:
         _fail(field_name, f"unknown value {v!r}; allowed: {', '.join(POPULATION_BOUNDS)}")
     return v
 
@@ -487,6 +487,17 @@ class CohortInputs:
     would_stop: np.ndarray  # bool: the patient stops once the stop rule allows (Protocol.stop_uptake)
 
 
+def check_spreads(medians: Mapping[str, float], sd_log: Mapping[str, float]) -> None:
+    """A between-patient spread (log-normal, natural-log SD ``sd_log[name]`` > 0) needs a positive median: a
+    parameter whose median is 0 (``z_dormant_kill``, ``immunosuppression`` in most sets) with a spread is an
+    :class:`InputError` naming it (its draws were all 0, or NaN with truncated bounds: every solve failed)."""
+    for name, sd in sd_log.items():
+        if sd > 0 and name in medians and not medians[name] > 0:
+            _fail(name, f"has a between-patient spread (natural-log SD {sd:g}) but its median is "
+                  f"{medians[name]:g}; a log-normal spread needs a positive median: give the parameter a "
+                  "positive value or remove its spread")
+
+
 def prepare_cohort(cohort: CohortSpec, protocol: Protocol, base: Mapping[str, float], variant: Variant,
                    population: Population, rtol: float, atol: float, extinction_threshold: float,
                    max_steps: int, patients: range | None = None) -> CohortInputs:
@@ -575,6 +586,8 @@ def prepare_replicates(cohort: CohortSpec, protocol: Protocol, bases, sds, uptak
                   f"got {np.asarray(med)[outside].ravel()[0]:g}")
         med = np.clip(med, row.lower, row.upper)
         sd = np.repeat(np.array([s[name] for s in sds], dtype=float), n1)
+        if np.any((sd > 0) & ~(med > 0)):  # (scenarios check this when they are read: check_spreads)
+            check_spreads({name: 0.0}, {name: float(sd.max())})
         zj = z[:, j] if bounds == "clip" else _truncated_normal(z[:, j], med, sd, row.lower, row.upper)
         varied[name] = np.clip(med * np.exp(sd * zj), row.lower, row.upper)
     kp = kernel_parameters_batch(scalar, varied, variant, cohort.transplant, n=n)
@@ -866,6 +879,10 @@ def outcome_columns(res_f: np.ndarray, res_i: np.ndarray, would_stop: np.ndarray
     }
 
 
+#: finest trajectory grid accepted (days); finer adds rows, not information (visits are weeks apart)
+MIN_TIME_STEP_DAYS = 0.1
+
+
 def patient_trajectory(result: CohortResult, i: int, time_step_days: float) -> dict[str, np.ndarray]:
     """Re-simulate patient ``i`` continuously under the dose schedule it received, on a time grid.
 
@@ -876,7 +893,7 @@ def patient_trajectory(result: CohortResult, i: int, time_step_days: float) -> d
     from ..model.simulate import simulate
 
     i = _integer("patient", i, lo=0, hi=result.n - 1)
-    time_step_days = _real("time_step_days", time_step_days, lo=0.0, lo_open=True)
+    time_step_days = _real("time_step_days", time_step_days, lo=MIN_TIME_STEP_DAYS)
     pr = result.protocol
     grid = np.union1d(np.arange(0.0, pr.n_visits * pr.visit_interval_days + 1e-9, time_step_days),
                       result.visit_days)

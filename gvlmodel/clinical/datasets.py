@@ -30,6 +30,7 @@ All files are read from the package's own ``data`` folder; nothing outside the p
 from __future__ import annotations
 
 import csv
+import io
 import math
 import re
 from dataclasses import dataclass
@@ -66,9 +67,15 @@ class PatientSeries:
     transplant: bool = False
 
     def __post_init__(self):
-        day = np.array(self.day, dtype=float)
-        value = np.array(self.bcr_abl_percent, dtype=float)
-        cens = np.array(self.censored, dtype=bool)
+        from ..core.errors import real, real_array
+
+        what = f"PatientSeries {self.patient_id!r}"
+        day = real_array(f"{what}: day", self.day, "days (numbers)")
+        value = real_array(f"{what}: bcr_abl_percent", self.bcr_abl_percent, "BCR-ABL ratios in % (numbers)")
+        cens = np.asarray(self.censored)
+        if cens.dtype.kind not in "biu" or (cens.size and not np.isin(cens, (0, 1)).all()):
+            raise InputError(f"{what}: censored must be booleans (or 0/1), got {self.censored!r:.80}")
+        cens = cens.astype(bool)
         if not (day.ndim == value.ndim == cens.ndim == 1) or not (day.size == value.size == cens.size):
             raise InputError(f"PatientSeries {self.patient_id!r}: day, bcr_abl_percent and censored must be "
                              f"1-d arrays of equal length, got shapes {day.shape}, {value.shape}, {cens.shape}")
@@ -76,7 +83,9 @@ class PatientSeries:
             a.setflags(write=False)
             object.__setattr__(self, name, a)
         object.__setattr__(self, "patient_id", str(self.patient_id))
-        object.__setattr__(self, "stop_day", float(self.stop_day))
+        object.__setattr__(self, "stop_day", math.nan if self.stop_day is None or (isinstance(self.stop_day, float)
+                                                                                  and math.isnan(self.stop_day))
+                           else real(f"{what}: stop_day", self.stop_day))
         object.__setattr__(self, "transplant", bool(self.transplant))
 
     def __len__(self) -> int:
@@ -88,7 +97,7 @@ class PatientSeries:
 
 
 def _read_csv(path, columns: dict[str, str], optional: dict[str, str] | None = None,
-              ordered: bool = True) -> dict[str, np.ndarray]:
+              ordered: bool = True, text: str | None = None) -> dict[str, np.ndarray]:
     """A plain CSV file with the header ``columns`` (name -> kind) as arrays.
 
     Kinds: ``"id"`` (non-empty string), ``"float"`` (finite number), ``"positive"`` (finite, > 0),
@@ -96,13 +105,16 @@ def _read_csv(path, columns: dict[str, str], optional: dict[str, str] | None = N
     any case -> bool).  ``optional`` columns may be present or not (absent ones are absent from the
     result); ``ordered=False`` accepts the columns in any order.  Any problem raises
     :class:`InputError` naming the file, the row (its line number in the file, the header being
-    line 1) and the column.
+    line 1) and the column.  ``text``: the file's contents, already read (``path`` then only names it).
     """
     optional = dict(optional or {})
     path = Path(path)
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.reader(fh))
+        if text is not None:
+            rows = list(csv.reader(io.StringIO(text, newline="")))
+        else:
+            with open(path, newline="", encoding="utf-8") as fh:
+                rows = list(csv.reader(fh))
     except FileNotFoundError:
         raise InputError(f"data file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:

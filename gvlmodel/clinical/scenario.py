@@ -39,8 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .cohort import (DEFAULT_POPULATION_SD, ENGINE_HOOKS, RESULT_BYTES_PER_PATIENT, CohortResult, CohortSpec,
-                     Population, Protocol, _real, patient_trajectory, simulate_cohort)
+from .cohort import (DEFAULT_POPULATION_SD, ENGINE_HOOKS, MIN_TIME_STEP_DAYS, RESULT_BYTES_PER_PATIENT, CohortResult,
+                     CohortSpec, Population, Protocol, _real, check_spreads, patient_trajectory, simulate_cohort)
 from ..core import limits
 from ..core.csvtext import csv_body, numeric_cells, text_cells
 from ..core.errors import InputError, check_tables, read_toml
@@ -61,8 +61,6 @@ TABLES = {
     "output": {"trajectories", "time_step_days", "format"},
 }
 REQUIRED = {"cohort": {"size", "seed"}}
-#: finest trajectory grid accepted (days); finer adds rows, not information (visits are weeks apart)
-MIN_TIME_STEP_DAYS = 0.1
 
 PATIENT_COLUMNS = ("patient_id", "transplant", "start", "relapse_type", "bcr_abl_start_percent", "reached_cmr",
                    "days_to_cmr", "escalated", "days_to_escalation", "would_stop", "stopped", "stop_day", "days_on_im_at_stop",
@@ -221,6 +219,7 @@ def parse_scenario(cfg: dict) -> Scenario:
     try:
         population = Population(sd_log=DEFAULT_POPULATION_SD if po is None else po,
                                 bounds=info["population_bounds"], correlation=corr)
+        check_spreads({**params, **population.medians}, population.sd_log)
     except InputError as exc:
         raise InputError(f"[population] {exc}") from None
     solver = {}

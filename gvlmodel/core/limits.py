@@ -15,6 +15,8 @@ exit 2).
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from .errors import InputError, integer, real
 
 #: solver tolerances accepted everywhere: below RTOL_MIN DOP853's steps shrink to rounding error
@@ -75,12 +77,17 @@ def run_identity(table: dict, where: str, default_name: str) -> tuple[int, str]:
     if "seed" not in table:
         raise InputError(f"[{where}] seed: required (an integer >= 0)")
     s = seed(f"[{where}] seed", table["seed"])
-    name = table.get("name", default_name)
+    return s, run_name(f"[{where}] name", table.get("name", default_name))
+
+
+def run_name(field: str, name) -> str:
+    """A run's name: a simple identifier of at most :data:`MAX_NAME_LENGTH` characters (it becomes part of file
+    names, e.g. a shipped parameter set's, so no path separators, quotes or spaces)."""
     if not isinstance(name, str) or not name.isidentifier() or len(name) > MAX_NAME_LENGTH:
         shown = repr(name[:80]) + f"... ({len(name)} characters)" if isinstance(name, str) and len(name) > 80 else repr(name)
-        raise InputError(f"[{where}] name: expected a simple identifier of at most {MAX_NAME_LENGTH} characters "
+        raise InputError(f"{field}: expected a simple identifier of at most {MAX_NAME_LENGTH} characters "
                          f"(it names files), got {shown}")
-    return s, name
+    return name
 
 
 def max_threads() -> int:
@@ -105,20 +112,73 @@ def generations(field: str, v) -> int:
 
 
 def available_memory() -> float:
-    """Bytes of memory available now (``MemAvailable`` of /proc/meminfo; else physical memory; 0 = unknown)."""
+    """Bytes of memory this process can still take now (0 = unknown): the system's ``MemAvailable``
+    (/proc/meminfo; else physical memory), lowered to what is left under the process's address-space limit
+    (``ulimit -v``) and its control group's memory limit (a container's), where those are set."""
+    import os
+
+    avail = 0.0
     try:
         with open("/proc/meminfo") as fh:
             for line in fh:
                 if line.startswith("MemAvailable:"):
-                    return float(line.split()[1]) * 1024.0
+                    avail = float(line.split()[1]) * 1024.0
+                    break
     except OSError:
         pass
-    try:
-        import os
+    if not avail:
+        try:
+            avail = float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError, AttributeError):
+            avail = 0.0
+    left = [x for x in (_address_space_left(), _cgroup_memory_left()) if x is not None]
+    if left:  # (at least a byte: 0 means unknown, no check)
+        return max(min([avail] + left) if avail else min(left), 1.0)
+    return max(avail, 0.0)
 
-        return float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return 0.0
+
+def _address_space_left() -> float | None:
+    """What ``ulimit -v`` (RLIMIT_AS) leaves beyond this process's current virtual size, or ``None``."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft == resource.RLIM_INFINITY:
+            return None
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmSize:"):
+                    return float(soft) - float(line.split()[1]) * 1024.0
+    except (ImportError, OSError, ValueError):
+        pass
+    return None
+
+
+def _cgroup_memory_left() -> float | None:
+    """What this process's control group's memory limit leaves (cgroup v2 ``memory.max``, v1
+    ``memory.limit_in_bytes``, minus the group's current use), or ``None`` without a limit."""
+    try:
+        with open("/proc/self/cgroup") as fh:
+            lines = [ln.rstrip("\n").split(":", 2) for ln in fh]
+    except OSError:
+        return None
+    for _, controllers, path in lines:
+        if controllers == "":  # v2
+            base = Path("/sys/fs/cgroup") / path.lstrip("/")
+            files = ("memory.max", "memory.current")
+        elif "memory" in controllers.split(","):  # v1
+            base = Path("/sys/fs/cgroup/memory") / path.lstrip("/")
+            files = ("memory.limit_in_bytes", "memory.usage_in_bytes")
+        else:
+            continue
+        try:
+            limit = (base / files[0]).read_text().strip()
+            if limit == "max" or float(limit) >= 2.0 ** 60:  # no limit
+                continue
+            return float(limit) - float((base / files[1]).read_text().strip())
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def engine_bytes_per_patient(n_visits: int) -> float:

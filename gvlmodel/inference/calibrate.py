@@ -155,7 +155,7 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> C
         raise InputError(f"{source}: [calibrate] stim1_parameter: expected one of {list(STIM1_PARAMETERS)} or \"\" "
                          f"(off), got {stim1_parameter!r}")
     return CalibrationConfig(
-        name=str(c.get("name", "patients")),
+        name=limits.run_name("[calibrate] name", c.get("name", "patients")),
         seed=limits.seed("[calibrate] seed", c.get("seed", 0)),
         datasets=tuple(datasets), variant=variant, base_set=base,
         iterations=integer("[calibrate] iterations", c.get("iterations", 3), lo=1, hi=50),
@@ -165,7 +165,7 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> C
         rtol=limits.rtol("[calibrate] rtol", c.get("rtol", 1e-6), hi=1e-3),
         max_nfev=integer("[calibrate] max_nfev", c.get("max_nfev", 60), lo=5, hi=10_000),
         fitted=tuple(fitted), prior_sd_log10=fitted, raw=cfg, stim1_parameter=stim1_parameter,
-        stim1_size=limits.cohort_size("[calibrate] stim1_size", c.get("stim1_size", 4000)),
+        stim1_size=check_stim_size("[calibrate] stim1_size", c.get("stim1_size", 4000), lo=1),
         stim1_grid_points=integer("[calibrate] stim1_grid_points", c.get("stim1_grid_points", 13), lo=3, hi=101),
         stim1_grid_factor=real("[calibrate] stim1_grid_factor", c.get("stim1_grid_factor", 2.5), lo=1.0, hi=100.0,
                                lo_open=True))
@@ -492,12 +492,13 @@ def _stim_protocol(max_years_to_stop: float = 10.0, follow_up_months: float = 60
                     loss_rule="stim1")
 
 
-def check_stim_size(field: str, size) -> int:
-    """The size of :func:`stim_check`'s trial (0: no trial), refused (exit 2, naming ``field``) before any work
-    when out of ``[0, MAX_COHORT_SIZE]`` or when its cohort cannot be held in this machine's memory."""
+def check_stim_size(field: str, size, lo: int = 0) -> int:
+    """The size of a STIM1-like trial (:func:`stim_check`, 0: no trial; the STIM1 profile's), refused (exit 2,
+    naming ``field``) before any work when out of ``[lo, MAX_COHORT_SIZE]`` or when its cohort cannot be held
+    in this machine's memory."""
     from ..clinical.cohort import RESULT_BYTES_PER_PATIENT
 
-    size = limits.cohort_size(field, size, lo=0)
+    size = limits.cohort_size(field, size, lo=lo)
     limits.check_memory({"cohort": size * (limits.engine_bytes_per_patient(_stim_protocol().n_visits)
                                            + RESULT_BYTES_PER_PATIENT)}, {"cohort": field},
                         what=f"the STIM1 trial ({field})")
@@ -792,6 +793,10 @@ def run_calibrate(cfg: CalibrationConfig, out: Path, *, ship: bool = False, stim
                   log=print, progress: bool = False) -> dict:
     """``gvlmodel calibrate``: fit, write the tables and report, optionally ship the set."""
     from ..core.provenance import atomic_write_json, atomic_write_text, begin_outputs, finish_outputs, provenance
+
+    if not isinstance(cfg, CalibrationConfig):
+        raise InputError(f"cfg: expected a CalibrationConfig (gvlmodel.inference.calibrate.load_config), got "
+                         f"{type(cfg).__name__}")
 
     stim_size = check_stim_size("stim_size", stim_size)
     begin_outputs(out)  # creates the folder (removed again if the run is refused)

@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core import limits
+from .calibrate import check_stim_size
 from ..core.errors import InputError, check_tables, output_folder, read_toml, real
 from ..core.errors import integer as _int
 from ..clinical.scenario import table_csv
@@ -137,7 +138,7 @@ def load_config(path, *, quick: bool = False) -> CompareConfig:
         alts[name] = {"description": str(table.get("description", name)), "overrides": over}
     if "alternatives" in q:
         keep = q["alternatives"]
-        if not isinstance(keep, list) or not set(keep) <= set(alts):
+        if not isinstance(keep, list) or not all(isinstance(k, str) and k in alts for k in keep):
             raise InputError(f"[quick] alternatives: expected a list of alternative names from {sorted(alts)}")
         alts = {k: alts[k] for k in keep}
 
@@ -149,7 +150,8 @@ def load_config(path, *, quick: bool = False) -> CompareConfig:
     draws = _int("[compare] draws", q.get("draws", c.get("draws", 40)), 2, 10_000)
     return CompareConfig(
         fit_path=fit_path, fit_raw=fit_raw, seed=seed, alternatives=alts, refit=refit,
-        stim_size=limits.cohort_size("[holdout] stim_size", q.get("stim_size", h.get("stim_size", 500))),
+        stim_size=check_stim_size("[quick] stim_size" if "stim_size" in q else "[holdout] stim_size",
+                                  q.get("stim_size", h.get("stim_size", 500)), lo=1),
         holdout_draws=_int("[holdout] draws", q.get("draws", h.get("draws", draws)), 2, 10_000),
         cohort_size=limits.cohort_size("[decisive] cohort_size", q.get("cohort_size", d.get("cohort_size", 440))),
         decisive_draws=_int("[decisive] draws", q.get("draws", d.get("draws", draws)), 2, 10_000),

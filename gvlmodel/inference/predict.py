@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 import zlib
 from dataclasses import dataclass
@@ -110,12 +111,15 @@ class Prior:
 # input
 
 
-def read_history(path) -> list[History]:
-    """Parse and validate ``HISTORY.csv`` (see the module docstring); errors name row and column."""
+def read_history(path, text: str | None = None) -> list[History]:
+    """Parse and validate ``HISTORY.csv`` (see the module docstring; ``text``: its contents, already read);
+    errors name row and column."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"HISTORY: expected the path of a CSV file, got {type(path).__name__}")
     path = Path(path)
     if path.is_dir():
         raise InputError(f"HISTORY: {path} is a folder; expected a CSV file")
-    t = _read_csv(path, HISTORY_COLUMNS, optional=HISTORY_OPTIONAL, ordered=False)
+    t = _read_csv(path, HISTORY_COLUMNS, optional=HISTORY_OPTIONAL, ordered=False, text=text)
     groups = _group(path, t["patient_id"], t["day"], "day")
     has_dose = "dose_mg" in t
     out = []
@@ -478,7 +482,29 @@ def run_predict_stop(history_path, out: Path, *, horizon_days: float = 365.0, dr
     draws = integer("--draws", draws, lo=20, hi=100_000)
     seed = limits.seed("--seed", seed)
     threshold_percent = real("--threshold-percent", threshold_percent, lo=0.0, hi=100.0, lo_open=True)
-    histories = read_history(history_path)
+    if not isinstance(history_path, (str, os.PathLike)):
+        raise InputError(f"HISTORY: expected the path of a CSV file, got {type(history_path).__name__}")
+    try:  # read once: the provenance keeps this text (a pipe, <(...), cannot be read twice)
+        history_text = Path(history_path).read_text(encoding="utf-8")
+    except IsADirectoryError:
+        raise InputError(f"HISTORY: {history_path} is a folder; expected a CSV file") from None
+    except FileNotFoundError:
+        raise InputError(f"data file not found: {history_path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{history_path}: cannot read ({exc})") from None
+    histories = read_history(history_path, history_text)
+    names = [_safe_name(h.series.patient_id) for h in histories]  # each patient's figure file
+    long = [h.series.patient_id for h, n in zip(histories, names) if len(n) > limits.MAX_NAME_LENGTH]
+    if long:
+        raise InputError(f"{history_path}: patient_id {long[0][:80]!r}...: at most {limits.MAX_NAME_LENGTH} "
+                         "characters (it names the patient's figure files)")
+    clash = sorted({n for n in names if names.count(n) > 1})
+    if clash:
+        same = [h.series.patient_id for h, n in zip(histories, names) if n == clash[0]]
+        raise InputError(f"{history_path}: patient ids {same} would share the figure files figures/{clash[0]}.png "
+                         "and .pdf (characters other than letters, digits, - _ . become _); give them distinct ids")
+    rtol = limits.rtol("rtol", rtol, hi=1e-3)
+    max_nfev = integer("max_nfev", max_nfev, lo=1, hi=100_000)
     priors = {}
     for tr in sorted({h.series.transplant for h in histories}):
         name = set_name if set_name is not None else DEFAULT_SETS[tr]
@@ -507,15 +533,19 @@ def run_predict_stop(history_path, out: Path, *, horizon_days: float = 365.0, dr
     atomic_write_text(out / "fits.csv", fits_table(preds))
     atomic_write_text(out / "bands.csv", bands_table(preds))
     atomic_write_json(out / "summary.json", summary(preds, horizon_days, threshold_percent))
+    figures = out / "figures"
+    if figures.is_dir():  # an earlier run's figures of other patients must not stand beside this provenance
+        for old in figures.iterdir():
+            if old.suffix in (".png", ".pdf") and old.stem not in names and old.is_file():
+                old.unlink()
     with use_style():
-        for h, p in zip(histories, preds):
+        for h, p, name in zip(histories, preds, names):
             fig = new_figure(height=2.6)
             plot_prediction(fig.add_subplot(), h, p, threshold_percent)
-            save_figure(fig, out / "figures", _safe_name(h.series.patient_id))
+            save_figure(fig, figures, name)
     config = {"history": str(history_path), "horizon_days": horizon_days, "draws": draws,
               "threshold_percent": threshold_percent, "parameter_sets": {str(k): v.set_name for k, v in priors.items()},
-              "rtol": rtol, "max_nfev": max_nfev,
-              "history_csv": Path(history_path).read_text(encoding="utf-8")}
+              "rtol": rtol, "max_nfev": max_nfev, "history_csv": history_text}
     finish_outputs(out, provenance(config, seed))
     return preds
 

@@ -176,7 +176,7 @@ def _fail(field: str, message: str) -> None:
 
 
 def check_parameter_name(name: str) -> None:
-    if name not in PARAMETER_TABLE:
+    if not isinstance(name, str) or name not in PARAMETER_TABLE:
         _fail(f"parameter {name!r}", "unknown parameter; allowed names: " + ", ".join(PARAMETER_NAMES))
 
 
@@ -253,7 +253,10 @@ def resolve_parameters(params: Mapping[str, float] | None = None, *, check_bound
         check_parameter_name(name)
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
             _fail(f"parameter {name!r}", f"expected a real number, got {type(value).__name__}")
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer beyond float range
+            value = math.inf
         if not math.isfinite(value):  # math, not numpy: ~20x cheaper on a scalar (simulate() calls this per solve)
             _fail(f"parameter {name!r}", f"must be finite, got {value}")
         if value < 0:
@@ -271,10 +274,20 @@ def resolve_parameters(params: Mapping[str, float] | None = None, *, check_bound
             _fail(f"parameter {name!r}", f"must lie in [0, 1], got {merged[name]}")
     if merged["z_half"] >= 100:
         _fail("parameter 'z_half'", f"a BCR-ABL ratio must lie in (0, 100) %, got {merged['z_half']}")
-    for name in ("im_css_400", "im_ec50", "z_half", "lsc_capacity"):
+    for name in POSITIVE_PARAMETERS:
         if merged[name] <= 0:
             _fail(f"parameter {name!r}", f"must be positive, got {merged[name]}")
+    if merged["resistant_fraction"] >= 1:
+        _fail("parameter 'resistant_fraction'", f"must be below 1 (a share of the clone's stem cells; the sensitive "
+              f"subclone must exist), got {merged['resistant_fraction']}")
     return merged
+
+
+#: parameters that must be positive, not only non-negative: the start states and the niche feedback divide by
+#: the death, production and exit rates (a zero gave ZeroDivisionError or NaN states), the exposure, the
+#: window edge and the carrying capacity
+POSITIVE_PARAMETERS = ("d0", "d1", "d2", "d3", "a_x", "b_x", "c_x", "a_y", "b_y", "c_y", "q_out", "dormancy_out",
+                       "z_death", "im_css_400", "im_ec50", "z_half", "lsc_capacity")
 
 
 def parse_variant(variant) -> Variant:
@@ -380,13 +393,16 @@ def salib_problem(names: Iterable[str] | None = None) -> dict:
     """A SALib problem spec over the table's bounds (log-scaled rows in log10)."""
     if isinstance(names, str):
         _fail("names", f"expected a list of parameter names, got the string {names!r}")
-    names = list(PARAMETER_NAMES if names is None else names)
+    try:
+        names = list(PARAMETER_NAMES if names is None else names)
+    except TypeError:
+        _fail("names", f"expected a list of parameter names, got {names!r}")
     if not names:
         _fail("names", "expected at least one parameter name")
-    if len(set(names)) != len(names):
-        _fail("names", f"each parameter at most once, got {names}")
     for n in names:
         check_parameter_name(n)
+    if len(set(names)) != len(names):
+        _fail("names", f"each parameter at most once, got {names}")
     bounds = []
     for n in names:
         row = PARAMETER_TABLE[n]

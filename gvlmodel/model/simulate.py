@@ -333,7 +333,7 @@ def simulate(params: Mapping[str, float] | None = None, *, y0=None, t_out, sched
     raise_on_failure = boolean("raise_on_failure", raise_on_failure)
     sched = DoseSchedule.from_steps(schedule)
     end = max(times[-1], start)
-    edges, doses = sched.segments(start, end) if end > start else (np.array([start, start]), sched.dose_mg[:1])
+    edges, doses = sched.segments(start, max(end, start))  # (a zero-length solve: one segment of one point)
     effects = np.array([model.im_effect(d, p["im_css_400"], p["im_ec50"]) for d in doses])
     if end == start:
         edges, effects = np.array([start]), np.empty(0)

@@ -441,6 +441,9 @@ def _main(argv=None) -> int:
         abandon_outputs()
         print(f"gvlmodel: error: {exc}", file=sys.stderr)
         return 2
+    except BaseException:  # anything else (a bug: traceback, exit 1; Ctrl-C) leaves no lock or empty folder either
+        abandon_outputs()
+        raise
     return 0
 
 

@@ -67,13 +67,26 @@ def _digest(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _provenance_digest(out: Path) -> str | None:
+    """Digest of ``out/provenance.json`` (``None`` without one): which run's outputs the folder holds."""
+    try:
+        return hashlib.sha256((out / "provenance.json").read_bytes()).hexdigest()[:16]
+    except OSError:
+        return None
+
+
 def _done(out: Path, digest: str) -> bool:
+    """Whether step folder ``out`` holds the outputs this step wrote with inputs ``digest``: its stamp matches
+    and its provenance is still the one the step wrote (another command writing into the folder since, or a
+    run interrupted there, replaced or removed it)."""
     f = out / ".reproduce.json"
     try:
         stamp = json.loads(f.read_text())
-        return isinstance(stamp, dict) and stamp.get("digest") == digest
     except (OSError, ValueError, RecursionError):  # an unreadable stamp: the step runs again
         return False
+    written = _provenance_digest(out)
+    return isinstance(stamp, dict) and stamp.get("digest") == digest and written is not None \
+        and stamp.get("provenance") == written
 
 
 def run_step(step: Step, *, quick: bool, refit: bool, threads: int | None, log, progress: bool = False) -> None:
@@ -185,7 +198,8 @@ def reproduce(root: Path = Path("."), results: Path | None = None, figures_out: 
         t0 = time.perf_counter()
         run_step(step, quick=quick, refit=refit, threads=threads, log=lambda m: log(f"    {m}"), progress=progress)
         w = time.perf_counter() - t0
-        atomic_write_json(step.out / ".reproduce.json", {"digest": digest, "wall_s": w, "step": step.label})
+        atomic_write_json(step.out / ".reproduce.json", {"digest": digest, "wall_s": w, "step": step.label,
+                                                          "provenance": _provenance_digest(step.out)})
         report[step.name] = {"status": "ran", "wall_s": w}
         log(f"{head}: done in {w:.1f} s")
     for j, script in enumerate(figs, len(steps) + 1):
