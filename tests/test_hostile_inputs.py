@@ -467,3 +467,25 @@ def test_the_memory_check_sees_the_address_space_limit(monkeypatch):
     assert limits.available_memory() <= left
     monkeypatch.setattr(resource, "getrlimit", lambda which: (int(size / 2), resource.RLIM_INFINITY))
     assert limits.available_memory() == 1.0  # nothing left: refused, not "unknown" (0)
+
+
+def test_a_spread_factor_on_a_parameter_whose_median_is_zero_is_refused_when_the_config_is_read(tmp_path, capsys):
+    """A sensitivity factor or fitted quantity ``sd_z_dormant_kill`` (median 0 in the shipped sets) was refused
+    only when a cohort was drawn, after the run had written its state."""
+    from gvlmodel.inference.fit import load_config as load_fit
+
+    cfg = read_toml(SENS)
+    cfg["parameters"]["factors"] = cfg["parameters"]["factors"] + ["sd_z_dormant_kill"]
+    path = tmp_path / "sens.toml"
+    path.write_text(tomlw.dumps(cfg))
+    out = tmp_path / "out"
+    _exits_2(capsys, ["sensitivity", path, "--quick", "--out", out, "--no-progress"], "[parameters] factors",
+             "sd_z_dormant_kill", "positive median")
+    assert not out.exists()
+    cfg = read_toml(FIT)
+    v = next(iter(cfg["fitted"]))
+    cfg["fitted"][v] = cfg["fitted"][v] + ["sd_z_dormant_kill"]
+    path = tmp_path / "fit.toml"
+    path.write_text(tomlw.dumps(cfg))
+    with pytest.raises(InputError, match=rf"\[fitted\] {v}: sd_z_dormant_kill"):
+        load_fit(path)

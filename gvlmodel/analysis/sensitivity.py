@@ -82,7 +82,7 @@ from ..model.parameters import parameter_set_info, parse_variant
 from ..core.provenance import (atomic_write_bytes, atomic_write_json, atomic_write_text, begin_outputs,
                                entry_in_the_way, finish_outputs, provenance_of)
 from ..model.simulate import MAX_DAYS
-from ..clinical.trial import FitParameter, TrialDesign, fit_parameter, model_inputs
+from ..clinical.trial import FitParameter, TrialDesign, check_spread_factors, fit_parameter, model_inputs
 
 #: finest Morris grid accepted (typical grids have 4-10 levels; a finer one only shrinks the elementary step)
 MORRIS_MAX_LEVELS = 1000
@@ -343,6 +343,7 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> S
         raise InputError(f"[parameters] factors: {exc}") from None
     if len({f.key for f in factors}) != len(factors):
         raise InputError("[parameters] factors: duplicate names")
+    check_spread_factors(factors, set_name, "[parameters] factors")
     ranges = pa.get("ranges", "posterior")
     if ranges not in ("posterior", "table"):
         raise InputError(f"[parameters] ranges: unknown {ranges!r}; allowed: posterior, table")

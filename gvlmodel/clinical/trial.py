@@ -79,6 +79,21 @@ class FitParameter:
         return f"log10 {self.target}" if self.log else self.key
 
 
+def check_spread_factors(factors, base_set: str, field: str) -> None:
+    """An ``sd_<name>`` quantity (a between-patient spread, log-normal) needs a positive median of ``name``:
+    the base set's, or one varied with it on a positive range; else an :class:`InputError` naming ``field``
+    (its cohorts were refused when drawn, after the run had started)."""
+    from ..model.parameters import parameter_set_info, resolve_parameters
+
+    medians = resolve_parameters(parameter_set_info(base_set)["parameters"])
+    positive = {f.target for f in factors if f.kind == "median" and f.row.lower > 0}
+    for f in factors:
+        if f.kind == "sd" and f.target not in positive and not medians[f.target] > 0:
+            raise InputError(f"{field}: {f.key}: a between-patient spread needs a positive median, and {f.target} "
+                             f"is {medians[f.target]:g} in the set {base_set!r}; vary a positive median of it too, "
+                             "or leave out its spread")
+
+
 def fit_parameter(spec: str) -> FitParameter:
     """``"q_out"`` (population median), ``"sd_q_out"`` (its spread) or ``"stop_uptake"``."""
     if not isinstance(spec, str):

@@ -57,8 +57,9 @@ from ..model.parameters import Variant, parse_variant
 from ..core.provenance import (atomic_write_json, atomic_write_text, begin_outputs, entry_in_the_way, finish_outputs,
                                lock_outputs, package_digest, provenance_of)
 from ..model.simulate import MAX_DAYS
-from ..clinical.trial import (DIAGNOSTICS, STATISTICS, UNDEFINED, FitParameter, TrialDesign, TrialSpec, diagnostics,
-                              fit_parameter, model_inputs, observed, outcome_groups, run_trial, simulate_trials, statistics)
+from ..clinical.trial import (DIAGNOSTICS, STATISTICS, UNDEFINED, FitParameter, TrialDesign, TrialSpec, check_spread_factors,
+                              diagnostics, fit_parameter, model_inputs, observed, outcome_groups, run_trial,
+                              simulate_trials, statistics)
 
 UNDEFINED_PENALTY = 3.0
 STAT_LABELS = {
@@ -285,6 +286,8 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> F
 
     design = TrialDesign.from_table(cfg.get("trial", {}), "[trial]")
     design.protocols(1.0)
+    for v, fps in fitted.items():
+        check_spread_factors(fps, design.base_set, f"[fitted] {v}")
 
     obs = observed(data)
     scales = default_scales(data)
