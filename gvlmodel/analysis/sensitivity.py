@@ -638,10 +638,10 @@ def evaluate(X: np.ndarray, evaluator, folder: Path | None = None, *, chunk_samp
     starts = list(range(0, n, chunk_samples))
     parts: dict[int, np.ndarray] = {}
     if folder is not None:
+        names = getattr(evaluator, "output_names", None)
         for i, s in enumerate(starts):
             p = _chunk_path(Path(folder), i)
             if p.is_file():
-                names = getattr(evaluator, "output_names", None)
                 y = _load_chunk(p, X[s:s + chunk_samples], None if names is None else len(names))
                 if y is not None:
                     parts[i] = y

@@ -122,9 +122,9 @@ def load_config(path, *, quick: bool = False) -> CompareConfig:
         raise InputError("[alternatives]: expected tables [alternatives.NAME]")
     alts = {}
     for name, table in alts_raw.items():
-        if not isinstance(table, dict) or not name.isidentifier() or len(name) > limits.MAX_NAME_LENGTH:
-            raise InputError(f"[alternatives.{name[:80]}]: expected a table named by an identifier of at most "
-                             f"{limits.MAX_NAME_LENGTH} characters (it names files)")
+        limits.run_name(f"[alternatives.{name[:80]}] (its name)", name)
+        if not isinstance(table, dict):
+            raise InputError(f"[alternatives.{name}]: expected a table")
         bad = set(table) - ALTERNATIVE_TABLES
         if bad:
             raise InputError(f"[alternatives.{name}]: unknown key(s) {sorted(bad)}; allowed: "
