@@ -25,17 +25,44 @@ module is in a layer):
 This module (the public API) sits on top; nothing in the package imports it.  Data stay in
 ``gvlmodel/data/`` and ``gvlmodel/parameter_sets/``.
 """
-from .core.errors import InputError, SolverError
-from .model.indices import KP, N_STATES, State, STATE_GROUPS
-from .model.measurement import DEFAULT_DETECTION_LIMIT, RESPONSE_LEVELS_PERCENT, bcr_abl_percent
-from .model.parameters import (PARAMETER_NAMES, PARAMETER_TABLE, Parameter, Variant, available_parameter_sets,
-                               default_parameters, kernel_parameters, parameter_set, resolve_parameters, salib_problem, table_markdown)
-from .model.simulate import DoseSchedule, SimulationResult, healthy_state, im_effect, initial_state, rhs, simulate
-from .clinical.datasets import PatientSeries, load_hahnel2020, load_hess2005, load_michor2005, load_stim1
-from .inference.calibrate import run_calibrate
-from .inference.predict import read_history, run_predict_stop
-
 from .core.version import __version__
+
+#: public name -> the module (relative to this package) that defines it.  The modules are imported on
+#: first use of a name (PEP 562), so that ``import gvlmodel`` and the ``gvlmodel`` command load only
+#: what they use (the command starts faster, and can set up NumPy before it is imported:
+#: :mod:`gvlmodel.workflow.cli`).
+_EXPORTS = {
+    "InputError": "core.errors", "SolverError": "core.errors",
+    "KP": "model.indices", "N_STATES": "model.indices", "State": "model.indices", "STATE_GROUPS": "model.indices",
+    "DEFAULT_DETECTION_LIMIT": "model.measurement", "RESPONSE_LEVELS_PERCENT": "model.measurement",
+    "bcr_abl_percent": "model.measurement",
+    **{name: "model.parameters" for name in (
+        "PARAMETER_NAMES", "PARAMETER_TABLE", "Parameter", "Variant", "available_parameter_sets",
+        "default_parameters", "kernel_parameters", "parameter_set", "resolve_parameters", "salib_problem",
+        "table_markdown")},
+    **{name: "model.simulate" for name in (
+        "DoseSchedule", "SimulationResult", "healthy_state", "im_effect", "initial_state", "rhs", "simulate")},
+    **{name: "clinical.datasets" for name in (
+        "PatientSeries", "load_hahnel2020", "load_hess2005", "load_michor2005", "load_stim1")},
+    "run_calibrate": "inference.calibrate",
+    "read_history": "inference.predict", "run_predict_stop": "inference.predict",
+}
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gvlmodel' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later uses skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __all__ = [
     "InputError", "SolverError", "KP", "N_STATES", "State", "STATE_GROUPS", "DEFAULT_DETECTION_LIMIT",

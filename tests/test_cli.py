@@ -66,7 +66,9 @@ def test_example_solver_failure_exits_1_and_reports_it_without_nan(tmp_path, mon
     is written as data - status, message, the rows reached - and the command exits 1."""
     from gvlmodel.workflow import cli
 
-    sim_mod = sys.modules["gvlmodel.model.simulate"]
+    import importlib
+
+    sim_mod = importlib.import_module("gvlmodel.model.simulate")
     real_simulate = sim_mod.simulate
     monkeypatch.setattr(sim_mod, "simulate", lambda *a, **k: real_simulate(*a, **{**k, "max_steps": 5}))
     out = tmp_path / "ex"
@@ -136,3 +138,41 @@ def test_console_entry_point_returns_main_status_and_skips_the_exit_collection(m
     assert calls == ["main", "freeze"]
     scripts = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["gvlmodel"] == "gvlmodel.workflow.cli:console_main"
+
+
+def _probe(code, **env):
+    import os
+
+    environ = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    environ.update(env)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environ)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.split()
+
+
+def test_the_public_api_is_imported_on_first_use():
+    """``import gvlmodel`` loads neither NumPy nor numba (the command starts with only what it uses); every
+    public name resolves, from the module it is documented in, and unknown names raise AttributeError."""
+    out = _probe("import sys, gvlmodel; print('numpy' in sys.modules, 'numba' in sys.modules)")
+    assert out == ["False", "False"]
+    import gvlmodel
+    from gvlmodel.model import simulate as sim_module
+
+    assert gvlmodel.simulate is sim_module.simulate and gvlmodel.State.Z == 11
+    assert set(gvlmodel.__all__) - {"__version__"} == set(gvlmodel._EXPORTS)
+    assert all(getattr(gvlmodel, name) is not None for name in gvlmodel.__all__)
+    assert set(gvlmodel.__all__) <= set(dir(gvlmodel))
+    import pytest
+
+    with pytest.raises(AttributeError, match="no_such_name"):
+        gvlmodel.no_such_name
+
+
+def test_the_command_runs_blas_on_one_thread_unless_told_otherwise():
+    """The command's process sets ``OPENBLAS_NUM_THREADS=1`` before NumPy loads OpenBLAS (its threads would
+    busy-wait beside the engine's); a value the user set is kept, and importing the CLI into a session that
+    already has NumPy changes nothing."""
+    code = "import os, gvlmodel.workflow.cli; print(os.environ.get('OPENBLAS_NUM_THREADS', 'unset'))"
+    assert _probe(code) == ["1"]
+    assert _probe(code, OPENBLAS_NUM_THREADS="3") == ["3"]
+    assert _probe("import numpy; " + code) == ["unset"]

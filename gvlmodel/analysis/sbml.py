@@ -48,7 +48,6 @@ import math
 import sys
 from pathlib import Path
 from typing import Mapping, Sequence
-from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
@@ -135,11 +134,15 @@ def _math(model, formula: str):
 
 
 def _notes(text: str) -> str:
+    from xml.sax.saxutils import escape  # (imports urllib: ~20 ms that every command would pay, see the CLI's parser)
+
     paras = "".join(f"<p>{escape(line)}</p>" for line in text.split("\n"))
     return f'<body xmlns="http://www.w3.org/1999/xhtml">{paras}</body>'
 
 
 def _annotation(tag: str, attrs: Mapping[str, object]) -> str:
+    from xml.sax.saxutils import quoteattr
+
     body = " ".join(f"{k}={quoteattr(str(v))}" for k, v in attrs.items())
     return f'<{ANNOTATION_PREFIX}:{tag} xmlns:{ANNOTATION_PREFIX}="{ANNOTATION_NS}" {body}/>'
 

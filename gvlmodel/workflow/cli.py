@@ -7,9 +7,17 @@ written to the output folder in that case.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
+
+if "numpy" not in sys.modules:  # the command's own process (``import gvlmodel`` imports no NumPy): one BLAS thread
+    # The commands' parallel work is the compiled engine's threads; their linear algebra is tiny.  OpenBLAS starts
+    # a thread per core when NumPy (and again when SciPy) loads it, and those threads busy-wait after loading and
+    # after every threaded call, taking ~0.3 CPU-s from the engine (``benchmarks/README.md``).  One thread also
+    # computes every BLAS result alike on any machine.  Read only when OpenBLAS loads; a value set by the user wins.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
 
@@ -462,7 +470,6 @@ def console_main() -> int:
     does this: :func:`main` called from Python (tests, notebooks) leaves the collector alone.
     """
     import gc
-    import os
 
     for fd in (0, 1, 2):  # a descriptor closed at start (``>&-``) would be reused by the next file opened,
         try:             # and output meant for the terminal would land in a result file: point it at /dev/null
