@@ -64,12 +64,4 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_EXPORTS))
 
 
-__all__ = [
-    "InputError", "SolverError", "KP", "N_STATES", "State", "STATE_GROUPS", "DEFAULT_DETECTION_LIMIT",
-    "RESPONSE_LEVELS_PERCENT", "bcr_abl_percent", "im_effect", "rhs", "PARAMETER_NAMES", "PARAMETER_TABLE",
-    "Parameter", "Variant", "available_parameter_sets", "parameter_set", "default_parameters", "kernel_parameters", "resolve_parameters", "salib_problem",
-    "table_markdown", "DoseSchedule", "SimulationResult", "healthy_state", "initial_state", "simulate",
-    "PatientSeries", "load_michor2005", "load_hahnel2020", "load_stim1", "load_hess2005", "run_calibrate",
-    "read_history", "run_predict_stop",
-    "__version__",
-]
+__all__ = [*_EXPORTS, "__version__"]
