@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Global error of ``simulate()`` over seeded draws of the parameter table, in tolerance units.
 
-The README's "Accuracy" envelope: for each draw (``tests/conftest.draw_parameters``,
+The accuracy envelope (README "Solver", docs/model.md "Solver"): for each draw (``tests/conftest.draw_parameters``,
 uniform on each parameter's scale within its bounds), a variant H0/H1/H2 in
 turn, donor or autologous effectors, a random start (0.01-10 % BCR-ABL) and one
 of three dose courses, the solve at rtol = atol = tol (extinction event off) is

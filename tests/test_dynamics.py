@@ -73,6 +73,10 @@ def test_default_table_has_a_controlled_equilibrium_off_imatinib(params, transpl
     c, h = eqs["controlled"], eqs["high_burden"]
     # residual LSCs (more than one, so reachable by the integrator), mostly quiescent, at a low BCR-ABL
     assert 10 < c["lsc"] < 1e3 and 0.001 < c["bcr_abl_percent"] < 0.01
+    # the values README.md quotes for the table ("26 LSCs at 0.002 % transplanted, 58 LSCs at 0.005 %
+    # non-transplanted"): a change of the model or the table must update the README too
+    lsc, percent = (26, 0.002) if transplant else (58, 0.005)
+    assert round(c["lsc"]) == lsc and round(c["bcr_abl_percent"], 3) == percent
     k = c["kill_rate"]
     # quiescent loss a(k) = q_out + kappa_Q k + delta_in kappa_D k / (delta_out + kappa_D k);
     # D/Q = delta_in / (delta_out + kappa_D k)

@@ -489,3 +489,57 @@ def test_a_spread_factor_on_a_parameter_whose_median_is_zero_is_refused_when_the
     path.write_text(tomlw.dumps(cfg))
     with pytest.raises(InputError, match=rf"\[fitted\] {v}: sd_z_dormant_kill"):
         load_fit(path)
+
+
+def test_ranges_that_let_r_x_fall_to_d0_are_refused_when_the_config_is_read(tmp_path, capsys):
+    """The table's bounds of d0 [0.001, 0.01] and r_x [0.0035, 0.02] overlap, and the model needs r_x > d0.
+    A sensitivity study over d0's table range passed validation, wrote its problem, state and samples, then
+    stopped at the first sample with d0 >= r_x (exit 2 naming no config key); a fit, a calibration or a
+    scenario spread on d0 stopped the same way mid-run.  Each is now refused when its config is read."""
+    from gvlmodel.analysis.sensitivity import load_config as load_sens
+    from gvlmodel.inference.calibrate import load_config as load_calibrate
+    from gvlmodel.inference.fit import load_config as load_fit
+    from gvlmodel.model.parameters import PARAMETER_TABLE
+
+    cfg = read_toml(SENS)
+    cfg["parameters"].update(factors=["d0", "z_kill"], ranges="table")
+    path = tmp_path / "sens.toml"
+    path.write_text(tomlw.dumps(cfg))
+    out = tmp_path / "out"
+    _exits_2(capsys, ["sensitivity", path, "--quick", "--out", out, "--no-progress"], "[parameters] factors",
+             "r_x must exceed d0", "[0.001, 0.01]", "[parameters] bounds")
+    assert not out.exists()
+    # the same factor on a range below r_x's value (0.005 in the set) is a valid study
+    cfg["parameters"]["bounds"] = {"log10_d0": [-3.0, float(np.log10(0.004))]}
+    path.write_text(tomlw.dumps(cfg))
+    assert load_sens(path).bounds[0] == (-3.0, float(np.log10(0.004)))
+    for factors in (["d0", "r_x"], ["sd_d0"]):  # both varied; a spread of d0 (its draws reach the upper 0.01)
+        cfg["parameters"].update(factors=factors, bounds={})
+        path.write_text(tomlw.dumps(cfg))
+        with pytest.raises(InputError, match=r"\[parameters\] factors: r_x must exceed d0"):
+            load_sens(path)
+
+    cfg = read_toml(FIT)
+    v = next(iter(cfg["fitted"]))
+    cfg["fitted"][v] = cfg["fitted"][v] + ["d0"]
+    path = tmp_path / "fit.toml"
+    path.write_text(tomlw.dumps(cfg))
+    with pytest.raises(InputError, match=rf"\[fitted\] {v}: r_x must exceed d0.*fit only one"):
+        load_fit(path)
+
+    cfg = read_toml(CALIBRATE)
+    cfg["fitted"]["d0"] = 0.5
+    path = tmp_path / "calibrate.toml"
+    path.write_text(tomlw.dumps(cfg))
+    with pytest.raises(InputError, match=r"\[fitted\]: r_x must exceed d0.*fit only one"):
+        load_calibrate(path)
+
+    scen = tmp_path / "s.toml"
+    scen.write_text("[cohort]\nsize = 8\nseed = 1\n[parameters]\nset = \"hess2005\"\n[population]\nd0 = 0.2\n")
+    _exits_2(capsys, ["simulate", scen, "--out", tmp_path / "o"], "[population]", "r_x must exceed d0")
+    assert not (tmp_path / "o").exists()
+    # with r_x above d0's upper bound the spread is valid
+    upper = PARAMETER_TABLE["d0"].upper
+    scen.write_text("[cohort]\nsize = 8\nseed = 1\n[treatment]\nfollow_up_days = 60\n[parameters]\nset = \"hess2005\"\n"
+                    f"r_x = {2 * upper}\n[population]\nd0 = 0.2\n")
+    assert main(["simulate", str(scen), "--out", str(tmp_path / "o2"), "--no-progress"]) == 0

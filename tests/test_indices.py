@@ -23,8 +23,24 @@ def test_every_parameter_has_value_unit_bounds_scale_source():
     for name, row in PARAMETER_TABLE.items():
         assert row.name == name
         assert row.unit and row.source and row.description and row.group
-        assert row.lower <= row.value <= row.upper
         assert row.scale in ("log", "linear")
+
+
+def test_every_bound_of_the_table_is_a_valid_model_on_its_own():
+    """Each parameter at its lower or upper bound, the others at their values, passes the model's own checks
+    (positive rates, fractions below 1, ...), so sampling one parameter over its table range never stops a run.
+    The ordered pairs (r_x > d0) are the exception the table documents: their bounds overlap, and the
+    commands refuse ranges that cross before a run (``check_ordered_ranges``)."""
+    from gvlmodel.model.parameters import ORDERED_PARAMETERS, resolve_parameters
+
+    ordered = {name for pair in ORDERED_PARAMETERS for name in pair[:2]}
+    for name, row in PARAMETER_TABLE.items():
+        for value in (row.lower, row.upper):
+            if name in ordered:
+                continue
+            resolve_parameters({name: value}, check_bounds=True)
+    low, high, _ = ORDERED_PARAMETERS[0]
+    assert PARAMETER_TABLE[low].value < PARAMETER_TABLE[high].value
 
 
 def test_kernel_vector_fully_filled_for_every_variant_and_setting():

@@ -14,7 +14,7 @@ from gvlmodel.core.experiments import experiment_kind
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ["fig1_schematic", "fig2_patients", "fig3_predictive", "fig4_immune_window", "fig5_stopping",
-           "fig6_sensitivity", "fig7_posterior"]
+           "fig6_sensitivity", "fig7_posterior", "fig8_comparison"]
 
 
 def test_every_committed_experiment_has_a_kind():

@@ -16,7 +16,7 @@ RTOL, ATOL = 1e-6, 1e-6
 #: global error allowed after 720 days, in units of the requested *local*
 #: tolerance.  Measured (2026-11-25): gvlmodel 0.38-8.4 on these courses at the
 #: default parameters; SciPy DOP853 at the same tolerance 0.5-28, SciPy LSODA
-#: 2-73 (README "Accuracy").  At the random draws below (2026-12-05) gvlmodel
+#: 2-73 (``benchmarks/accuracy_sweep.py``).  At the random draws below (2026-12-05) gvlmodel
 #: 0.04-19.2 and SciPy DOP853 4.1-103.5: see
 #: test_matches_solve_ivp_radau_at_random_parameters for the draws where even
 #: SciPy's DOP853 exceeds this bound.

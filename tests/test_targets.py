@@ -1,8 +1,8 @@
 """Issue 17's population-level targets on the shipped sets, each an executable check.
 
-Targets the model meets are ordinary tests. Targets it does not yet meet are strict xfails: they
-run, show the measured number in the report, and turn into failures the day the model meets them
-(then the xfail mark must go), so an unmet target can neither be forgotten nor silently pass.
+The model meets every target here, so each is an ordinary test. A target it stops meeting, or a new
+one it does not yet meet, belongs here as a strict xfail (it runs, shows the measured number, and
+fails the day the model meets it), so an unmet target can neither be forgotten nor silently pass.
 """
 from __future__ import annotations
 

@@ -82,7 +82,8 @@ from ..model.parameters import parameter_set_info, parse_variant
 from ..core.provenance import (atomic_write_bytes, atomic_write_json, atomic_write_text, begin_outputs,
                                entry_in_the_way, finish_outputs, provenance_of)
 from ..model.simulate import MAX_DAYS
-from ..clinical.trial import FitParameter, TrialDesign, check_spread_factors, fit_parameter, model_inputs
+from ..clinical.trial import (FitParameter, TrialDesign, check_ordered_factors, check_spread_factors, fit_parameter,
+                              model_inputs)
 
 #: finest Morris grid accepted (typical grids have 4-10 levels; a finer one only shrinks the elementary step)
 MORRIS_MAX_LEVELS = 1000
@@ -374,6 +375,9 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> S
             bounds.append(base_bounds[f.key])
         else:
             bounds.append((plo, phi))
+    check_ordered_factors(factors, set_name, "[parameters] factors", bounds,
+                          "narrow them with [parameters] bounds (sampler space: log10 for log-scale rows), "
+                          "or vary only one of the two")
 
     co = cfg.get("cohort", {})
     tr = cfg.get("treatment", {})

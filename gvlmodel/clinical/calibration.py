@@ -1,4 +1,4 @@
-"""The calibration data (BRIEF §2) as data.
+"""The calibration data (``gvlmodel/data/``, sources in its README.md) as data.
 
 ``gvlmodel/data/hess2005.toml`` holds every number with its citation and group
 size.  :func:`gvlmodel.clinical.trial.observed` reads them as statistics and

@@ -20,7 +20,7 @@ engines (:func:`gvlmodel.clinical.lanes.run_cohort_lanes`, used here, and the re
 :func:`gvlmodel.clinical.protocol.run_cohort`) draw no random numbers and each patient
 writes only its own rows, so results are identical for any thread count.
 
-Starting burden (BRIEF §2, standard clinical correspondences; configurable):
+Starting burden (standard clinical correspondences; configurable):
 molecular relapse 0.01-1 %, cytogenetic 1-35 %, hematologic 35-90 % BCR-ABL;
 untreated chronic phase at diagnosis 50-95 %.  Within its range a patient's
 ratio is log-uniform.

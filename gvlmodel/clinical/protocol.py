@@ -3,8 +3,8 @@
 At every visit (day ``k * VISIT``, ``k = 0..N_VISITS``; visit 0 is enrolment) one
 blood sample is taken (:func:`gvlmodel.model.measurement.pcr_sample`) and the rules of
 :func:`visit_rules` update the patient's protocol state; the model is then
-integrated to the next visit at the dose those rules chose.  Rules (BRIEF §2,
-Hess et al., J Clin Oncol 2005):
+integrated to the next visit at the dose those rules chose.  Rules (Hess et al.,
+J Clin Oncol 2005; ``gvlmodel/data/hess2005.toml``):
 
 * **CMR** = three consecutive negative samples after an initial positive; its
   day is that of the first of the three negatives.

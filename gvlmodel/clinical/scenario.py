@@ -46,7 +46,8 @@ from ..core.csvtext import csv_body, numeric_cells, text_cells
 from ..core.errors import InputError, check_tables, read_toml
 from ..core.limits import available_memory  # noqa: F401  (its home is gvlmodel.core.limits)
 from ..core.limits import engine_bytes_per_patient
-from ..model.parameters import PARAMETER_NAMES, available_parameter_sets, parameter_set_info, parse_variant, resolve_parameters
+from ..model.parameters import (PARAMETER_NAMES, available_parameter_sets, check_ordered_ranges, parameter_ranges,
+                                parameter_set_info, parse_variant, resolve_parameters)
 from ..core.provenance import (AtomicFile, atomic_write_json, begin_outputs, finish_outputs, lock_outputs, provenance,
                                prune_outputs, resolved_config, unpublish)
 
@@ -222,6 +223,10 @@ def parse_scenario(cfg: dict) -> Scenario:
         check_spreads({**params, **population.medians}, population.sd_log)
     except InputError as exc:
         raise InputError(f"[population] {exc}") from None
+    check_ordered_ranges(parameter_ranges({**params, **population.medians},
+                                          spread=[k for k, sd in population.sd_log.items() if sd > 0]),
+                         "[population]", "a between-patient spread draws over the parameter's table bounds: remove "
+                         "it, or set the other parameter ([parameters]) outside those bounds")
     solver = {}
     for key, check in (("rtol", limits.rtol), ("atol", limits.atol)):
         if key in so:

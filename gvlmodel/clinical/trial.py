@@ -2,7 +2,7 @@
 
 One virtual trial = the enrolled cohort of the real size (44 transplanted
 patients with the real relapse-type mix) run through the Hess protocol, plus a
-small non-transplanted comparator that stops a short imatinib course (BRIEF §2).
+small non-transplanted comparator that stops a short imatinib course (Hess et al. 2005).
 Its statistics are the calibration numbers of ``gvlmodel/data/hess2005.toml``
 computed the same way from simulated patients, so the sampling noise of a
 44-patient trial is part of the model (a fit never compares percentages of
@@ -94,6 +94,22 @@ def check_spread_factors(factors, base_set: str, field: str) -> None:
                              "or leave out its spread")
 
 
+def check_ordered_factors(factors, base_set: str, field: str, bounds=None, hint: str = "") -> None:
+    """Varied quantities must not let a sample or a patient break the table's order constraints (``r_x > d0``,
+    :data:`gvlmodel.model.parameters.ORDERED_PARAMETERS`): a varied median ranges over ``bounds`` (sampler
+    space, one pair per factor; default its prior bounds), a spread (an ``sd_<name>`` factor, or one the base
+    set's population has) over the table's bounds, everything else is the base set's value.  Else an
+    :class:`InputError` naming ``field`` (the run stopped when the first such sample was drawn)."""
+    from ..model.parameters import check_ordered_ranges, parameter_ranges, parameter_set_info, resolve_parameters
+
+    info = parameter_set_info(base_set)
+    bounds = [f.prior_bounds for f in factors] if bounds is None else bounds
+    varied = {f.target: (f.natural(lo), f.natural(hi)) for f, (lo, hi) in zip(factors, bounds) if f.kind == "median"}
+    spread = {f.target for f in factors if f.kind == "sd"}
+    spread |= {name for name, sd in (info["population"] or {}).items() if sd > 0}
+    check_ordered_ranges(parameter_ranges(resolve_parameters(info["parameters"]), varied, spread), field, hint)
+
+
 def fit_parameter(spec: str) -> FitParameter:
     """``"q_out"`` (population median), ``"sd_q_out"`` (its spread) or ``"stop_uptake"``."""
     if not isinstance(spec, str):
@@ -112,7 +128,7 @@ def fit_parameter(spec: str) -> FitParameter:
 
 @dataclass(frozen=True)
 class TrialDesign:
-    """How a virtual trial is run (defaults: Hess 2005 as in BRIEF §2; assumptions marked in the config)."""
+    """How a virtual trial is run (defaults: Hess et al. 2005, ``gvlmodel/data/hess2005.toml``; assumptions marked in the config)."""
 
     size: int = 44
     relapse_mix: Mapping[str, float] = field(default_factory=lambda: dict(HESS2005_RELAPSE_MIX))

@@ -14,7 +14,8 @@ class InputError(ValueError):
 
 
 class SolverError(RuntimeError):
-    """Raised only on request (``raise_on_failure=True``) for a failed solve."""
+    """A failed solve: raised by the API on request (``raise_on_failure=True``), and by ``gvlmodel reproduce``
+    when its example solve fails (the commands report a cohort's failures per patient)."""
 
 
 #: largest config file read (a config is a few kilobytes; parameter sets with posteriors ~100 KB)

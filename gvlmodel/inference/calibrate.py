@@ -64,7 +64,8 @@ import numpy as np
 from ..core import limits
 from ..clinical.datasets import DATASETS, DAYS_PER_MONTH, PatientSeries
 from ..core.errors import InputError, integer, read_toml, real
-from ..model.parameters import PARAMETER_TABLE, PARAMETER_SET_DIR, parameter_set, parse_variant, resolve_parameters
+from ..model.parameters import (PARAMETER_TABLE, PARAMETER_SET_DIR, check_ordered_ranges, parameter_ranges,
+                                parameter_set, parse_variant, resolve_parameters)
 from ..model.simulate import initial_state, simulate
 
 #: the starting ratio is fitted per patient too (not a table parameter)
@@ -150,6 +151,10 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> C
             raise InputError(f"{source}: [fitted] {name!r} is a linear-scale parameter; only log-scale rows "
                              "can be fitted (log-normal between patients)")
         fitted[name] = real(f"[fitted] {name}", sd, lo=0.01, hi=3.0)
+    check_ordered_ranges(parameter_ranges(resolve_parameters(parameter_set(base)),
+                                          spread=[name for name in fitted if name in PARAMETER_TABLE]),
+                         f"{source}: [fitted]", "each patient's fit ranges over the table's bounds, which overlap "
+                         "for these two: fit only one of them")
     stim1_parameter = c.get("stim1_parameter", "")
     if stim1_parameter not in ("",) + STIM1_PARAMETERS:
         raise InputError(f"{source}: [calibrate] stim1_parameter: expected one of {list(STIM1_PARAMETERS)} or \"\" "

@@ -57,9 +57,9 @@ from ..model.parameters import Variant, parse_variant
 from ..core.provenance import (atomic_write_json, atomic_write_text, begin_outputs, entry_in_the_way, finish_outputs,
                                lock_outputs, package_digest, provenance_of)
 from ..model.simulate import MAX_DAYS
-from ..clinical.trial import (DIAGNOSTICS, STATISTICS, UNDEFINED, FitParameter, TrialDesign, TrialSpec, check_spread_factors,
-                              diagnostics, fit_parameter, model_inputs, observed, outcome_groups, run_trial,
-                              simulate_trials, statistics)
+from ..clinical.trial import (DIAGNOSTICS, STATISTICS, UNDEFINED, FitParameter, TrialDesign, TrialSpec,
+                              check_ordered_factors, check_spread_factors, diagnostics, fit_parameter, model_inputs,
+                              observed, outcome_groups, run_trial, simulate_trials, statistics)
 
 UNDEFINED_PENALTY = 3.0
 STAT_LABELS = {
@@ -288,6 +288,8 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> F
     design.protocols(1.0)
     for v, fps in fitted.items():
         check_spread_factors(fps, design.base_set, f"[fitted] {v}")
+        check_ordered_factors(fps, design.base_set, f"[fitted] {v}", hint="their priors are the table's bounds, "
+                              "which overlap: fit only one of the two")
 
     obs = observed(data)
     scales = default_scales(data)
@@ -947,7 +949,7 @@ def _median_defined(values) -> float | None:
 # --------------------------------------------------------------------------
 def mechanistic_answers(cfg: FitConfig, variant: str, draws: np.ndarray, seed: int, log=print,
                         progress: bool = False) -> dict:
-    """BRIEF §4 / issue point 4 from posterior draws of ``variant``.
+    """The mechanistic answers (the fit report's "answers"; docs/comparison.md) from posterior draws of ``variant``.
 
     * Hess protocol, a cohort of ``answer_cohort_size`` per draw: median IM
       days at stop of durable vs lost patients; share of durable remissions

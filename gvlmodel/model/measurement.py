@@ -1,4 +1,4 @@
-"""What the blood test sees (BRIEF §3.7): the BCR-ABL ratio, response levels and the PCR.
+"""What the blood test sees (docs/model.md): the BCR-ABL ratio, response levels and the PCR.
 
 Measurement model of one sample (compiled, :func:`pcr_sample`):
 

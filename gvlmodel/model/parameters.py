@@ -26,7 +26,7 @@ from .indices import KP, N_KP
 
 
 class Variant(str, Enum):
-    """Model hypotheses of BRIEF §4, selected without copying the equations.
+    """Model hypotheses (docs/model.md, "Hypotheses"), selected without copying the equations.
 
     * ``H0`` - imatinib alone: no effector cells at all.
     * ``H1`` - static GVL: effectors with influx, death and killing, but no
@@ -91,7 +91,7 @@ _TABLE = (
     P("lsc_capacity", 7.0e6, "cells", 1.0e5, 1.0e8, "log",
       "assumed: an untreated clone near capacity gives about 95 % BCR-ABL (chronic phase at diagnosis); "
       "logistic form and scale as " + HAHNEL + " (K_Y = 1e6 proliferating cells)",
-      "carrying capacity of leukemic stem cells (quiescent, cycling and resistant)", "leukemic"),
+      "carrying capacity of leukemic stem cells (dormant, quiescent, cycling and resistant)", "leukemic"),
     P("a_y", 1.6, "1/day", 0.8, 3.2, "log", MICHOR, "progenitor output per cycling LSC", "leukemic"),
     P("b_y", 10.0, "1/day", 5.0, 20.0, "log", MICHOR, "differentiated output per leukemic progenitor", "leukemic"),
     P("c_y", 100.0, "1/day", 50.0, 200.0, "log", MICHOR, "mature output per leukemic differentiated cell", "leukemic"),
@@ -192,7 +192,7 @@ def available_parameter_sets() -> list[str]:
     """Names accepted by :func:`parameter_set`: ``"default"`` plus every shipped set.
 
     Shipped sets are TOML files in ``gvlmodel/parameter_sets/`` (written by
-    ``gvlmodel fit``) with a ``[parameters]`` table of name = value.
+    ``gvlmodel fit --ship`` and ``gvlmodel calibrate --ship``) with a ``[parameters]`` table of name = value.
     """
     return ["default"] + sorted(f.stem for f in PARAMETER_SET_DIR.glob("*.toml"))
 
@@ -265,8 +265,9 @@ def resolve_parameters(params: Mapping[str, float] | None = None, *, check_bound
         if check_bounds and not (row.lower <= value <= row.upper):
             _fail(f"parameter {name!r}", f"{value} outside allowed range [{row.lower}, {row.upper}] {row.unit}")
         merged[name] = value
-    if merged["r_x"] <= merged["d0"]:
-        _fail("parameter 'r_x'", f"must exceed d0 ({merged['d0']}) for a normal stem-cell pool to exist, got {merged['r_x']}")
+    for low, high, why in ORDERED_PARAMETERS:
+        if merged[high] <= merged[low]:
+            _fail(f"parameter {high!r}", f"must exceed {low} ({merged[low]}) {why}, got {merged[high]}")
     if merged["x0_eq"] <= 0:
         _fail("parameter 'x0_eq'", "must be positive")
     for name in ("z_quiescent_kill", "z_dormant_kill", "immunosuppression", "resistant_fraction"):
@@ -281,6 +282,39 @@ def resolve_parameters(params: Mapping[str, float] | None = None, *, check_bound
         _fail("parameter 'resistant_fraction'", f"must be below 1 (a share of the clone's stem cells; the sensitive "
               f"subclone must exist), got {merged['resistant_fraction']}")
     return merged
+
+
+#: ``(low, high, why)``: parameter pairs whose values must satisfy ``high > low`` for every patient.  Their
+#: table bounds overlap (each is a plausible range on its own), so a box of both ranges is not always valid.
+ORDERED_PARAMETERS = (("d0", "r_x", "for a normal stem-cell pool to exist (its self-renewal must beat its death)"),)
+
+
+def check_ordered_ranges(ranges: Mapping[str, tuple[float, float]], field: str, hint: str = "") -> None:
+    """Refuse, before a run, ranges over which :data:`ORDERED_PARAMETERS` can be violated.
+
+    ``ranges[name] = (lowest, highest)`` value a parameter can take in the run (its value twice when it does
+    not vary; a varied median's sampling bounds; a between-patient spread's clip or truncation bounds, the
+    table's).  Every pair must keep ``highest(low) < lowest(high)``, else the run would stop when a sample or a
+    patient crosses; the :class:`InputError` names ``field``, both ranges and ``hint`` (how to narrow them)."""
+    for low, high, why in ORDERED_PARAMETERS:
+        lo_range, hi_range = ranges[low], ranges[high]
+        if not lo_range[1] < hi_range[0]:
+            _fail(field, f"{high} must exceed {low} in every sample and patient {why}, but here {low} ranges over "
+                         f"[{lo_range[0]:g}, {lo_range[1]:g}] and {high} over [{hi_range[0]:g}, {hi_range[1]:g}] "
+                         f"{PARAMETER_TABLE[low].unit}" + (f"; {hint}" if hint else ""))
+
+
+def parameter_ranges(medians: Mapping[str, float], varied: Mapping[str, tuple[float, float]] = (),
+                     spread: Iterable[str] = ()) -> dict[str, tuple[float, float]]:
+    """The range each parameter can take in a run: ``medians[name]`` twice, ``varied[name]`` (a median sampled
+    over a range, natural units) or, for a name in ``spread`` (a between-patient spread, whose draws the table's
+    bounds clip or truncate), the table's bounds.  Input of :func:`check_ordered_ranges`."""
+    ranges = {k: (float(v), float(v)) for k, v in medians.items()}
+    ranges.update({k: (float(lo), float(hi)) for k, (lo, hi) in dict(varied).items()})
+    for name in spread:
+        row = PARAMETER_TABLE[name]
+        ranges[name] = (row.lower, row.upper)
+    return ranges
 
 
 #: parameters that must be positive, not only non-negative: the start states and the niche feedback divide by
@@ -328,8 +362,9 @@ def kernel_parameters_batch(base: Mapping[str, float], varied: Mapping[str, np.n
         if col.shape != (n,):
             _fail(f"parameter {name!r}", f"per-patient values must be a 1-D array of length {n}")
         p[name] = col
-    if np.any(np.asarray(p["r_x"]) <= np.asarray(p["d0"])):
-        _fail("parameter 'r_x'", "must exceed d0 for every patient")
+    for low, high, why in ORDERED_PARAMETERS:
+        if np.any(np.asarray(p[high]) <= np.asarray(p[low])):
+            _fail(f"parameter {high!r}", f"must exceed {low} for every patient ({why})")
     k = np.empty((n, N_KP))
     _fill_kernel(p, variant, transplant, k)
     return k

@@ -17,8 +17,8 @@ libm's ``pow``: the same bits in scalar and vector code, so the lock-step cohort
 engine computes it for all its lanes at once and still equals the one-patient
 engine bit for bit.
 
-Why an explicit pair (measured by ``benchmarks/stiffness.py``; README
-"Stiffness"): along a 5-year Hess course the Jacobian's eigenvalues reach
+Why an explicit pair (measured by ``benchmarks/stiffness.py``; benchmarks/README.md,
+"Other benchmarks"): along a 5-year Hess course the Jacobian's eigenvalues reach
 -1.54/day (mature-cell turnover plus immune kill) while the slowest decay is
 0.0002/day, a stiffness ratio of ~10^3 (median 835).  At rtol 1e-6 DOP853 needs
 ~310 steps, fewer than SciPy's Radau (359, with the exact Jacobian), BDF (502),
@@ -28,8 +28,9 @@ each with a Jacobian and an LU factorisation): at these tolerances the
 was rejected: it does not change the eigenvalues (the stiffness is the same),
 an L-stable Radau on it still needs 128 steps at 1e-4 and 362 at 1e-6 (the
 transients after the stop and during effector expansion), and it cannot
-represent extinct compartments (exactly 0).  Positivity is kept by
-error control; the state space's boundary is invariant for the equations.
+represent extinct compartments (exactly 0).  Positivity: the state space's
+boundary is invariant for the equations; a step that leaves the positive orthant
+by more than the tolerance is rejected, and smaller excursions are projected to 0.
 
 Events and restarts: the course is a sequence of segments with constant
 imatinib effect; each segment boundary is a hard stop (the right-hand side
@@ -39,8 +40,8 @@ error-controlled, and on steps near the stability bound it was measured
 interpolant shows the same), whereas step-end values are within a few units.
 Because the pair is FSAL, a stop costs only the shortened step (~4% more steps
 for monthly outputs over 5 years).  Extinction - fewer than ``threshold`` leukemic stem cells
-(``Q + Y0``) - is located by bisection on the dense output, both LSC states are
-set to exactly zero there, and integration restarts.  The crossing is detected
+(``D + Q + Y0 + R0``, :func:`gvlmodel.model.model.lsc_count`) - is located by bisection on the dense
+output, all four LSC states are set to exactly zero there, and integration restarts.  The crossing is detected
 at step ends, so a dip below the threshold that recovers within one step (a few
 days) would be missed.  Re-solved on a quarter-day grid, no such dip occurred in
 4,000 Hess-protocol patients of the fitted H2 set (``tests/test_properties.py``

@@ -229,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     ps.add_argument("--horizon-days", type=float, default=365.0,
                     help="window after stop_day in which a loss of MMR counts (default 365)")
     ps.add_argument("--draws", type=int, default=2000,
-                    help="importance-sampling draws per patient (default 2000)")
+                    help="posterior draws per patient, from an emcee ensemble sampler (default 2000)")
     ps.add_argument("--seed", type=int, default=1, help="seed of the posterior draws (default 1)")
     ps.add_argument("--set", dest="set_name", default=None,
                     help="calibrated parameter set for the prior (default: 'patients' for non-transplanted, "
@@ -252,7 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("reproduce", help="the main job: every experiment from the shipped fits, every figure, "
                         "and the numbers file (skips steps whose inputs are unchanged)")
     rp.add_argument("--quick", action="store_true", help="small version of every step (into results/quick)")
-    rp.add_argument("--refit", action="store_true", help="refit by ABC instead of using the shipped sets (~20 min)")
+    rp.add_argument("--refit", action="store_true",
+                    help="refit by ABC instead of using the shipped sets, and run the comparison's robustness refits "
+                    "(about an hour); overwrites the shipped sets patients and hess2005* with the refits")
     rp.add_argument("--force", action="store_true", help="re-run every step even if its inputs are unchanged")
     rp.add_argument("--root", type=_path, default=Path("."), help="repository root (holds experiments/, figures/)")
     rp.add_argument("--results", type=_path, default=None, help="results folder (default results/ or results/quick/)")
