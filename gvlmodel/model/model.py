@@ -50,7 +50,7 @@ Mechanisms and sources (details and values in :mod:`gvlmodel.model.parameters`):
   unless effectors hold them.  Dormant, label-retaining stem cells that divide
   several-fold less often than their active siblings: Wilson et al., Cell 2008;
 * **differentiation**: cycling LSCs produce progenitors, which live weeks
-  (``d1``, ``d2`` about 0.05/day: Stein 2011, Michor 2005), and mature cells;
+  (``d1`` 0.05/day from Stein 2011's early progenitors, ``d2`` 0.05/day from Michor 2005), and mature cells;
 * **drug kill**: imatinib (Emax on steady-state exposure) kills cycling LSCs
   (``k_IM``; Roeder et al., Nat Med 2006; Stein 2011) and proliferating
   leukemic progenitors (``k_IM,P``; Abe et al. 2008; Corbin et al. 2011).  No

@@ -95,10 +95,13 @@ _TABLE = (
     P("a_y", 1.6, "1/day", 0.8, 3.2, "log", MICHOR, "progenitor output per cycling LSC", "leukemic"),
     P("b_y", 10.0, "1/day", 5.0, 20.0, "log", MICHOR, "differentiated output per leukemic progenitor", "leukemic"),
     P("c_y", 100.0, "1/day", 50.0, 200.0, "log", MICHOR, "mature output per leukemic differentiated cell", "leukemic"),
-    P("q_in", 0.025, "1/day", 0.002, 0.1, "log", STEIN + " (exchange rates of order 0.03 and 0.004/day)",
+    P("q_in", 0.025, "1/day", 0.002, 0.1, "log",
+      STEIN + " (exchange rates of order 0.03 and 0.004/day, read so that most LSCs start quiescent, as its "
+      "starting counts have them; a public transcription of its Table S2 notes the two look swapped there)",
       "entry of cycling LSCs into quiescence", "leukemic"),
     P("q_out", 0.004, "1/day", 4.0e-4, 0.03, "log",
-      STEIN + " (order 0.004/day); sets the second slope of the imatinib response (" + MICHOR + ")",
+      STEIN + " (order 0.004/day); sets the second slope of the imatinib response here, which " + MICHOR
+      + " attributes to progenitor turnover (0.008/day) and Tang et al., Blood 2011 measured at -0.0057/day",
       "exit of quiescent LSCs into cycling", "leukemic"),
     P("dormancy_in", 1.0e-5, "1/day", 1.0e-6, 1.0e-3, "log",
       "fitted per patient by gvlmodel calibrate (the long-term series of " + HAHNEL + "); starting value "
@@ -117,8 +120,9 @@ _TABLE = (
     P("im_ec50", 500.0, "ng/mL", 100.0, 3000.0, "log", "assumed",
       "exposure giving half-maximal effect (Emax, Hill 1)", "imatinib"),
     P("im_kill_lsc", 0.4, "1/day", 0.01, 3.0, "log",
-      "Roeder et al., Nat Med 2006; " + STEIN + " (imatinib drives cycling LSCs down); "
-      "size set by the 2-3 log first phase of " + MICHOR,
+      "assumed (no direct measurement; the fitted sets estimate it from Hess 2005): Roeder et al., Nat Med 2006 "
+      "and " + STEIN + " have imatinib act on cycling LSCs (Stein: net rate from about +0.005 to -0.1/day); "
+      + MICHOR + " has no stem-cell kill (imatinib lowers progenitor and differentiated output)",
       "imatinib kill rate of cycling LSCs at 400 mg/day", "imatinib"),
     P("im_kill_progenitor", 1.0, "1/day", 0.0, 5.0, "linear",
       "Abe et al., Int J Hematol 2008; Corbin et al., J Clin Invest 2011 (CML progenitors are cleared on imatinib)",
@@ -132,8 +136,8 @@ _TABLE = (
     P("z_death", 0.067, "1/day", 0.01, 0.5, "log", HAHNEL + " (a = 2/month)",
       "effector death / contraction rate", "effector"),
     P("z_half", 0.02, "%", 1.0e-4, 1.0, "log",
-      HAHNEL + " (K_z 200-420 of K_Y = 1e6 cells, about 0.02-0.04 % BCR-ABL); window 0.001-1 % (Kim et al. 2008; "
-      "Clapp et al. 2015)",
+      "assumed near " + HAHNEL + " (per-patient K_z: median about 420 of K_Y = 1e6 cells, 0.04 % BCR-ABL, "
+      "range about 4-9,600, 0.0004-1 %); window 0.001-1 % (Kim et al. 2008; Clapp et al. 2015)",
       "leukemic load of peak effector stimulation, as the BCR-ABL ratio it gives at normal donor hematopoiesis",
       "effector"),
     P("z_kill", 3.3e-6, "1/(cell*day)", 1.0e-8, 1.0e-4, "log", HAHNEL + " (m = 1e-4/(cell*month)); mass action as in "
