@@ -32,6 +32,16 @@ def _changed(path: Path, tmp_path: Path, **changes) -> Path:
     return out
 
 
+def _fit_config_fitting_also(tmp_path: Path, quantity: str) -> tuple[Path, str]:
+    """The committed fit config with ``quantity`` added to its first variant's fitted list: ``(path, variant)``."""
+    cfg = read_toml(FIT)
+    v = next(iter(cfg["fitted"]))
+    cfg["fitted"][v] = cfg["fitted"][v] + [quantity]
+    path = tmp_path / "fit.toml"
+    path.write_text(tomlw.dumps(cfg))
+    return path, v
+
+
 def _exits_2(capsys, argv, *needles) -> str:
     assert main([str(a) for a in argv]) == 2
     err = capsys.readouterr().err
@@ -482,11 +492,7 @@ def test_a_spread_factor_on_a_parameter_whose_median_is_zero_is_refused_when_the
     _exits_2(capsys, ["sensitivity", path, "--quick", "--out", out, "--no-progress"], "[parameters] factors",
              "sd_z_dormant_kill", "positive median")
     assert not out.exists()
-    cfg = read_toml(FIT)
-    v = next(iter(cfg["fitted"]))
-    cfg["fitted"][v] = cfg["fitted"][v] + ["sd_z_dormant_kill"]
-    path = tmp_path / "fit.toml"
-    path.write_text(tomlw.dumps(cfg))
+    path, v = _fit_config_fitting_also(tmp_path, "sd_z_dormant_kill")
     with pytest.raises(InputError, match=rf"\[fitted\] {v}: sd_z_dormant_kill"):
         load_fit(path)
 
@@ -519,11 +525,7 @@ def test_ranges_that_let_r_x_fall_to_d0_are_refused_when_the_config_is_read(tmp_
         with pytest.raises(InputError, match=r"\[parameters\] factors: r_x must exceed d0"):
             load_sens(path)
 
-    cfg = read_toml(FIT)
-    v = next(iter(cfg["fitted"]))
-    cfg["fitted"][v] = cfg["fitted"][v] + ["d0"]
-    path = tmp_path / "fit.toml"
-    path.write_text(tomlw.dumps(cfg))
+    path, v = _fit_config_fitting_also(tmp_path, "d0")
     with pytest.raises(InputError, match=rf"\[fitted\] {v}: r_x must exceed d0.*fit only one"):
         load_fit(path)
 
