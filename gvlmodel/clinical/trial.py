@@ -128,7 +128,8 @@ def fit_parameter(spec: str) -> FitParameter:
 
 @dataclass(frozen=True)
 class TrialDesign:
-    """How a virtual trial is run (defaults: Hess et al. 2005, ``gvlmodel/data/hess2005.toml``; assumptions marked in the config)."""
+    """How a virtual trial is run (defaults: Hess et al. 2005, ``gvlmodel/data/hess2005.toml``; assumptions
+    marked in the config)."""
 
     size: int = 44
     relapse_mix: Mapping[str, float] = field(default_factory=lambda: dict(HESS2005_RELAPSE_MIX))

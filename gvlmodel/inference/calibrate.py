@@ -135,7 +135,7 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> C
                          f"got {datasets!r}")
     variant = parse_variant(c.get("variant", "H2")).value
     base = c.get("base_set", "default")
-    parameter_set(base)  # validates the name
+    base_parameters = parameter_set(base)  # validates the name
     fitted_tab = cfg.get("fitted", {})
     if not isinstance(fitted_tab, dict):
         raise InputError(f"{source}: [fitted] must be a table of name = prior SD (log10)")
@@ -151,7 +151,7 @@ def parse_config(cfg: dict, *, quick: bool = False, source: str = "config") -> C
             raise InputError(f"{source}: [fitted] {name!r} is a linear-scale parameter; only log-scale rows "
                              "can be fitted (log-normal between patients)")
         fitted[name] = real(f"[fitted] {name}", sd, lo=0.01, hi=3.0)
-    check_ordered_ranges(parameter_ranges(resolve_parameters(parameter_set(base)),
+    check_ordered_ranges(parameter_ranges(base_parameters,
                                           spread=[name for name in fitted if name in PARAMETER_TABLE]),
                          f"{source}: [fitted]", "each patient's fit ranges over the table's bounds, which overlap "
                          "for these two: fit only one of them")
